@@ -1,0 +1,517 @@
+//! The `ConnectorAuth` API (`connectorauth.dev/v1alpha1`).
+//!
+//! These are plain data types: the engine reads them, the adapters (controller, local mode)
+//! move them around. Every field's doc comment becomes `kubectl explain` text, so they are
+//! written for users, not for us.
+
+use std::collections::BTreeMap;
+
+use kube::{CustomResource, KubeSchema};
+use serde::{Deserialize, Serialize};
+
+pub const GROUP: &str = "connectorauth.dev";
+pub const VERSION: &str = "v1alpha1";
+
+/// Desired state of a ConnectorAuth: where the credentials are, how to turn them into a token,
+/// and where to publish the result.
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "connectorauth.dev",
+    version = "v1alpha1",
+    kind = "ConnectorAuth",
+    plural = "connectorauths",
+    shortname = "cauth",
+    namespaced,
+    status = "ConnectorAuthStatus",
+    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"Scheme","type":"string","jsonPath":".status.scheme"}"#,
+    printcolumn = r#"{"name":"Expires","type":"date","jsonPath":".status.expiresAt"}"#,
+    printcolumn = r#"{"name":"Next refresh","type":"date","jsonPath":".status.nextRefreshTime"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#,
+    cel
+)]
+#[derive(KubeSchema)]
+#[x_kube(
+    validation = Rule::new("[has(self.refreshableToken), has(self.oauth2), has(self.apiKey), has(self.jwt), has(self.tripletex), has(self.superOffice)].filter(x, x).size() == 1").message("exactly one scheme must be set: refreshableToken, oauth2, apiKey, jwt, tripletex or superOffice"),
+    validation = Rule::new("!has(self.oauth2) || has(self.oauth2.tokenUrl) || has(self.oauth2.tokenRequest)").message("oauth2 needs tokenUrl (or a tokenRequest override)")
+)]
+#[serde(rename_all = "camelCase")]
+pub struct ConnectorAuthSpec {
+    /// The Secret, in the same namespace as this ConnectorAuth, whose keys are the template
+    /// variables of this scheme (for example `username`, `password`, `client_id`, `api_key`).
+    pub credentials_ref: CredentialsRef,
+
+    /// The authentication scheme. Exactly one scheme block is set.
+    #[serde(flatten)]
+    pub scheme: Scheme,
+
+    /// Where and how the issued token is published for workloads.
+    #[serde(default, skip_serializing_if = "Output::is_empty")]
+    pub output: Output,
+
+    /// When the token is renewed.
+    #[serde(default, skip_serializing_if = "Renewal::is_empty")]
+    pub renewal: Renewal,
+}
+
+/// A reference to the credentials Secret.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CredentialsRef {
+    /// Name of the Secret holding the credentials.
+    #[x_kube(validation = Rule::new("self.size() > 0").message("credentialsRef.name must not be empty"))]
+    pub name: String,
+    /// Namespace of the Secret. It must be the namespace of the ConnectorAuth (or be omitted):
+    /// the operator refuses references into other namespaces.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+}
+
+/// The authentication scheme: one block, named after what users know from other platforms.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum Scheme {
+    /// A login request returns a token (and maybe a refresh token); a refresh request renews it.
+    /// The token is extracted from the JSON body, a response header or a cookie.
+    RefreshableToken(RefreshableToken),
+    /// An OAuth 2.0 (RFC 6749) token endpoint.
+    #[serde(rename = "oauth2")]
+    OAuth2(OAuth2),
+    /// A static API key from the credentials Secret, rendered into the output headers.
+    ApiKey(ApiKey),
+    /// An application token exchanged for a JWT access token and refresh token (webCRM style).
+    Jwt(Jwt),
+    /// Tripletex: consumer token + employee token exchanged for a session token.
+    Tripletex(Tripletex),
+    /// SuperOffice: OAuth 2.0 plus the `so_ticket` taken from the id_token.
+    SuperOffice(SuperOffice),
+}
+
+impl Scheme {
+    /// The name shown in the `Scheme` printer column and in status.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Scheme::RefreshableToken(_) => "refreshableToken",
+            Scheme::OAuth2(_) => "oauth2",
+            Scheme::ApiKey(_) => "apiKey",
+            Scheme::Jwt(_) => "jwt",
+            Scheme::Tripletex(_) => "tripletex",
+            Scheme::SuperOffice(_) => "superOffice",
+        }
+    }
+}
+
+/// HTTP method of a token request.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, schemars::JsonSchema)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Method {
+    Get,
+    Post,
+    Put,
+    Patch,
+}
+
+/// An HTTP request rendered from templates. Every string is a minijinja template whose variables
+/// are the credentials keys, `access_token`, `refresh_token`, `oauth.*`, `redirect_url` and `now`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!(has(self.body) && has(self.form))").message("set either body or form, not both"))]
+pub struct Request {
+    /// URL template, e.g. `https://{{ domain }}/docuware/platform/Account/Logon`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub url: String,
+    /// HTTP method. Default POST.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<Method>,
+    /// Request headers; values are templates.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, String>,
+    /// Raw body template (form-encoded, JSON, …). Set the matching Content-Type header.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<String>,
+    /// Form fields, sent as `application/x-www-form-urlencoded`; values are templates and are
+    /// URL-encoded for you.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub form: BTreeMap<String, String>,
+}
+
+/// Where to find a value in a token response. Set exactly one of `jsonPath`, `header` or
+/// `cookie`; add `jwtClaim` to read a claim of the JWT found there.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("[has(self.jsonPath), has(self.header), has(self.cookie)].filter(x, x).size() == 1").message("set exactly one of jsonPath, header or cookie"))]
+pub struct Extract {
+    /// JSONPath (RFC 9535) into the JSON response body, e.g. `$.data.access_token`. A plain
+    /// dotted path such as `data.access_token` is accepted too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub json_path: Option<String>,
+    /// Name of a response header, e.g. `X-Auth-Token`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub header: Option<String>,
+    /// Name of a cookie set by the response (`Set-Cookie`), e.g. `.DWPLATFORMAUTH`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cookie: Option<String>,
+    /// Treat the value found as a JWT and take this claim of its payload instead,
+    /// e.g. `http://schemes.superoffice.net/identity/ticket`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwt_claim: Option<String>,
+}
+
+impl Extract {
+    pub fn json_path(path: &str) -> Self {
+        Extract {
+            json_path: Some(path.to_string()),
+            ..Default::default()
+        }
+    }
+}
+
+/// How the values of a token response are read.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Extraction {
+    /// Where the access token is. Default: `jsonPath: $.access_token`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_token: Option<Extract>,
+    /// Where a refresh token is, if the provider issues one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<Extract>,
+    /// Where the lifetime in seconds is (e.g. `expires_in`). Without it (and without
+    /// `expiresAt`) the expiry is the JWT `exp` claim of the access token, else
+    /// `renewal.refreshInterval`, else the token is treated as permanent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_in: Option<Extract>,
+    /// Where an absolute expiry is (RFC 3339 time, date, or Unix seconds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<Extract>,
+    /// Where the token type is (e.g. `token_type`). Default `Bearer`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_type: Option<Extract>,
+    /// Further values to extract and publish, by output key (e.g. `instance_url`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub extras: BTreeMap<String, Extract>,
+}
+
+/// A refresh request. Extraction fields left out fall back to those of the login request.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RefreshRequest {
+    #[serde(flatten)]
+    pub request: Request,
+    #[serde(flatten)]
+    pub extraction: Extraction,
+}
+
+/// The generic login/refresh flow ("Refreshable Token").
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RefreshableToken {
+    /// The login request, sent with the credentials (Locoia: `authorization_request_*`).
+    pub authorization: Request,
+    #[serde(flatten)]
+    pub extraction: Extraction,
+    /// An optional separate refresh request using `{{ refresh_token }}` (Locoia:
+    /// `refresh_request_*`). Without it the login request is repeated to renew.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh: Option<RefreshRequest>,
+}
+
+/// OAuth 2.0 grant type.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum GrantType {
+    /// `client_credentials`: the client authenticates as itself.
+    ClientCredentials,
+    /// `refresh_token`: a refresh token obtained at onboarding is in the credentials Secret.
+    RefreshToken,
+    /// `authorization_code`: a person consents once via `authorizationUrl`; the operator keeps
+    /// the refresh token from then on.
+    AuthorizationCode,
+    /// `password`: resource owner password credentials.
+    Password,
+}
+
+/// How the OAuth 2.0 client authenticates at the token endpoint.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientAuth {
+    /// HTTP Basic with client id and secret (RFC 6749 §2.3.1).
+    ClientSecretBasic,
+    /// `client_id` and `client_secret` in the form body.
+    ClientSecretPost,
+}
+
+/// An OAuth 2.0 token endpoint.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OAuth2 {
+    /// Token endpoint URL template.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_url: Option<String>,
+    /// Grant used to obtain the first token: `clientCredentials` (default for oauth2),
+    /// `refreshToken` (default for superOffice), `authorizationCode` or `password`. Renewal uses
+    /// the `refresh_token` grant whenever the provider issued a refresh token, else repeats this
+    /// grant.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grant_type: Option<GrantType>,
+    /// Client id template. Default `{{ client_id }}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    /// Client secret template. Default `{{ client_secret }}` (may be absent for public clients).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_secret: Option<String>,
+    /// Client authentication method: `client_secret_basic` (default for oauth2) or
+    /// `client_secret_post` (default for superOffice).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_auth: Option<ClientAuth>,
+    /// Scopes requested (space-joined into `scope`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scopes: Vec<String>,
+    /// `audience` parameter, for providers that need one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audience: Option<String>,
+    /// Extra form parameters for every token request; values are templates.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub extra_params: BTreeMap<String, String>,
+    /// Extra headers for every token request (e.g. a subscription key); values are templates.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, String>,
+    /// Credentials key holding the refresh token obtained at onboarding (grant `refreshToken`).
+    /// Default `refresh_token`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_token_key: Option<String>,
+    /// Username template for the `password` grant. Default `{{ username }}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    /// Password template for the `password` grant. Default `{{ password }}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<String>,
+    /// Consent URL template for the `authorizationCode` grant, usually containing
+    /// `{{ redirect_url }}` (ChiefOnboarding: `authenticate_url`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authorization_url: Option<String>,
+    /// The provider's callback carries no `code` (ChiefOnboarding: `without_code`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub without_code: bool,
+    /// Replaces the generated first token request entirely (ChiefOnboarding: `access_token`).
+    /// The code from the consent callback is `{{ code }}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_request: Option<Request>,
+    /// Replaces the generated refresh request entirely (ChiefOnboarding: `refresh`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_request: Option<Request>,
+    /// Response extraction overrides. Defaults follow RFC 6749 (`access_token`,
+    /// `refresh_token`, `expires_in`, `token_type`).
+    #[serde(flatten)]
+    pub extraction: Extraction,
+}
+
+/// A static API key.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ApiKey {
+    /// Template of the key; it becomes `access_token`. Default `{{ api_key }}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+}
+
+/// JWT login: an application token is exchanged for a JWT access token and a refresh token.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Jwt {
+    /// The login request, e.g. `POST https://api.webcrm.com/Auth/ApiLogin` with
+    /// `{"authCode": "{{ app_token }}"}`.
+    pub login: Request,
+    /// The refresh request, using `{{ refresh_token }}`. Without it the login is repeated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh: Option<RefreshRequest>,
+    /// Extraction overrides. Defaults: `AccessToken`/`access_token`, `RefreshToken`/
+    /// `refresh_token`; expiry from the JWT `exp` claim unless `expiresIn` is set.
+    #[serde(flatten)]
+    pub extraction: Extraction,
+}
+
+/// Tripletex session tokens (`PUT /v2/token/session/:create`).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Tripletex {
+    /// API base URL. Default `https://tripletex.no` (test: `https://api-test.tripletex.tech`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_url: Option<String>,
+    /// Consumer token template. Default `{{ consumer_token }}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consumer_token: Option<String>,
+    /// Employee token template. Default `{{ employee_token }}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub employee_token: Option<String>,
+    /// Days until the session's `expirationDate`. Default 1 (tomorrow).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 365))]
+    pub session_days: Option<u32>,
+}
+
+/// SuperOffice environment, selecting the default token endpoint.
+#[derive(
+    Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, schemars::JsonSchema,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum SuperOfficeEnvironment {
+    /// Development (`sod.superoffice.com`).
+    Sod,
+    /// Stage (`qaonline.superoffice.com`).
+    Stage,
+    /// Production (`online.superoffice.com`).
+    #[default]
+    Online,
+}
+
+/// SuperOffice: OAuth 2.0 whose `id_token` carries the `so_ticket`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SuperOffice {
+    /// Environment; selects the default token URL
+    /// `https://<env>.superoffice.com/login/common/oauth/tokens`.
+    #[serde(default)]
+    pub environment: SuperOfficeEnvironment,
+    /// Claim of the `id_token` that holds the ticket.
+    /// Default `http://schemes.superoffice.net/identity/ticket`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ticket_claim: Option<String>,
+    /// OAuth 2.0 settings (grant, client, overrides). `grantType` defaults to `refreshToken`
+    /// here when not set.
+    #[serde(flatten)]
+    pub oauth2: OAuth2,
+}
+
+/// How the token is published.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Output {
+    /// Name of the generated Secret. Default `<name>-token`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_name: Option<String>,
+    /// How a client presents the token (Locoia's header configuration).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub header: Option<HeaderOutput>,
+    /// Extra keys of the generated Secret; each value is a template.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub template: BTreeMap<String, String>,
+    /// Also publish `refresh_token` in the generated Secret. Default false: the refresh token
+    /// stays in the operator's private state.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub expose_refresh_token: bool,
+}
+
+impl Output {
+    fn is_empty(&self) -> bool {
+        self == &Output::default()
+    }
+}
+
+/// The header a client sends, published as `header_name`, `header_value` and `headers.json`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HeaderOutput {
+    /// Header name. Default `Authorization`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Header value template, e.g. `Bearer {{ access_token }}` or
+    /// `.DWPLATFORMAUTH={{ access_token }}` (Locoia: `token_prefix`). `{{ token_format }}` is
+    /// the rendered `format`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+    /// Template rendered first and offered as `{{ token_format }}` (Locoia: `token_format`).
+    /// Default `{{ access_token }}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<String>,
+    /// Base64-encode `token_format` (Locoia: `encode`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub encode: bool,
+    /// Further headers every API call needs (Locoia: `custom_headers`); values are templates.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub extra: BTreeMap<String, String>,
+}
+
+/// When to renew.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!(has(self.renewBefore) && has(self.renewBeforePercentage))").message("set either renewBefore or renewBeforePercentage, not both"))]
+pub struct Renewal {
+    /// Renew this long before expiry, e.g. `5m`. Default: at 2/3 of the lifetime.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new(DURATION_RULE).message("renewBefore must be a duration such as 30s, 5m or 1h30m"))]
+    pub renew_before: Option<String>,
+    /// Renew when this percentage of the lifetime remains (1–99).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 99))]
+    pub renew_before_percentage: Option<u8>,
+    /// Renewal interval for tokens whose expiry is unknown, e.g. `1h`. Omitted: such tokens are
+    /// permanent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new(DURATION_RULE).message("refreshInterval must be a duration such as 30s, 5m or 1h30m"))]
+    pub refresh_interval: Option<String>,
+}
+
+const DURATION_RULE: &str = "self.matches('^([0-9]+(ms|s|m|h|d))+$')";
+
+impl Renewal {
+    fn is_empty(&self) -> bool {
+        self == &Renewal::default()
+    }
+}
+
+/// Observed state.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ConnectorAuthStatus {
+    /// `Ready` and, while renewal is failing, `RefreshFailing`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    /// The scheme in use.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scheme: Option<String>,
+    /// When the published token expires (RFC 3339); absent for permanent tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
+    /// When a token was last obtained from the provider.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_refresh_time: Option<String>,
+    /// When the next renewal is due.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_refresh_time: Option<String>,
+    /// The generated Secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_name: Option<String>,
+    /// For the authorization-code grant: the URL a person opens to grant consent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authorization_url: Option<String>,
+    /// Consecutive failed attempts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure_count: Option<u32>,
+    /// The `metadata.generation` this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+}
+
+/// A status condition (same shape as `metav1.Condition`).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Condition {
+    /// Condition type, e.g. `Ready`.
+    #[serde(rename = "type")]
+    pub type_: String,
+    /// `True`, `False` or `Unknown`.
+    pub status: String,
+    /// Machine-readable reason in PascalCase.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub reason: String,
+    /// Human-readable message. Never contains secret values.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub message: String,
+    /// When the status last changed.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub last_transition_time: String,
+    /// The generation this condition was computed for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+}

@@ -1,0 +1,302 @@
+//! The command line: `crd`, `local`, `demo`.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use kube::CustomResourceExt;
+
+use crate::api::ConnectorAuth;
+use crate::engine::renewal::parse_duration;
+use crate::engine::{Engine, HttpSettings};
+use crate::local::{self, LocalRunner};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "connector-auth-operator",
+    version,
+    about = "Keeps third-party API credentials fresh"
+)]
+pub struct Cli {
+    /// Log filter (tracing `EnvFilter` syntax), e.g. `info` or `connector_auth_operator=debug`.
+    #[arg(long, env = "LOG_LEVEL", default_value = "warn", global = true)]
+    pub log_level: String,
+    /// Log format.
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Print the ConnectorAuth CustomResourceDefinition as YAML.
+    Crd,
+    /// Issue and refresh tokens for the manifests in a folder, without a cluster.
+    Local(LocalArgs),
+    /// Start a demo OAuth2 provider on loopback and run local mode against it.
+    Demo(DemoArgs),
+}
+
+/// Settings of the token HTTP client.
+#[derive(Args, Debug, Clone)]
+pub struct HttpArgs {
+    /// Total timeout of one token request.
+    #[arg(long, default_value = "30s", value_parser = duration_arg)]
+    pub token_timeout: Duration,
+    /// Largest token response accepted, in bytes.
+    #[arg(long, default_value_t = 1024 * 1024)]
+    pub max_response_bytes: usize,
+}
+
+impl HttpArgs {
+    pub fn settings(&self) -> HttpSettings {
+        HttpSettings {
+            timeout: self.token_timeout,
+            max_response_bytes: self.max_response_bytes,
+            ..HttpSettings::default()
+        }
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct LocalArgs {
+    /// Folder (searched recursively) or file with ConnectorAuth and Secret manifests.
+    #[arg(long, short = 'm')]
+    pub manifests: PathBuf,
+    /// Folder for the generated Secrets (`<namespace>/<secretName>/<key>`) and private state
+    /// (`.state/`).
+    #[arg(long, short = 'o')]
+    pub output: PathBuf,
+    /// Make sure every token is issued once, print a summary and exit (non-zero if any failed).
+    #[arg(long)]
+    pub once: bool,
+    /// With --once: also print each generated Secret, values redacted.
+    #[arg(long)]
+    pub show: bool,
+    /// Longest pause between passes (manifests are re-read every pass).
+    #[arg(long, default_value = "10s", value_parser = duration_arg)]
+    pub poll: Duration,
+    /// Value of `{{ redirect_url }}` in templates.
+    #[arg(long)]
+    pub redirect_url: Option<String>,
+    #[command(flatten)]
+    pub http: HttpArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct DemoArgs {
+    /// Address of the demo provider; the bundled demo manifests expect 127.0.0.1:18080.
+    #[arg(long, default_value = "127.0.0.1:18080")]
+    pub listen: SocketAddr,
+    /// Manifests to run.
+    #[arg(long, default_value = "examples/demo")]
+    pub manifests: PathBuf,
+    /// Output folder. Default: a new temporary folder.
+    #[arg(long)]
+    pub output: Option<PathBuf>,
+    /// How long to keep refreshing.
+    #[arg(long, default_value = "15s", value_parser = duration_arg)]
+    pub duration: Duration,
+    /// Lifetime of the demo provider's access tokens.
+    #[arg(long, default_value = "6s", value_parser = duration_arg)]
+    pub ttl: Duration,
+}
+
+fn duration_arg(s: &str) -> Result<Duration, String> {
+    parse_duration("argument", s).map_err(|e| e.to_string())
+}
+
+/// Entry point of the binary.
+pub fn main() -> anyhow::Result<std::process::ExitCode> {
+    let cli = Cli::parse();
+    init_tracing(&cli.log_level, cli.log_format)?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(run(cli))
+}
+
+pub fn init_tracing(filter: &str, format: LogFormat) -> anyhow::Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+        .with_context(|| format!("invalid --log-level `{filter}`"))?;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let result = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+    result.map_err(|e| anyhow::anyhow!("cannot initialise logging: {e}"))
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
+    match cli.command {
+        Command::Crd => {
+            print!("{}", crd_yaml()?);
+            Ok(std::process::ExitCode::SUCCESS)
+        }
+        Command::Local(args) => run_local(args).await,
+        Command::Demo(args) => run_demo(args).await,
+    }
+}
+
+/// The CRD as YAML, exactly as committed in `crds/`.
+pub fn crd_yaml() -> anyhow::Result<String> {
+    Ok(serde_saphyr::to_string(&ConnectorAuth::crd())?)
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+async fn run_local(args: LocalArgs) -> anyhow::Result<std::process::ExitCode> {
+    let engine = Engine::new(args.http.settings())?;
+    let mut runner = LocalRunner::new(engine, args.manifests.clone(), args.output.clone());
+    runner.redirect_url = args.redirect_url.clone();
+    runner.poll = args.poll;
+    if args.once {
+        let reports = runner.pass().await?;
+        if reports.is_empty() {
+            anyhow::bail!("no ConnectorAuth found under {}", args.manifests.display());
+        }
+        for r in &reports {
+            println!("{}", r.line());
+            if args.show {
+                let store = local::FileStore::new(
+                    &args.output,
+                    &r.namespace,
+                    &r.name,
+                    secret_leaf(&r.secret),
+                );
+                for line in redacted(&store.published()) {
+                    println!("    {line}");
+                }
+            }
+        }
+        let failed = local::failed(&reports);
+        return Ok(if failed {
+            std::process::ExitCode::FAILURE
+        } else {
+            std::process::ExitCode::SUCCESS
+        });
+    }
+    eprintln!(
+        "local mode: {} -> {} (Ctrl-C to stop)",
+        args.manifests.display(),
+        args.output.display()
+    );
+    runner.run(shutdown_signal()).await?;
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+fn secret_leaf(path: &str) -> &str {
+    path.rsplit('/').next().unwrap_or(path)
+}
+
+/// Output Secret data for humans: metadata in clear, secret values as lengths only.
+pub fn redacted(data: &BTreeMap<String, String>) -> Vec<String> {
+    data.iter()
+        .map(|(k, v)| match k.as_str() {
+            "token_type" | "expires_at" | "header_name" => format!("{k}: {v}"),
+            "headers.json" => {
+                let names: Vec<String> = serde_json::from_str::<BTreeMap<String, String>>(v)
+                    .map(|m| m.into_keys().collect())
+                    .unwrap_or_default();
+                format!("{k}: {{{}}} (values redacted)", names.join(", "))
+            }
+            _ => format!("{k}: <redacted, {} bytes>", v.len()),
+        })
+        .collect()
+}
+
+async fn run_demo(args: DemoArgs) -> anyhow::Result<std::process::ExitCode> {
+    let provider = crate::demo::DemoProvider::new(args.ttl, "demo-user", "demo-password");
+    let (addr, server) = provider
+        .serve(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {} (pass --listen with a free address and update the manifests' base_url)", args.listen))?;
+    let output = match args.output {
+        Some(o) => o,
+        None => std::env::temp_dir().join(format!("connector-auth-demo-{}", std::process::id())),
+    };
+    println!(
+        "demo provider on http://{addr} (access tokens live {}s, refresh tokens rotate)",
+        args.ttl.as_secs()
+    );
+    println!(
+        "local mode: {} -> {}",
+        args.manifests.display(),
+        output.display()
+    );
+    let engine = Engine::new(HttpSettings::default())?;
+    let mut runner = LocalRunner::new(engine, args.manifests.clone(), output.clone());
+    runner.poll = Duration::from_secs(1);
+    let deadline = tokio::time::sleep(args.duration);
+    tokio::pin!(deadline);
+    let stop = async {
+        tokio::select! {
+            _ = &mut deadline => {},
+            _ = shutdown_signal() => {},
+        }
+    };
+    runner.run(stop).await?;
+
+    // Prove the published headers work: call the protected endpoint with them.
+    let manifests = local::load_manifests(&args.manifests)?;
+    let client = reqwest::Client::new();
+    let mut ok = true;
+    for ca in &manifests.resources {
+        let ns = kube::ResourceExt::namespace(ca).unwrap_or_else(|| "default".into());
+        let name = kube::ResourceExt::name_any(ca);
+        let store = local::FileStore::new(&output, &ns, &name, &local::secret_name(ca));
+        let data = store.published();
+        let headers: BTreeMap<String, String> = data
+            .get("headers.json")
+            .and_then(|h| serde_json::from_str(h).ok())
+            .unwrap_or_default();
+        let mut req = client.get(format!("http://{addr}/api/me"));
+        for (k, v) in &headers {
+            req = req.header(k, v);
+        }
+        let status = req.send().await.map(|r| r.status().as_u16()).unwrap_or(0);
+        ok &= status == 200;
+        println!(
+            "GET /api/me with {ns}/{} headers.json -> HTTP {status}",
+            local::secret_name(ca)
+        );
+        for line in redacted(&data) {
+            println!("    {line}");
+        }
+    }
+    println!(
+        "token requests served by the provider: {}",
+        provider.token_requests()
+    );
+    server.abort();
+    Ok(if ok {
+        std::process::ExitCode::SUCCESS
+    } else {
+        std::process::ExitCode::FAILURE
+    })
+}

@@ -1,0 +1,266 @@
+//! One reconcile pass for one resource, independent of where state lives:
+//! gather (load the record) → decide (pure) → act (token request, persist, publish).
+//!
+//! The ordering is the durability guarantee: a token response is persisted to the private
+//! store *before* anything is published, and a record that could not be persisted is kept in
+//! memory and persisted first on the next pass, so a rotated refresh token is never lost while
+//! the process lives and the old one is never sent again.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::time::Duration;
+
+use backon::{ExponentialBuilder, Retryable};
+use jiff::{SignedDuration, Timestamp};
+use serde::{Deserialize, Serialize};
+
+use super::renewal::{self, Decision};
+use super::{Engine, EngineError, Flow, Inputs, TokenState};
+
+/// Private, durable per-resource record.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Record {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<TokenState>,
+    /// Consecutive failures.
+    #[serde(default)]
+    pub failures: u32,
+    /// No new attempt before this time (backoff), unless the inputs change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_at: Option<Timestamp>,
+    /// Fingerprint of the inputs of the last failed attempt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed_fingerprint: Option<String>,
+    /// Reason and message of the last failure (never secret).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<(String, String)>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{what}: {source}")]
+pub struct StoreError {
+    pub what: String,
+    #[source]
+    pub source: Box<dyn std::error::Error + Send + Sync>,
+}
+
+impl StoreError {
+    pub fn new(
+        what: impl Into<String>,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
+        StoreError {
+            what: what.into(),
+            source: source.into(),
+        }
+    }
+}
+
+/// Where a resource's record and output live.
+pub trait Store {
+    fn load(&self) -> impl Future<Output = Result<Option<Record>, StoreError>> + Send;
+    /// Durably saves the record.
+    fn save(&self, record: &Record) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Publishes the output data; returns false (and writes nothing) when it is unchanged.
+    fn publish(
+        &self,
+        data: &BTreeMap<String, String>,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+}
+
+/// In-memory companion of a store: a record that could not be persisted yet.
+#[derive(Debug, Default)]
+pub struct Unsaved(Option<Record>);
+
+/// What a pass did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// The stored token is good.
+    Kept,
+    /// A new token was obtained.
+    Issued {
+        reason: &'static str,
+        refreshed: bool,
+    },
+    /// The attempt failed; the previous token (if any) stays published.
+    Failed { error: EngineError },
+    /// Still backing off from an earlier failure.
+    BackingOff,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outcome {
+    pub action: Action,
+    /// The token currently published, if any.
+    pub token: Option<TokenState>,
+    /// When this resource wants to be looked at again (None: only on change).
+    pub next: Option<Timestamp>,
+    /// Whether the output was written.
+    pub written: bool,
+    pub failures: u32,
+    pub last_error: Option<(String, String)>,
+}
+
+fn retry_policy() -> ExponentialBuilder {
+    ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(100))
+        .with_max_delay(Duration::from_secs(2))
+        .with_max_times(5)
+        .with_jitter()
+}
+
+/// One pass. `Err` only for store failures; token failures are an `Outcome`.
+pub async fn reconcile<S: Store + Sync>(
+    engine: &Engine,
+    flow: &Flow,
+    inputs: &Inputs,
+    fingerprint: &str,
+    store: &S,
+    unsaved: &mut Unsaved,
+    now: Timestamp,
+) -> Result<Outcome, StoreError> {
+    // Anything held only in memory goes to disk first.
+    if let Some(pending) = unsaved.0.take() {
+        if let Err(e) = (|| store.save(&pending)).retry(retry_policy()).await {
+            unsaved.0 = Some(pending);
+            return Err(e);
+        }
+    }
+    let mut record = store.load().await?.unwrap_or_default();
+
+    let inputs_unchanged = record.failed_fingerprint.as_deref() == Some(fingerprint);
+    if let Some(retry_at) = record.retry_at.filter(|r| *r > now && inputs_unchanged) {
+        let written = publish_current(engine, flow, inputs, &record, store).await?;
+        return Ok(outcome(
+            Action::BackingOff,
+            &record,
+            Some(retry_at),
+            written,
+        ));
+    }
+
+    match renewal::decide(now, record.token.as_ref(), fingerprint) {
+        Decision::Keep { until } => {
+            let Some(token) = record.token.as_ref() else {
+                unreachable!("decide keeps only a stored token")
+            };
+            match engine.render_output(flow, inputs, token) {
+                Ok(data) => {
+                    let written = store.publish(&data).await?;
+                    Ok(outcome(Action::Kept, &record, until, written))
+                }
+                // Only the output spec is broken: report it, keep what is published, no backoff
+                // needed since no provider is called.
+                Err(error) => Ok(outcome(Action::Failed { error }, &record, until, false)),
+            }
+        }
+        Decision::Renew { reason } => {
+            let refreshed = record
+                .token
+                .as_ref()
+                .is_some_and(|t| t.refresh_token.is_some());
+            match engine
+                .obtain(flow, inputs, record.token.as_ref(), fingerprint, now)
+                .await
+            {
+                Ok(token) => {
+                    record.token = Some(token);
+                    record.failures = 0;
+                    record.retry_at = None;
+                    record.failed_fingerprint = None;
+                    record.last_error = None;
+                    if let Err(e) = (|| store.save(&record)).retry(retry_policy()).await {
+                        unsaved.0 = Some(record);
+                        return Err(e);
+                    }
+                    let token = record.token.as_ref().expect("just set");
+                    match engine.render_output(flow, inputs, token) {
+                        Ok(data) => {
+                            let written = store.publish(&data).await?;
+                            let next = token.renew_at;
+                            Ok(outcome(
+                                Action::Issued { reason, refreshed },
+                                &record,
+                                next,
+                                written,
+                            ))
+                        }
+                        Err(error) => {
+                            fail(store, &mut record, error, fingerprint, now, unsaved).await
+                        }
+                    }
+                }
+                Err(error) => fail(store, &mut record, error, fingerprint, now, unsaved).await,
+            }
+        }
+    }
+}
+
+async fn fail<S: Store + Sync>(
+    store: &S,
+    record: &mut Record,
+    error: EngineError,
+    fingerprint: &str,
+    now: Timestamp,
+    unsaved: &mut Unsaved,
+) -> Result<Outcome, StoreError> {
+    record.failures = record.failures.saturating_add(1);
+    let delay = renewal::backoff(
+        record.failures,
+        error.is_transient(),
+        error.retry_after(),
+        rand::random(),
+    );
+    let mut retry_at =
+        now + SignedDuration::try_from(delay).unwrap_or(SignedDuration::from_secs(300));
+    // A token that is about to expire is worth one more try just before it does, unless the
+    // provider asked us to wait.
+    if let Some(exp) = record.token.as_ref().and_then(|t| t.expires_at) {
+        if exp > now && exp < retry_at && error.retry_after().is_none() {
+            retry_at = retry_at.min(exp);
+        }
+    }
+    record.retry_at = Some(retry_at);
+    record.failed_fingerprint = Some(fingerprint.to_string());
+    record.last_error = Some((error.reason().to_string(), error.to_string()));
+    if let Err(e) = (|| store.save(record)).retry(retry_policy()).await {
+        unsaved.0 = Some(record.clone());
+        return Err(e);
+    }
+    Ok(outcome(
+        Action::Failed { error },
+        record,
+        Some(retry_at),
+        false,
+    ))
+}
+
+/// Re-publishes the stored token if the output went missing or was edited (the store compares).
+async fn publish_current<S: Store + Sync>(
+    engine: &Engine,
+    flow: &Flow,
+    inputs: &Inputs,
+    record: &Record,
+    store: &S,
+) -> Result<bool, StoreError> {
+    let Some(token) = record.token.as_ref() else {
+        return Ok(false);
+    };
+    match engine.render_output(flow, inputs, token) {
+        Ok(data) => store.publish(&data).await,
+        // The output spec is broken; the next issuance reports it. Keep what is published.
+        Err(_) => Ok(false),
+    }
+}
+
+fn outcome(action: Action, record: &Record, next: Option<Timestamp>, written: bool) -> Outcome {
+    Outcome {
+        action,
+        token: record.token.clone(),
+        next,
+        written,
+        failures: record.failures,
+        last_error: record.last_error.clone(),
+    }
+}

@@ -1,0 +1,221 @@
+//! Engine errors. Each has a stable PascalCase reason (used for conditions, Events and metric
+//! labels), says whether retrying can help, and never carries a secret value: messages name
+//! fields, variables, hosts and HTTP statuses only.
+
+use std::time::Duration;
+
+use thiserror::Error;
+
+pub type Result<T, E = EngineError> = std::result::Result<T, E>;
+
+#[derive(Debug, Error, Clone, PartialEq)]
+pub enum EngineError {
+    /// The spec cannot work as written (bad JSONPath, bad duration, missing required field).
+    #[error("invalid spec: {field}: {reason}")]
+    InvalidSpec { field: String, reason: String },
+
+    /// A template references something the context does not have.
+    #[error("template {field} uses undefined variable `{variable}`; available: {available}")]
+    UndefinedVariable {
+        field: String,
+        variable: String,
+        available: String,
+    },
+
+    /// A template failed to parse or render for another reason.
+    #[error("template {field} failed: {reason}")]
+    Template { field: String, reason: String },
+
+    /// The credentials Secret lacks a key the scheme needs (outside templates).
+    #[error("credentials Secret has no key `{key}` (needed by {field})")]
+    MissingCredential { key: String, field: String },
+
+    /// The rendered request is not sendable (bad URL, bad header).
+    #[error("{step} request: {reason}")]
+    InvalidRequest { step: String, reason: String },
+
+    /// The provider refused the credentials or grant (401/403, OAuth `invalid_grant`,
+    /// `invalid_client`, …). Retrying with the same input will not help.
+    #[error("{step} request to {host} was rejected: HTTP {status}{}", oauth_suffix(.oauth_error))]
+    Rejected {
+        step: String,
+        host: String,
+        status: u16,
+        oauth_error: Option<String>,
+    },
+
+    /// 429 Too Many Requests.
+    #[error("{step} request to {host} was rate limited: HTTP 429{}", retry_suffix(.retry_after))]
+    RateLimited {
+        step: String,
+        host: String,
+        retry_after: Option<Duration>,
+    },
+
+    /// 5xx or another status that may pass.
+    #[error("{step} request to {host} failed: HTTP {status}{}", retry_suffix(.retry_after))]
+    ProviderUnavailable {
+        step: String,
+        host: String,
+        status: u16,
+        retry_after: Option<Duration>,
+    },
+
+    /// No answer in time.
+    #[error("{step} request to {host} timed out after {}s", .after.as_secs_f64())]
+    Timeout {
+        step: String,
+        host: String,
+        after: Duration,
+    },
+
+    /// Connection-level failure (refused, reset, TLS, DNS).
+    #[error("{step} request to {host} failed: {reason}")]
+    Connection {
+        step: String,
+        host: String,
+        reason: String,
+    },
+
+    /// The response body was larger than allowed.
+    #[error("{step} response from {host} exceeds the {limit}-byte limit")]
+    ResponseTooLarge {
+        step: String,
+        host: String,
+        limit: usize,
+    },
+
+    /// The response was not what the extraction expects (not JSON, an HTML page, …).
+    #[error("{step} response from {host} (HTTP {status}) is not valid JSON{}", content_type_suffix(.content_type))]
+    InvalidResponse {
+        step: String,
+        host: String,
+        status: u16,
+        content_type: Option<String>,
+    },
+
+    /// The extraction found nothing.
+    #[error("{what} not found in {step} response: {location}")]
+    ValueNotFound {
+        step: String,
+        what: String,
+        location: String,
+    },
+
+    /// A value was found but is unusable (expiry that is not a number, JWT that is not a JWT).
+    #[error("{what} in {step} response is unusable: {reason}")]
+    InvalidValue {
+        step: String,
+        what: String,
+        reason: String,
+    },
+
+    /// The scheme needs a person to grant consent first (authorization-code grant).
+    #[error("authorization required: open status.authorizationUrl to grant consent")]
+    AuthorizationRequired,
+}
+
+fn oauth_suffix(e: &Option<String>) -> String {
+    e.as_ref().map(|e| format!(" ({e})")).unwrap_or_default()
+}
+
+fn retry_suffix(d: &Option<Duration>) -> String {
+    d.map(|d| format!(", retry after {}s", d.as_secs()))
+        .unwrap_or_default()
+}
+
+fn content_type_suffix(c: &Option<String>) -> String {
+    c.as_ref()
+        .map(|c| format!(" (Content-Type {c})"))
+        .unwrap_or_default()
+}
+
+impl EngineError {
+    /// Stable category for conditions, Events and metrics.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            EngineError::InvalidSpec { .. } => "InvalidSpec",
+            EngineError::UndefinedVariable { .. } => "UndefinedVariable",
+            EngineError::Template { .. } => "TemplateError",
+            EngineError::MissingCredential { .. } => "MissingCredential",
+            EngineError::InvalidRequest { .. } => "InvalidRequest",
+            EngineError::Rejected {
+                oauth_error: Some(e),
+                ..
+            } if e == "invalid_grant" => "InvalidGrant",
+            EngineError::Rejected { .. } => "CredentialsRejected",
+            EngineError::RateLimited { .. } => "RateLimited",
+            EngineError::ProviderUnavailable { .. } => "ProviderUnavailable",
+            EngineError::Timeout { .. } => "Timeout",
+            EngineError::Connection { .. } => "ConnectionFailed",
+            EngineError::ResponseTooLarge { .. } => "ResponseTooLarge",
+            EngineError::InvalidResponse { .. } => "InvalidResponse",
+            EngineError::ValueNotFound { .. } => "ValueNotFound",
+            EngineError::InvalidValue { .. } => "InvalidValue",
+            EngineError::AuthorizationRequired => "AuthorizationRequired",
+        }
+    }
+
+    /// Whether the same attempt may succeed later without any change to spec or credentials.
+    /// Terminal errors are still retried by the runners, but slowly (capped backoff), since a
+    /// provider can misbehave in ways that look terminal.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            EngineError::RateLimited { .. }
+                | EngineError::ProviderUnavailable { .. }
+                | EngineError::Timeout { .. }
+                | EngineError::Connection { .. }
+                | EngineError::InvalidResponse { .. }
+                | EngineError::ResponseTooLarge { .. }
+        )
+    }
+
+    /// The provider's `Retry-After`, if it sent one.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            EngineError::RateLimited { retry_after, .. }
+            | EngineError::ProviderUnavailable { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+
+    /// The refresh token was refused: it is revoked or expired, so it must not be sent again.
+    pub fn is_invalid_grant(&self) -> bool {
+        matches!(self, EngineError::Rejected { oauth_error: Some(e), .. } if e == "invalid_grant")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_name_the_step_host_and_status() {
+        let e = EngineError::Rejected {
+            step: "refresh".into(),
+            host: "oauth2.example.com".into(),
+            status: 400,
+            oauth_error: Some("invalid_grant".into()),
+        };
+        assert_eq!(
+            e.to_string(),
+            "refresh request to oauth2.example.com was rejected: HTTP 400 (invalid_grant)"
+        );
+        assert_eq!(e.reason(), "InvalidGrant");
+        assert!(e.is_invalid_grant());
+        assert!(!e.is_transient());
+
+        let e = EngineError::RateLimited {
+            step: "login".into(),
+            host: "api.snov.io".into(),
+            retry_after: Some(Duration::from_secs(30)),
+        };
+        assert_eq!(
+            e.to_string(),
+            "login request to api.snov.io was rate limited: HTTP 429, retry after 30s"
+        );
+        assert!(e.is_transient());
+        assert_eq!(e.retry_after(), Some(Duration::from_secs(30)));
+    }
+}

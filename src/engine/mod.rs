@@ -1,0 +1,466 @@
+//! The scheme engine: the pure core. It knows templates, HTTP token requests, extraction and
+//! expiry maths — and no Kubernetes. Adapters (controller, local mode) feed it a spec, the
+//! credentials and the stored token state, and persist what it returns.
+
+pub mod driver;
+pub mod error;
+pub mod extract;
+pub mod flow;
+pub mod http;
+pub mod renewal;
+pub mod secret;
+pub mod template;
+
+use std::collections::BTreeMap;
+
+use base64::Engine as _;
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+pub use error::{EngineError, Result};
+pub use flow::{Flow, compile};
+pub use http::{HttpClient, HttpSettings};
+pub use secret::SecretString;
+pub use template::{TemplateContext, Templates};
+
+use flow::{Body, Step, Tmpl};
+use http::HttpRequest;
+
+/// The private state of one resource's token. It holds the refresh token, so it is stored where
+/// workloads cannot read it (the state Secret, or `.state/` in local mode).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TokenState {
+    pub access_token: SecretString,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<SecretString>,
+    pub token_type: String,
+    pub issued_at: Timestamp,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<Timestamp>,
+    /// Renewal time, jitter included; chosen once per issuance and kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub renew_at: Option<Timestamp>,
+    /// Scheme extras such as `so_ticket`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub extras: BTreeMap<String, SecretString>,
+    /// Digest of the scheme spec and credentials the token was issued from.
+    pub fingerprint: String,
+    /// Digest of the onboarding refresh token last taken from the credentials, so a rotated
+    /// token is not replaced by the stale seed, and a new seed is noticed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed_refresh_token: Option<String>,
+}
+
+/// What the engine is given besides the spec.
+#[derive(Clone, Debug, Default)]
+pub struct Inputs {
+    pub credentials: BTreeMap<String, SecretString>,
+    pub redirect_url: Option<String>,
+    /// Values of an OAuth2 callback (`code`, and with `withoutCode` whatever it carried).
+    pub callback: BTreeMap<String, SecretString>,
+}
+
+/// Digest of everything a token depends on: the scheme block, the renewal policy and the
+/// credentials. Output settings are left out: changing them re-renders, it does not re-issue.
+pub fn fingerprint(
+    spec: &crate::api::ConnectorAuthSpec,
+    credentials: &BTreeMap<String, SecretString>,
+) -> String {
+    let mut h = Sha256::new();
+    h.update(serde_json::to_vec(&spec.scheme).unwrap_or_default());
+    h.update(serde_json::to_vec(&spec.renewal).unwrap_or_default());
+    for (k, v) in credentials {
+        h.update((k.len() as u64).to_le_bytes());
+        h.update(k.as_bytes());
+        h.update((v.expose().len() as u64).to_le_bytes());
+        h.update(v.expose().as_bytes());
+    }
+    hex(&h.finalize()[..16])
+}
+
+fn digest(s: &str) -> String {
+    hex(&Sha256::digest(s.as_bytes())[..16])
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Runs flows. Holds the shared HTTP client and template environment.
+#[derive(Clone)]
+pub struct Engine {
+    http: HttpClient,
+    templates: std::sync::Arc<Templates>,
+}
+
+impl Engine {
+    pub fn new(settings: HttpSettings) -> std::result::Result<Self, reqwest::Error> {
+        Ok(Engine {
+            http: HttpClient::new(settings)?,
+            templates: std::sync::Arc::new(Templates::new()),
+        })
+    }
+
+    pub fn templates(&self) -> &Templates {
+        &self.templates
+    }
+
+    pub fn compile(&self, spec: &crate::api::ConnectorAuthSpec) -> Result<Flow> {
+        flow::compile(spec, &self.templates)
+    }
+
+    /// Gets a new token: refresh when a refresh token is at hand, else log in. A refused
+    /// (`invalid_grant`) refresh falls back to logging in when the scheme can. Never returns a
+    /// state without the newest refresh token it has seen.
+    pub async fn obtain(
+        &self,
+        flow: &Flow,
+        inputs: &Inputs,
+        prev: Option<&TokenState>,
+        fingerprint: &str,
+        now: Timestamp,
+    ) -> Result<TokenState> {
+        if let Some(key) = &flow.static_token {
+            let ctx = self.context(inputs, None, None, now);
+            let token = self.templates.render(&key.field, &key.source, &ctx)?;
+            let renew_at = renewal::renew_at(now, None, &flow.renewal, rand::random());
+            return Ok(TokenState {
+                access_token: token.into(),
+                refresh_token: None,
+                token_type: flow.default_token_type.into(),
+                issued_at: now,
+                expires_at: None,
+                renew_at,
+                extras: BTreeMap::new(),
+                fingerprint: fingerprint.into(),
+                seed_refresh_token: None,
+            });
+        }
+
+        // Which refresh token: a new seed from the credentials wins over the stored one.
+        let seed = flow
+            .seed_refresh_key
+            .as_ref()
+            .and_then(|k| inputs.credentials.get(k))
+            .filter(|v| !v.is_empty());
+        let seed_digest = seed.map(|s| digest(s.expose()));
+        let stored = prev.and_then(|p| p.refresh_token.clone());
+        let prev_seed = prev.and_then(|p| p.seed_refresh_token.clone());
+        let refresh_token = match (seed, &stored) {
+            (Some(s), _) if seed_digest != prev_seed => Some(s.clone()),
+            (_, Some(r)) => Some(r.clone()),
+            (Some(s), None) => Some(s.clone()),
+            (None, None) => None,
+        };
+        let seed_digest = seed_digest.or(prev_seed);
+
+        if let (Some(step), Some(rt)) = (&flow.refresh, &refresh_token) {
+            let ctx = self.context(inputs, prev, Some(rt), now);
+            match self.run_step(step, &ctx, flow, Some(rt), now).await {
+                Ok(mut t) => {
+                    t.fingerprint = fingerprint.into();
+                    t.seed_refresh_token = seed_digest;
+                    return Ok(t);
+                }
+                Err(e) if e.is_invalid_grant() && flow.login.is_some() => {
+                    tracing::info!(step = step.name, "refresh token refused; logging in again");
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        if let Some(step) = &flow.login {
+            let ctx = self.context(inputs, prev, None, now);
+            let mut t = self.run_step(step, &ctx, flow, None, now).await?;
+            t.fingerprint = fingerprint.into();
+            t.seed_refresh_token = seed_digest;
+            return Ok(t);
+        }
+        if let Some(step) = &flow.code_exchange {
+            if inputs.callback.is_empty() {
+                return Err(EngineError::AuthorizationRequired);
+            }
+            let mut ctx = self.context(inputs, prev, None, now);
+            ctx.extra.extend(inputs.callback.clone());
+            let mut t = self.run_step(step, &ctx, flow, None, now).await?;
+            t.fingerprint = fingerprint.into();
+            t.seed_refresh_token = seed_digest;
+            return Ok(t);
+        }
+        let key = flow
+            .seed_refresh_key
+            .clone()
+            .unwrap_or_else(|| "refresh_token".into());
+        Err(EngineError::MissingCredential {
+            key,
+            field: format!("spec.{}.grantType refreshToken", flow.scheme),
+        })
+    }
+
+    /// Renders the consent URL of an authorization-code flow.
+    pub fn authorization_url(
+        &self,
+        flow: &Flow,
+        inputs: &Inputs,
+        state: &str,
+    ) -> Result<Option<String>> {
+        let Some(t) = &flow.authorization_url else {
+            return Ok(None);
+        };
+        let mut ctx = self.context(inputs, None, None, Timestamp::now());
+        ctx.extra.insert("state".into(), state.into());
+        self.templates.render(&t.field, &t.source, &ctx).map(Some)
+    }
+
+    fn context(
+        &self,
+        inputs: &Inputs,
+        prev: Option<&TokenState>,
+        refresh_token: Option<&SecretString>,
+        now: Timestamp,
+    ) -> TemplateContext {
+        TemplateContext {
+            credentials: inputs.credentials.clone(),
+            access_token: prev.map(|p| p.access_token.clone()),
+            refresh_token: refresh_token.cloned(),
+            redirect_url: inputs.redirect_url.clone(),
+            extra: BTreeMap::new(),
+            now: Some(now),
+        }
+    }
+
+    fn render(&self, t: &Tmpl, ctx: &TemplateContext) -> Result<SecretString> {
+        self.templates
+            .render(&t.field, &t.source, ctx)
+            .map(SecretString::from)
+    }
+
+    /// Renders a step into a request.
+    pub fn build_request(&self, step: &Step, ctx: &TemplateContext) -> Result<HttpRequest> {
+        let url_text = self.render(&step.url, ctx)?;
+        // The parse error would echo the URL; say only what is wrong with it.
+        let url =
+            url::Url::parse(url_text.expose().trim()).map_err(|e| EngineError::InvalidRequest {
+                step: step.name.into(),
+                reason: format!("{} does not render to a valid URL: {e}", step.url.field),
+            })?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(EngineError::InvalidRequest {
+                step: step.name.into(),
+                reason: format!(
+                    "{} must be an http or https URL, not {}",
+                    step.url.field,
+                    url.scheme()
+                ),
+            });
+        }
+        let mut headers = Vec::new();
+        for (name, t) in &step.headers {
+            headers.push((name.clone(), self.render(t, ctx)?));
+        }
+        let body = match &step.body {
+            Body::None => None,
+            Body::Raw(t) => Some(self.render(t, ctx)?),
+            Body::Form(fields) => {
+                let mut ser = url::form_urlencoded::Serializer::new(String::new());
+                for f in fields {
+                    match self.render(&f.value, ctx) {
+                        Ok(v) => {
+                            ser.append_pair(&f.name, v.expose());
+                        }
+                        Err(EngineError::UndefinedVariable { .. }) if f.optional => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+                if !headers
+                    .iter()
+                    .any(|(n, _)| n.eq_ignore_ascii_case("content-type"))
+                {
+                    headers.push((
+                        "Content-Type".into(),
+                        "application/x-www-form-urlencoded".into(),
+                    ));
+                }
+                Some(SecretString::new(ser.finish()))
+            }
+        };
+        let basic_auth = match &step.basic_auth {
+            None => None,
+            Some((u, p)) => {
+                let user = self.render(u, ctx)?;
+                let pass = match p {
+                    None => None,
+                    Some(p) => match self.render(p, ctx) {
+                        Ok(v) => Some(v),
+                        // The default `{{ client_secret }}` of a public client.
+                        Err(EngineError::UndefinedVariable { .. })
+                            if p.source == "{{ client_secret }}" =>
+                        {
+                            None
+                        }
+                        Err(e) => return Err(e),
+                    },
+                };
+                Some((user, pass))
+            }
+        };
+        Ok(HttpRequest {
+            method: step.method.clone(),
+            url,
+            headers,
+            body,
+            basic_auth,
+        })
+    }
+
+    async fn run_step(
+        &self,
+        step: &Step,
+        ctx: &TemplateContext,
+        flow: &Flow,
+        used_refresh_token: Option<&SecretString>,
+        now: Timestamp,
+    ) -> Result<TokenState> {
+        let req = self.build_request(step, ctx)?;
+        let started = std::time::Instant::now();
+        let resp = self.http.send(step.name, req).await?;
+        tracing::debug!(step = step.name, host = %resp.host, status = resp.status, elapsed_ms = started.elapsed().as_millis() as u64, "token response");
+        let parsed = extract::Parsed::new(step.name, &resp);
+        let e = &step.extraction;
+        let access_token = parsed.require("access token", &e.access_token)?;
+        let refresh_token = parsed
+            .optional("refresh token", &e.refresh_token)?
+            .map(SecretString::from)
+            // A provider that does not rotate returns no new refresh token: keep the one used.
+            .or_else(|| used_refresh_token.cloned());
+        let token_type = parsed
+            .optional("token type", &e.token_type)?
+            .unwrap_or_else(|| flow.default_token_type.into());
+        let expires_in = match parsed.optional("expires_in", &e.expires_in)? {
+            Some(v) => Some(
+                v.trim()
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|n| n.is_finite() && *n >= 0.0)
+                    .ok_or_else(|| EngineError::InvalidValue {
+                        step: step.name.into(),
+                        what: "expires_in".into(),
+                        reason: "not a number of seconds".into(),
+                    })?,
+            ),
+            None => None,
+        };
+        let expires_at = match parsed.optional("expiry", &e.expires_at)? {
+            Some(v) => Some(
+                template::parse_time(&v).map_err(|_| EngineError::InvalidValue {
+                    step: step.name.into(),
+                    what: "expiry".into(),
+                    reason: "not an RFC 3339 time, a date or Unix seconds".into(),
+                })?,
+            ),
+            None => None,
+        };
+        let mut extras = BTreeMap::new();
+        for (key, loc) in &e.extras {
+            let v = parsed.require(key, std::slice::from_ref(loc))?;
+            extras.insert(key.clone(), SecretString::from(v));
+        }
+        let expires_at = renewal::expiry(
+            now,
+            expires_in,
+            expires_at,
+            extract::jwt_expiry(&access_token),
+        );
+        if let Some(exp) = expires_at {
+            if exp <= now {
+                return Err(EngineError::InvalidValue {
+                    step: step.name.into(),
+                    what: "access token".into(),
+                    reason: format!("it expired already ({exp})"),
+                });
+            }
+        }
+        let renew_at = renewal::renew_at(now, expires_at, &flow.renewal, rand::random());
+        Ok(TokenState {
+            access_token: access_token.into(),
+            refresh_token,
+            token_type,
+            issued_at: now,
+            expires_at,
+            renew_at,
+            extras,
+            fingerprint: String::new(),
+            seed_refresh_token: None,
+        })
+    }
+
+    /// The output Secret's data for a token.
+    pub fn render_output(
+        &self,
+        flow: &Flow,
+        inputs: &Inputs,
+        token: &TokenState,
+    ) -> Result<BTreeMap<String, String>> {
+        let o = &flow.output;
+        let mut ctx = TemplateContext {
+            credentials: inputs.credentials.clone(),
+            access_token: Some(token.access_token.clone()),
+            refresh_token: token.refresh_token.clone(),
+            redirect_url: inputs.redirect_url.clone(),
+            extra: token.extras.clone(),
+            now: Some(token.issued_at),
+        };
+        ctx.extra
+            .insert("token_type".into(), token.token_type.clone().into());
+        if let Some(e) = token.expires_at {
+            ctx.extra.insert("expires_at".into(), e.to_string().into());
+        }
+        let mut format = self.render(&o.header_format, &ctx)?.expose().to_string();
+        if o.header_encode {
+            format = base64::engine::general_purpose::STANDARD.encode(format.as_bytes());
+        }
+        ctx.extra.insert("token_format".into(), format.into());
+        let header_value = self.render(&o.header_value, &ctx)?;
+
+        let mut headers: flow::Headers = BTreeMap::new();
+        headers.insert(o.header_name.clone(), header_value.expose().to_string());
+        for (name, t) in &o.extra_headers {
+            headers.insert(name.clone(), self.render(t, &ctx)?.expose().to_string());
+        }
+
+        let mut data = BTreeMap::new();
+        for (key, v) in &token.extras {
+            data.insert(key.clone(), v.expose().to_string());
+        }
+        for (key, t) in &o.templates {
+            if flow::RESERVED_KEYS.contains(&key.as_str()) {
+                return Err(EngineError::InvalidSpec {
+                    field: format!("spec.output.template.{key}"),
+                    reason: "this key is written by the operator itself".into(),
+                });
+            }
+            data.insert(key.clone(), self.render(t, &ctx)?.expose().to_string());
+        }
+        data.insert(
+            "access_token".into(),
+            token.access_token.expose().to_string(),
+        );
+        data.insert("token_type".into(), token.token_type.clone());
+        if let Some(e) = token.expires_at {
+            data.insert("expires_at".into(), e.to_string());
+        }
+        data.insert("header_name".into(), o.header_name.clone());
+        data.insert("header_value".into(), header_value.expose().to_string());
+        data.insert(
+            "headers.json".into(),
+            serde_json::to_string(&headers).unwrap_or_default(),
+        );
+        if o.expose_refresh_token {
+            if let Some(rt) = &token.refresh_token {
+                data.insert("refresh_token".into(), rt.expose().to_string());
+            }
+        }
+        Ok(data)
+    }
+}

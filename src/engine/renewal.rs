@@ -1,0 +1,354 @@
+//! Expiry and renewal maths, and the renew-or-keep decision. Pure functions of their inputs.
+
+use std::time::Duration;
+
+use jiff::{SignedDuration, Timestamp};
+
+use super::error::{EngineError, Result};
+
+/// Renewal settings, parsed from `spec.renewal`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RenewalPolicy {
+    pub renew_before: Option<Duration>,
+    pub renew_before_percentage: Option<u8>,
+    pub refresh_interval: Option<Duration>,
+}
+
+impl RenewalPolicy {
+    pub fn from_spec(r: &crate::api::Renewal) -> Result<Self> {
+        Ok(RenewalPolicy {
+            renew_before: r
+                .renew_before
+                .as_deref()
+                .map(|d| parse_duration("spec.renewal.renewBefore", d))
+                .transpose()?,
+            renew_before_percentage: match r.renew_before_percentage {
+                Some(p) if !(1..=99).contains(&p) => {
+                    return Err(EngineError::InvalidSpec {
+                        field: "spec.renewal.renewBeforePercentage".into(),
+                        reason: format!("{p} is outside 1..99"),
+                    });
+                }
+                p => p,
+            },
+            refresh_interval: r
+                .refresh_interval
+                .as_deref()
+                .map(|d| parse_duration("spec.renewal.refreshInterval", d))
+                .transpose()?,
+        })
+    }
+}
+
+/// Parses `30s`, `5m`, `1h30m`, `2d`, `500ms`. Zero and negative durations are refused.
+pub fn parse_duration(field: &str, text: &str) -> Result<Duration> {
+    let bad = |why: &str| EngineError::InvalidSpec {
+        field: field.into(),
+        reason: format!("`{text}` is not a valid duration ({why}); use e.g. 30s, 5m, 1h30m or 2d"),
+    };
+    let mut total = Duration::ZERO;
+    let mut rest = text.trim();
+    if rest.is_empty() {
+        return Err(bad("empty"));
+    }
+    while !rest.is_empty() {
+        let digits = rest.chars().take_while(|c| c.is_ascii_digit()).count();
+        if digits == 0 {
+            return Err(bad("expected a number"));
+        }
+        let n: u64 = rest[..digits]
+            .parse()
+            .map_err(|_| bad("number too large"))?;
+        rest = &rest[digits..];
+        let unit_len = rest.chars().take_while(|c| c.is_ascii_alphabetic()).count();
+        let unit = match &rest[..unit_len] {
+            "ms" => Duration::from_millis(n),
+            "s" => Duration::from_secs(n),
+            "m" => Duration::from_secs(n.saturating_mul(60)),
+            "h" => Duration::from_secs(n.saturating_mul(3600)),
+            "d" => Duration::from_secs(n.saturating_mul(86400)),
+            "" => return Err(bad("missing unit")),
+            _ => return Err(bad("unknown unit")),
+        };
+        rest = &rest[unit_len..];
+        total = total.saturating_add(unit);
+    }
+    if total.is_zero() {
+        return Err(bad("must be greater than zero"));
+    }
+    Ok(total)
+}
+
+/// How long a token lives, by the first source that knows: the response's lifetime, its
+/// absolute expiry, the JWT `exp` of the access token, else unknown.
+pub fn expiry(
+    issued_at: Timestamp,
+    expires_in_secs: Option<f64>,
+    expires_at: Option<Timestamp>,
+    jwt_exp: Option<Timestamp>,
+) -> Option<Timestamp> {
+    if let Some(secs) = expires_in_secs {
+        return Some(issued_at + SignedDuration::from_secs_f64(secs.max(0.0)));
+    }
+    expires_at.or(jwt_exp)
+}
+
+/// When to renew a token issued at `issued_at`. `jitter` in `[0, 1)` is drawn once per
+/// issuance: it moves renewal up to 10% of the way earlier so a fleet issued together spreads
+/// out, and is never re-rolled (the result is persisted).
+///
+/// - known expiry: `renewBefore` / `renewBeforePercentage` before it, default at 2/3 of the
+///   lifetime; a `renewBefore` not shorter than the lifetime falls back to the default;
+/// - unknown expiry: every `refreshInterval`, or never (permanent).
+pub fn renew_at(
+    issued_at: Timestamp,
+    expires_at: Option<Timestamp>,
+    policy: &RenewalPolicy,
+    jitter: f64,
+) -> Option<Timestamp> {
+    let jitter = jitter.clamp(0.0, 0.999_999);
+    let window = match expires_at {
+        Some(exp) => {
+            let lifetime = exp.duration_since(issued_at).as_secs_f64().max(0.0);
+            let default_before = lifetime / 3.0;
+            let before = match (policy.renew_before, policy.renew_before_percentage) {
+                (Some(b), _) if b.as_secs_f64() < lifetime => b.as_secs_f64(),
+                (Some(_), _) => default_before,
+                (None, Some(p)) => lifetime * f64::from(p) / 100.0,
+                (None, None) => default_before,
+            };
+            lifetime - before
+        }
+        None => policy.refresh_interval?.as_secs_f64(),
+    };
+    let window = window * (1.0 - 0.1 * jitter);
+    Some(issued_at + SignedDuration::from_secs_f64(window.max(0.0)))
+}
+
+/// What to do about a resource's token now.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Decision {
+    /// The token is good; look again at `until` (None: permanent).
+    Keep { until: Option<Timestamp> },
+    /// Get a token; `reason` is a PascalCase word for logs and Events.
+    Renew { reason: &'static str },
+}
+
+/// Renew-or-keep, given the stored token (if any), the fingerprint of the inputs it was issued
+/// from and the current inputs' fingerprint.
+pub fn decide(now: Timestamp, token: Option<&super::TokenState>, fingerprint: &str) -> Decision {
+    let Some(t) = token else {
+        return Decision::Renew { reason: "NoToken" };
+    };
+    if t.fingerprint != fingerprint {
+        return Decision::Renew {
+            reason: "InputsChanged",
+        };
+    }
+    if t.expires_at.is_some_and(|e| e <= now) {
+        return Decision::Renew { reason: "Expired" };
+    }
+    match t.renew_at {
+        Some(r) if r <= now => Decision::Renew {
+            reason: "RenewalDue",
+        },
+        until => Decision::Keep { until },
+    }
+}
+
+/// Delay before retry number `failures` (1-based): exponential from 5 s, capped at 5 min for
+/// transient errors and 30 min for terminal ones, with ±20% jitter from `jitter` in `[0, 1)`;
+/// a provider's `Retry-After` is honoured when it asks for longer.
+pub fn backoff(
+    failures: u32,
+    transient: bool,
+    retry_after: Option<Duration>,
+    jitter: f64,
+) -> Duration {
+    let cap = if transient { 300.0 } else { 1800.0 };
+    let exp = 5.0 * 2f64.powi(failures.saturating_sub(1).min(20) as i32);
+    let base = exp.min(cap) * (0.8 + 0.4 * jitter.clamp(0.0, 1.0));
+    let d = Duration::from_secs_f64(base);
+    match retry_after {
+        Some(r) if r > d => r.min(Duration::from_secs(3600)),
+        _ => d,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::TokenState;
+
+    fn ts(s: &str) -> Timestamp {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn durations_parse_and_refuse_nonsense() {
+        assert_eq!(parse_duration("f", "5m").unwrap(), Duration::from_secs(300));
+        assert_eq!(
+            parse_duration("f", "1h30m").unwrap(),
+            Duration::from_secs(5400)
+        );
+        assert_eq!(
+            parse_duration("f", "2d").unwrap(),
+            Duration::from_secs(172800)
+        );
+        assert_eq!(
+            parse_duration("f", "250ms").unwrap(),
+            Duration::from_millis(250)
+        );
+        for bad in ["", "5", "-5m", "5x", "0s", "m"] {
+            let e = parse_duration("spec.renewal.renewBefore", bad).unwrap_err();
+            assert!(e.to_string().contains("spec.renewal.renewBefore"), "{e}");
+        }
+    }
+
+    #[test]
+    fn expiry_prefers_response_lifetime_then_absolute_then_jwt() {
+        let now = ts("2026-01-01T00:00:00Z");
+        let abs = ts("2026-01-02T00:00:00Z");
+        let jwt = ts("2026-01-03T00:00:00Z");
+        assert_eq!(
+            expiry(now, Some(3600.0), Some(abs), Some(jwt)),
+            Some(ts("2026-01-01T01:00:00Z"))
+        );
+        assert_eq!(expiry(now, None, Some(abs), Some(jwt)), Some(abs));
+        assert_eq!(expiry(now, None, None, Some(jwt)), Some(jwt));
+        assert_eq!(expiry(now, None, None, None), None);
+    }
+
+    #[test]
+    fn default_renewal_is_two_thirds_of_the_lifetime() {
+        let now = ts("2026-01-01T00:00:00Z");
+        let exp = ts("2026-01-01T03:00:00Z");
+        let p = RenewalPolicy::default();
+        assert_eq!(
+            renew_at(now, Some(exp), &p, 0.0),
+            Some(ts("2026-01-01T02:00:00Z"))
+        );
+        // Full jitter moves it 10% earlier, never later.
+        assert_eq!(
+            renew_at(now, Some(exp), &p, 0.999999).unwrap().as_second(),
+            ts("2026-01-01T01:48:00Z").as_second()
+        );
+    }
+
+    #[test]
+    fn renew_before_and_percentage() {
+        let now = ts("2026-01-01T00:00:00Z");
+        let exp = ts("2026-01-01T01:00:00Z");
+        let before = RenewalPolicy {
+            renew_before: Some(Duration::from_secs(300)),
+            ..Default::default()
+        };
+        assert_eq!(
+            renew_at(now, Some(exp), &before, 0.0),
+            Some(ts("2026-01-01T00:55:00Z"))
+        );
+        let pct = RenewalPolicy {
+            renew_before_percentage: Some(25),
+            ..Default::default()
+        };
+        assert_eq!(
+            renew_at(now, Some(exp), &pct, 0.0),
+            Some(ts("2026-01-01T00:45:00Z"))
+        );
+        // renewBefore longer than the lifetime: fall back to 2/3 rather than renew in a loop.
+        let long = RenewalPolicy {
+            renew_before: Some(Duration::from_secs(7200)),
+            ..Default::default()
+        };
+        assert_eq!(
+            renew_at(now, Some(exp), &long, 0.0),
+            Some(ts("2026-01-01T00:40:00Z"))
+        );
+    }
+
+    #[test]
+    fn unknown_expiry_uses_refresh_interval_or_is_permanent() {
+        let now = ts("2026-01-01T00:00:00Z");
+        let p = RenewalPolicy {
+            refresh_interval: Some(Duration::from_secs(3600)),
+            ..Default::default()
+        };
+        assert_eq!(
+            renew_at(now, None, &p, 0.0),
+            Some(ts("2026-01-01T01:00:00Z"))
+        );
+        assert_eq!(renew_at(now, None, &RenewalPolicy::default(), 0.5), None);
+    }
+
+    fn token(fp: &str, exp: Option<&str>, renew: Option<&str>) -> TokenState {
+        TokenState {
+            access_token: "a".into(),
+            refresh_token: None,
+            token_type: "Bearer".into(),
+            issued_at: ts("2026-01-01T00:00:00Z"),
+            expires_at: exp.map(ts),
+            renew_at: renew.map(ts),
+            extras: Default::default(),
+            fingerprint: fp.into(),
+            seed_refresh_token: None,
+        }
+    }
+
+    #[test]
+    fn decisions() {
+        let now = ts("2026-01-01T00:30:00Z");
+        assert_eq!(
+            decide(now, None, "f"),
+            Decision::Renew { reason: "NoToken" }
+        );
+        let t = token(
+            "f",
+            Some("2026-01-01T01:00:00Z"),
+            Some("2026-01-01T00:40:00Z"),
+        );
+        assert_eq!(
+            decide(now, Some(&t), "f"),
+            Decision::Keep {
+                until: Some(ts("2026-01-01T00:40:00Z"))
+            }
+        );
+        assert_eq!(
+            decide(now, Some(&t), "g"),
+            Decision::Renew {
+                reason: "InputsChanged"
+            }
+        );
+        assert_eq!(
+            decide(ts("2026-01-01T00:45:00Z"), Some(&t), "f"),
+            Decision::Renew {
+                reason: "RenewalDue"
+            }
+        );
+        assert_eq!(
+            decide(ts("2026-01-01T01:00:00Z"), Some(&t), "f"),
+            Decision::Renew { reason: "Expired" }
+        );
+        let permanent = token("f", None, None);
+        assert_eq!(
+            decide(now, Some(&permanent), "f"),
+            Decision::Keep { until: None }
+        );
+    }
+
+    #[test]
+    fn backoff_grows_caps_and_honours_retry_after() {
+        assert_eq!(backoff(1, true, None, 0.5), Duration::from_secs(5));
+        assert_eq!(backoff(3, true, None, 0.5), Duration::from_secs(20));
+        assert_eq!(backoff(30, true, None, 0.5), Duration::from_secs(300));
+        assert_eq!(backoff(30, false, None, 0.5), Duration::from_secs(1800));
+        assert_eq!(
+            backoff(1, true, Some(Duration::from_secs(90)), 0.5),
+            Duration::from_secs(90)
+        );
+        assert_eq!(
+            backoff(10, true, Some(Duration::from_secs(1)), 0.5),
+            Duration::from_secs(300)
+        );
+        assert!(backoff(2, true, None, 0.0) < backoff(2, true, None, 0.99));
+    }
+}
