@@ -364,7 +364,7 @@ mod tests {
         assert_eq!(t.render("f", "{{ now | date }}", &c).unwrap(), "2026-11-22");
         assert_eq!(
             t.render("f", "{{ now | timestamp }}", &c).unwrap(),
-            "1795860000"
+            "1795341600"
         );
     }
 
