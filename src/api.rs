@@ -515,3 +515,30 @@ pub struct Condition {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
 }
+
+/// The CRD's OpenAPI schema, generated once.
+fn schema() -> &'static serde_json::Value {
+    static SCHEMA: std::sync::LazyLock<serde_json::Value> = std::sync::LazyLock::new(|| {
+        let crd = <ConnectorAuth as kube::CustomResourceExt>::crd();
+        let schema = crd.spec.versions[0]
+            .schema
+            .as_ref()
+            .and_then(|s| s.open_api_v3_schema.as_ref());
+        serde_json::to_value(schema.expect("derived CRD has a schema")).expect("schema serializes")
+    });
+    &SCHEMA
+}
+
+/// Checks a ConnectorAuth document (as written by the user, before deserialization) against the
+/// CRD's CEL rules, as the API server does at apply time. Local mode uses this so a manifest it
+/// accepts is one a cluster accepts too.
+pub fn validate_document(doc: &serde_json::Value) -> Result<(), String> {
+    kube::core::cel::Validator::new()
+        .validate(schema(), doc, None)
+        .map_err(|e| {
+            e.iter()
+                .map(|e| e.to_string())
+                .collect::<Vec<_>>()
+                .join("; ")
+        })
+}

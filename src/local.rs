@@ -63,6 +63,9 @@ pub fn load_manifests(path: &Path) -> anyhow::Result<Manifests> {
             }
             match doc.get("kind").and_then(|k| k.as_str()) {
                 Some("ConnectorAuth") => {
+                    if let Err(e) = crate::api::validate_document(&doc) {
+                        bail!("{}: refused by the CRD's validation rules: {e}", at());
+                    }
                     let mut ca: ConnectorAuth = serde_json::from_value(doc.clone())
                         .with_context(|| format!("{}: invalid ConnectorAuth", at()))?;
                     if ca.metadata.namespace.is_none() {
@@ -338,16 +341,18 @@ impl Report {
                             .unwrap_or_default(),
                     ),
                 };
-                let expires = o
-                    .token
-                    .as_ref()
-                    .map(|t| {
-                        t.expires_at
-                            .map(|e| format!("expires {e}"))
-                            .unwrap_or_else(|| "no expiry".into())
-                    })
-                    .unwrap_or_else(|| "no token".into());
-                let next = o.next.map(|n| format!(", next {n}")).unwrap_or_default();
+                let now = Timestamp::now();
+                let expires = match &o.token {
+                    Some(t) => t
+                        .expires_at
+                        .map(|e| format!("expires {}", when(e, now)))
+                        .unwrap_or_else(|| "no expiry".into()),
+                    None => "no token".into(),
+                };
+                let next = o
+                    .next
+                    .map(|n| format!(", next check {}", when(n, now)))
+                    .unwrap_or_default();
                 format!(
                     "{who:<32} {:<17} {word:<9} {expires}{next} -> {}{detail}",
                     self.scheme, self.secret
@@ -355,6 +360,19 @@ impl Report {
             }
         }
     }
+}
+
+/// `2026-11-22T14:55:13Z (in 6s)`.
+fn when(t: Timestamp, now: Timestamp) -> String {
+    let t = t.round(jiff::Unit::Second).unwrap_or(t);
+    let secs = t.duration_since(now).as_secs_f64().round() as i64;
+    let rel = match secs {
+        s if s < 0 => format!("{}s ago", -s),
+        s if s < 120 => format!("in {s}s"),
+        s if s < 7200 => format!("in {}m", s / 60),
+        s => format!("in {}h", s / 3600),
+    };
+    format!("{t} ({rel})")
 }
 
 /// Runs local mode: passes over all resources, sleeping until the next one is due.

@@ -657,3 +657,176 @@ async fn bad_jsonpath_and_durations_are_refused_at_compile_time() {
             .contains("spec.output.header.value")
     );
 }
+
+/// Loads a bundled example with its provider's host pointed at the emulator.
+fn example(name: &str, from: &str, to: &str) -> connector_auth_operator::api::ConnectorAuthSpec {
+    let text = std::fs::read_to_string(format!("examples/{name}/connectorauth.yaml"))
+        .unwrap()
+        .replace(from, to);
+    let doc: serde_json::Value = serde_saphyr::from_str(&text).unwrap();
+    connector_auth_operator::api::validate_document(&doc).unwrap();
+    serde_json::from_value(doc["spec"].clone()).unwrap()
+}
+
+#[tokio::test]
+async fn every_bundled_example_works_against_its_emulated_provider() {
+    let engine = engine();
+    let run = |spec: connector_auth_operator::api::ConnectorAuthSpec,
+               c: &'static [(&'static str, &'static str)]| {
+        let engine = engine.clone();
+        async move { issue_with(&engine, &spec, &creds(c), None).await.unwrap().1 }
+    };
+
+    let (base, _) = snov().await;
+    let out = run(
+        example("snov-io", "https://api.snov.io", &base),
+        &[("username", "snov-id"), ("password", "snov&secret")],
+    )
+    .await;
+    assert_eq!(
+        call_api(&format!("{base}/v1/get-balance"), &out).await,
+        200,
+        "snov-io"
+    );
+
+    let (base, _) = docuware().await;
+    let out = run(
+        example("docuware", "https://{{ domain }}", &base),
+        &[
+            ("domain", "unused"),
+            ("username", "dw-user"),
+            ("password", "p@ss&word=1"),
+        ],
+    )
+    .await;
+    assert_eq!(
+        call_api(&format!("{base}/docuware/platform/Organizations"), &out).await,
+        200,
+        "docuware"
+    );
+
+    let (base, _) = rotating(3600).await;
+    let out = run(
+        example("rotating-refresh-token", "https://auth.example.com", &base),
+        &[
+            ("client_id", "rot-client"),
+            ("client_secret", "rot-secret"),
+            ("refresh_token", "rt-seed"),
+        ],
+    )
+    .await;
+    assert_eq!(
+        call_api(&format!("{base}/api/me"), &out).await,
+        200,
+        "rotating-refresh-token"
+    );
+
+    let (base, _) = tripletex().await;
+    let out = run(
+        example("tripletex", "https://api-test.tripletex.tech", &base),
+        &[
+            ("consumer_token", "consumer+token/1"),
+            ("employee_token", "employee-token"),
+        ],
+    )
+    .await;
+    assert_eq!(
+        call_api(&format!("{base}/v2/employee"), &out).await,
+        200,
+        "tripletex"
+    );
+
+    let (base, _) = webcrm().await;
+    let out = run(
+        example("webcrm", "https://api.webcrm.com", &base),
+        &[("app_token", "app-token-123")],
+    )
+    .await;
+    assert_eq!(
+        call_api(&format!("{base}/Persons"), &out).await,
+        200,
+        "webcrm"
+    );
+
+    let (base, _) = superoffice().await;
+    let out = run(
+        example(
+            "superoffice",
+            "environment: sod",
+            &format!("environment: sod\n    tokenUrl: {base}/login/common/oauth/tokens"),
+        ),
+        &[
+            ("client_id", "so-client"),
+            ("client_secret", "so-app-secret"),
+            ("refresh_token", "so-refresh"),
+        ],
+    )
+    .await;
+    assert_eq!(
+        call_api(&format!("{base}/api/v1/User/currentPrincipal"), &out).await,
+        200,
+        "superoffice"
+    );
+
+    let (base, _) = poweroffice().await;
+    let out = run(
+        example(
+            "poweroffice-go",
+            "https://goapi.poweroffice.net/Demo",
+            &base,
+        ),
+        &[
+            ("application_key", "app-key"),
+            ("client_key", "client-key"),
+            ("subscription_key", "sub-key"),
+        ],
+    )
+    .await;
+    assert_eq!(
+        call_api(&format!("{base}/v2/Customers"), &out).await,
+        200,
+        "poweroffice-go"
+    );
+
+    let base = api_keys().await;
+    let out = run(
+        example("woocommerce", "", ""),
+        &[("consumer_key", "ck_123"), ("consumer_secret", "cs_456")],
+    )
+    .await;
+    assert_eq!(
+        call_api(&format!("{base}/wp-json/wc/v3/products"), &out).await,
+        200,
+        "woocommerce"
+    );
+    let out = run(
+        example("wix", "", ""),
+        &[("api_key", "IST.wix-key"), ("site_id", "site-1")],
+    )
+    .await;
+    assert_eq!(
+        call_api(&format!("{base}/stores/v1/products/query"), &out).await,
+        200,
+        "wix"
+    );
+
+    // Google needs consent: the authorization-code exchange is driven with the callback values.
+    let (base, _) = google().await;
+    let spec = example("google", "https://oauth2.googleapis.com", &base);
+    let flow = engine.compile(&spec).unwrap();
+    let inputs = connector_auth_operator::engine::Inputs {
+        credentials: creds(&[("CLIENT_ID", "g-client"), ("CLIENT_SECRET", "g-secret")]),
+        redirect_url: Some(GOOGLE_REDIRECT.into()),
+        callback: [("code".to_string(), GOOGLE_CODE.into())].into(),
+    };
+    let token = engine
+        .obtain(&flow, &inputs, None, "fp", jiff::Timestamp::now())
+        .await
+        .unwrap();
+    let out = engine.render_output(&flow, &inputs, &token).unwrap();
+    assert_eq!(
+        call_api(&format!("{base}/admin/directory/v1/users"), &out).await,
+        200,
+        "google"
+    );
+}

@@ -121,11 +121,11 @@ pub async fn reconcile<S: Store + Sync>(
     now: Timestamp,
 ) -> Result<Outcome, StoreError> {
     // Anything held only in memory goes to disk first.
-    if let Some(pending) = unsaved.0.take() {
-        if let Err(e) = (|| store.save(&pending)).retry(retry_policy()).await {
-            unsaved.0 = Some(pending);
-            return Err(e);
-        }
+    if let Some(pending) = unsaved.0.take()
+        && let Err(e) = (|| store.save(&pending)).retry(retry_policy()).await
+    {
+        unsaved.0 = Some(pending);
+        return Err(e);
     }
     let mut record = store.load().await?.unwrap_or_default();
 
@@ -216,10 +216,12 @@ async fn fail<S: Store + Sync>(
         now + SignedDuration::try_from(delay).unwrap_or(SignedDuration::from_secs(300));
     // A token that is about to expire is worth one more try just before it does, unless the
     // provider asked us to wait.
-    if let Some(exp) = record.token.as_ref().and_then(|t| t.expires_at) {
-        if exp > now && exp < retry_at && error.retry_after().is_none() {
-            retry_at = retry_at.min(exp);
-        }
+    if let Some(exp) = record.token.as_ref().and_then(|t| t.expires_at)
+        && exp > now
+        && exp < retry_at
+        && error.retry_after().is_none()
+    {
+        retry_at = retry_at.min(exp);
     }
     record.retry_at = Some(retry_at);
     record.failed_fingerprint = Some(fingerprint.to_string());

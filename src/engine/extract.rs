@@ -189,10 +189,15 @@ impl<'a> Parsed<'a> {
         })
     }
 
+    /// Like [`Parsed::require`], but absence is fine. A body that is not JSON has no JSON
+    /// values: a login answering with a cookie and an HTML or XML body must not fail on the
+    /// default `expires_in` lookup.
     pub fn optional(&self, what: &str, locs: &[Locator]) -> Result<Option<String>> {
         for loc in locs {
-            if let Some(v) = self.find(what, loc)? {
-                return Ok(Some(v));
+            match self.find(what, loc) {
+                Ok(Some(v)) => return Ok(Some(v)),
+                Ok(None) | Err(EngineError::InvalidResponse { .. }) => {}
+                Err(e) => return Err(e),
             }
         }
         Ok(None)
@@ -327,6 +332,30 @@ mod tests {
             .unwrap_err();
         assert_eq!(err.reason(), "InvalidResponse");
         assert!(err.to_string().contains("Content-Type text/html"), "{err}");
+    }
+
+    #[test]
+    fn optional_json_values_of_a_non_json_body_are_absent_not_errors() {
+        let mut h = HeaderMap::new();
+        h.append(SET_COOKIE, HeaderValue::from_static("session=abc"));
+        let r = resp(h, "<Logon>ok</Logon>");
+        let p = Parsed::new("login", &r);
+        assert_eq!(
+            p.optional("expires_in", &[Locator::json("f", "expires_in").unwrap()])
+                .unwrap(),
+            None
+        );
+        let cookie = Locator {
+            source: Source::Cookie("session".into()),
+            jwt_claim: None,
+        };
+        assert_eq!(p.require("access token", &[cookie]).unwrap(), "abc");
+        assert_eq!(
+            p.require("x", &[Locator::json("f", "x").unwrap()])
+                .unwrap_err()
+                .reason(),
+            "InvalidResponse"
+        );
     }
 
     #[test]

@@ -101,7 +101,7 @@ pub struct Flow {
 
 impl Flow {
     /// Every template of the flow, for validation.
-    fn templates(&self) -> Vec<&Tmpl> {
+    pub fn templates(&self) -> Vec<&Tmpl> {
         let mut all: Vec<&Tmpl> = Vec::new();
         all.extend(self.static_token.iter());
         all.extend(self.authorization_url.iter());
@@ -400,10 +400,11 @@ fn tripletex(s: &api::Tripletex) -> Result<Flow> {
 /// anything else becomes a string literal.
 fn strip_braces(t: &str) -> String {
     let inner = t.trim();
-    if let Some(expr) = inner.strip_prefix("{{").and_then(|s| s.strip_suffix("}}")) {
-        if !expr.contains("{{") && !expr.contains("}}") {
-            return expr.trim().to_string();
-        }
+    if let Some(expr) = inner.strip_prefix("{{").and_then(|s| s.strip_suffix("}}"))
+        && !expr.contains("{{")
+        && !expr.contains("}}")
+    {
+        return expr.trim().to_string();
     }
     serde_json::to_string(t).unwrap_or_default()
 }

@@ -372,14 +372,14 @@ impl Engine {
             expires_at,
             extract::jwt_expiry(&access_token),
         );
-        if let Some(exp) = expires_at {
-            if exp <= now {
-                return Err(EngineError::InvalidValue {
-                    step: step.name.into(),
-                    what: "access token".into(),
-                    reason: format!("it expired already ({exp})"),
-                });
-            }
+        if let Some(exp) = expires_at
+            && exp <= now
+        {
+            return Err(EngineError::InvalidValue {
+                step: step.name.into(),
+                what: "access token".into(),
+                reason: format!("it expired already ({exp})"),
+            });
         }
         let renew_at = renewal::renew_at(now, expires_at, &flow.renewal, rand::random());
         Ok(TokenState {
@@ -456,10 +456,10 @@ impl Engine {
             "headers.json".into(),
             serde_json::to_string(&headers).unwrap_or_default(),
         );
-        if o.expose_refresh_token {
-            if let Some(rt) = &token.refresh_token {
-                data.insert("refresh_token".into(), rt.expose().to_string());
-            }
+        if o.expose_refresh_token
+            && let Some(rt) = &token.refresh_token
+        {
+            data.insert("refresh_token".into(), rt.expose().to_string());
         }
         Ok(data)
     }

@@ -216,15 +216,15 @@ pub fn parse_time(s: &str) -> std::result::Result<Timestamp, minijinja::Error> {
     if let Ok(t) = s.parse::<Timestamp>() {
         return Ok(t);
     }
-    if let Ok(d) = s.parse::<jiff::civil::Date>() {
-        if let Ok(z) = d.to_zoned(jiff::tz::TimeZone::UTC) {
-            return Ok(z.timestamp());
-        }
+    if let Ok(d) = s.parse::<jiff::civil::Date>()
+        && let Ok(z) = d.to_zoned(jiff::tz::TimeZone::UTC)
+    {
+        return Ok(z.timestamp());
     }
-    if let Ok(secs) = s.parse::<i64>() {
-        if let Ok(t) = Timestamp::from_second(secs) {
-            return Ok(t);
-        }
+    if let Ok(secs) = s.parse::<i64>()
+        && let Ok(t) = Timestamp::from_second(secs)
+    {
+        return Ok(t);
     }
     Err(minijinja::Error::new(
         ErrorKind::InvalidOperation,

@@ -1,0 +1,485 @@
+//! Local mode end to end: manifests in a folder, a loopback provider, files out.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::Command;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use connector_auth_operator::engine::driver::{self, Action, Record, Store, StoreError, Unsaved};
+use connector_auth_operator::engine::{self, Inputs};
+use connector_auth_operator::local::LocalRunner;
+use support::*;
+
+const BIN: &str = env!("CARGO_BIN_EXE_connector-auth-operator");
+
+fn write_manifests(dir: &Path, base: &str, refresh_token: &str) {
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(
+        dir.join("rot.yaml"),
+        format!(
+            r#"
+apiVersion: v1
+kind: Secret
+metadata: {{name: rot-credentials, namespace: team-a}}
+stringData:
+  base_url: "{base}"
+  client_id: rot-client
+  client_secret: rot-secret
+  refresh_token: {refresh_token}
+---
+apiVersion: connectorauth.dev/v1alpha1
+kind: ConnectorAuth
+metadata: {{name: rot, namespace: team-a}}
+spec:
+  credentialsRef: {{name: rot-credentials}}
+  oauth2:
+    tokenUrl: "{{{{ base_url }}}}/oauth/token"
+    grantType: refreshToken
+"#
+        ),
+    )
+    .unwrap();
+}
+
+fn runner(manifests: &Path, out: &Path) -> LocalRunner {
+    LocalRunner::new(engine(), manifests.to_path_buf(), out.to_path_buf())
+}
+
+fn data_link(out: &Path) -> std::path::PathBuf {
+    std::fs::read_link(out.join("team-a/rot-token/..data")).unwrap()
+}
+
+#[tokio::test]
+async fn once_writes_a_mounted_secret_layout_and_private_state() {
+    let (base, book) = rotating(3600).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let (m, out) = (tmp.path().join("m"), tmp.path().join("out"));
+    write_manifests(&m, &base, "rt-seed");
+
+    let reports = runner(&m, &out).pass().await.unwrap();
+    assert_eq!(reports.len(), 1);
+    assert!(reports[0].ok(), "{}", reports[0].line());
+    assert_eq!(book.requests(), 1);
+
+    let secret = out.join("team-a/rot-token");
+    let token = std::fs::read_to_string(secret.join("access_token")).unwrap();
+    assert!(token.starts_with("at-"));
+    assert_eq!(
+        std::fs::read_link(secret.join("access_token")).unwrap(),
+        Path::new("..data/access_token")
+    );
+    assert!(
+        std::fs::symlink_metadata(secret.join("..data"))
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    let headers: BTreeMap<String, String> =
+        serde_json::from_str(&std::fs::read_to_string(secret.join("headers.json")).unwrap())
+            .unwrap();
+    assert_eq!(headers["Authorization"], format!("Bearer {token}"));
+    assert!(
+        !secret.join("refresh_token").exists(),
+        "refresh tokens are not published by default"
+    );
+
+    let state = out.join(".state/team-a/rot.json");
+    assert_eq!(
+        std::fs::metadata(&state).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    assert_eq!(
+        std::fs::metadata(out.join(".state"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777,
+        0o700
+    );
+    let record: Record = serde_json::from_slice(&std::fs::read(&state).unwrap()).unwrap();
+    let rt = record.token.unwrap().refresh_token.unwrap();
+    assert!(
+        rt.expose().starts_with("rt-"),
+        "the rotated refresh token is kept privately"
+    );
+    // The summary line is redacted.
+    assert!(!reports[0].line().contains(&token) && !reports[0].line().contains(rt.expose()));
+}
+
+#[tokio::test]
+async fn a_restart_with_valid_tokens_makes_no_calls_and_no_writes() {
+    let (base, book) = rotating(3600).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let (m, out) = (tmp.path().join("m"), tmp.path().join("out"));
+    write_manifests(&m, &base, "rt-seed");
+    runner(&m, &out).pass().await.unwrap();
+    let before = data_link(&out);
+
+    // A fresh runner is a restarted process.
+    let reports = runner(&m, &out).pass().await.unwrap();
+    let outcome = reports[0].result.as_ref().unwrap();
+    assert_eq!(outcome.action, Action::Kept);
+    assert!(!outcome.written);
+    assert_eq!(book.requests(), 1, "no token call");
+    assert_eq!(data_link(&out), before, "no rewrite");
+}
+
+#[tokio::test]
+async fn deleted_or_edited_output_is_restored_without_a_token_call() {
+    let (base, book) = rotating(3600).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let (m, out) = (tmp.path().join("m"), tmp.path().join("out"));
+    write_manifests(&m, &base, "rt-seed");
+    let mut r = runner(&m, &out);
+    r.pass().await.unwrap();
+    let token = std::fs::read_to_string(out.join("team-a/rot-token/access_token")).unwrap();
+
+    std::fs::remove_dir_all(out.join("team-a/rot-token")).unwrap();
+    let reports = r.pass().await.unwrap();
+    assert!(reports[0].result.as_ref().unwrap().written);
+    assert_eq!(
+        std::fs::read_to_string(out.join("team-a/rot-token/access_token")).unwrap(),
+        token
+    );
+
+    let link = data_link(&out);
+    std::fs::write(
+        out.join("team-a/rot-token")
+            .join(&link)
+            .join("header_value"),
+        "tampered",
+    )
+    .unwrap();
+    r.pass().await.unwrap();
+    assert_eq!(
+        std::fs::read_to_string(out.join("team-a/rot-token/header_value")).unwrap(),
+        format!("Bearer {token}")
+    );
+    assert_eq!(book.requests(), 1);
+}
+
+#[tokio::test]
+async fn changed_credentials_re_authenticate_promptly() {
+    let (base, book) = rotating(3600).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let (m, out) = (tmp.path().join("m"), tmp.path().join("out"));
+    write_manifests(&m, &base, "rt-seed");
+    let mut r = runner(&m, &out);
+    r.pass().await.unwrap();
+    book.refresh
+        .lock()
+        .unwrap()
+        .insert("rt-new-onboarding".into(), (9, true));
+    write_manifests(&m, &base, "rt-new-onboarding");
+    let reports = r.pass().await.unwrap();
+    assert!(matches!(
+        reports[0].result.as_ref().unwrap().action,
+        Action::Issued {
+            reason: "InputsChanged",
+            ..
+        }
+    ));
+    assert_eq!(book.requests(), 2);
+    assert!(!book.family_revoked());
+}
+
+#[tokio::test]
+async fn tokens_are_refreshed_before_expiry_without_ever_reusing_a_refresh_token() {
+    let (base, book) = rotating(2).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let (m, out) = (tmp.path().join("m"), tmp.path().join("out"));
+    write_manifests(&m, &base, "rt-seed");
+    let mut r = runner(&m, &out);
+    r.poll = Duration::from_millis(200);
+    r.run(tokio::time::sleep(Duration::from_millis(4500)))
+        .await
+        .unwrap();
+    // 2 s tokens renew at ~1.2–1.33 s: the first issue plus at least two refreshes.
+    assert!(book.requests() >= 3, "{} token requests", book.requests());
+    assert!(!book.family_revoked());
+    let headers = BTreeMap::from([(
+        "headers.json".to_string(),
+        std::fs::read_to_string(out.join("team-a/rot-token/headers.json")).unwrap(),
+    )]);
+    assert_eq!(
+        call_api(&format!("{base}/api/me"), &headers).await,
+        200,
+        "the published token is current"
+    );
+}
+
+#[tokio::test]
+async fn provider_outage_keeps_the_last_token_and_backs_off() {
+    let (base, book) = rotating(3600).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let (m, out) = (tmp.path().join("m"), tmp.path().join("out"));
+    write_manifests(&m, &base, "rt-seed");
+    runner(&m, &out).pass().await.unwrap();
+    let token = std::fs::read_to_string(out.join("team-a/rot-token/access_token")).unwrap();
+
+    // Force renewal, then point the resource at a dead endpoint.
+    let state = out.join(".state/team-a/rot.json");
+    let mut record: Record = serde_json::from_slice(&std::fs::read(&state).unwrap()).unwrap();
+    record.token.as_mut().unwrap().renew_at =
+        Some(jiff::Timestamp::now() - jiff::SignedDuration::from_secs(1));
+    std::fs::write(&state, serde_json::to_vec(&record).unwrap()).unwrap();
+    let dead = "http://127.0.0.1:9";
+    let text = std::fs::read_to_string(m.join("rot.yaml"))
+        .unwrap()
+        .replace(&base, dead);
+    std::fs::write(m.join("rot.yaml"), text).unwrap();
+
+    let mut r = runner(&m, &out);
+    let reports = r.pass().await.unwrap();
+    let outcome = reports[0].result.as_ref().unwrap();
+    assert!(
+        matches!(&outcome.action, Action::Failed { error } if error.reason() == "ConnectionFailed"),
+        "{outcome:?}"
+    );
+    assert_eq!(outcome.failures, 1);
+    assert_eq!(
+        std::fs::read_to_string(out.join("team-a/rot-token/access_token")).unwrap(),
+        token,
+        "last good token kept"
+    );
+    // The next pass is within the backoff: no new attempt.
+    let reports = r.pass().await.unwrap();
+    assert_eq!(
+        reports[0].result.as_ref().unwrap().action,
+        Action::BackingOff
+    );
+    assert!(
+        reports[0].line().contains("[ConnectionFailed]"),
+        "{}",
+        reports[0].line()
+    );
+    assert_eq!(book.requests(), 1);
+}
+
+#[tokio::test]
+async fn cross_namespace_references_and_missing_secrets_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(
+        tmp.path().join("x.yaml"),
+        r#"
+apiVersion: connectorauth.dev/v1alpha1
+kind: ConnectorAuth
+metadata: {name: thief, namespace: tenant-a}
+spec:
+  credentialsRef: {name: bank, namespace: tenant-b}
+  apiKey: {}
+---
+apiVersion: connectorauth.dev/v1alpha1
+kind: ConnectorAuth
+metadata: {name: orphan, namespace: tenant-a}
+spec:
+  credentialsRef: {name: nowhere}
+  apiKey: {}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: bank, namespace: tenant-b}
+data: {api_key: c2VjcmV0}
+"#,
+    )
+    .unwrap();
+    let reports = runner(tmp.path(), &tmp.path().join("out"))
+        .pass()
+        .await
+        .unwrap();
+    let lines: Vec<String> = reports.iter().map(|r| r.line()).collect();
+    assert!(
+        lines[0].contains("[CrossNamespaceReference]"),
+        "{}",
+        lines[0]
+    );
+    assert!(
+        lines[1].contains("credentials Secret tenant-a/nowhere not found"),
+        "{}",
+        lines[1]
+    );
+    assert!(
+        !tmp.path().join("out/tenant-a").exists(),
+        "nothing published"
+    );
+}
+
+/// A store whose saves fail a given number of times, recording what was saved.
+struct FlakyStore {
+    fail_saves: AtomicU32,
+    saved: Mutex<Option<Record>>,
+    published: Mutex<Option<BTreeMap<String, String>>>,
+}
+
+impl Store for FlakyStore {
+    async fn load(&self) -> Result<Option<Record>, StoreError> {
+        Ok(self.saved.lock().unwrap().clone())
+    }
+    async fn save(&self, record: &Record) -> Result<(), StoreError> {
+        if self.fail_saves.load(Ordering::SeqCst) > 0 {
+            self.fail_saves.fetch_sub(1, Ordering::SeqCst);
+            return Err(StoreError::new("state", std::io::Error::other("disk full")));
+        }
+        *self.saved.lock().unwrap() = Some(record.clone());
+        Ok(())
+    }
+    async fn publish(&self, data: &BTreeMap<String, String>) -> Result<bool, StoreError> {
+        let mut p = self.published.lock().unwrap();
+        let changed = p.as_ref() != Some(data);
+        *p = Some(data.clone());
+        Ok(changed)
+    }
+}
+
+#[tokio::test]
+async fn a_rotated_refresh_token_that_cannot_be_persisted_is_held_and_never_reused() {
+    let (base, book) = rotating(3600).await;
+    let engine = engine();
+    let spec = spec(&format!(
+        "credentialsRef: {{name: r}}\noauth2: {{tokenUrl: '{base}/oauth/token', grantType: refreshToken}}\n"
+    ));
+    let flow = engine.compile(&spec).unwrap();
+    let inputs = Inputs {
+        credentials: creds(&[
+            ("client_id", "rot-client"),
+            ("client_secret", "rot-secret"),
+            ("refresh_token", "rt-seed"),
+        ]),
+        ..Default::default()
+    };
+    let fp = engine::fingerprint(&spec, &inputs.credentials);
+    // Every retry of the first pass fails (1 + 5 retries), then the disk recovers.
+    let store = FlakyStore {
+        fail_saves: AtomicU32::new(6),
+        saved: Mutex::new(None),
+        published: Mutex::new(None),
+    };
+    let mut unsaved = Unsaved::default();
+    let now = jiff::Timestamp::now();
+
+    let err = driver::reconcile(&engine, &flow, &inputs, &fp, &store, &mut unsaved, now)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("disk full"));
+    assert!(
+        store.published.lock().unwrap().is_none(),
+        "nothing is published before the state is durable"
+    );
+    assert_eq!(book.requests(), 1);
+
+    // Next pass: the held record is persisted first, so the seed is not sent again.
+    let outcome = driver::reconcile(&engine, &flow, &inputs, &fp, &store, &mut unsaved, now)
+        .await
+        .unwrap();
+    assert_eq!(outcome.action, Action::Kept);
+    assert!(outcome.written);
+    assert_eq!(book.requests(), 1, "no second token call");
+    assert!(!book.family_revoked());
+    let saved = store.saved.lock().unwrap().clone().unwrap();
+    assert!(
+        saved
+            .token
+            .unwrap()
+            .refresh_token
+            .unwrap()
+            .expose()
+            .starts_with("rt-")
+    );
+}
+
+#[test]
+fn the_cli_once_exits_non_zero_on_failure_and_prints_the_reason() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(
+        tmp.path().join("bad.yaml"),
+        "apiVersion: connectorauth.dev/v1alpha1\nkind: ConnectorAuth\nmetadata: {name: k}\nspec:\n  credentialsRef: {name: c}\n  apiKey: {key: '{{ apikey }}'}\n---\napiVersion: v1\nkind: Secret\nmetadata: {name: c}\nstringData: {api_key: hunter2}\n",
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .args(["local", "--once", "--manifests"])
+        .arg(tmp.path())
+        .arg("--output")
+        .arg(tmp.path().join("out"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains(
+            "uses undefined variable `apikey`; available: api_key, now [UndefinedVariable]"
+        ),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("hunter2"));
+}
+
+#[test]
+fn the_cli_refuses_manifests_the_api_server_would_refuse() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(
+        tmp.path().join("two.yaml"),
+        "apiVersion: connectorauth.dev/v1alpha1\nkind: ConnectorAuth\nmetadata: {name: k}\nspec:\n  credentialsRef: {name: c}\n  apiKey: {}\n  jwt: {login: {url: 'https://x'}}\n",
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .args(["local", "--once", "-m"])
+        .arg(tmp.path())
+        .arg("-o")
+        .arg(tmp.path().join("o"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr.contains("two.yaml (document 1): refused by the CRD's validation rules"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("exactly one scheme must be set"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn the_demo_issues_refreshes_and_proves_the_token_works() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let tmp = tempfile::tempdir().unwrap();
+    let demo = std::fs::read_to_string("examples/demo/demo.yaml")
+        .unwrap()
+        .replace("127.0.0.1:18080", &format!("127.0.0.1:{port}"));
+    std::fs::write(tmp.path().join("demo.yaml"), demo).unwrap();
+    let out = Command::new(BIN)
+        .args([
+            "demo",
+            "--duration",
+            "4s",
+            "--ttl",
+            "2s",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--manifests",
+        ])
+        .arg(tmp.path())
+        .arg("--output")
+        .arg(tmp.path().join("out"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains(" issued "), "{stdout}");
+    assert!(stdout.contains(" refreshed "), "{stdout}");
+    assert!(stdout.contains("-> HTTP 200"), "{stdout}");
+}
