@@ -351,9 +351,7 @@ pub struct Tripletex {
 }
 
 /// SuperOffice environment, selecting the default token endpoint.
-#[derive(
-    Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, schemars::JsonSchema,
-)]
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum SuperOfficeEnvironment {
     /// Development (`sod.superoffice.com`).
@@ -535,10 +533,5 @@ fn schema() -> &'static serde_json::Value {
 pub fn validate_document(doc: &serde_json::Value) -> Result<(), String> {
     kube::core::cel::Validator::new()
         .validate(schema(), doc, None)
-        .map_err(|e| {
-            e.iter()
-                .map(|e| e.to_string())
-                .collect::<Vec<_>>()
-                .join("; ")
-        })
+        .map_err(|e| e.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; "))
 }

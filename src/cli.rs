@@ -39,6 +39,8 @@ pub enum LogFormat {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
+    /// Run the Kubernetes controller (in-cluster or with KUBECONFIG).
+    Run(RunArgs),
     /// Print the ConnectorAuth CustomResourceDefinition as YAML.
     Crd,
     /// Issue and refresh tokens for the manifests in a folder, without a cluster.
@@ -86,9 +88,55 @@ pub struct LocalArgs {
     /// Longest pause between passes (manifests are re-read every pass).
     #[arg(long, default_value = "10s", value_parser = duration_arg)]
     pub poll: Duration,
-    /// Value of `{{ redirect_url }}` in templates.
+    /// Value of `{{ redirect_url }}` in templates. Default with --callback-addr:
+    /// `http://<callback-addr>/oauth2/callback`.
     #[arg(long)]
     pub redirect_url: Option<String>,
+    /// Serve the OAuth2 consent callback on this (loopback) address, for authorization-code
+    /// resources; their consent URLs are printed.
+    #[arg(long)]
+    pub callback_addr: Option<SocketAddr>,
+    #[command(flatten)]
+    pub http: HttpArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// Namespaces to watch (comma-separated or repeated); default: all.
+    #[arg(long, env = "WATCH_NAMESPACES", value_delimiter = ',')]
+    pub watch_namespaces: Vec<String>,
+    /// Reconciles running at once.
+    #[arg(long, env = "CONCURRENCY", default_value_t = 16)]
+    pub concurrency: u16,
+    /// Concurrent token requests per token-endpoint host.
+    #[arg(long, env = "MAX_REQUESTS_PER_HOST", default_value_t = 4)]
+    pub max_requests_per_host: usize,
+    /// Address of /metrics, /healthz and /readyz.
+    #[arg(long, env = "METRICS_ADDR", default_value = "0.0.0.0:8080")]
+    pub metrics_addr: SocketAddr,
+    /// Elect a leader with a coordination.k8s.io Lease, so only one replica refreshes.
+    #[arg(long, env = "LEADER_ELECTION", default_value_t = true, action = clap::ArgAction::Set)]
+    pub leader_election: bool,
+    /// Name of the Lease.
+    #[arg(long, env = "LEASE_NAME", default_value = "connector-auth-operator")]
+    pub lease_name: String,
+    /// Namespace of the Lease; default: the pod's namespace (POD_NAMESPACE) or `default`.
+    #[arg(long, env = "LEASE_NAMESPACE")]
+    pub lease_namespace: Option<String>,
+    /// Lease duration in seconds; a standby takes over this long after the leader stops renewing.
+    #[arg(long, env = "LEASE_DURATION_SECONDS", default_value_t = 15)]
+    pub lease_duration_seconds: u64,
+    /// Value of `{{ redirect_url }}` in templates. Default with --callback-url:
+    /// `<callback-url>/oauth2/callback`.
+    #[arg(long, env = "REDIRECT_URL")]
+    pub redirect_url: Option<String>,
+    /// External base URL of the OAuth2 consent callback (what browsers reach, e.g.
+    /// `https://connector-auth.example.com`). Enables the authorization-code consent flow.
+    #[arg(long, env = "CALLBACK_URL")]
+    pub callback_url: Option<String>,
+    /// Address the consent callback listens on.
+    #[arg(long, env = "CALLBACK_ADDR", default_value = "0.0.0.0:8081")]
+    pub callback_addr: SocketAddr,
     #[command(flatten)]
     pub http: HttpArgs,
 }
@@ -120,15 +168,13 @@ fn duration_arg(s: &str) -> Result<Duration, String> {
 pub fn main() -> anyhow::Result<std::process::ExitCode> {
     let cli = Cli::parse();
     init_tracing(&cli.log_level, cli.log_format)?;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     rt.block_on(run(cli))
 }
 
 pub fn init_tracing(filter: &str, format: LogFormat) -> anyhow::Result<()> {
-    let filter = tracing_subscriber::EnvFilter::try_new(filter)
-        .with_context(|| format!("invalid --log-level `{filter}`"))?;
+    let filter =
+        tracing_subscriber::EnvFilter::try_new(filter).with_context(|| format!("invalid --log-level `{filter}`"))?;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -146,6 +192,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             Ok(std::process::ExitCode::SUCCESS)
         }
         Command::Local(args) => run_local(args).await,
+        Command::Run(args) => run_operator(args).await,
         Command::Demo(args) => run_demo(args).await,
     }
 }
@@ -159,8 +206,8 @@ async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("SIGTERM handler");
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
         tokio::select! {
             _ = ctrl_c => {},
             _ = term.recv() => {},
@@ -170,11 +217,53 @@ async fn shutdown_signal() {
     let _ = ctrl_c.await;
 }
 
+async fn run_operator(args: RunArgs) -> anyhow::Result<std::process::ExitCode> {
+    let client = kube::Client::try_default()
+        .await
+        .context("cannot configure the Kubernetes client (in-cluster or KUBECONFIG)")?;
+    let identity = std::env::var("POD_NAME")
+        .or_else(|_| std::env::var("HOSTNAME"))
+        .unwrap_or_else(|_| format!("connector-auth-operator-{}", std::process::id()));
+    let mut http = args.http.settings();
+    http.max_requests_per_host = args.max_requests_per_host;
+    let operator_namespace = args
+        .lease_namespace
+        .clone()
+        .or_else(|| std::env::var("POD_NAMESPACE").ok())
+        .unwrap_or_else(|| "default".into());
+    let config = crate::controller::Config {
+        namespaces: args.watch_namespaces.into_iter().filter(|n| !n.is_empty()).collect(),
+        concurrency: args.concurrency,
+        redirect_url: args.redirect_url,
+        http,
+        identity,
+        consent: args.callback_url.map(|external_url| crate::controller::ConsentConfig {
+            listen: args.callback_addr,
+            external_url,
+            key_namespace: operator_namespace.clone(),
+        }),
+    };
+    let election = args.leader_election.then_some(crate::controller::LeaderElection {
+        lease_name: args.lease_name,
+        lease_namespace: operator_namespace,
+        lease_duration: args.lease_duration_seconds,
+    });
+    crate::controller::run(client, config, election, args.metrics_addr, shutdown_signal()).await?;
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
 async fn run_local(args: LocalArgs) -> anyhow::Result<std::process::ExitCode> {
     let engine = Engine::new(args.http.settings())?;
     let mut runner = LocalRunner::new(engine, args.manifests.clone(), args.output.clone());
     runner.redirect_url = args.redirect_url.clone();
     runner.poll = args.poll;
+    if let Some(addr) = args.callback_addr {
+        let bound = runner.enable_consent(addr).await?;
+        eprintln!(
+            "consent callback on http://{bound}{}",
+            crate::controller::callback::CALLBACK_PATH
+        );
+    }
     if args.once {
         let reports = runner.pass().await?;
         if reports.is_empty() {
@@ -183,12 +272,7 @@ async fn run_local(args: LocalArgs) -> anyhow::Result<std::process::ExitCode> {
         for r in &reports {
             println!("{}", r.line());
             if args.show {
-                let store = local::FileStore::new(
-                    &args.output,
-                    &r.namespace,
-                    &r.name,
-                    secret_leaf(&r.secret),
-                );
+                let store = local::FileStore::new(&args.output, &r.namespace, &r.name, secret_leaf(&r.secret));
                 for line in redacted(&store.published()) {
                     println!("    {line}");
                 }
@@ -232,10 +316,12 @@ pub fn redacted(data: &BTreeMap<String, String>) -> Vec<String> {
 
 async fn run_demo(args: DemoArgs) -> anyhow::Result<std::process::ExitCode> {
     let provider = crate::demo::DemoProvider::new(args.ttl, "demo-user", "demo-password");
-    let (addr, server) = provider
-        .serve(args.listen)
-        .await
-        .with_context(|| format!("cannot listen on {} (pass --listen with a free address and update the manifests' base_url)", args.listen))?;
+    let (addr, server) = provider.serve(args.listen).await.with_context(|| {
+        format!(
+            "cannot listen on {} (pass --listen with a free address and update the manifests' base_url)",
+            args.listen
+        )
+    })?;
     let output = match args.output {
         Some(o) => o,
         None => std::env::temp_dir().join(format!("connector-auth-demo-{}", std::process::id())),
@@ -244,11 +330,7 @@ async fn run_demo(args: DemoArgs) -> anyhow::Result<std::process::ExitCode> {
         "demo provider on http://{addr} (access tokens live {}s, refresh tokens rotate)",
         args.ttl.as_secs()
     );
-    println!(
-        "local mode: {} -> {}",
-        args.manifests.display(),
-        output.display()
-    );
+    println!("local mode: {} -> {}", args.manifests.display(), output.display());
     let engine = Engine::new(HttpSettings::default())?;
     let mut runner = LocalRunner::new(engine, args.manifests.clone(), output.clone());
     runner.poll = Duration::from_secs(1);
@@ -289,10 +371,7 @@ async fn run_demo(args: DemoArgs) -> anyhow::Result<std::process::ExitCode> {
             println!("    {line}");
         }
     }
-    println!(
-        "token requests served by the provider: {}",
-        provider.token_requests()
-    );
+    println!("token requests served by the provider: {}", provider.token_requests());
     server.abort();
     Ok(if ok {
         std::process::ExitCode::SUCCESS

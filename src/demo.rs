@@ -62,10 +62,7 @@ impl DemoProvider {
     }
 
     /// Serves on `addr` until the task is dropped; returns the bound address.
-    pub async fn serve(
-        &self,
-        addr: SocketAddr,
-    ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+    pub async fn serve(&self, addr: SocketAddr) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
         let listener = tokio::net::TcpListener::bind(addr).await?;
         let bound = listener.local_addr()?;
         let router = self.router();
@@ -78,9 +75,7 @@ impl DemoProvider {
     fn issue(&self, inner: &mut Inner, family: u64) -> serde_json::Value {
         let access = random_token("at");
         let refresh = random_token("rt");
-        inner
-            .access
-            .insert(access.clone(), (family, Instant::now() + self.ttl));
+        inner.access.insert(access.clone(), (family, Instant::now() + self.ttl));
         inner.refresh.insert(refresh.clone(), (family, true));
         json!({
             "access_token": access,
@@ -95,17 +90,12 @@ fn oauth_error(status: StatusCode, code: &str) -> Response {
     (status, Json(json!({ "error": code }))).into_response()
 }
 
-async fn token(
-    State(p): State<DemoProvider>,
-    Form(form): Form<HashMap<String, String>>,
-) -> Response {
+async fn token(State(p): State<DemoProvider>, Form(form): Form<HashMap<String, String>>) -> Response {
     let mut inner = p.inner.lock().expect("lock");
     inner.token_requests += 1;
     match form.get("grant_type").map(String::as_str) {
         Some("password") => {
-            if form.get("username") != Some(&p.username)
-                || form.get("password") != Some(&p.password)
-            {
+            if form.get("username") != Some(&p.username) || form.get("password") != Some(&p.password) {
                 return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant");
             }
             inner.next_family += 1;

@@ -9,6 +9,9 @@
 
 pub mod api;
 pub mod cli;
+pub mod consent;
+pub mod controller;
 pub mod demo;
 pub mod engine;
 pub mod local;
+pub mod server;

@@ -10,6 +10,7 @@ use std::fs;
 use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
@@ -18,8 +19,9 @@ use jiff::Timestamp;
 use kube::ResourceExt;
 
 use crate::api::ConnectorAuth;
+use crate::consent;
 use crate::engine::driver::{self, Action, Outcome, Record, Store, StoreError, Unsaved};
-use crate::engine::{self, Engine, Inputs, SecretString};
+use crate::engine::{self, Engine, EngineError, Inputs, SecretString};
 
 /// A credentials Secret read from a manifest.
 #[derive(Debug, Clone)]
@@ -38,9 +40,7 @@ pub struct Manifests {
 
 impl Manifests {
     pub fn secret(&self, namespace: &str, name: &str) -> Option<&SecretManifest> {
-        self.secrets
-            .iter()
-            .find(|s| s.namespace == namespace && s.name == name)
+        self.secrets.iter().find(|s| s.namespace == namespace && s.name == name)
     }
 }
 
@@ -52,10 +52,9 @@ pub fn load_manifests(path: &Path) -> anyhow::Result<Manifests> {
     files.sort();
     let mut m = Manifests::default();
     for file in files {
-        let text =
-            fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
-        let docs: Vec<serde_json::Value> = serde_saphyr::from_multiple(&text)
-            .with_context(|| format!("{}: not valid YAML", file.display()))?;
+        let text = fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
+        let docs: Vec<serde_json::Value> =
+            serde_saphyr::from_multiple(&text).with_context(|| format!("{}: not valid YAML", file.display()))?;
         for (i, doc) in docs.into_iter().enumerate() {
             let at = || format!("{} (document {})", file.display(), i + 1);
             if doc.is_null() {
@@ -121,9 +120,7 @@ fn parse_secret(doc: &serde_json::Value) -> anyhow::Result<SecretManifest> {
     let mut data = BTreeMap::new();
     if let Some(d) = doc.get("data").and_then(|d| d.as_object()) {
         for (k, v) in d {
-            let raw = v
-                .as_str()
-                .with_context(|| format!("data.{k} is not a string"))?;
+            let raw = v.as_str().with_context(|| format!("data.{k} is not a string"))?;
             let bytes = base64::engine::general_purpose::STANDARD
                 .decode(raw.trim())
                 .with_context(|| format!("data.{k} is not base64"))?;
@@ -140,11 +137,7 @@ fn parse_secret(doc: &serde_json::Value) -> anyhow::Result<SecretManifest> {
             data.insert(k.clone(), SecretString::new(s));
         }
     }
-    Ok(SecretManifest {
-        namespace,
-        name,
-        data,
-    })
+    Ok(SecretManifest { namespace, name, data })
 }
 
 /// The output Secret name of a resource.
@@ -165,10 +158,7 @@ pub struct FileStore {
 impl FileStore {
     pub fn new(root: &Path, namespace: &str, name: &str, secret: &str) -> Self {
         FileStore {
-            state_file: root
-                .join(".state")
-                .join(namespace)
-                .join(format!("{name}.json")),
+            state_file: root.join(".state").join(namespace).join(format!("{name}.json")),
             output_dir: root.join(namespace).join(secret),
         }
     }
@@ -178,10 +168,8 @@ impl FileStore {
         let mut out = BTreeMap::new();
         if let Ok(entries) = fs::read_dir(self.output_dir.join("..data")) {
             for e in entries.flatten() {
-                if let (Some(name), Ok(v)) = (
-                    e.file_name().to_str().map(str::to_string),
-                    fs::read_to_string(e.path()),
-                ) {
+                if let (Some(name), Ok(v)) = (e.file_name().to_str().map(str::to_string), fs::read_to_string(e.path()))
+                {
                     out.insert(name, v);
                 }
             }
@@ -219,17 +207,11 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 impl Store for FileStore {
     async fn load(&self) -> Result<Option<Record>, StoreError> {
         match fs::read(&self.state_file) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
-                StoreError::new(
-                    format!("state file {} is corrupt", self.state_file.display()),
-                    e,
-                )
-            }),
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|e| StoreError::new(format!("state file {} is corrupt", self.state_file.display()), e)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(StoreError::new(
-                format!("reading {}", self.state_file.display()),
-                e,
-            )),
+            Err(e) => Err(StoreError::new(format!("reading {}", self.state_file.display()), e)),
         }
     }
 
@@ -261,9 +243,7 @@ impl Store for FileStore {
 fn publish_dir(dir: &Path, data: &BTreeMap<String, String>) -> std::io::Result<()> {
     fs::create_dir_all(dir)?;
     let old = fs::read_link(dir.join("..data")).ok();
-    let stamp = Timestamp::now()
-        .strftime("..%Y_%m_%d_%H_%M_%S.%f")
-        .to_string();
+    let stamp = Timestamp::now().strftime("..%Y_%m_%d_%H_%M_%S.%f").to_string();
     let fresh = dir.join(&stamp);
     fs::create_dir(&fresh)?;
     for (k, v) in data {
@@ -306,6 +286,8 @@ pub struct Report {
     pub scheme: String,
     pub secret: String,
     pub result: Result<Outcome, String>,
+    /// For resources awaiting consent: the link to open.
+    pub authorization_url: Option<String>,
 }
 
 impl Report {
@@ -330,9 +312,7 @@ impl Report {
                         refreshed: false,
                         reason,
                     } => ("issued", format!(" ({reason})")),
-                    Action::Failed { error } => {
-                        ("FAILED", format!(" {} [{}]", error, error.reason()))
-                    }
+                    Action::Failed { error } => ("FAILED", format!(" {} [{}]", error, error.reason())),
                     Action::BackingOff => (
                         "backoff",
                         o.last_error
@@ -353,6 +333,18 @@ impl Report {
                     .next
                     .map(|n| format!(", next check {}", when(n, now)))
                     .unwrap_or_default();
+                if let (
+                    Action::Failed {
+                        error: EngineError::AuthorizationRequired,
+                    },
+                    Some(url),
+                ) = (&o.action, &self.authorization_url)
+                {
+                    return format!(
+                        "{who:<32} {:<17} CONSENT   open this URL to grant consent: {url}",
+                        self.scheme
+                    );
+                }
                 format!(
                     "{who:<32} {:<17} {word:<9} {expires}{next} -> {}{detail}",
                     self.scheme, self.secret
@@ -383,7 +375,16 @@ pub struct LocalRunner {
     pub redirect_url: Option<String>,
     /// Longest sleep between passes; manifests are re-read every pass.
     pub poll: Duration,
-    unsaved: BTreeMap<(String, String), Unsaved>,
+    consent_key: Option<Vec<u8>>,
+    /// Unsaved records per resource; the lock also serializes passes and consent callbacks.
+    unsaved: SharedUnsaved,
+}
+
+type SharedUnsaved = Arc<tokio::sync::Mutex<BTreeMap<(String, String), Unsaved>>>;
+
+/// Identity of a local resource in a consent `state` (manifests have no uid).
+fn local_uid(ca: &ConnectorAuth) -> String {
+    ca.uid().unwrap_or_else(|| "local".into())
 }
 
 impl LocalRunner {
@@ -394,23 +395,64 @@ impl LocalRunner {
             output,
             redirect_url: None,
             poll: Duration::from_secs(10),
-            unsaved: BTreeMap::new(),
+            consent_key: None,
+            unsaved: Arc::default(),
         }
+    }
+
+    /// Serves the OAuth2 consent callback on `listen` (use loopback) and makes
+    /// `{{ redirect_url }}` point at it, unless set already. The signing key is kept in
+    /// `OUTPUT/.state/consent-key`. Returns the bound address.
+    pub async fn enable_consent(&mut self, listen: std::net::SocketAddr) -> anyhow::Result<std::net::SocketAddr> {
+        let key = consent_key(&self.output)?;
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("cannot listen on {listen}"))?;
+        let addr = listener.local_addr()?;
+        let redirect = self
+            .redirect_url
+            .get_or_insert_with(|| format!("http://{addr}{}", crate::controller::callback::CALLBACK_PATH))
+            .clone();
+        self.consent_key = Some(key.clone());
+        let shared = Arc::new(CallbackState {
+            engine: self.engine.clone(),
+            manifests: self.manifests.clone(),
+            output: self.output.clone(),
+            redirect_url: redirect,
+            key,
+            unsaved: self.unsaved.clone(),
+        });
+        let router = axum::Router::new()
+            .route(
+                crate::controller::callback::CALLBACK_PATH,
+                axum::routing::get(local_callback),
+            )
+            .with_state(shared);
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, router).await;
+        });
+        Ok(addr)
     }
 
     /// One pass over every resource.
     pub async fn pass(&mut self) -> anyhow::Result<Vec<Report>> {
         let manifests = load_manifests(&self.manifests)?;
-        fs::create_dir_all(&self.output)
-            .with_context(|| format!("creating {}", self.output.display()))?;
+        fs::create_dir_all(&self.output).with_context(|| format!("creating {}", self.output.display()))?;
+        let unsaved = self.unsaved.clone();
+        let mut unsaved = unsaved.lock().await;
         let mut reports = Vec::new();
         for ca in &manifests.resources {
-            reports.push(self.reconcile(&manifests, ca).await);
+            reports.push(self.reconcile(&manifests, ca, &mut unsaved).await);
         }
         Ok(reports)
     }
 
-    async fn reconcile(&mut self, manifests: &Manifests, ca: &ConnectorAuth) -> Report {
+    async fn reconcile(
+        &self,
+        manifests: &Manifests,
+        ca: &ConnectorAuth,
+        unsaved: &mut BTreeMap<(String, String), Unsaved>,
+    ) -> Report {
         let namespace = ca.namespace().unwrap_or_else(|| "default".into());
         let name = ca.name_any();
         let secret = secret_name(ca);
@@ -420,6 +462,7 @@ impl LocalRunner {
             scheme: ca.spec.scheme.name().into(),
             secret: format!("{}", self.output.join(&namespace).join(&secret).display()),
             result: Err(String::new()),
+            authorization_url: None,
         };
         let r = &ca.spec.credentials_ref;
         if let Some(ns) = r.namespace.as_deref().filter(|ns| *ns != namespace) {
@@ -449,26 +492,36 @@ impl LocalRunner {
         };
         let fp = engine::fingerprint(&ca.spec, &inputs.credentials);
         let store = FileStore::new(&self.output, &namespace, &name, &secret);
-        let unsaved = self.unsaved.entry((namespace, name)).or_default();
-        report.result = driver::reconcile(
-            &self.engine,
-            &flow,
-            &inputs,
-            &fp,
-            &store,
-            unsaved,
-            Timestamp::now(),
-        )
-        .await
-        .map_err(|e| format!("{e} [StateWriteFailed]"));
+        let entry = unsaved.entry((namespace.clone(), name.clone())).or_default();
+        report.result = driver::reconcile(&self.engine, &flow, &inputs, &fp, &store, entry, Timestamp::now())
+            .await
+            .map_err(|e| format!("{e} [StateWriteFailed]"));
+        if let (Ok(o), Some(key)) = (&report.result, &self.consent_key)
+            && let (
+                Some(p),
+                Action::Failed {
+                    error: EngineError::AuthorizationRequired,
+                },
+            ) = (&o.pending_consent, &o.action)
+        {
+            let state = consent::ConsentState {
+                namespace,
+                name,
+                uid: local_uid(ca),
+                nonce: p.nonce.clone(),
+                expires: p.expires.as_second(),
+            };
+            report.authorization_url = self
+                .engine
+                .authorization_url(&flow, &inputs, &consent::sign(key, &state))
+                .ok()
+                .flatten();
+        }
         report
     }
 
     /// Keeps every token fresh until `shutdown` resolves. Prints a line per change.
-    pub async fn run(
-        &mut self,
-        shutdown: impl std::future::Future<Output = ()>,
-    ) -> anyhow::Result<()> {
+    pub async fn run(&mut self, shutdown: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
         tokio::pin!(shutdown);
         loop {
             let reports = self.pass().await?;
@@ -482,10 +535,7 @@ impl LocalRunner {
                 if changed {
                     println!("{}", r.line());
                 }
-                if let Ok(Outcome {
-                    next: Some(next), ..
-                }) = &r.result
-                {
+                if let Ok(Outcome { next: Some(next), .. }) = &r.result {
                     let d = next.duration_since(now).as_secs_f64().max(0.05);
                     sleep = sleep.min(Duration::from_secs_f64(d));
                 }
@@ -501,4 +551,121 @@ impl LocalRunner {
 /// Whether an error is worth a non-zero exit in `--once`.
 pub fn failed(reports: &[Report]) -> bool {
     reports.iter().any(|r| !r.ok())
+}
+
+/// The consent signing key of local mode, created on first use (0600).
+fn consent_key(output: &Path) -> anyhow::Result<Vec<u8>> {
+    let path = output.join(".state").join("consent-key");
+    if let Ok(k) = fs::read(&path)
+        && k.len() >= 32
+    {
+        return Ok(k);
+    }
+    mkdir_private(&output.join(".state"))?;
+    let key: Vec<u8> = (0..32).map(|_| rand::random::<u8>()).collect();
+    write_atomic(&path, &key)?;
+    Ok(key)
+}
+
+struct CallbackState {
+    engine: Engine,
+    manifests: PathBuf,
+    output: PathBuf,
+    redirect_url: String,
+    key: Vec<u8>,
+    unsaved: SharedUnsaved,
+}
+
+/// The consent callback of local mode: same checks as the controller's, against the manifests.
+async fn local_callback(
+    axum::extract::State(s): axum::extract::State<Arc<CallbackState>>,
+    axum::extract::Query(params): axum::extract::Query<std::collections::HashMap<String, String>>,
+) -> axum::response::Response {
+    use crate::server::page;
+    use axum::http::StatusCode;
+    let Some(state) = params.get("state") else {
+        return page(
+            StatusCode::BAD_REQUEST,
+            "Missing state",
+            "The request has no state parameter.",
+        );
+    };
+    let state = match consent::verify(&s.key, state, Timestamp::now().as_second()) {
+        Ok(st) => st,
+        Err(e) => return page(StatusCode::BAD_REQUEST, "Consent link not accepted", &e.to_string()),
+    };
+    let manifests = match load_manifests(&s.manifests) {
+        Ok(m) => m,
+        Err(e) => return page(StatusCode::CONFLICT, "Manifests unreadable", &format!("{e:#}")),
+    };
+    let what = format!("ConnectorAuth {}/{}", state.namespace, state.name);
+    let found = manifests.resources.iter().find(|ca| {
+        ca.namespace().as_deref() == Some(state.namespace.as_str())
+            && ca.name_any() == state.name
+            && local_uid(ca) == state.uid
+    });
+    let Some(ca) = found else {
+        return page(
+            StatusCode::GONE,
+            "Resource no longer exists",
+            &format!("{what} is no longer in the manifests; nothing was saved."),
+        );
+    };
+    if let Some(err) = params.get("error") {
+        let code: String = err
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .take(64)
+            .collect();
+        eprintln!("{what}: the provider returned `{code}` instead of consent");
+        return page(
+            StatusCode::FORBIDDEN,
+            "Consent was not granted",
+            &format!("the provider returned error `{code}`; nothing was saved"),
+        );
+    }
+    let Some(creds) = manifests.secret(&state.namespace, &ca.spec.credentials_ref.name) else {
+        return page(
+            StatusCode::CONFLICT,
+            "Credentials missing",
+            "the credentials Secret is not in the manifests",
+        );
+    };
+    let flow = match s.engine.compile(&ca.spec) {
+        Ok(f) => f,
+        Err(e) => return page(StatusCode::CONFLICT, "The resource's spec is invalid", &e.to_string()),
+    };
+    let callback = params
+        .iter()
+        .filter(|(k, _)| *k != "state")
+        .map(|(k, v)| (k.clone(), SecretString::new(v.clone())))
+        .collect();
+    let inputs = Inputs {
+        credentials: creds.data.clone(),
+        redirect_url: Some(s.redirect_url.clone()),
+        callback,
+    };
+    let fp = engine::fingerprint(&ca.spec, &inputs.credentials);
+    let store = FileStore::new(&s.output, &state.namespace, &state.name, &secret_name(ca));
+    let mut unsaved = s.unsaved.lock().await;
+    let entry = unsaved
+        .entry((state.namespace.clone(), state.name.clone()))
+        .or_default();
+    let result = driver::complete_consent(
+        &s.engine,
+        &flow,
+        &inputs,
+        &fp,
+        &store,
+        entry,
+        &state.nonce,
+        Timestamp::now(),
+    )
+    .await;
+    match &result {
+        Ok(Ok(_)) => println!("{what}: consent granted, token published"),
+        Ok(Err(e)) => eprintln!("{what}: consent not completed: {e}"),
+        Err(e) => eprintln!("{what}: {e}"),
+    }
+    crate::server::consent_result_page(&result, &what)
 }

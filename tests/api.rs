@@ -10,8 +10,7 @@ use connector_auth_operator::local::load_manifests;
 #[test]
 fn committed_crd_matches_the_generated_one() {
     let generated = connector_auth_operator::cli::crd_yaml().unwrap();
-    let committed =
-        std::fs::read_to_string("crds/connectorauth.yaml").expect("crds/connectorauth.yaml exists");
+    let committed = std::fs::read_to_string("crds/connectorauth.yaml").expect("crds/connectorauth.yaml exists");
     assert!(
         committed == generated,
         "crds/connectorauth.yaml is stale: run `cargo run -- crd > crds/connectorauth.yaml`"
@@ -20,8 +19,7 @@ fn committed_crd_matches_the_generated_one() {
 
 #[test]
 fn crd_is_structural_with_descriptions_and_printer_columns() {
-    let crd: serde_json::Value =
-        serde_json::to_value(<ConnectorAuth as kube::CustomResourceExt>::crd()).unwrap();
+    let crd: serde_json::Value = serde_json::to_value(<ConnectorAuth as kube::CustomResourceExt>::crd()).unwrap();
     let version = &crd["spec"]["versions"][0];
     let columns: Vec<&str> = version["additionalPrinterColumns"]
         .as_array()
@@ -29,10 +27,7 @@ fn crd_is_structural_with_descriptions_and_printer_columns() {
         .iter()
         .map(|c| c["name"].as_str().unwrap())
         .collect();
-    assert_eq!(
-        columns,
-        ["Ready", "Scheme", "Expires", "Next refresh", "Age"]
-    );
+    assert_eq!(columns, ["Ready", "Scheme", "Expires", "Next refresh", "Age"]);
     assert_eq!(version["subresources"]["status"], serde_json::json!({}));
     assert_eq!(crd["spec"]["names"]["shortNames"][0], "cauth");
 
@@ -68,8 +63,7 @@ fn cel_error(spec: &str) -> String {
     let yaml = format!(
         "apiVersion: connectorauth.dev/v1alpha1\nkind: ConnectorAuth\nmetadata: {{name: t, namespace: ns}}\nspec:\n{spec}"
     );
-    let doc: serde_json::Value =
-        serde_saphyr::from_str(&yaml).unwrap_or_else(|e| panic!("{e}\n{yaml}"));
+    let doc: serde_json::Value = serde_saphyr::from_str(&yaml).unwrap_or_else(|e| panic!("{e}\n{yaml}"));
     match connector_auth_operator::api::validate_document(&doc) {
         Ok(()) => String::new(),
         Err(e) => e,
@@ -98,11 +92,11 @@ fn cel_rules_refuse_bad_specs_with_readable_messages() {
     let empty_name = "  credentialsRef: {name: ''}\n  apiKey: {}\n";
     assert!(cel_error(empty_name).contains("credentialsRef.name must not be empty"));
 
-    let both_renewals = "  credentialsRef: {name: c}\n  apiKey: {}\n  renewal: {renewBefore: 5m, renewBeforePercentage: 20}\n";
+    let both_renewals =
+        "  credentialsRef: {name: c}\n  apiKey: {}\n  renewal: {renewBefore: 5m, renewBeforePercentage: 20}\n";
     assert!(cel_error(both_renewals).contains("either renewBefore or renewBeforePercentage"));
 
-    let bad_duration =
-        "  credentialsRef: {name: c}\n  apiKey: {}\n  renewal: {renewBefore: five minutes}\n";
+    let bad_duration = "  credentialsRef: {name: c}\n  apiKey: {}\n  renewal: {renewBefore: five minutes}\n";
     assert!(cel_error(bad_duration).contains("renewBefore must be a duration"));
 
     let negative = "  credentialsRef: {name: c}\n  apiKey: {}\n  renewal: {refreshInterval: -5m}\n";
@@ -134,11 +128,7 @@ fn every_example_is_valid_compiles_and_has_its_credentials() {
     dirs.sort();
     for dir in dirs {
         let m = load_manifests(&dir).unwrap_or_else(|e| panic!("{}: {e:#}", dir.display()));
-        assert!(
-            !m.resources.is_empty(),
-            "{} has no ConnectorAuth",
-            dir.display()
-        );
+        assert!(!m.resources.is_empty(), "{} has no ConnectorAuth", dir.display());
         for ca in &m.resources {
             let flow = engine
                 .compile(&ca.spec)
@@ -163,10 +153,7 @@ fn every_example_is_valid_compiles_and_has_its_credentials() {
                 "so_ticket",
             ];
             // The default `{{ client_secret }}` is optional (public clients).
-            for t in flow_templates(&flow)
-                .into_iter()
-                .filter(|t| t != "{{ client_secret }}")
-            {
+            for t in flow_templates(&flow).into_iter().filter(|t| t != "{{ client_secret }}") {
                 for var in engine.templates().variables(&t) {
                     assert!(
                         secret.data.contains_key(&var) || provided.contains(&var.as_str()),
@@ -178,16 +165,10 @@ fn every_example_is_valid_compiles_and_has_its_credentials() {
             seen += 1;
         }
     }
-    assert!(
-        seen >= 11,
-        "one example per seed system plus the demo, found {seen}"
-    );
+    assert!(seen >= 11, "one example per seed system plus the demo, found {seen}");
     assert!(Path::new("examples/demo").exists());
 }
 
 fn flow_templates(flow: &connector_auth_operator::engine::Flow) -> Vec<String> {
-    flow.templates()
-        .into_iter()
-        .map(|t| t.source.clone())
-        .collect()
+    flow.templates().into_iter().map(|t| t.source.clone()).collect()
 }

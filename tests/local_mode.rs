@@ -80,8 +80,7 @@ async fn once_writes_a_mounted_secret_layout_and_private_state() {
             .is_symlink()
     );
     let headers: BTreeMap<String, String> =
-        serde_json::from_str(&std::fs::read_to_string(secret.join("headers.json")).unwrap())
-            .unwrap();
+        serde_json::from_str(&std::fs::read_to_string(secret.join("headers.json")).unwrap()).unwrap();
     assert_eq!(headers["Authorization"], format!("Bearer {token}"));
     assert!(
         !secret.join("refresh_token").exists(),
@@ -89,16 +88,9 @@ async fn once_writes_a_mounted_secret_layout_and_private_state() {
     );
 
     let state = out.join(".state/team-a/rot.json");
+    assert_eq!(std::fs::metadata(&state).unwrap().permissions().mode() & 0o777, 0o600);
     assert_eq!(
-        std::fs::metadata(&state).unwrap().permissions().mode() & 0o777,
-        0o600
-    );
-    assert_eq!(
-        std::fs::metadata(out.join(".state"))
-            .unwrap()
-            .permissions()
-            .mode()
-            & 0o777,
+        std::fs::metadata(out.join(".state")).unwrap().permissions().mode() & 0o777,
         0o700
     );
     let record: Record = serde_json::from_slice(&std::fs::read(&state).unwrap()).unwrap();
@@ -149,9 +141,7 @@ async fn deleted_or_edited_output_is_restored_without_a_token_call() {
 
     let link = data_link(&out);
     std::fs::write(
-        out.join("team-a/rot-token")
-            .join(&link)
-            .join("header_value"),
+        out.join("team-a/rot-token").join(&link).join("header_value"),
         "tampered",
     )
     .unwrap();
@@ -196,9 +186,7 @@ async fn tokens_are_refreshed_before_expiry_without_ever_reusing_a_refresh_token
     write_manifests(&m, &base, "rt-seed");
     let mut r = runner(&m, &out);
     r.poll = Duration::from_millis(200);
-    r.run(tokio::time::sleep(Duration::from_millis(4500)))
-        .await
-        .unwrap();
+    r.run(tokio::time::sleep(Duration::from_millis(4500))).await.unwrap();
     // 2 s tokens renew at ~1.2–1.33 s: the first issue plus at least two refreshes.
     assert!(book.requests() >= 3, "{} token requests", book.requests());
     assert!(!book.family_revoked());
@@ -225,8 +213,7 @@ async fn provider_outage_keeps_the_last_token_and_backs_off() {
     // Force renewal, then point the resource at a dead endpoint.
     let state = out.join(".state/team-a/rot.json");
     let mut record: Record = serde_json::from_slice(&std::fs::read(&state).unwrap()).unwrap();
-    record.token.as_mut().unwrap().renew_at =
-        Some(jiff::Timestamp::now() - jiff::SignedDuration::from_secs(1));
+    record.token.as_mut().unwrap().renew_at = Some(jiff::Timestamp::now() - jiff::SignedDuration::from_secs(1));
     std::fs::write(&state, serde_json::to_vec(&record).unwrap()).unwrap();
     let dead = "http://127.0.0.1:9";
     let text = std::fs::read_to_string(m.join("rot.yaml"))
@@ -249,10 +236,7 @@ async fn provider_outage_keeps_the_last_token_and_backs_off() {
     );
     // The next pass is within the backoff: no new attempt.
     let reports = r.pass().await.unwrap();
-    assert_eq!(
-        reports[0].result.as_ref().unwrap().action,
-        Action::BackingOff
-    );
+    assert_eq!(reports[0].result.as_ref().unwrap().action, Action::BackingOff);
     assert!(
         reports[0].line().contains("[ConnectionFailed]"),
         "{}",
@@ -288,25 +272,15 @@ data: {api_key: c2VjcmV0}
 "#,
     )
     .unwrap();
-    let reports = runner(tmp.path(), &tmp.path().join("out"))
-        .pass()
-        .await
-        .unwrap();
+    let reports = runner(tmp.path(), &tmp.path().join("out")).pass().await.unwrap();
     let lines: Vec<String> = reports.iter().map(|r| r.line()).collect();
-    assert!(
-        lines[0].contains("[CrossNamespaceReference]"),
-        "{}",
-        lines[0]
-    );
+    assert!(lines[0].contains("[CrossNamespaceReference]"), "{}", lines[0]);
     assert!(
         lines[1].contains("credentials Secret tenant-a/nowhere not found"),
         "{}",
         lines[1]
     );
-    assert!(
-        !tmp.path().join("out/tenant-a").exists(),
-        "nothing published"
-    );
+    assert!(!tmp.path().join("out/tenant-a").exists(), "nothing published");
 }
 
 /// A store whose saves fail a given number of times, recording what was saved.
@@ -381,15 +355,7 @@ async fn a_rotated_refresh_token_that_cannot_be_persisted_is_held_and_never_reus
     assert_eq!(book.requests(), 1, "no second token call");
     assert!(!book.family_revoked());
     let saved = store.saved.lock().unwrap().clone().unwrap();
-    assert!(
-        saved
-            .token
-            .unwrap()
-            .refresh_token
-            .unwrap()
-            .expose()
-            .starts_with("rt-")
-    );
+    assert!(saved.token.unwrap().refresh_token.unwrap().expose().starts_with("rt-"));
 }
 
 #[test]
@@ -410,9 +376,7 @@ fn the_cli_once_exits_non_zero_on_failure_and_prints_the_reason() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{stdout}");
     assert!(
-        stdout.contains(
-            "uses undefined variable `apikey`; available: api_key, now [UndefinedVariable]"
-        ),
+        stdout.contains("uses undefined variable `apikey`; available: api_key, now [UndefinedVariable]"),
         "{stdout}"
     );
     assert!(!stdout.contains("hunter2"));
@@ -439,10 +403,7 @@ fn the_cli_refuses_manifests_the_api_server_would_refuse() {
         stderr.contains("two.yaml (document 1): refused by the CRD's validation rules"),
         "{stderr}"
     );
-    assert!(
-        stderr.contains("exactly one scheme must be set"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("exactly one scheme must be set"), "{stderr}");
 }
 
 #[test]

@@ -23,29 +23,15 @@ refreshableToken:
   expiresIn: {{jsonPath: expires_in}}
 "#
     );
-    let (token, out) = issue(
-        &yaml,
-        &[("username", "snov-id"), ("password", "snov&secret")],
-    )
-    .await
-    .unwrap();
+    let (token, out) = issue(&yaml, &[("username", "snov-id"), ("password", "snov&secret")])
+        .await
+        .unwrap();
     assert_eq!(book.requests(), 1);
     assert_eq!(out["header_name"], "Authorization");
-    assert_eq!(
-        out["header_value"],
-        format!("Bearer {}", token.access_token.expose())
-    );
-    let lifetime = token
-        .expires_at
-        .unwrap()
-        .duration_since(token.issued_at)
-        .as_secs();
+    assert_eq!(out["header_value"], format!("Bearer {}", token.access_token.expose()));
+    let lifetime = token.expires_at.unwrap().duration_since(token.issued_at).as_secs();
     assert_eq!(lifetime, 3600);
-    let renew = token
-        .renew_at
-        .unwrap()
-        .duration_since(token.issued_at)
-        .as_secs();
+    let renew = token.renew_at.unwrap().duration_since(token.issued_at).as_secs();
     assert!(
         (2160..=2400).contains(&renew),
         "renews at 2/3 minus at most 10% jitter: {renew}"
@@ -73,24 +59,16 @@ output:
     extra: {{User-Agent: curl/7.84.0, Accept: application/json}}
 "#
     );
-    let (token, out) = issue(
-        &yaml,
-        &[("username", "dw-user"), ("password", "p@ss&word=1")],
-    )
-    .await
-    .unwrap();
+    let (token, out) = issue(&yaml, &[("username", "dw-user"), ("password", "p@ss&word=1")])
+        .await
+        .unwrap();
     assert_eq!(book.requests(), 1);
     assert!(
         token.access_token.expose().starts_with("dwauth-"),
         "the .DWPLATFORMAUTH cookie, not another one"
     );
     assert_eq!(token.expires_at, None);
-    let renew_min = token
-        .renew_at
-        .unwrap()
-        .duration_since(token.issued_at)
-        .as_secs()
-        / 60;
+    let renew_min = token.renew_at.unwrap().duration_since(token.issued_at).as_secs() / 60;
     assert!(
         (54..=60).contains(&renew_min),
         "1h interval, at most 10% earlier: {renew_min}"
@@ -116,12 +94,9 @@ refreshableToken:
   accessToken: {{cookie: .DWPLATFORMAUTH}}
 "#
     );
-    let err = issue(
-        &yaml,
-        &[("username", "dw-user"), ("password", "p@ss&word=1")],
-    )
-    .await
-    .unwrap_err();
+    let err = issue(&yaml, &[("username", "dw-user"), ("password", "p@ss&word=1")])
+        .await
+        .unwrap_err();
     assert_eq!(
         err.to_string(),
         format!(
@@ -162,15 +137,9 @@ async fn google_authorization_code_is_exchanged_and_refresh_does_not_rotate() {
     let now = jiff::Timestamp::now();
 
     // Without consent there is nothing to exchange: the consent URL is what the user needs.
-    let err = engine
-        .obtain(&flow, &inputs, None, &fp, now)
-        .await
-        .unwrap_err();
+    let err = engine.obtain(&flow, &inputs, None, &fp, now).await.unwrap_err();
     assert!(matches!(err, EngineError::AuthorizationRequired));
-    let url = engine
-        .authorization_url(&flow, &inputs, "st4te")
-        .unwrap()
-        .unwrap();
+    let url = engine.authorization_url(&flow, &inputs, "st4te").unwrap().unwrap();
     assert!(
         url.contains("redirect_uri=https%3A//operator.example.com/oauth2/callback"),
         "{url}"
@@ -179,27 +148,15 @@ async fn google_authorization_code_is_exchanged_and_refresh_does_not_rotate() {
 
     inputs.callback.insert("code".into(), GOOGLE_CODE.into());
     let first = engine.obtain(&flow, &inputs, None, &fp, now).await.unwrap();
-    assert_eq!(
-        first.refresh_token.as_ref().unwrap().expose(),
-        "1//g-refresh"
-    );
+    assert_eq!(first.refresh_token.as_ref().unwrap().expose(), "1//g-refresh");
     let out = engine.render_output(&flow, &inputs, &first).unwrap();
-    assert_eq!(
-        call_api(&format!("{base}/admin/directory/v1/users"), &out).await,
-        200
-    );
+    assert_eq!(call_api(&format!("{base}/admin/directory/v1/users"), &out).await, 200);
 
     // Refresh: Google returns no new refresh token; the old one must be kept.
     inputs.callback.clear();
-    let second = engine
-        .obtain(&flow, &inputs, Some(&first), &fp, now)
-        .await
-        .unwrap();
+    let second = engine.obtain(&flow, &inputs, Some(&first), &fp, now).await.unwrap();
     assert_ne!(second.access_token, first.access_token);
-    assert_eq!(
-        second.refresh_token.as_ref().unwrap().expose(),
-        "1//g-refresh"
-    );
+    assert_eq!(second.refresh_token.as_ref().unwrap().expose(), "1//g-refresh");
     assert_eq!(book.requests(), 2);
 }
 
@@ -225,9 +182,7 @@ async fn rotating_refresh_tokens_are_always_replaced_and_never_reused() {
         ("refresh_token", "rt-seed"),
     ]);
 
-    let (first, out) = issue_with(&engine, &spec, &credentials, None)
-        .await
-        .unwrap();
+    let (first, out) = issue_with(&engine, &spec, &credentials, None).await.unwrap();
     let rt1 = first.refresh_token.clone().unwrap();
     assert_ne!(rt1.expose(), "rt-seed");
     assert!(
@@ -237,19 +192,12 @@ async fn rotating_refresh_tokens_are_always_replaced_and_never_reused() {
     assert_eq!(call_api(&format!("{base}/api/me"), &out).await, 200);
 
     // The credentials still hold the spent seed; the stored rotated token must be used.
-    let (second, _) = issue_with(&engine, &spec, &credentials, Some(&first))
-        .await
-        .unwrap();
-    let (third, out) = issue_with(&engine, &spec, &credentials, Some(&second))
-        .await
-        .unwrap();
+    let (second, _) = issue_with(&engine, &spec, &credentials, Some(&first)).await.unwrap();
+    let (third, out) = issue_with(&engine, &spec, &credentials, Some(&second)).await.unwrap();
     assert_ne!(second.refresh_token, first.refresh_token);
     assert_ne!(third.refresh_token, second.refresh_token);
     assert_eq!(book.requests(), 3);
-    assert!(
-        !book.family_revoked(),
-        "no refresh token was ever sent twice"
-    );
+    assert!(!book.family_revoked(), "no refresh token was ever sent twice");
     assert_eq!(call_api(&format!("{base}/api/me"), &out).await, 200);
     // The provider emulator really does punish reuse.
     let err = issue_with(&engine, &spec, &credentials, Some(&first))
@@ -269,21 +217,14 @@ async fn a_new_seed_refresh_token_in_the_credentials_replaces_the_stored_one() {
         ("client_secret", "rot-secret"),
         ("refresh_token", "rt-seed"),
     ]);
-    let (first, _) = issue_with(&engine, &spec, &credentials, None)
-        .await
-        .unwrap();
-    book.refresh
-        .lock()
-        .unwrap()
-        .insert("rt-reonboarded".into(), (7, true));
+    let (first, _) = issue_with(&engine, &spec, &credentials, None).await.unwrap();
+    book.refresh.lock().unwrap().insert("rt-reonboarded".into(), (7, true));
     let new_creds = creds(&[
         ("client_id", "rot-client"),
         ("client_secret", "rot-secret"),
         ("refresh_token", "rt-reonboarded"),
     ]);
-    let (second, _) = issue_with(&engine, &spec, &new_creds, Some(&first))
-        .await
-        .unwrap();
+    let (second, _) = issue_with(&engine, &spec, &new_creds, Some(&first)).await.unwrap();
     assert_ne!(second.seed_refresh_token, first.seed_refresh_token);
     assert!(!book.family_revoked());
     assert_eq!(
@@ -338,9 +279,7 @@ jwt:
     let engine = engine();
     let spec = spec(&yaml);
     let credentials = creds(&[("app_token", "app-token-123")]);
-    let (first, out) = issue_with(&engine, &spec, &credentials, None)
-        .await
-        .unwrap();
+    let (first, out) = issue_with(&engine, &spec, &credentials, None).await.unwrap();
     let lifetime = first
         .expires_at
         .expect("expiry from the JWT exp")
@@ -348,9 +287,7 @@ jwt:
         .as_secs();
     assert!((3595..=3600).contains(&lifetime), "{lifetime}");
     assert_eq!(call_api(&format!("{base}/Persons"), &out).await, 200);
-    let (second, out) = issue_with(&engine, &spec, &credentials, Some(&first))
-        .await
-        .unwrap();
+    let (second, out) = issue_with(&engine, &spec, &credentials, Some(&first)).await.unwrap();
     assert_ne!(
         second.refresh_token, first.refresh_token,
         "the refresh endpoint was used"
@@ -382,10 +319,7 @@ superOffice:
     .unwrap();
     assert!(out["so_ticket"].starts_with("7T:"));
     assert_eq!(token.extras["so_ticket"].expose(), out["so_ticket"]);
-    assert_eq!(
-        out["header_value"],
-        format!("SOTicket {}", out["so_ticket"])
-    );
+    assert_eq!(out["header_value"], format!("SOTicket {}", out["so_ticket"]));
     let headers: serde_json::Value = serde_json::from_str(&out["headers.json"]).unwrap();
     assert_eq!(headers["SO-AppToken"], "so-app-secret");
     assert_eq!(
@@ -431,18 +365,12 @@ credentialsRef: {name: woo}
 apiKey: {key: "{{ consumer_key }}:{{ consumer_secret }}"}
 output: {header: {value: "Basic {{ token_format }}", encode: true}}
 "#;
-    let (token, out) = issue(
-        woo,
-        &[("consumer_key", "ck_123"), ("consumer_secret", "cs_456")],
-    )
-    .await
-    .unwrap();
+    let (token, out) = issue(woo, &[("consumer_key", "ck_123"), ("consumer_secret", "cs_456")])
+        .await
+        .unwrap();
     assert_eq!(token.renew_at, None, "API keys are permanent");
     assert!(!out.contains_key("expires_at"));
-    assert_eq!(
-        call_api(&format!("{base}/wp-json/wc/v3/products"), &out).await,
-        200
-    );
+    assert_eq!(call_api(&format!("{base}/wp-json/wc/v3/products"), &out).await, 200);
 
     let wix = r#"
 credentialsRef: {name: wix}
@@ -453,10 +381,7 @@ output: {header: {extra: {wix-site-id: "{{ site_id }}"}}}
         .await
         .unwrap();
     assert_eq!(out["header_value"], "IST.wix-key");
-    assert_eq!(
-        call_api(&format!("{base}/stores/v1/products/query"), &out).await,
-        200
-    );
+    assert_eq!(call_api(&format!("{base}/stores/v1/products/query"), &out).await, 200);
 }
 
 // ------------------------------------------------------------------- bad input
@@ -480,10 +405,7 @@ async fn fail(base: &str, path: &str, extra: &str) -> EngineError {
     let err = issue(&faulty_spec(base, path, extra), &[("password", SECRET)])
         .await
         .unwrap_err();
-    assert!(
-        !err.to_string().contains(SECRET),
-        "secret leaked into: {err}"
-    );
+    assert!(!err.to_string().contains(SECRET), "secret leaked into: {err}");
     assert!(
         !format!("{err:?}").contains(SECRET),
         "secret leaked into Debug: {err:?}"
@@ -525,9 +447,7 @@ async fn non_json_and_html_bodies_are_reported_with_status_and_content_type() {
     let err = fail(&base, "/not-json", "").await;
     assert_eq!(
         err.to_string(),
-        format!(
-            "login response from {host} (HTTP 200) is not valid JSON (Content-Type text/plain)"
-        )
+        format!("login response from {host} (HTTP 200) is not valid JSON (Content-Type text/plain)")
     );
     let err = fail(&base, "/html", "").await;
     assert_eq!(
@@ -581,27 +501,17 @@ async fn slow_and_oversized_responses_are_cut_off() {
     .unwrap();
     let credentials = creds(&[("password", SECRET)]);
     let started = std::time::Instant::now();
-    let err = issue_with(
-        &engine,
-        &spec(&faulty_spec(&base, "/slow", "")),
-        &credentials,
-        None,
-    )
-    .await
-    .unwrap_err();
+    let err = issue_with(&engine, &spec(&faulty_spec(&base, "/slow", "")), &credentials, None)
+        .await
+        .unwrap_err();
     assert_eq!(err.reason(), "Timeout");
     assert!(
         started.elapsed() < Duration::from_secs(4),
         "the 5 s handler was not waited for"
     );
-    let err = issue_with(
-        &engine,
-        &spec(&faulty_spec(&base, "/huge", "")),
-        &credentials,
-        None,
-    )
-    .await
-    .unwrap_err();
+    let err = issue_with(&engine, &spec(&faulty_spec(&base, "/huge", "")), &credentials, None)
+        .await
+        .unwrap_err();
     assert_eq!(err.reason(), "ResponseTooLarge");
     assert!(err.to_string().contains("16384-byte limit"));
 }
@@ -618,8 +528,7 @@ async fn unusable_expiry_and_unreachable_hosts_are_clear() {
     let err = fail("http://127.0.0.1:9", "/token", "").await;
     assert_eq!(err.reason(), "ConnectionFailed");
     assert!(
-        err.to_string()
-            .starts_with("login request to 127.0.0.1:9 failed: "),
+        err.to_string().starts_with("login request to 127.0.0.1:9 failed: "),
         "{err}"
     );
 }
@@ -633,9 +542,8 @@ async fn bad_jsonpath_and_durations_are_refused_at_compile_time() {
     let err = engine.compile(&s).unwrap_err();
     assert_eq!(err.reason(), "InvalidSpec");
     assert!(
-        err.to_string().starts_with(
-            "invalid spec: spec.refreshableToken.accessToken: `$[?` is not a valid JSONPath"
-        ),
+        err.to_string()
+            .starts_with("invalid spec: spec.refreshableToken.accessToken: `$[?` is not a valid JSONPath"),
         "{err}"
     );
     let s = spec("credentialsRef: {name: x}\napiKey: {}\nrenewal: {refreshInterval: 10 minutes}\n");
@@ -646,9 +554,7 @@ async fn bad_jsonpath_and_durations_are_refused_at_compile_time() {
             .to_string()
             .contains("spec.renewal.refreshInterval")
     );
-    let s = spec(
-        "credentialsRef: {name: x}\napiKey: {}\noutput: {header: {value: 'Bearer {{ access_token'}}\n",
-    );
+    let s = spec("credentialsRef: {name: x}\napiKey: {}\noutput: {header: {value: 'Bearer {{ access_token'}}\n");
     assert!(
         engine
             .compile(&s)
@@ -671,8 +577,7 @@ fn example(name: &str, from: &str, to: &str) -> connector_auth_operator::api::Co
 #[tokio::test]
 async fn every_bundled_example_works_against_its_emulated_provider() {
     let engine = engine();
-    let run = |spec: connector_auth_operator::api::ConnectorAuthSpec,
-               c: &'static [(&'static str, &'static str)]| {
+    let run = |spec: connector_auth_operator::api::ConnectorAuthSpec, c: &'static [(&'static str, &'static str)]| {
         let engine = engine.clone();
         async move { issue_with(&engine, &spec, &creds(c), None).await.unwrap().1 }
     };
@@ -683,11 +588,7 @@ async fn every_bundled_example_works_against_its_emulated_provider() {
         &[("username", "snov-id"), ("password", "snov&secret")],
     )
     .await;
-    assert_eq!(
-        call_api(&format!("{base}/v1/get-balance"), &out).await,
-        200,
-        "snov-io"
-    );
+    assert_eq!(call_api(&format!("{base}/v1/get-balance"), &out).await, 200, "snov-io");
 
     let (base, _) = docuware().await;
     let out = run(
@@ -730,11 +631,7 @@ async fn every_bundled_example_works_against_its_emulated_provider() {
         ],
     )
     .await;
-    assert_eq!(
-        call_api(&format!("{base}/v2/employee"), &out).await,
-        200,
-        "tripletex"
-    );
+    assert_eq!(call_api(&format!("{base}/v2/employee"), &out).await, 200, "tripletex");
 
     let (base, _) = webcrm().await;
     let out = run(
@@ -742,11 +639,7 @@ async fn every_bundled_example_works_against_its_emulated_provider() {
         &[("app_token", "app-token-123")],
     )
     .await;
-    assert_eq!(
-        call_api(&format!("{base}/Persons"), &out).await,
-        200,
-        "webcrm"
-    );
+    assert_eq!(call_api(&format!("{base}/Persons"), &out).await, 200, "webcrm");
 
     let (base, _) = superoffice().await;
     let out = run(
@@ -770,11 +663,7 @@ async fn every_bundled_example_works_against_its_emulated_provider() {
 
     let (base, _) = poweroffice().await;
     let out = run(
-        example(
-            "poweroffice-go",
-            "https://goapi.poweroffice.net/Demo",
-            &base,
-        ),
+        example("poweroffice-go", "https://goapi.poweroffice.net/Demo", &base),
         &[
             ("application_key", "app-key"),
             ("client_key", "client-key"),

@@ -35,6 +35,25 @@ pub struct Record {
     /// Reason and message of the last failure (never secret).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<(String, String)>,
+    /// The consent link currently offered (authorization-code flows awaiting a person).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending_consent: Option<PendingConsent>,
+}
+
+/// A consent link's single-use nonce and its expiry.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PendingConsent {
+    pub nonce: String,
+    pub expires: Timestamp,
+}
+
+/// Why a consent callback was not accepted.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ConsentError {
+    #[error("this consent link was already used or replaced by a newer one; open the current status.authorizationUrl")]
+    NotPending,
+    #[error("{0}")]
+    Engine(EngineError),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -46,10 +65,7 @@ pub struct StoreError {
 }
 
 impl StoreError {
-    pub fn new(
-        what: impl Into<String>,
-        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
-    ) -> Self {
+    pub fn new(what: impl Into<String>, source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
         StoreError {
             what: what.into(),
             source: source.into(),
@@ -63,10 +79,7 @@ pub trait Store {
     /// Durably saves the record.
     fn save(&self, record: &Record) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// Publishes the output data; returns false (and writes nothing) when it is unchanged.
-    fn publish(
-        &self,
-        data: &BTreeMap<String, String>,
-    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    fn publish(&self, data: &BTreeMap<String, String>) -> impl Future<Output = Result<bool, StoreError>> + Send;
 }
 
 /// In-memory companion of a store: a record that could not be persisted yet.
@@ -79,10 +92,7 @@ pub enum Action {
     /// The stored token is good.
     Kept,
     /// A new token was obtained.
-    Issued {
-        reason: &'static str,
-        refreshed: bool,
-    },
+    Issued { reason: &'static str, refreshed: bool },
     /// The attempt failed; the previous token (if any) stays published.
     Failed { error: EngineError },
     /// Still backing off from an earlier failure.
@@ -100,7 +110,12 @@ pub struct Outcome {
     pub written: bool,
     pub failures: u32,
     pub last_error: Option<(String, String)>,
+    /// For authorization-code flows awaiting consent: the link's nonce and expiry.
+    pub pending_consent: Option<PendingConsent>,
 }
+
+/// How long a consent link is offered before a fresh one replaces it.
+pub const CONSENT_TTL: SignedDuration = SignedDuration::from_secs(crate::consent::STATE_TTL_SECS);
 
 fn retry_policy() -> ExponentialBuilder {
     ExponentialBuilder::default()
@@ -132,12 +147,7 @@ pub async fn reconcile<S: Store + Sync>(
     let inputs_unchanged = record.failed_fingerprint.as_deref() == Some(fingerprint);
     if let Some(retry_at) = record.retry_at.filter(|r| *r > now && inputs_unchanged) {
         let written = publish_current(engine, flow, inputs, &record, store).await?;
-        return Ok(outcome(
-            Action::BackingOff,
-            &record,
-            Some(retry_at),
-            written,
-        ));
+        return Ok(outcome(Action::BackingOff, &record, Some(retry_at), written));
     }
 
     match renewal::decide(now, record.token.as_ref(), fingerprint) {
@@ -156,10 +166,7 @@ pub async fn reconcile<S: Store + Sync>(
             }
         }
         Decision::Renew { reason } => {
-            let refreshed = record
-                .token
-                .as_ref()
-                .is_some_and(|t| t.refresh_token.is_some());
+            let refreshed = record.token.as_ref().is_some_and(|t| t.refresh_token.is_some());
             match engine
                 .obtain(flow, inputs, record.token.as_ref(), fingerprint, now)
                 .await
@@ -179,20 +186,117 @@ pub async fn reconcile<S: Store + Sync>(
                         Ok(data) => {
                             let written = store.publish(&data).await?;
                             let next = token.renew_at;
-                            Ok(outcome(
-                                Action::Issued { reason, refreshed },
-                                &record,
-                                next,
-                                written,
-                            ))
+                            Ok(outcome(Action::Issued { reason, refreshed }, &record, next, written))
                         }
-                        Err(error) => {
-                            fail(store, &mut record, error, fingerprint, now, unsaved).await
-                        }
+                        Err(error) => fail(store, &mut record, error, fingerprint, now, unsaved).await,
                     }
                 }
+                Err(EngineError::AuthorizationRequired) => await_consent(store, record, now, unsaved).await,
                 Err(error) => fail(store, &mut record, error, fingerprint, now, unsaved).await,
             }
+        }
+    }
+}
+
+/// Offers (or keeps offering) a consent link. Not a failure: nothing is retried until a person
+/// grants consent; the link is renewed shortly before it expires.
+async fn await_consent<S: Store + Sync>(
+    store: &S,
+    mut record: Record,
+    now: Timestamp,
+    unsaved: &mut Unsaved,
+) -> Result<Outcome, StoreError> {
+    let before = record.clone();
+    // Any refresh token left was refused: it must not be sent again.
+    if let Some(t) = record.token.as_mut() {
+        t.refresh_token = None;
+    }
+    let renew_margin = SignedDuration::from_secs(60);
+    let fresh = record
+        .pending_consent
+        .as_ref()
+        .is_some_and(|p| p.expires - renew_margin > now);
+    if !fresh {
+        record.pending_consent = Some(PendingConsent {
+            nonce: crate::consent::random_token(16),
+            expires: now + CONSENT_TTL,
+        });
+    }
+    record.retry_at = None;
+    record.failed_fingerprint = None;
+    let error = EngineError::AuthorizationRequired;
+    record.last_error = Some((error.reason().to_string(), error.to_string()));
+    if record != before
+        && let Err(e) = (|| store.save(&record)).retry(retry_policy()).await
+    {
+        unsaved.0 = Some(record);
+        return Err(e);
+    }
+    let next = record.pending_consent.as_ref().map(|p| p.expires - renew_margin);
+    Ok(outcome(Action::Failed { error }, &record, next, false))
+}
+
+/// Completes a consent: checks the link's nonce is the one pending, exchanges the callback
+/// values for tokens, persists, publishes. The outer `Err` is a store failure.
+#[allow(clippy::too_many_arguments)]
+pub async fn complete_consent<S: Store + Sync>(
+    engine: &Engine,
+    flow: &Flow,
+    inputs: &Inputs,
+    fingerprint: &str,
+    store: &S,
+    unsaved: &mut Unsaved,
+    nonce: &str,
+    now: Timestamp,
+) -> Result<Result<Outcome, ConsentError>, StoreError> {
+    if let Some(pending) = unsaved.0.take()
+        && let Err(e) = (|| store.save(&pending)).retry(retry_policy()).await
+    {
+        unsaved.0 = Some(pending);
+        return Err(e);
+    }
+    let mut record = store.load().await?.unwrap_or_default();
+    let pending = record
+        .pending_consent
+        .as_ref()
+        .is_some_and(|p| p.nonce == nonce && p.expires > now);
+    if !pending {
+        return Ok(Err(ConsentError::NotPending));
+    }
+    match engine.exchange(flow, inputs, fingerprint, now).await {
+        Ok(token) => {
+            record = Record {
+                token: Some(token),
+                ..Record::default()
+            };
+            if let Err(e) = (|| store.save(&record)).retry(retry_policy()).await {
+                unsaved.0 = Some(record);
+                return Err(e);
+            }
+            let token = record.token.as_ref().expect("just set");
+            let data = match engine.render_output(flow, inputs, token) {
+                Ok(d) => d,
+                Err(e) => return Ok(Err(ConsentError::Engine(e))),
+            };
+            let written = store.publish(&data).await?;
+            let next = token.renew_at;
+            Ok(Ok(outcome(
+                Action::Issued {
+                    reason: "Authorized",
+                    refreshed: false,
+                },
+                &record,
+                next,
+                written,
+            )))
+        }
+        Err(e) => {
+            record.last_error = Some((e.reason().to_string(), e.to_string()));
+            if let Err(se) = (|| store.save(&record)).retry(retry_policy()).await {
+                unsaved.0 = Some(record);
+                return Err(se);
+            }
+            Ok(Err(ConsentError::Engine(e)))
         }
     }
 }
@@ -212,8 +316,7 @@ async fn fail<S: Store + Sync>(
         error.retry_after(),
         rand::random(),
     );
-    let mut retry_at =
-        now + SignedDuration::try_from(delay).unwrap_or(SignedDuration::from_secs(300));
+    let mut retry_at = now + SignedDuration::try_from(delay).unwrap_or(SignedDuration::from_secs(300));
     // A token that is about to expire is worth one more try just before it does, unless the
     // provider asked us to wait.
     if let Some(exp) = record.token.as_ref().and_then(|t| t.expires_at)
@@ -230,12 +333,7 @@ async fn fail<S: Store + Sync>(
         unsaved.0 = Some(record.clone());
         return Err(e);
     }
-    Ok(outcome(
-        Action::Failed { error },
-        record,
-        Some(retry_at),
-        false,
-    ))
+    Ok(outcome(Action::Failed { error }, record, Some(retry_at), false))
 }
 
 /// Re-publishes the stored token if the output went missing or was edited (the store compares).
@@ -249,6 +347,9 @@ async fn publish_current<S: Store + Sync>(
     let Some(token) = record.token.as_ref() else {
         return Ok(false);
     };
+    if token.expires_at.is_some_and(|e| e <= Timestamp::now()) {
+        return Ok(false);
+    }
     match engine.render_output(flow, inputs, token) {
         Ok(data) => store.publish(&data).await,
         // The output spec is broken; the next issuance reports it. Keep what is published.
@@ -264,5 +365,6 @@ fn outcome(action: Action, record: &Record, next: Option<Timestamp>, written: bo
         written,
         failures: record.failures,
         last_error: record.last_error.clone(),
+        pending_consent: record.pending_consent.clone(),
     }
 }

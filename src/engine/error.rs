@@ -71,19 +71,11 @@ pub enum EngineError {
 
     /// Connection-level failure (refused, reset, TLS, DNS).
     #[error("{step} request to {host} failed: {reason}")]
-    Connection {
-        step: String,
-        host: String,
-        reason: String,
-    },
+    Connection { step: String, host: String, reason: String },
 
     /// The response body was larger than allowed.
     #[error("{step} response from {host} exceeds the {limit}-byte limit")]
-    ResponseTooLarge {
-        step: String,
-        host: String,
-        limit: usize,
-    },
+    ResponseTooLarge { step: String, host: String, limit: usize },
 
     /// The response was not what the extraction expects (not JSON, an HTML page, …).
     #[error("{step} response from {host} (HTTP {status}) is not valid JSON{}", content_type_suffix(.content_type))]
@@ -104,11 +96,7 @@ pub enum EngineError {
 
     /// A value was found but is unusable (expiry that is not a number, JWT that is not a JWT).
     #[error("{what} in {step} response is unusable: {reason}")]
-    InvalidValue {
-        step: String,
-        what: String,
-        reason: String,
-    },
+    InvalidValue { step: String, what: String, reason: String },
 
     /// The scheme needs a person to grant consent first (authorization-code grant).
     #[error("authorization required: open status.authorizationUrl to grant consent")]
@@ -120,14 +108,11 @@ fn oauth_suffix(e: &Option<String>) -> String {
 }
 
 fn retry_suffix(d: &Option<Duration>) -> String {
-    d.map(|d| format!(", retry after {}s", d.as_secs()))
-        .unwrap_or_default()
+    d.map(|d| format!(", retry after {}s", d.as_secs())).unwrap_or_default()
 }
 
 fn content_type_suffix(c: &Option<String>) -> String {
-    c.as_ref()
-        .map(|c| format!(" (Content-Type {c})"))
-        .unwrap_or_default()
+    c.as_ref().map(|c| format!(" (Content-Type {c})")).unwrap_or_default()
 }
 
 impl EngineError {
@@ -140,8 +125,7 @@ impl EngineError {
             EngineError::MissingCredential { .. } => "MissingCredential",
             EngineError::InvalidRequest { .. } => "InvalidRequest",
             EngineError::Rejected {
-                oauth_error: Some(e),
-                ..
+                oauth_error: Some(e), ..
             } if e == "invalid_grant" => "InvalidGrant",
             EngineError::Rejected { .. } => "CredentialsRejected",
             EngineError::RateLimited { .. } => "RateLimited",
@@ -174,8 +158,9 @@ impl EngineError {
     /// The provider's `Retry-After`, if it sent one.
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
-            EngineError::RateLimited { retry_after, .. }
-            | EngineError::ProviderUnavailable { retry_after, .. } => *retry_after,
+            EngineError::RateLimited { retry_after, .. } | EngineError::ProviderUnavailable { retry_after, .. } => {
+                *retry_after
+            }
             _ => None,
         }
     }

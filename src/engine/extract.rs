@@ -27,14 +27,10 @@ pub enum Source {
 impl Locator {
     /// Compiles an API `Extract`; `field` names it in errors.
     pub fn compile(field: &str, e: &crate::api::Extract) -> Result<Self> {
-        let set = [
-            e.json_path.is_some(),
-            e.header.is_some(),
-            e.cookie.is_some(),
-        ]
-        .iter()
-        .filter(|b| **b)
-        .count();
+        let set = [e.json_path.is_some(), e.header.is_some(), e.cookie.is_some()]
+            .iter()
+            .filter(|b| **b)
+            .count();
         if set != 1 {
             return Err(EngineError::InvalidSpec {
                 field: field.into(),
@@ -62,10 +58,7 @@ impl Locator {
             reason: format!("`{path}` is not a valid JSONPath: {e}"),
         })?;
         Ok(Locator {
-            source: Source::Json {
-                path: compiled,
-                text,
-            },
+            source: Source::Json { path: compiled, text },
             jwt_claim: None,
         })
     }
@@ -100,10 +93,7 @@ pub fn normalize_path(path: &str) -> String {
         if !seg.is_empty() && seg.chars().all(|c| c.is_ascii_digit()) {
             out.push_str(&format!("[{seg}]"));
         } else {
-            out.push_str(&format!(
-                "['{}']",
-                seg.replace('\\', "\\\\").replace('\'', "\\'")
-            ));
+            out.push_str(&format!("['{}']", seg.replace('\\', "\\\\").replace('\'', "\\'")));
         }
     }
     out
@@ -145,9 +135,7 @@ impl<'a> Parsed<'a> {
     /// Finds a value; `Ok(None)` when the response simply does not have it.
     pub fn find(&self, what: &str, loc: &Locator) -> Result<Option<String>> {
         let raw = match &loc.source {
-            Source::Json { path, .. } => {
-                path.query(self.json()?).first().and_then(scalar_to_string)
-            }
+            Source::Json { path, .. } => path.query(self.json()?).first().and_then(scalar_to_string),
             Source::Header(name) => self
                 .resp
                 .headers
@@ -181,11 +169,7 @@ impl<'a> Parsed<'a> {
         Err(EngineError::ValueNotFound {
             step: self.step.into(),
             what: what.into(),
-            location: locs
-                .iter()
-                .map(Locator::describe)
-                .collect::<Vec<_>>()
-                .join(" or "),
+            location: locs.iter().map(Locator::describe).collect::<Vec<_>>().join(" or "),
         })
     }
 
@@ -284,10 +268,7 @@ mod tests {
     #[test]
     fn dotted_paths_become_jsonpath() {
         assert_eq!(normalize_path("access_token"), "$['access_token']");
-        assert_eq!(
-            normalize_path("data.items.0.token"),
-            "$['data']['items'][0]['token']"
-        );
+        assert_eq!(normalize_path("data.items.0.token"), "$['data']['items'][0]['token']");
         assert_eq!(normalize_path("$.a.b"), "$.a.b");
     }
 
@@ -308,10 +289,7 @@ mod tests {
             Some("3600")
         );
         let err = p
-            .require(
-                "access token",
-                &[Locator::json("f", "access_token").unwrap()],
-            )
+            .require("access token", &[Locator::json("f", "access_token").unwrap()])
             .unwrap_err();
         assert_eq!(
             err.to_string(),
@@ -322,10 +300,7 @@ mod tests {
     #[test]
     fn html_body_is_reported_with_its_content_type() {
         let mut h = HeaderMap::new();
-        h.insert(
-            "content-type",
-            HeaderValue::from_static("text/html; charset=utf-8"),
-        );
+        h.insert("content-type", HeaderValue::from_static("text/html; charset=utf-8"));
         let r = resp(h, "<html>Sign in</html>");
         let err = Parsed::new("login", &r)
             .find("t", &Locator::json("f", "a").unwrap())
@@ -361,10 +336,7 @@ mod tests {
     #[test]
     fn cookie_is_found_by_name_among_several() {
         let mut h = HeaderMap::new();
-        h.append(
-            SET_COOKIE,
-            HeaderValue::from_static("dwingressplatform=abc; path=/"),
-        );
+        h.append(SET_COOKIE, HeaderValue::from_static("dwingressplatform=abc; path=/"));
         h.append(
             SET_COOKIE,
             HeaderValue::from_static(".DWPLATFORMAUTH=; expires=Thu, 01 Jan 1970 00:00:00 GMT"),
@@ -373,20 +345,10 @@ mod tests {
             SET_COOKIE,
             HeaderValue::from_static(".DWPLATFORMAUTH=tok123; path=/; HttpOnly"),
         );
-        h.append(
-            SET_COOKIE,
-            HeaderValue::from_static("DWPLATFORMBROWSERID=zzz; path=/"),
-        );
-        assert_eq!(
-            find_cookie(&h, ".DWPLATFORMAUTH").as_deref(),
-            Some("tok123")
-        );
+        h.append(SET_COOKIE, HeaderValue::from_static("DWPLATFORMBROWSERID=zzz; path=/"));
+        assert_eq!(find_cookie(&h, ".DWPLATFORMAUTH").as_deref(), Some("tok123"));
         assert_eq!(find_cookie(&h, "PLATFORMAUTH").as_deref(), Some("tok123"));
-        assert_eq!(
-            find_cookie(&h, "DWPLATFORM"),
-            None,
-            "ambiguous partial match"
-        );
+        assert_eq!(find_cookie(&h, "DWPLATFORM"), None, "ambiguous partial match");
         assert_eq!(find_cookie(&h, "missing"), None);
     }
 
@@ -404,10 +366,7 @@ mod tests {
             .unwrap()
             .with_claim("http://schemes.superoffice.net/identity/ticket");
         assert_eq!(
-            Parsed::new("login", &r)
-                .find("so_ticket", &loc)
-                .unwrap()
-                .as_deref(),
+            Parsed::new("login", &r).find("so_ticket", &loc).unwrap().as_deref(),
             Some("7T:abc")
         );
         assert!(jwt_claims("not-a-jwt").is_none());

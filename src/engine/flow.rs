@@ -105,10 +105,7 @@ impl Flow {
         let mut all: Vec<&Tmpl> = Vec::new();
         all.extend(self.static_token.iter());
         all.extend(self.authorization_url.iter());
-        for step in [&self.login, &self.refresh, &self.code_exchange]
-            .into_iter()
-            .flatten()
-        {
+        for step in [&self.login, &self.refresh, &self.code_exchange].into_iter().flatten() {
             all.push(&step.url);
             all.extend(step.headers.iter().map(|(_, t)| t));
             match &step.body {
@@ -164,12 +161,7 @@ fn method(m: Option<Method>) -> reqwest::Method {
     }
 }
 
-fn request_step(
-    name: &'static str,
-    field: &str,
-    r: &api::Request,
-    extraction: Extraction,
-) -> Result<Step> {
+fn request_step(name: &'static str, field: &str, r: &api::Request, extraction: Extraction) -> Result<Step> {
     if r.url.trim().is_empty() {
         return Err(EngineError::InvalidSpec {
             field: format!("{field}.url"),
@@ -229,10 +221,7 @@ fn extraction(field: &str, e: &api::Extraction, defaults: &Extraction) -> Result
     let mut extras = defaults.extras.clone();
     for (k, v) in &e.extras {
         extras.retain(|(name, _)| name != k);
-        extras.push((
-            k.clone(),
-            Locator::compile(&format!("{field}.extras.{k}"), v)?,
-        ));
+        extras.push((k.clone(), Locator::compile(&format!("{field}.extras.{k}"), v)?));
     }
     Ok(Extraction {
         access_token: pick("accessToken", &e.access_token, &defaults.access_token)?,
@@ -293,12 +282,7 @@ fn refreshable(s: &api::RefreshableToken) -> Result<Flow> {
     let mut flow = base_flow("refreshableToken");
     if let Some(r) = &s.refresh {
         let ext = extraction(&format!("{field}.refresh"), &r.extraction, &login_ext)?;
-        flow.refresh = Some(request_step(
-            "refresh",
-            &format!("{field}.refresh"),
-            &r.request,
-            ext,
-        )?);
+        flow.refresh = Some(request_step("refresh", &format!("{field}.refresh"), &r.request, ext)?);
     }
     flow.login = Some(request_step(
         "login",
@@ -320,19 +304,9 @@ fn jwt(s: &api::Jwt) -> Result<Flow> {
     let mut flow = base_flow("jwt");
     if let Some(r) = &s.refresh {
         let ext = extraction(&format!("{field}.refresh"), &r.extraction, &login_ext)?;
-        flow.refresh = Some(request_step(
-            "refresh",
-            &format!("{field}.refresh"),
-            &r.request,
-            ext,
-        )?);
+        flow.refresh = Some(request_step("refresh", &format!("{field}.refresh"), &r.request, ext)?);
     }
-    flow.login = Some(request_step(
-        "login",
-        &format!("{field}.login"),
-        &s.login,
-        login_ext,
-    )?);
+    flow.login = Some(request_step("login", &format!("{field}.login"), &s.login, login_ext)?);
     Ok(flow)
 }
 
@@ -360,14 +334,8 @@ fn tripletex(s: &api::Tripletex) -> Result<Flow> {
             reason: format!("{days} is outside 1..365"),
         });
     }
-    let consumer = s
-        .consumer_token
-        .as_deref()
-        .unwrap_or("{{ consumer_token }}");
-    let employee = s
-        .employee_token
-        .as_deref()
-        .unwrap_or("{{ employee_token }}");
+    let consumer = s.consumer_token.as_deref().unwrap_or("{{ consumer_token }}");
+    let employee = s.employee_token.as_deref().unwrap_or("{{ employee_token }}");
     let url = format!(
         "{base}/v2/token/session/:create?consumerToken={{{{ ({consumer}) | urlencode }}}}&employeeToken={{{{ ({employee}) | urlencode }}}}&expirationDate={{{{ now | date_add(days={days}) | date('%Y-%m-%d') }}}}",
         consumer = strip_braces(consumer),
@@ -443,10 +411,7 @@ fn super_office(s: &api::SuperOffice) -> Result<Flow> {
     }
     flow.output.header_format = Tmpl::new("spec.output.header.format", "{{ so_ticket }}");
     flow.output.header_value = Tmpl::new("spec.output.header.value", "SOTicket {{ token_format }}");
-    let app_token = o
-        .client_secret
-        .clone()
-        .unwrap_or_else(|| "{{ client_secret }}".into());
+    let app_token = o.client_secret.clone().unwrap_or_else(|| "{{ client_secret }}".into());
     flow.output.extra_headers = vec![(
         "SO-AppToken".into(),
         Tmpl::new("spec.superOffice.clientSecret", app_token),
@@ -464,10 +429,7 @@ fn oauth2(
     let grant = o.grant_type.unwrap_or(default_grant);
     let ext = extraction(field, &o.extraction, &oauth_defaults())?;
     let token_url = o.token_url.as_deref().or(default_url);
-    let client_id = o
-        .client_id
-        .clone()
-        .unwrap_or_else(|| "{{ client_id }}".into());
+    let client_id = o.client_id.clone().unwrap_or_else(|| "{{ client_id }}".into());
     // The default secret is optional (public clients); an explicit template must resolve.
     let (client_secret, secret_optional) = match &o.client_secret {
         Some(s) => (s.clone(), false),
@@ -496,10 +458,7 @@ fn oauth2(
         });
     }
 
-    let generated = |name: &'static str,
-                     grant_fields: Vec<(&str, Tmpl, bool)>,
-                     with_scope: bool|
-     -> Result<Step> {
+    let generated = |name: &'static str, grant_fields: Vec<(&str, Tmpl, bool)>, with_scope: bool| -> Result<Step> {
         let url = token_url.ok_or_else(|| EngineError::InvalidSpec {
             field: format!("{field}.tokenUrl"),
             reason: "is required unless tokenRequest and refreshRequest are both given".into(),
@@ -538,8 +497,7 @@ fn oauth2(
                 });
             }
         }
-        let mut headers: Vec<(String, Tmpl)> =
-            vec![("Accept".into(), Tmpl::new(field, "application/json"))];
+        let mut headers: Vec<(String, Tmpl)> = vec![("Accept".into(), Tmpl::new(field, "application/json"))];
         headers.extend(
             o.headers
                 .iter()
@@ -559,21 +517,12 @@ fn oauth2(
 
     let mut flow = base_flow("oauth2");
     flow.refresh = Some(match &o.refresh_request {
-        Some(r) => request_step(
-            "refresh",
-            &format!("{field}.refreshRequest"),
-            r,
-            ext.clone(),
-        )?,
+        Some(r) => request_step("refresh", &format!("{field}.refreshRequest"), r, ext.clone())?,
         None => generated(
             "refresh",
             vec![
                 ("grant_type", t("grantType", "refresh_token"), false),
-                (
-                    "refresh_token",
-                    t("refreshTokenKey", "{{ refresh_token }}"),
-                    false,
-                ),
+                ("refresh_token", t("refreshTokenKey", "{{ refresh_token }}"), false),
             ],
             false,
         )?,
@@ -596,14 +545,8 @@ fn oauth2(
             });
         }
         GrantType::Password => {
-            let user = o
-                .username
-                .clone()
-                .unwrap_or_else(|| "{{ username }}".into());
-            let pass = o
-                .password
-                .clone()
-                .unwrap_or_else(|| "{{ password }}".into());
+            let user = o.username.clone().unwrap_or_else(|| "{{ username }}".into());
+            let pass = o.password.clone().unwrap_or_else(|| "{{ password }}".into());
             flow.login = Some(match custom_first("login")? {
                 Some(s) => s,
                 None => generated(
@@ -618,11 +561,7 @@ fn oauth2(
             });
         }
         GrantType::RefreshToken => {
-            flow.seed_refresh_key = Some(
-                o.refresh_token_key
-                    .clone()
-                    .unwrap_or_else(|| "refresh_token".into()),
-            );
+            flow.seed_refresh_key = Some(o.refresh_token_key.clone().unwrap_or_else(|| "refresh_token".into()));
         }
         GrantType::AuthorizationCode => {
             flow.code_exchange = Some(match custom_first("code exchange")? {
@@ -631,7 +570,7 @@ fn oauth2(
                     "code exchange",
                     vec![
                         ("grant_type", t("grantType", "authorization_code"), false),
-                        ("code", t("grantType", "{{ code }}"), false),
+                        ("code", t("grantType", "{{ code }}"), o.without_code), // withoutCode: no code in the callback
                         ("redirect_uri", t("grantType", "{{ redirect_url }}"), true),
                     ],
                     false,
@@ -650,10 +589,7 @@ fn oauth2(
             flow.without_code = o.without_code;
             // A refresh token put into the credentials (e.g. migrated from another platform)
             // is used instead of asking for consent again.
-            flow.seed_refresh_key = o
-                .refresh_token_key
-                .clone()
-                .or_else(|| Some("refresh_token".into()));
+            flow.seed_refresh_key = o.refresh_token_key.clone().or_else(|| Some("refresh_token".into()));
         }
     }
     Ok(flow)
@@ -677,10 +613,9 @@ fn apply_output(flow: &mut Flow, o: &api::Output) {
             flow.output
                 .extra_headers
                 .retain(|(name, _)| !name.eq_ignore_ascii_case(k));
-            flow.output.extra_headers.push((
-                k.clone(),
-                Tmpl::new(format!("spec.output.header.extra.{k}"), v),
-            ));
+            flow.output
+                .extra_headers
+                .push((k.clone(), Tmpl::new(format!("spec.output.header.extra.{k}"), v)));
         }
     }
     flow.output.templates = o

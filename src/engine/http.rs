@@ -2,7 +2,11 @@
 //! response size cap. Errors are mapped to [`EngineError`] without URLs (which may carry
 //! credentials in their query) or bodies (which may echo them).
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use tokio::sync::Semaphore;
 
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
 use url::Url;
@@ -17,6 +21,9 @@ pub struct HttpSettings {
     /// Whole request, including reading the body.
     pub timeout: Duration,
     pub max_response_bytes: usize,
+    /// Token requests in flight per host, so a fleet renewing together does not hammer one
+    /// provider.
+    pub max_requests_per_host: usize,
 }
 
 impl Default for HttpSettings {
@@ -25,6 +32,7 @@ impl Default for HttpSettings {
             connect_timeout: Duration::from_secs(10),
             timeout: Duration::from_secs(30),
             max_response_bytes: 1024 * 1024,
+            max_requests_per_host: 4,
         }
     }
 }
@@ -52,6 +60,7 @@ pub struct HttpResponse {
 pub struct HttpClient {
     client: reqwest::Client,
     settings: HttpSettings,
+    per_host: Arc<Mutex<HashMap<String, Arc<Semaphore>>>>,
 }
 
 impl HttpClient {
@@ -60,12 +69,13 @@ impl HttpClient {
             .connect_timeout(settings.connect_timeout)
             .timeout(settings.timeout)
             .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!(
-                "connector-auth-operator/",
-                env!("CARGO_PKG_VERSION")
-            ))
+            .user_agent(concat!("connector-auth-operator/", env!("CARGO_PKG_VERSION")))
             .build()?;
-        Ok(HttpClient { client, settings })
+        Ok(HttpClient {
+            client,
+            settings,
+            per_host: Arc::default(),
+        })
     }
 
     pub fn settings(&self) -> &HttpSettings {
@@ -75,21 +85,23 @@ impl HttpClient {
     /// Sends `req`; `step` (e.g. `login`, `refresh`) names it in errors.
     pub async fn send(&self, step: &str, req: HttpRequest) -> Result<HttpResponse> {
         let host = host_of(&req.url);
+        let limit = {
+            let mut map = self.per_host.lock().expect("per-host lock");
+            map.entry(host.clone())
+                .or_insert_with(|| Arc::new(Semaphore::new(self.settings.max_requests_per_host.max(1))))
+                .clone()
+        };
+        let _permit = limit.acquire_owned().await.expect("semaphore never closed");
         let mut builder = self.client.request(req.method, req.url);
         for (name, value) in &req.headers {
-            let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
-                EngineError::InvalidRequest {
-                    step: step.into(),
-                    reason: format!("`{name}` is not a valid header name"),
-                }
+            let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| EngineError::InvalidRequest {
+                step: step.into(),
+                reason: format!("`{name}` is not a valid header name"),
             })?;
-            let mut value =
-                HeaderValue::from_str(value.expose()).map_err(|_| EngineError::InvalidRequest {
-                    step: step.into(),
-                    reason: format!(
-                        "the value of header `{name}` contains characters not allowed in headers"
-                    ),
-                })?;
+            let mut value = HeaderValue::from_str(value.expose()).map_err(|_| EngineError::InvalidRequest {
+                step: step.into(),
+                reason: format!("the value of header `{name}` contains characters not allowed in headers"),
+            })?;
             value.set_sensitive(true);
             builder = builder.header(name, value);
         }
@@ -99,10 +111,7 @@ impl HttpClient {
         if let Some(body) = req.body {
             builder = builder.body(body.expose().to_string());
         }
-        let mut resp = builder
-            .send()
-            .await
-            .map_err(|e| self.transport_error(step, &host, e))?;
+        let mut resp = builder.send().await.map_err(|e| self.transport_error(step, &host, e))?;
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
         let limit = self.settings.max_response_bytes;
@@ -115,11 +124,7 @@ impl HttpClient {
             return Err(too_large());
         }
         let mut body = Vec::new();
-        while let Some(chunk) = resp
-            .chunk()
-            .await
-            .map_err(|e| self.transport_error(step, &host, e))?
-        {
+        while let Some(chunk) = resp.chunk().await.map_err(|e| self.transport_error(step, &host, e))? {
             if body.len() + chunk.len() > limit {
                 return Err(too_large());
             }
@@ -175,13 +180,7 @@ pub fn host_of(url: &Url) -> String {
 
 /// Maps a non-success status to its error; 2xx and 3xx pass (a login may answer with a
 /// redirect that sets the session cookie).
-pub fn classify_status(
-    step: &str,
-    host: &str,
-    status: u16,
-    headers: &HeaderMap,
-    body: &[u8],
-) -> Result<()> {
+pub fn classify_status(step: &str, host: &str, status: u16, headers: &HeaderMap, body: &[u8]) -> Result<()> {
     let retry_after = headers
         .get(RETRY_AFTER)
         .and_then(|v| v.to_str().ok())
@@ -239,10 +238,7 @@ mod tests {
     #[test]
     fn retry_after_accepts_seconds_and_dates() {
         assert_eq!(parse_retry_after("120"), Some(Duration::from_secs(120)));
-        assert_eq!(
-            parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"),
-            Some(Duration::ZERO)
-        );
+        assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), Some(Duration::ZERO));
         assert_eq!(parse_retry_after("soon"), None);
     }
 
@@ -266,12 +262,6 @@ mod tests {
         let e = classify_status("login", "h", 503, &h, b"").unwrap_err();
         assert!(e.is_transient());
         let e = classify_status("login", "h", 400, &h, br#"{"error":"<script>"}"#).unwrap_err();
-        assert!(matches!(
-            e,
-            EngineError::Rejected {
-                oauth_error: None,
-                ..
-            }
-        ));
+        assert!(matches!(e, EngineError::Rejected { oauth_error: None, .. }));
     }
 }

@@ -64,10 +64,7 @@ pub struct Inputs {
 
 /// Digest of everything a token depends on: the scheme block, the renewal policy and the
 /// credentials. Output settings are left out: changing them re-renders, it does not re-issue.
-pub fn fingerprint(
-    spec: &crate::api::ConnectorAuthSpec,
-    credentials: &BTreeMap<String, SecretString>,
-) -> String {
+pub fn fingerprint(spec: &crate::api::ConnectorAuthSpec, credentials: &BTreeMap<String, SecretString>) -> String {
     let mut h = Sha256::new();
     h.update(serde_json::to_vec(&spec.scheme).unwrap_or_default());
     h.update(serde_json::to_vec(&spec.renewal).unwrap_or_default());
@@ -177,34 +174,43 @@ impl Engine {
             t.seed_refresh_token = seed_digest;
             return Ok(t);
         }
-        if let Some(step) = &flow.code_exchange {
+        if flow.code_exchange.is_some() {
             if inputs.callback.is_empty() {
                 return Err(EngineError::AuthorizationRequired);
             }
-            let mut ctx = self.context(inputs, prev, None, now);
-            ctx.extra.extend(inputs.callback.clone());
-            let mut t = self.run_step(step, &ctx, flow, None, now).await?;
-            t.fingerprint = fingerprint.into();
+            let mut t = self.exchange(flow, inputs, fingerprint, now).await?;
             t.seed_refresh_token = seed_digest;
             return Ok(t);
         }
-        let key = flow
-            .seed_refresh_key
-            .clone()
-            .unwrap_or_else(|| "refresh_token".into());
+        let key = flow.seed_refresh_key.clone().unwrap_or_else(|| "refresh_token".into());
         Err(EngineError::MissingCredential {
             key,
             field: format!("spec.{}.grantType refreshToken", flow.scheme),
         })
     }
 
-    /// Renders the consent URL of an authorization-code flow.
-    pub fn authorization_url(
+    /// Exchanges the values of a consent callback (`code`, or with `withoutCode` whatever the
+    /// callback carried) for tokens.
+    pub async fn exchange(
         &self,
         flow: &Flow,
         inputs: &Inputs,
-        state: &str,
-    ) -> Result<Option<String>> {
+        fingerprint: &str,
+        now: Timestamp,
+    ) -> Result<TokenState> {
+        let step = flow.code_exchange.as_ref().ok_or_else(|| EngineError::InvalidSpec {
+            field: format!("spec.{}.grantType", flow.scheme),
+            reason: "consent callbacks need grantType authorizationCode".into(),
+        })?;
+        let mut ctx = self.context(inputs, None, None, now);
+        ctx.extra.extend(inputs.callback.clone());
+        let mut t = self.run_step(step, &ctx, flow, None, now).await?;
+        t.fingerprint = fingerprint.into();
+        Ok(t)
+    }
+
+    /// Renders the consent URL of an authorization-code flow.
+    pub fn authorization_url(&self, flow: &Flow, inputs: &Inputs, state: &str) -> Result<Option<String>> {
         let Some(t) = &flow.authorization_url else {
             return Ok(None);
         };
@@ -231,28 +237,21 @@ impl Engine {
     }
 
     fn render(&self, t: &Tmpl, ctx: &TemplateContext) -> Result<SecretString> {
-        self.templates
-            .render(&t.field, &t.source, ctx)
-            .map(SecretString::from)
+        self.templates.render(&t.field, &t.source, ctx).map(SecretString::from)
     }
 
     /// Renders a step into a request.
     pub fn build_request(&self, step: &Step, ctx: &TemplateContext) -> Result<HttpRequest> {
         let url_text = self.render(&step.url, ctx)?;
         // The parse error would echo the URL; say only what is wrong with it.
-        let url =
-            url::Url::parse(url_text.expose().trim()).map_err(|e| EngineError::InvalidRequest {
-                step: step.name.into(),
-                reason: format!("{} does not render to a valid URL: {e}", step.url.field),
-            })?;
+        let url = url::Url::parse(url_text.expose().trim()).map_err(|e| EngineError::InvalidRequest {
+            step: step.name.into(),
+            reason: format!("{} does not render to a valid URL: {e}", step.url.field),
+        })?;
         if !matches!(url.scheme(), "http" | "https") {
             return Err(EngineError::InvalidRequest {
                 step: step.name.into(),
-                reason: format!(
-                    "{} must be an http or https URL, not {}",
-                    step.url.field,
-                    url.scheme()
-                ),
+                reason: format!("{} must be an http or https URL, not {}", step.url.field, url.scheme()),
             });
         }
         let mut headers = Vec::new();
@@ -273,14 +272,8 @@ impl Engine {
                         Err(e) => return Err(e),
                     }
                 }
-                if !headers
-                    .iter()
-                    .any(|(n, _)| n.eq_ignore_ascii_case("content-type"))
-                {
-                    headers.push((
-                        "Content-Type".into(),
-                        "application/x-www-form-urlencoded".into(),
-                    ));
+                if !headers.iter().any(|(n, _)| n.eq_ignore_ascii_case("content-type")) {
+                    headers.push(("Content-Type".into(), "application/x-www-form-urlencoded".into()));
                 }
                 Some(SecretString::new(ser.finish()))
             }
@@ -294,11 +287,7 @@ impl Engine {
                     Some(p) => match self.render(p, ctx) {
                         Ok(v) => Some(v),
                         // The default `{{ client_secret }}` of a public client.
-                        Err(EngineError::UndefinedVariable { .. })
-                            if p.source == "{{ client_secret }}" =>
-                        {
-                            None
-                        }
+                        Err(EngineError::UndefinedVariable { .. }) if p.source == "{{ client_secret }}" => None,
                         Err(e) => return Err(e),
                     },
                 };
@@ -352,13 +341,11 @@ impl Engine {
             None => None,
         };
         let expires_at = match parsed.optional("expiry", &e.expires_at)? {
-            Some(v) => Some(
-                template::parse_time(&v).map_err(|_| EngineError::InvalidValue {
-                    step: step.name.into(),
-                    what: "expiry".into(),
-                    reason: "not an RFC 3339 time, a date or Unix seconds".into(),
-                })?,
-            ),
+            Some(v) => Some(template::parse_time(&v).map_err(|_| EngineError::InvalidValue {
+                step: step.name.into(),
+                what: "expiry".into(),
+                reason: "not an RFC 3339 time, a date or Unix seconds".into(),
+            })?),
             None => None,
         };
         let mut extras = BTreeMap::new();
@@ -366,12 +353,7 @@ impl Engine {
             let v = parsed.require(key, std::slice::from_ref(loc))?;
             extras.insert(key.clone(), SecretString::from(v));
         }
-        let expires_at = renewal::expiry(
-            now,
-            expires_in,
-            expires_at,
-            extract::jwt_expiry(&access_token),
-        );
+        let expires_at = renewal::expiry(now, expires_in, expires_at, extract::jwt_expiry(&access_token));
         if let Some(exp) = expires_at
             && exp <= now
         {
@@ -396,12 +378,7 @@ impl Engine {
     }
 
     /// The output Secret's data for a token.
-    pub fn render_output(
-        &self,
-        flow: &Flow,
-        inputs: &Inputs,
-        token: &TokenState,
-    ) -> Result<BTreeMap<String, String>> {
+    pub fn render_output(&self, flow: &Flow, inputs: &Inputs, token: &TokenState) -> Result<BTreeMap<String, String>> {
         let o = &flow.output;
         let mut ctx = TemplateContext {
             credentials: inputs.credentials.clone(),
@@ -411,8 +388,7 @@ impl Engine {
             extra: token.extras.clone(),
             now: Some(token.issued_at),
         };
-        ctx.extra
-            .insert("token_type".into(), token.token_type.clone().into());
+        ctx.extra.insert("token_type".into(), token.token_type.clone().into());
         if let Some(e) = token.expires_at {
             ctx.extra.insert("expires_at".into(), e.to_string().into());
         }
@@ -442,10 +418,7 @@ impl Engine {
             }
             data.insert(key.clone(), self.render(t, &ctx)?.expose().to_string());
         }
-        data.insert(
-            "access_token".into(),
-            token.access_token.expose().to_string(),
-        );
+        data.insert("access_token".into(), token.access_token.expose().to_string());
         data.insert("token_type".into(), token.token_type.clone());
         if let Some(e) = token.expires_at {
             data.insert("expires_at".into(), e.to_string());

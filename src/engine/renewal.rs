@@ -56,9 +56,7 @@ pub fn parse_duration(field: &str, text: &str) -> Result<Duration> {
         if digits == 0 {
             return Err(bad("expected a number"));
         }
-        let n: u64 = rest[..digits]
-            .parse()
-            .map_err(|_| bad("number too large"))?;
+        let n: u64 = rest[..digits].parse().map_err(|_| bad("number too large"))?;
         rest = &rest[digits..];
         let unit_len = rest.chars().take_while(|c| c.is_ascii_alphabetic()).count();
         let unit = match &rest[..unit_len] {
@@ -149,9 +147,7 @@ pub fn decide(now: Timestamp, token: Option<&super::TokenState>, fingerprint: &s
         return Decision::Renew { reason: "Expired" };
     }
     match t.renew_at {
-        Some(r) if r <= now => Decision::Renew {
-            reason: "RenewalDue",
-        },
+        Some(r) if r <= now => Decision::Renew { reason: "RenewalDue" },
         until => Decision::Keep { until },
     }
 }
@@ -159,12 +155,7 @@ pub fn decide(now: Timestamp, token: Option<&super::TokenState>, fingerprint: &s
 /// Delay before retry number `failures` (1-based): exponential from 5 s, capped at 5 min for
 /// transient errors and 30 min for terminal ones, with ±20% jitter from `jitter` in `[0, 1)`;
 /// a provider's `Retry-After` is honoured when it asks for longer.
-pub fn backoff(
-    failures: u32,
-    transient: bool,
-    retry_after: Option<Duration>,
-    jitter: f64,
-) -> Duration {
+pub fn backoff(failures: u32, transient: bool, retry_after: Option<Duration>, jitter: f64) -> Duration {
     let cap = if transient { 300.0 } else { 1800.0 };
     let exp = 5.0 * 2f64.powi(failures.saturating_sub(1).min(20) as i32);
     let base = exp.min(cap) * (0.8 + 0.4 * jitter.clamp(0.0, 1.0));
@@ -187,18 +178,9 @@ mod tests {
     #[test]
     fn durations_parse_and_refuse_nonsense() {
         assert_eq!(parse_duration("f", "5m").unwrap(), Duration::from_secs(300));
-        assert_eq!(
-            parse_duration("f", "1h30m").unwrap(),
-            Duration::from_secs(5400)
-        );
-        assert_eq!(
-            parse_duration("f", "2d").unwrap(),
-            Duration::from_secs(172800)
-        );
-        assert_eq!(
-            parse_duration("f", "250ms").unwrap(),
-            Duration::from_millis(250)
-        );
+        assert_eq!(parse_duration("f", "1h30m").unwrap(), Duration::from_secs(5400));
+        assert_eq!(parse_duration("f", "2d").unwrap(), Duration::from_secs(172800));
+        assert_eq!(parse_duration("f", "250ms").unwrap(), Duration::from_millis(250));
         for bad in ["", "5", "-5m", "5x", "0s", "m"] {
             let e = parse_duration("spec.renewal.renewBefore", bad).unwrap_err();
             assert!(e.to_string().contains("spec.renewal.renewBefore"), "{e}");
@@ -224,10 +206,7 @@ mod tests {
         let now = ts("2026-01-01T00:00:00Z");
         let exp = ts("2026-01-01T03:00:00Z");
         let p = RenewalPolicy::default();
-        assert_eq!(
-            renew_at(now, Some(exp), &p, 0.0),
-            Some(ts("2026-01-01T02:00:00Z"))
-        );
+        assert_eq!(renew_at(now, Some(exp), &p, 0.0), Some(ts("2026-01-01T02:00:00Z")));
         // Full jitter moves it 10% earlier, never later.
         assert_eq!(
             renew_at(now, Some(exp), &p, 0.999999).unwrap().as_second(),
@@ -243,27 +222,18 @@ mod tests {
             renew_before: Some(Duration::from_secs(300)),
             ..Default::default()
         };
-        assert_eq!(
-            renew_at(now, Some(exp), &before, 0.0),
-            Some(ts("2026-01-01T00:55:00Z"))
-        );
+        assert_eq!(renew_at(now, Some(exp), &before, 0.0), Some(ts("2026-01-01T00:55:00Z")));
         let pct = RenewalPolicy {
             renew_before_percentage: Some(25),
             ..Default::default()
         };
-        assert_eq!(
-            renew_at(now, Some(exp), &pct, 0.0),
-            Some(ts("2026-01-01T00:45:00Z"))
-        );
+        assert_eq!(renew_at(now, Some(exp), &pct, 0.0), Some(ts("2026-01-01T00:45:00Z")));
         // renewBefore longer than the lifetime: fall back to 2/3 rather than renew in a loop.
         let long = RenewalPolicy {
             renew_before: Some(Duration::from_secs(7200)),
             ..Default::default()
         };
-        assert_eq!(
-            renew_at(now, Some(exp), &long, 0.0),
-            Some(ts("2026-01-01T00:40:00Z"))
-        );
+        assert_eq!(renew_at(now, Some(exp), &long, 0.0), Some(ts("2026-01-01T00:40:00Z")));
     }
 
     #[test]
@@ -273,10 +243,7 @@ mod tests {
             refresh_interval: Some(Duration::from_secs(3600)),
             ..Default::default()
         };
-        assert_eq!(
-            renew_at(now, None, &p, 0.0),
-            Some(ts("2026-01-01T01:00:00Z"))
-        );
+        assert_eq!(renew_at(now, None, &p, 0.0), Some(ts("2026-01-01T01:00:00Z")));
         assert_eq!(renew_at(now, None, &RenewalPolicy::default(), 0.5), None);
     }
 
@@ -297,15 +264,8 @@ mod tests {
     #[test]
     fn decisions() {
         let now = ts("2026-01-01T00:30:00Z");
-        assert_eq!(
-            decide(now, None, "f"),
-            Decision::Renew { reason: "NoToken" }
-        );
-        let t = token(
-            "f",
-            Some("2026-01-01T01:00:00Z"),
-            Some("2026-01-01T00:40:00Z"),
-        );
+        assert_eq!(decide(now, None, "f"), Decision::Renew { reason: "NoToken" });
+        let t = token("f", Some("2026-01-01T01:00:00Z"), Some("2026-01-01T00:40:00Z"));
         assert_eq!(
             decide(now, Some(&t), "f"),
             Decision::Keep {
@@ -320,19 +280,14 @@ mod tests {
         );
         assert_eq!(
             decide(ts("2026-01-01T00:45:00Z"), Some(&t), "f"),
-            Decision::Renew {
-                reason: "RenewalDue"
-            }
+            Decision::Renew { reason: "RenewalDue" }
         );
         assert_eq!(
             decide(ts("2026-01-01T01:00:00Z"), Some(&t), "f"),
             Decision::Renew { reason: "Expired" }
         );
         let permanent = token("f", None, None);
-        assert_eq!(
-            decide(now, Some(&permanent), "f"),
-            Decision::Keep { until: None }
-        );
+        assert_eq!(decide(now, Some(&permanent), "f"), Decision::Keep { until: None });
     }
 
     #[test]

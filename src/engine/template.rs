@@ -101,18 +101,13 @@ impl Templates {
         env.set_undefined_behavior(UndefinedBehavior::Strict);
         env.set_auto_escape_callback(|_| minijinja::AutoEscape::None);
         env.add_filter("b64encode", |s: &str| STANDARD.encode(s.as_bytes()));
-        env.add_filter("b64url_encode", |s: &str| {
-            URL_SAFE_NO_PAD.encode(s.as_bytes())
-        });
+        env.add_filter("b64url_encode", |s: &str| URL_SAFE_NO_PAD.encode(s.as_bytes()));
         env.add_filter("b64decode", b64decode);
         env.add_filter("date", date_format);
         env.add_filter("date_add", date_add);
-        env.add_filter(
-            "timestamp",
-            |s: &str| -> std::result::Result<i64, minijinja::Error> {
-                Ok(parse_time(s)?.as_second())
-            },
-        );
+        env.add_filter("timestamp", |s: &str| -> std::result::Result<i64, minijinja::Error> {
+            Ok(parse_time(s)?.as_second())
+        });
         Self { env }
     }
 
@@ -141,13 +136,10 @@ impl Templates {
 
     /// Renders `source`; `field` names it in errors (e.g. `spec.oauth2.tokenUrl`).
     pub fn render(&self, field: &str, source: &str, ctx: &TemplateContext) -> Result<String> {
-        let tmpl = self
-            .env
-            .template_from_str(source)
-            .map_err(|e| EngineError::Template {
-                field: field.to_string(),
-                reason: describe(&e),
-            })?;
+        let tmpl = self.env.template_from_str(source).map_err(|e| EngineError::Template {
+            field: field.to_string(),
+            reason: describe(&e),
+        })?;
         let value = ctx.to_value();
         tmpl.render(&value).map_err(|e| {
             if e.kind() == ErrorKind::UndefinedError {
@@ -196,18 +188,9 @@ fn b64decode(s: &str) -> std::result::Result<String, minijinja::Error> {
     let bytes = STANDARD
         .decode(s.trim())
         .or_else(|_| URL_SAFE_NO_PAD.decode(s.trim().trim_end_matches('=')))
-        .map_err(|_| {
-            minijinja::Error::new(
-                ErrorKind::InvalidOperation,
-                "b64decode: input is not base64",
-            )
-        })?;
-    String::from_utf8(bytes).map_err(|_| {
-        minijinja::Error::new(
-            ErrorKind::InvalidOperation,
-            "b64decode: result is not UTF-8",
-        )
-    })
+        .map_err(|_| minijinja::Error::new(ErrorKind::InvalidOperation, "b64decode: input is not base64"))?;
+    String::from_utf8(bytes)
+        .map_err(|_| minijinja::Error::new(ErrorKind::InvalidOperation, "b64decode: result is not UTF-8"))
 }
 
 /// Parses RFC 3339 timestamps, dates (`2026-11-22`, taken as midnight UTC) and Unix seconds.
@@ -237,14 +220,10 @@ fn time_arg(v: &Value) -> std::result::Result<Timestamp, minijinja::Error> {
         return parse_time(s);
     }
     if let Ok(n) = i64::try_from(v.clone()) {
-        return Timestamp::from_second(n).map_err(|_| {
-            minijinja::Error::new(ErrorKind::InvalidOperation, "Unix time out of range")
-        });
+        return Timestamp::from_second(n)
+            .map_err(|_| minijinja::Error::new(ErrorKind::InvalidOperation, "Unix time out of range"));
     }
-    Err(minijinja::Error::new(
-        ErrorKind::InvalidOperation,
-        "not a time",
-    ))
+    Err(minijinja::Error::new(ErrorKind::InvalidOperation, "not a time"))
 }
 
 /// `{{ now | date("%Y-%m-%d") }}`: strftime formatting in UTC.
@@ -252,9 +231,8 @@ fn date_format(v: Value, fmt: Option<&str>) -> std::result::Result<String, minij
     let t = time_arg(&v)?;
     let fmt = fmt.unwrap_or("%Y-%m-%d");
     let zoned = t.to_zoned(jiff::tz::TimeZone::UTC);
-    jiff::fmt::strtime::format(fmt, &zoned).map_err(|_| {
-        minijinja::Error::new(ErrorKind::InvalidOperation, "date: invalid format string")
-    })
+    jiff::fmt::strtime::format(fmt, &zoned)
+        .map_err(|_| minijinja::Error::new(ErrorKind::InvalidOperation, "date: invalid format string"))
 }
 
 /// `{{ now | date_add(days=1) }}`: calendar arithmetic in UTC, returns RFC 3339.
@@ -269,9 +247,7 @@ fn date_add(v: Value, kwargs: Kwargs) -> std::result::Result<String, minijinja::
     let out = zoned
         .checked_add(days.days())
         .and_then(|z| z.checked_add(hours.hours().minutes(minutes).seconds(seconds)))
-        .map_err(|_| {
-            minijinja::Error::new(ErrorKind::InvalidOperation, "date_add: out of range")
-        })?;
+        .map_err(|_| minijinja::Error::new(ErrorKind::InvalidOperation, "date_add: out of range"))?;
     Ok(out.timestamp().to_string())
 }
 
@@ -294,10 +270,7 @@ mod tests {
     fn renders_credentials_as_given() {
         let t = Templates::new();
         let c = ctx(&[("username", "u"), ("CLIENT_ID", "abc")]);
-        assert_eq!(
-            t.render("f", "{{ username }}:{{ CLIENT_ID }}", &c).unwrap(),
-            "u:abc"
-        );
+        assert_eq!(t.render("f", "{{ username }}:{{ CLIENT_ID }}", &c).unwrap(), "u:abc");
     }
 
     #[test]
@@ -314,10 +287,7 @@ mod tests {
         assert_eq!(err.reason(), "UndefinedVariable");
         let msg = err.to_string();
         assert!(msg.contains("`domain`"), "{msg}");
-        assert!(
-            msg.contains("spec.refreshableToken.authorization.body"),
-            "{msg}"
-        );
+        assert!(msg.contains("spec.refreshableToken.authorization.body"), "{msg}");
         assert!(msg.contains("password, username"), "{msg}");
         assert!(!msg.contains("s3cret") && !msg.contains("alice"), "{msg}");
     }
@@ -344,28 +314,18 @@ mod tests {
         let t = Templates::new();
         let c = ctx(&[("token", "abc")]);
         assert_eq!(
-            t.render("f", "{{ ('0:' ~ token) | b64encode }}", &c)
-                .unwrap(),
+            t.render("f", "{{ ('0:' ~ token) | b64encode }}", &c).unwrap(),
             "MDphYmM="
         );
-        assert_eq!(
-            t.render("f", "{{ 'MDphYmM=' | b64decode }}", &c).unwrap(),
-            "0:abc"
-        );
-        assert_eq!(
-            t.render("f", "{{ 'a b&c' | urlencode }}", &c).unwrap(),
-            "a%20b%26c"
-        );
+        assert_eq!(t.render("f", "{{ 'MDphYmM=' | b64decode }}", &c).unwrap(), "0:abc");
+        assert_eq!(t.render("f", "{{ 'a b&c' | urlencode }}", &c).unwrap(), "a%20b%26c");
         assert_eq!(
             t.render("f", "{{ now | date_add(days=1) | date('%Y-%m-%d') }}", &c)
                 .unwrap(),
             "2026-11-23"
         );
         assert_eq!(t.render("f", "{{ now | date }}", &c).unwrap(), "2026-11-22");
-        assert_eq!(
-            t.render("f", "{{ now | timestamp }}", &c).unwrap(),
-            "1795341600"
-        );
+        assert_eq!(t.render("f", "{{ now | timestamp }}", &c).unwrap(), "1795341600");
     }
 
     #[test]

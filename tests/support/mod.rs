@@ -2,6 +2,8 @@
 //! correctly presented token, and helpers to run the engine against them.
 #![allow(dead_code)]
 
+pub mod operator;
+
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -18,9 +20,7 @@ use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use serde_json::{Value, json};
 
 use connector_auth_operator::api::ConnectorAuthSpec;
-use connector_auth_operator::engine::{
-    self, Engine, EngineError, HttpSettings, Inputs, SecretString, TokenState,
-};
+use connector_auth_operator::engine::{self, Engine, EngineError, HttpSettings, Inputs, SecretString, TokenState};
 
 /// Starts `router` on 127.0.0.1 with a free port; returns `http://127.0.0.1:PORT`.
 pub async fn serve(router: Router) -> String {
@@ -60,9 +60,7 @@ pub async fn issue_with(
         ..Default::default()
     };
     let fp = engine::fingerprint(spec, credentials);
-    let token = engine
-        .obtain(&flow, &inputs, prev, &fp, jiff::Timestamp::now())
-        .await?;
+    let token = engine.obtain(&flow, &inputs, prev, &fp, jiff::Timestamp::now()).await?;
     let out = engine.render_output(&flow, &inputs, &token)?;
     Ok((token, out))
 }
@@ -98,11 +96,7 @@ pub fn now_secs() -> i64 {
 }
 
 fn unauthorized() -> Response {
-    (
-        StatusCode::UNAUTHORIZED,
-        Json(json!({"error": "invalid_token"})),
-    )
-        .into_response()
+    (StatusCode::UNAUTHORIZED, Json(json!({"error": "invalid_token"}))).into_response()
 }
 
 fn oauth_error(code: &str) -> Response {
@@ -154,6 +148,8 @@ pub struct Book {
     pub refresh: Mutex<HashMap<String, (u64, bool)>>,
     pub revoked_families: Mutex<Vec<u64>>,
     pub families: AtomicU64,
+    /// While set, the token endpoint answers 503.
+    pub down: std::sync::atomic::AtomicBool,
 }
 
 impl Book {
@@ -186,13 +182,11 @@ pub async fn snov() -> (String, Arc<Book>) {
                         || q.get("client_id").map(String::as_str) != Some("snov-id")
                         || q.get("client_secret").map(String::as_str) != Some("snov&secret")
                     {
-                        return (StatusCode::UNAUTHORIZED, Json(json!({"success": false})))
-                            .into_response();
+                        return (StatusCode::UNAUTHORIZED, Json(json!({"success": false}))).into_response();
                     }
                     let t = random("snov");
                     b.grant(&t);
-                    Json(json!({"access_token": t, "token_type": "Bearer", "expires_in": 3600}))
-                        .into_response()
+                    Json(json!({"access_token": t, "token_type": "Bearer", "expires_in": 3600})).into_response()
                 },
             )
             .post(|| async { StatusCode::METHOD_NOT_ALLOWED }),
@@ -201,9 +195,7 @@ pub async fn snov() -> (String, Arc<Book>) {
             "/v1/get-balance",
             get(|State(b): State<Arc<Book>>, h: HeaderMap| async move {
                 match bearer(&h) {
-                    Some(t) if b.is_valid(&t) => {
-                        Json(json!({"balance": "25000.00"})).into_response()
-                    }
+                    Some(t) if b.is_valid(&t) => Json(json!({"balance": "25000.00"})).into_response(),
                     _ => unauthorized(),
                 }
             }),
@@ -223,75 +215,65 @@ pub async fn docuware() -> (String, Arc<Book>) {
     let app = Router::new()
         .route(
             "/docuware/platform/Account/Logon",
-            post(
-                |State(b): State<Arc<Book>>, h: HeaderMap, body: Bytes| async move {
-                    b.token_requests.fetch_add(1, Ordering::SeqCst);
-                    let f = form(&body);
-                    let ua_ok = h.get(header::USER_AGENT).and_then(|v| v.to_str().ok())
-                        == Some(DOCUWARE_UA);
-                    let ct_ok = h
-                        .get(header::CONTENT_TYPE)
-                        .and_then(|v| v.to_str().ok())
-                        .is_some_and(|c| c.starts_with("application/x-www-form-urlencoded"));
-                    if !ua_ok || !ct_ok {
-                        return StatusCode::BAD_REQUEST.into_response();
-                    }
-                    if f.get("UserName").map(String::as_str) != Some("dw-user")
-                        || f.get("Password").map(String::as_str) != Some("p@ss&word=1")
-                    {
-                        return (
-                            StatusCode::UNAUTHORIZED,
-                            Json(json!({"Message": "Invalid user name or password."})),
-                        )
-                            .into_response();
-                    }
-                    let t = random("dwauth");
-                    b.grant(&t);
-                    let mut resp = Json(json!({"Result": "Logged on"})).into_response();
-                    let hs = resp.headers_mut();
-                    hs.append(
-                        header::SET_COOKIE,
-                        "dwingressplatform=ingress123; path=/; HttpOnly"
-                            .parse()
-                            .unwrap(),
-                    );
-                    hs.append(
-                        header::SET_COOKIE,
-                        ".DWPLATFORMAUTH=; expires=Thu, 01 Jan 1970 00:00:00 GMT; path=/"
-                            .parse()
-                            .unwrap(),
-                    );
-                    hs.append(
-                        header::SET_COOKIE,
-                        format!(".DWPLATFORMAUTH={t}; path=/; secure; HttpOnly")
-                            .parse()
-                            .unwrap(),
-                    );
-                    hs.append(
-                        header::SET_COOKIE,
-                        "DWPLATFORMBROWSERID=browser456; path=/".parse().unwrap(),
-                    );
-                    resp
-                },
-            ),
+            post(|State(b): State<Arc<Book>>, h: HeaderMap, body: Bytes| async move {
+                b.token_requests.fetch_add(1, Ordering::SeqCst);
+                let f = form(&body);
+                let ua_ok = h.get(header::USER_AGENT).and_then(|v| v.to_str().ok()) == Some(DOCUWARE_UA);
+                let ct_ok = h
+                    .get(header::CONTENT_TYPE)
+                    .and_then(|v| v.to_str().ok())
+                    .is_some_and(|c| c.starts_with("application/x-www-form-urlencoded"));
+                if !ua_ok || !ct_ok {
+                    return StatusCode::BAD_REQUEST.into_response();
+                }
+                if f.get("UserName").map(String::as_str) != Some("dw-user")
+                    || f.get("Password").map(String::as_str) != Some("p@ss&word=1")
+                {
+                    return (
+                        StatusCode::UNAUTHORIZED,
+                        Json(json!({"Message": "Invalid user name or password."})),
+                    )
+                        .into_response();
+                }
+                let t = random("dwauth");
+                b.grant(&t);
+                let mut resp = Json(json!({"Result": "Logged on"})).into_response();
+                let hs = resp.headers_mut();
+                hs.append(
+                    header::SET_COOKIE,
+                    "dwingressplatform=ingress123; path=/; HttpOnly".parse().unwrap(),
+                );
+                hs.append(
+                    header::SET_COOKIE,
+                    ".DWPLATFORMAUTH=; expires=Thu, 01 Jan 1970 00:00:00 GMT; path=/"
+                        .parse()
+                        .unwrap(),
+                );
+                hs.append(
+                    header::SET_COOKIE,
+                    format!(".DWPLATFORMAUTH={t}; path=/; secure; HttpOnly")
+                        .parse()
+                        .unwrap(),
+                );
+                hs.append(
+                    header::SET_COOKIE,
+                    "DWPLATFORMBROWSERID=browser456; path=/".parse().unwrap(),
+                );
+                resp
+            }),
         )
         .route(
             "/docuware/platform/Organizations",
             get(|State(b): State<Arc<Book>>, h: HeaderMap| async move {
-                let ua_ok =
-                    h.get(header::USER_AGENT).and_then(|v| v.to_str().ok()) == Some(DOCUWARE_UA);
-                let cookie = h
-                    .get(header::COOKIE)
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or("");
+                let ua_ok = h.get(header::USER_AGENT).and_then(|v| v.to_str().ok()) == Some(DOCUWARE_UA);
+                let cookie = h.get(header::COOKIE).and_then(|v| v.to_str().ok()).unwrap_or("");
                 let token = cookie
                     .split(';')
                     .filter_map(|c| c.trim().strip_prefix(".DWPLATFORMAUTH="))
                     .next();
                 match token {
                     Some(t) if ua_ok && b.is_valid(t) => {
-                        Json(json!({"Organization": [{"Name": "Peters Engineering"}]}))
-                            .into_response()
+                        Json(json!({"Organization": [{"Name": "Peters Engineering"}]})).into_response()
                     }
                     _ => unauthorized(),
                 }
@@ -359,15 +341,15 @@ pub async fn google() -> (String, Arc<Book>) {
 /// rotated-out token is presented again. Client auth is HTTP Basic. The seed is `rt-seed`.
 pub async fn rotating(ttl_secs: u64) -> (String, Arc<Book>) {
     let book = Arc::new(Book::default());
-    book.refresh
-        .lock()
-        .unwrap()
-        .insert("rt-seed".into(), (1, true));
+    book.refresh.lock().unwrap().insert("rt-seed".into(), (1, true));
     let app = Router::new()
         .route(
             "/oauth/token",
             post(move |State(b): State<Arc<Book>>, h: HeaderMap, body: Bytes| async move {
                 b.token_requests.fetch_add(1, Ordering::SeqCst);
+                if b.down.load(Ordering::SeqCst) {
+                    return (StatusCode::SERVICE_UNAVAILABLE, "<html>maintenance</html>").into_response();
+                }
                 if basic(&h) != Some(("rot-client".into(), "rot-secret".into())) {
                     return (StatusCode::UNAUTHORIZED, Json(json!({"error": "invalid_client"}))).into_response();
                 }
@@ -457,8 +439,7 @@ pub async fn tripletex() -> (String, Arc<Book>) {
 pub async fn webcrm() -> (String, Arc<Book>) {
     let book = Arc::new(Book::default());
     fn pair(b: &Book) -> Value {
-        let at =
-            jwt(json!({"sub": "api-user", "exp": now_secs() + 3600, "jti": rand::random::<u64>()}));
+        let at = jwt(json!({"sub": "api-user", "exp": now_secs() + 3600, "jti": rand::random::<u64>()}));
         let rt = random("wrt");
         b.grant(&at);
         b.refresh.lock().unwrap().insert(rt.clone(), (0, true));
@@ -467,40 +448,32 @@ pub async fn webcrm() -> (String, Arc<Book>) {
     let app = Router::new()
         .route(
             "/Auth/ApiLogin",
-            post(
-                |State(b): State<Arc<Book>>, Json(body): Json<Value>| async move {
-                    b.token_requests.fetch_add(1, Ordering::SeqCst);
-                    if body.get("authCode").and_then(Value::as_str) != Some("app-token-123") {
-                        return (
-                            StatusCode::UNAUTHORIZED,
-                            Json(json!({"Message": "Invalid authCode"})),
-                        )
-                            .into_response();
-                    }
-                    Json(pair(&b)).into_response()
-                },
-            ),
+            post(|State(b): State<Arc<Book>>, Json(body): Json<Value>| async move {
+                b.token_requests.fetch_add(1, Ordering::SeqCst);
+                if body.get("authCode").and_then(Value::as_str) != Some("app-token-123") {
+                    return (StatusCode::UNAUTHORIZED, Json(json!({"Message": "Invalid authCode"}))).into_response();
+                }
+                Json(pair(&b)).into_response()
+            }),
         )
         .route(
             "/Auth/ApiRefresh",
-            post(
-                |State(b): State<Arc<Book>>, Json(body): Json<Value>| async move {
-                    b.token_requests.fetch_add(1, Ordering::SeqCst);
-                    let rt = body
-                        .get("refreshToken")
-                        .and_then(Value::as_str)
-                        .unwrap_or("")
-                        .to_string();
-                    if b.refresh.lock().unwrap().remove(&rt).is_none() {
-                        return (
-                            StatusCode::UNAUTHORIZED,
-                            Json(json!({"Message": "Invalid refresh token"})),
-                        )
-                            .into_response();
-                    }
-                    Json(pair(&b)).into_response()
-                },
-            ),
+            post(|State(b): State<Arc<Book>>, Json(body): Json<Value>| async move {
+                b.token_requests.fetch_add(1, Ordering::SeqCst);
+                let rt = body
+                    .get("refreshToken")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_string();
+                if b.refresh.lock().unwrap().remove(&rt).is_none() {
+                    return (
+                        StatusCode::UNAUTHORIZED,
+                        Json(json!({"Message": "Invalid refresh token"})),
+                    )
+                        .into_response();
+                }
+                Json(pair(&b)).into_response()
+            }),
         )
         .route(
             "/Persons",
@@ -575,9 +548,15 @@ pub async fn poweroffice() -> (String, Arc<Book>) {
                 b.token_requests.fetch_add(1, Ordering::SeqCst);
                 let sub_ok = h.get("Ocp-Apim-Subscription-Key").and_then(|v| v.to_str().ok()) == Some("sub-key");
                 if !sub_ok {
-                    return (StatusCode::UNAUTHORIZED, Json(json!({"statusCode": 401, "message": "Access denied due to missing subscription key."}))).into_response();
+                    return (
+                        StatusCode::UNAUTHORIZED,
+                        Json(json!({"statusCode": 401, "message": "Access denied due to missing subscription key."})),
+                    )
+                        .into_response();
                 }
-                if basic(&h) != Some(("app-key".into(), "client-key".into())) || form(&body).get("grant_type").map(String::as_str) != Some("client_credentials") {
+                if basic(&h) != Some(("app-key".into(), "client-key".into()))
+                    || form(&body).get("grant_type").map(String::as_str) != Some("client_credentials")
+                {
                     return (StatusCode::BAD_REQUEST, Json(json!({"error": "invalid_client"}))).into_response();
                 }
                 let t = random("po");
@@ -608,9 +587,7 @@ pub async fn api_keys() -> String {
             "/wp-json/wc/v3/products",
             get(|h: HeaderMap| async move {
                 match basic(&h) {
-                    Some((k, s)) if k == "ck_123" && s == "cs_456" => {
-                        Json(json!([])).into_response()
-                    }
+                    Some((k, s)) if k == "ck_123" && s == "cs_456" => Json(json!([])).into_response(),
                     _ => unauthorized(),
                 }
             }),
@@ -654,17 +631,9 @@ pub async fn faulty() -> String {
         )
         .route(
             "/unauthorized",
-            any(|| async {
-                (
-                    StatusCode::UNAUTHORIZED,
-                    Json(json!({"error": "invalid_client"})),
-                )
-            }),
+            any(|| async { (StatusCode::UNAUTHORIZED, Json(json!({"error": "invalid_client"}))) }),
         )
-        .route(
-            "/invalid-grant",
-            any(|| async { oauth_error("invalid_grant") }),
-        )
+        .route("/invalid-grant", any(|| async { oauth_error("invalid_grant") }))
         .route(
             "/rate-limited",
             any(|| async {
@@ -696,12 +665,7 @@ pub async fn faulty() -> String {
         )
         .route(
             "/echo-secret-error",
-            any(|| async {
-                (
-                    StatusCode::BAD_REQUEST,
-                    "error: bad password sup3r-s3cret given",
-                )
-            }),
+            any(|| async { (StatusCode::BAD_REQUEST, "error: bad password sup3r-s3cret given") }),
         );
     serve(app).await
 }

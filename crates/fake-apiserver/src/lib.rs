@@ -1,0 +1,337 @@
+//! A stateful, in-process Kubernetes API server for tests and benchmarks.
+//!
+//! [`FakeApiServer::start`] serves the Kubernetes REST API on `127.0.0.1` over
+//! plain HTTP, so the real [`kube::Client`] (and `kube::runtime` watchers,
+//! reflectors, controllers, lease managers) talk to it exactly as they would to a
+//! cluster. Unlike a mock, it keeps state and implements the semantics clients
+//! depend on: resourceVersions and optimistic concurrency, generation, status
+//! subresources, merge/JSON/server-side-apply patches, finalizers and
+//! owner-reference garbage collection, label/field selectors, list+watch with
+//! resumable history and `410 Gone`, metadata-only (`PartialObjectMetadata`)
+//! requests. Tests can inspect every request ([`FakeApiServer::requests`]),
+//! read objects directly, and inject faults.
+//!
+//! ```no_run
+//! # async fn demo() {
+//! use fake_apiserver::FakeApiServer;
+//! let server = FakeApiServer::start().await;
+//! server.register("example.dev", "v1", "widgets", "Widget", true);
+//! let client = server.client();
+//! # let _ = client;
+//! # }
+//! ```
+
+mod apply;
+mod error;
+mod http;
+mod meta;
+mod registry;
+mod selector;
+mod store;
+mod watch;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use serde_json::Value;
+use tokio::sync::{oneshot, watch as notify};
+
+pub use error::ApiError;
+pub use registry::ResourceDef;
+
+use registry::ResourceInfo;
+use store::{DeleteOpts, Deleted, Store, WriteOpts};
+
+/// How many changes per resource are kept for resuming watches, by default.
+/// Watches that fall further behind get `410 Gone` and must relist, as with a
+/// real server's watch cache.
+pub const DEFAULT_HISTORY_LIMIT: usize = 20_000;
+
+/// One HTTP request received by the fake server, recorded before it is handled.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Recorded {
+    /// HTTP method: `GET`, `POST`, `PUT`, `PATCH`, `DELETE`.
+    pub method: String,
+    /// Kubernetes verb: `get`, `list`, `watch`, `create`, `update`, `patch`,
+    /// `delete`, `deletecollection`. Non-resource paths (`/version`, discovery) are `get`.
+    pub verb: String,
+    /// API group, `""` for the core group (and for non-resource paths).
+    pub group: String,
+    pub version: String,
+    /// Plural resource name; for non-resource paths, the URL path (e.g. `/version`).
+    pub resource: String,
+    pub subresource: Option<String>,
+    pub namespace: Option<String>,
+    pub name: Option<String>,
+    /// `apply`, `merge`, `json` or `strategic` for PATCH requests.
+    pub patch_type: Option<String>,
+    /// The `fieldManager` query parameter.
+    pub field_manager: Option<String>,
+    /// The `labelSelector` query parameter.
+    pub label_selector: Option<String>,
+    /// Whether the client asked for `PartialObjectMetadata` (metadata-only) responses.
+    pub metadata_only: bool,
+}
+
+/// A fault to inject: the next `count` requests matching `method` (any when
+/// `None`, compared case-insensitively) and `path_contains` (a substring of the
+/// request's path and query string, e.g. `"/secrets"` or `"watch=true"`) are
+/// answered with `status` and a matching `Status` body instead of being handled.
+///
+/// Note that `kube::Client` itself retries 429, 503 and 504 responses.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Fault {
+    pub method: Option<String>,
+    pub path_contains: String,
+    pub status: u16,
+    pub count: u32,
+}
+
+impl Fault {
+    /// A fault for one request of any method whose path contains `path_contains`.
+    pub fn new(status: u16, path_contains: &str) -> Self {
+        Self {
+            method: None,
+            path_contains: path_contains.to_string(),
+            status,
+            count: 1,
+        }
+    }
+
+    /// Restricts the fault to one HTTP method.
+    pub fn method(mut self, method: &str) -> Self {
+        self.method = Some(method.to_string());
+        self
+    }
+
+    /// Applies the fault to the next `count` matching requests.
+    pub fn times(mut self, count: u32) -> Self {
+        self.count = count;
+        self
+    }
+
+    fn matches(&self, method: &str, target: &str) -> bool {
+        self.count > 0
+            && self.method.as_ref().is_none_or(|m| m.eq_ignore_ascii_case(method))
+            && target.contains(&self.path_contains)
+    }
+}
+
+/// Recorded requests and pending faults; separate from the store so recording
+/// never contends with object reads and writes.
+#[derive(Default)]
+struct RequestLog {
+    disabled: bool,
+    requests: Vec<Recorded>,
+    faults: Vec<Fault>,
+}
+
+/// State shared by the server task, open watch streams and the test handle.
+pub(crate) struct Shared {
+    store: Mutex<Store>,
+    log: Mutex<RequestLog>,
+    /// Bumped to end all open watch streams.
+    closer: notify::Sender<u64>,
+}
+
+/// Locks a mutex, ignoring poisoning: a panicking test thread must not turn every
+/// later request into a second panic.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Shared {
+    pub(crate) fn store(&self) -> MutexGuard<'_, Store> {
+        lock(&self.store)
+    }
+
+    pub(crate) fn closer(&self) -> notify::Receiver<u64> {
+        self.closer.subscribe()
+    }
+
+    fn record(&self, request: Recorded) {
+        let mut log = lock(&self.log);
+        if !log.disabled {
+            log.requests.push(request);
+        }
+    }
+
+    /// Consumes one use of the first fault matching the request, if any.
+    fn take_fault(&self, method: &str, target: &str) -> Option<u16> {
+        let mut log = lock(&self.log);
+        let index = log.faults.iter().position(|f| f.matches(method, target))?;
+        let fault = &mut log.faults[index];
+        fault.count -= 1;
+        let status = fault.status;
+        if fault.count == 0 {
+            log.faults.remove(index);
+        }
+        Some(status)
+    }
+
+    fn close_watches(&self) {
+        self.closer.send_modify(|epoch| *epoch += 1);
+    }
+}
+
+/// A running fake API server. Dropping it stops the server and ends open watches.
+pub struct FakeApiServer {
+    shared: Arc<Shared>,
+    addr: SocketAddr,
+    shutdown: Option<oneshot::Sender<()>>,
+}
+
+impl FakeApiServer {
+    /// Binds `127.0.0.1:0` and serves in a background tokio task. Must be called
+    /// inside a tokio runtime, which the server then lives on.
+    pub async fn start() -> Self {
+        let shared = Arc::new(Shared {
+            store: Mutex::new(Store::new(DEFAULT_HISTORY_LIMIT)),
+            log: Mutex::new(RequestLog::default()),
+            closer: notify::channel(0).0,
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind 127.0.0.1:0");
+        let addr = listener.local_addr().expect("listener address");
+        let (shutdown, stopped) = oneshot::channel::<()>();
+        let app = http::router(shared.clone());
+        tokio::spawn(async move {
+            let serve = axum::serve(listener, app).with_graceful_shutdown(async {
+                let _ = stopped.await;
+            });
+            if let Err(err) = serve.await {
+                eprintln!("fake-apiserver: server error: {err}");
+            }
+        });
+        Self {
+            shared,
+            addr,
+            shutdown: Some(shutdown),
+        }
+    }
+
+    /// Base URL, `http://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// A `kube::Client` for this server, with default namespace `default`.
+    pub fn client(&self) -> kube::Client {
+        let uri = self.url().parse().expect("valid URL");
+        kube::Client::try_from(kube::Config::new(uri)).expect("kube client for the fake server")
+    }
+
+    /// Registers a custom resource (like installing its CRD), with a `/status`
+    /// subresource as CRDs usually have. Until registered, its URLs answer 404 like
+    /// a missing CRD. Use [`register_resource`](Self::register_resource) for more control.
+    pub fn register(&self, group: &str, version: &str, plural: &str, kind: &str, namespaced: bool) {
+        self.register_resource(ResourceDef::new(group, version, plural, kind, namespaced).with_status(true));
+    }
+
+    /// Registers a resource from a full definition. Re-registering a resource
+    /// replaces its definition and keeps its objects.
+    pub fn register_resource(&self, def: ResourceDef) {
+        self.shared.store().register(ResourceInfo::custom(def));
+    }
+
+    /// Every request received so far, in order.
+    pub fn requests(&self) -> Vec<Recorded> {
+        lock(&self.shared.log).requests.clone()
+    }
+
+    /// Forgets the recorded requests.
+    pub fn clear_requests(&self) {
+        lock(&self.shared.log).requests.clear();
+    }
+
+    /// Turns request recording on or off (on by default); long benchmarks may
+    /// want it off to keep memory flat.
+    pub fn set_recording(&self, enabled: bool) {
+        lock(&self.shared.log).disabled = !enabled;
+    }
+
+    /// The stored object, read directly (no request is recorded). `group` is `""`
+    /// for the core group; `ns` is `None` for cluster-scoped objects.
+    pub fn object(&self, group: &str, plural: &str, ns: Option<&str>, name: &str) -> Option<Value> {
+        let ck = (group.to_string(), plural.to_string());
+        self.shared
+            .store()
+            .get(&ck, ns.unwrap_or(""), name)
+            .map(|o| (**o).clone())
+    }
+
+    /// All stored objects of a resource, ordered by namespace and name.
+    pub fn objects(&self, group: &str, plural: &str) -> Vec<Value> {
+        self.shared.store().all(&(group.to_string(), plural.to_string()))
+    }
+
+    /// Creates an object directly, without an HTTP request (e.g. to seed
+    /// benchmarks quickly). Behaves like `POST`: fills metadata, emits ADDED.
+    /// The namespace comes from `metadata.namespace` (`default` if missing).
+    pub fn create_object(&self, group: &str, plural: &str, obj: Value) -> Result<Value, ApiError> {
+        let ck = (group.to_string(), plural.to_string());
+        let ns = meta::meta_str(&obj, "namespace").unwrap_or("default").to_string();
+        let mut store = self.shared.store();
+        let namespaced = store
+            .collection(&ck)
+            .ok_or_else(ApiError::unknown_resource)?
+            .info
+            .namespaced;
+        let ns = if namespaced { ns } else { String::new() };
+        store.create(&ck, &ns, obj, &WriteOpts::default()).map(|o| (*o).clone())
+    }
+
+    /// Deletes an object directly, like `DELETE` with default options (finalizers
+    /// are honoured, dependents are garbage-collected). Returns whether it is gone.
+    pub fn delete_object(&self, group: &str, plural: &str, ns: Option<&str>, name: &str) -> Result<bool, ApiError> {
+        let ck = (group.to_string(), plural.to_string());
+        let outcome = self
+            .shared
+            .store()
+            .delete(&ck, ns.unwrap_or(""), name, &DeleteOpts::default())?;
+        Ok(matches!(outcome, Deleted::Removed(_)))
+    }
+
+    /// Injects a fault; see [`Fault`]. Rules are checked in the order added.
+    pub fn fail_next(&self, rule: Fault) {
+        if rule.count > 0 {
+            lock(&self.shared.log).faults.push(rule);
+        }
+    }
+
+    /// Simulates etcd compaction: afterwards, watches (and list continuations)
+    /// from any resourceVersion issued so far get `410 Gone` (an ERROR watch
+    /// event with code 410), so watchers must relist. Open watch streams are not
+    /// affected; combine with [`close_watches`](Self::close_watches) to force resumption.
+    pub fn expire_watch_history(&self) {
+        self.shared.store().expire_history();
+    }
+
+    /// Ends all open watch streams, as if connections were cut. Clients resume
+    /// from their last resourceVersion.
+    pub fn close_watches(&self) {
+        self.shared.close_watches();
+    }
+
+    /// The latest resourceVersion issued.
+    pub fn resource_version(&self) -> u64 {
+        self.shared.store().rv
+    }
+
+    /// Sets how many changes per resource are kept for resuming watches
+    /// (default [`DEFAULT_HISTORY_LIMIT`]); applies from the next write on.
+    pub fn set_history_limit(&self, limit: usize) {
+        self.shared.store().history_limit = limit.max(1);
+    }
+}
+
+impl Drop for FakeApiServer {
+    fn drop(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        // Streaming responses would otherwise keep graceful shutdown waiting.
+        self.shared.close_watches();
+    }
+}

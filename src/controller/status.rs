@@ -1,0 +1,319 @@
+//! Status as a pure function of the reconcile outcome. Deterministic: the same outcome gives the
+//! same status (no fresh timestamps), so an unchanged resource is never patched, and condition
+//! `lastTransitionTime` moves only when a condition's status flips.
+
+use jiff::Timestamp;
+
+use crate::api::{Condition, ConnectorAuthStatus};
+use crate::engine::driver::{Action, Outcome};
+
+pub const READY: &str = "Ready";
+pub const REFRESH_FAILING: &str = "RefreshFailing";
+
+/// Why a resource could not even be attempted.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Refusal {
+    pub reason: &'static str,
+    pub message: String,
+}
+
+/// What the status describes.
+#[derive(Debug, Clone)]
+pub enum Verdict<'a> {
+    Ran(&'a Outcome),
+    Refused(Refusal),
+}
+
+/// The desired status. `previous` supplies condition transition times to keep.
+pub fn desired(
+    previous: Option<&ConnectorAuthStatus>,
+    verdict: &Verdict<'_>,
+    generation: Option<i64>,
+    scheme: &str,
+    secret_name: &str,
+    authorization_url: Option<&str>,
+    now: Timestamp,
+) -> ConnectorAuthStatus {
+    let mut status = ConnectorAuthStatus {
+        scheme: Some(scheme.to_string()),
+        secret_name: Some(secret_name.to_string()),
+        observed_generation: generation,
+        ..Default::default()
+    };
+    let mut conditions = Vec::new();
+    match verdict {
+        Verdict::Refused(r) => {
+            conditions.push(cond(READY, false, r.reason, &r.message, generation));
+        }
+        Verdict::Ran(o) => {
+            let token = o.token.as_ref();
+            let valid = token.is_some_and(|t| t.expires_at.is_none_or(|e| e > now));
+            if let Some(t) = token {
+                status.expires_at = t.expires_at.map(|e| e.to_string());
+                status.last_refresh_time = Some(t.issued_at.to_string());
+            }
+            status.next_refresh_time = o.next.map(|n| n.to_string());
+            status.failure_count = (o.failures > 0).then_some(o.failures);
+            if let (
+                Action::Failed {
+                    error: crate::engine::EngineError::AuthorizationRequired,
+                },
+                false,
+            ) = (&o.action, valid)
+            {
+                let url = authorization_url.map(str::to_string);
+                let message = match (&url, &o.pending_consent) {
+                    (Some(_), Some(p)) => format!("a person must grant consent: open status.authorizationUrl (valid until {})", p.expires),
+                    _ => "a person must grant consent, but no consent link could be made: the operator needs --callback-url".to_string(),
+                };
+                status.authorization_url = url;
+                conditions.push(cond(READY, false, "AuthorizationRequired", &message, generation));
+                status.conditions = merge_conditions(
+                    previous.map(|p| p.conditions.as_slice()).unwrap_or_default(),
+                    conditions,
+                    now,
+                );
+                return status;
+            }
+            let failing = match &o.action {
+                Action::Failed { error } => Some((error.reason().to_string(), error.to_string())),
+                Action::BackingOff => o.last_error.clone(),
+                _ => None,
+            };
+            if valid {
+                let t = token.expect("valid implies a token");
+                let msg = match t.expires_at {
+                    Some(e) => format!("token published in Secret {secret_name}, valid until {e}"),
+                    None => format!("token published in Secret {secret_name}, no expiry"),
+                };
+                conditions.push(cond(READY, true, "TokenValid", &msg, generation));
+            } else if let Some((reason, message)) = &failing {
+                let message = match token.and_then(|t| t.expires_at) {
+                    Some(e) => format!("token expired at {e}; {message}"),
+                    None => message.clone(),
+                };
+                conditions.push(cond(READY, false, reason, &message, generation));
+            } else {
+                conditions.push(cond(READY, false, "Pending", "no token issued yet", generation));
+            }
+            if let Some((reason, message)) = failing {
+                conditions.push(cond(REFRESH_FAILING, true, &reason, &message, generation));
+            }
+        }
+    }
+    status.conditions = merge_conditions(
+        previous.map(|p| p.conditions.as_slice()).unwrap_or_default(),
+        conditions,
+        now,
+    );
+    status
+}
+
+fn cond(type_: &str, status: bool, reason: &str, message: &str, generation: Option<i64>) -> Condition {
+    Condition {
+        type_: type_.into(),
+        status: if status { "True" } else { "False" }.into(),
+        reason: reason.into(),
+        message: message.into(),
+        last_transition_time: String::new(),
+        observed_generation: generation,
+    }
+}
+
+/// Keeps a condition's `lastTransitionTime` unless its status changed; new or flipped
+/// conditions get `now`.
+pub fn merge_conditions(previous: &[Condition], next: Vec<Condition>, now: Timestamp) -> Vec<Condition> {
+    next.into_iter()
+        .map(|mut c| {
+            c.last_transition_time = match previous.iter().find(|p| p.type_ == c.type_) {
+                Some(p) if p.status == c.status && !p.last_transition_time.is_empty() => p.last_transition_time.clone(),
+                _ => now.round(jiff::Unit::Second).unwrap_or(now).to_string(),
+            };
+            c
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::{EngineError, TokenState};
+
+    fn ts(s: &str) -> Timestamp {
+        s.parse().unwrap()
+    }
+
+    fn token(exp: &str) -> TokenState {
+        TokenState {
+            access_token: "secret-token".into(),
+            refresh_token: Some("secret-refresh".into()),
+            token_type: "Bearer".into(),
+            issued_at: ts("2026-01-01T00:00:00Z"),
+            expires_at: Some(ts(exp)),
+            renew_at: Some(ts("2026-01-01T00:40:00Z")),
+            extras: Default::default(),
+            fingerprint: "f".into(),
+            seed_refresh_token: None,
+        }
+    }
+
+    fn outcome(action: Action, exp: &str, failures: u32) -> Outcome {
+        Outcome {
+            action,
+            token: Some(token(exp)),
+            next: Some(ts("2026-01-01T00:40:00Z")),
+            written: true,
+            failures,
+            last_error: None,
+            pending_consent: None,
+        }
+    }
+
+    #[test]
+    fn a_valid_token_is_ready_and_the_status_is_stable() {
+        let now = ts("2026-01-01T00:10:00Z");
+        let o = outcome(
+            Action::Issued {
+                reason: "NoToken",
+                refreshed: false,
+            },
+            "2026-01-01T01:00:00Z",
+            0,
+        );
+        let s1 = desired(None, &Verdict::Ran(&o), Some(3), "oauth2", "x-token", None, now);
+        assert_eq!(s1.conditions.len(), 1);
+        assert_eq!(s1.conditions[0].status, "True");
+        assert_eq!(s1.conditions[0].reason, "TokenValid");
+        assert_eq!(s1.expires_at.as_deref(), Some("2026-01-01T01:00:00Z"));
+        assert_eq!(s1.next_refresh_time.as_deref(), Some("2026-01-01T00:40:00Z"));
+        assert_eq!(s1.observed_generation, Some(3));
+        // Later, same outcome: identical status, transition time kept.
+        let kept = Outcome {
+            action: Action::Kept,
+            ..o.clone()
+        };
+        let s2 = desired(
+            Some(&s1),
+            &Verdict::Ran(&kept),
+            Some(3),
+            "oauth2",
+            "x-token",
+            None,
+            ts("2026-01-01T00:20:00Z"),
+        );
+        assert_eq!(s1, s2);
+        assert!(!format!("{s2:?}").contains("secret-token"));
+    }
+
+    #[test]
+    fn failing_refresh_keeps_ready_while_the_token_lasts_then_flips() {
+        let error = EngineError::ProviderUnavailable {
+            step: "refresh".into(),
+            host: "h".into(),
+            status: 503,
+            retry_after: None,
+        };
+        let o = outcome(Action::Failed { error }, "2026-01-01T01:00:00Z", 2);
+        let s = desired(
+            None,
+            &Verdict::Ran(&o),
+            None,
+            "oauth2",
+            "x",
+            None,
+            ts("2026-01-01T00:50:00Z"),
+        );
+        assert_eq!(s.conditions[0].status, "True", "the last good token is still valid");
+        assert_eq!(s.conditions[1].type_, REFRESH_FAILING);
+        assert_eq!(s.conditions[1].reason, "ProviderUnavailable");
+        assert_eq!(s.failure_count, Some(2));
+
+        let s2 = desired(
+            Some(&s),
+            &Verdict::Ran(&o),
+            None,
+            "oauth2",
+            "x",
+            None,
+            ts("2026-01-01T01:00:01Z"),
+        );
+        assert_eq!(s2.conditions[0].status, "False");
+        assert_eq!(s2.conditions[0].reason, "ProviderUnavailable");
+        assert!(
+            s2.conditions[0]
+                .message
+                .starts_with("token expired at 2026-01-01T01:00:00Z;")
+        );
+        assert_eq!(
+            s2.conditions[0].last_transition_time, "2026-01-01T01:00:01Z",
+            "Ready flipped"
+        );
+        assert_eq!(
+            s2.conditions[1].last_transition_time, s.conditions[1].last_transition_time,
+            "still failing"
+        );
+    }
+
+    #[test]
+    fn awaiting_consent_shows_the_link_and_is_stable() {
+        let pending = crate::engine::driver::PendingConsent {
+            nonce: "n".into(),
+            expires: ts("2026-01-01T00:15:00Z"),
+        };
+        let o = Outcome {
+            action: Action::Failed {
+                error: EngineError::AuthorizationRequired,
+            },
+            token: None,
+            next: Some(ts("2026-01-01T00:14:00Z")),
+            written: false,
+            failures: 0,
+            last_error: None,
+            pending_consent: Some(pending),
+        };
+        let url = "https://accounts.example.com/auth?state=abc";
+        let s = desired(
+            None,
+            &Verdict::Ran(&o),
+            Some(1),
+            "oauth2",
+            "x",
+            Some(url),
+            ts("2026-01-01T00:00:00Z"),
+        );
+        assert_eq!(s.authorization_url.as_deref(), Some(url));
+        assert_eq!(s.conditions.len(), 1);
+        assert_eq!(s.conditions[0].reason, "AuthorizationRequired");
+        assert!(s.conditions[0].message.contains("valid until 2026-01-01T00:15:00Z"));
+        let again = desired(
+            Some(&s),
+            &Verdict::Ran(&o),
+            Some(1),
+            "oauth2",
+            "x",
+            Some(url),
+            ts("2026-01-01T00:05:00Z"),
+        );
+        assert_eq!(s, again);
+    }
+
+    #[test]
+    fn refusals_are_not_ready_with_their_reason() {
+        let r = Refusal {
+            reason: "CrossNamespaceReference",
+            message: "m".into(),
+        };
+        let s = desired(
+            None,
+            &Verdict::Refused(r),
+            Some(1),
+            "apiKey",
+            "x",
+            None,
+            ts("2026-01-01T00:00:00Z"),
+        );
+        assert_eq!(s.conditions[0].reason, "CrossNamespaceReference");
+        assert_eq!(s.conditions[0].status, "False");
+        assert_eq!(s.expires_at, None);
+    }
+}

@@ -1,0 +1,335 @@
+//! The Kubernetes side of [`Store`]: a private state Secret and the output Secret.
+//!
+//! The record is split so that a routine refresh costs one Secret write:
+//! - the **state Secret** (`<name>-connectorauth-state`) holds what must never be lost or shown
+//!   to pods — the refresh token, the input fingerprint, backoff — and is written only when that
+//!   changes (a rotated refresh token, new credentials, a failure);
+//! - the **output Secret** carries the public token fields (the access token is in it anyway)
+//!   plus annotations for issue and renewal time and a digest that detects hand edits.
+//!
+//! A rotated refresh token is therefore persisted before the access token that came with it is
+//! published. The last record per resource is also kept in memory, so a deleted or edited
+//! output Secret is restored without a token call.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use jiff::Timestamp;
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, Patch, PatchParams};
+use kube::{Resource, ResourceExt};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+use crate::api::ConnectorAuth;
+use crate::engine::driver::{PendingConsent, Record, Store, StoreError};
+use crate::engine::{SecretString, TokenState};
+
+pub const FIELD_MANAGER: &str = "connector-auth-operator";
+pub const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "connector-auth-operator");
+pub const NAME_LABEL: &str = "connectorauth.dev/name";
+pub const ROLE_LABEL: &str = "connectorauth.dev/role";
+const STATE_KEY: &str = "state.json";
+const ANN_ISSUED: &str = "connectorauth.dev/issued-at";
+const ANN_RENEW: &str = "connectorauth.dev/renew-at";
+const ANN_EXTRAS: &str = "connectorauth.dev/extras";
+const ANN_DIGEST: &str = "connectorauth.dev/data-digest";
+
+/// Name of the private state Secret of a ConnectorAuth.
+pub fn state_secret_name(ca_name: &str) -> String {
+    format!("{ca_name}-connectorauth-state")
+}
+
+/// What the state Secret holds.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Private {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    refresh_token: Option<SecretString>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    seed_refresh_token: Option<String>,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    fingerprint: String,
+    #[serde(default)]
+    failures: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    retry_at: Option<Timestamp>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    failed_fingerprint: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    last_error: Option<(String, String)>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pending_consent: Option<PendingConsent>,
+}
+
+impl Private {
+    fn of(r: &Record) -> Self {
+        Private {
+            refresh_token: r.token.as_ref().and_then(|t| t.refresh_token.clone()),
+            seed_refresh_token: r.token.as_ref().and_then(|t| t.seed_refresh_token.clone()),
+            fingerprint: r.token.as_ref().map(|t| t.fingerprint.clone()).unwrap_or_default(),
+            failures: r.failures,
+            retry_at: r.retry_at,
+            failed_fingerprint: r.failed_fingerprint.clone(),
+            last_error: r.last_error.clone(),
+            pending_consent: r.pending_consent.clone(),
+        }
+    }
+}
+
+/// Last known record per resource (by uid), shared by all passes.
+pub type Memory = Arc<Mutex<BTreeMap<String, Record>>>;
+
+/// Store for one ConnectorAuth during one reconcile pass.
+pub struct KubeStore {
+    secrets: Api<Secret>,
+    owner: k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference,
+    ca_name: String,
+    uid: String,
+    output_name: String,
+    memory: Memory,
+    /// The output Secret as read by `load`, to compare against without another GET.
+    observed_output: Mutex<Option<Secret>>,
+    /// The private part as last read or written, so unchanged state is not rewritten.
+    observed_private: Mutex<Option<Private>>,
+    /// Count of Secret writes made, for metrics.
+    pub writes: std::sync::atomic::AtomicU32,
+}
+
+impl KubeStore {
+    pub fn new(secrets: Api<Secret>, ca: &ConnectorAuth, output_name: &str, memory: Memory) -> Option<Self> {
+        Some(KubeStore {
+            secrets,
+            owner: ca.controller_owner_ref(&())?,
+            ca_name: ca.name_any(),
+            uid: ca.uid()?,
+            output_name: output_name.to_string(),
+            memory,
+            observed_output: Mutex::new(None),
+            observed_private: Mutex::new(None),
+            writes: Default::default(),
+        })
+    }
+
+    fn labels(&self, role: &str) -> serde_json::Value {
+        json!({ MANAGED_BY.0: MANAGED_BY.1, NAME_LABEL: self.ca_name, ROLE_LABEL: role })
+    }
+
+    async fn get(&self, name: &str) -> Result<Option<Secret>, StoreError> {
+        self.secrets
+            .get_opt(name)
+            .await
+            .map_err(|e| StoreError::new(format!("reading Secret {name}"), e))
+    }
+
+    fn remember(&self, record: &Record) {
+        self.memory
+            .lock()
+            .expect("memory lock")
+            .insert(self.uid.clone(), record.clone());
+    }
+
+    fn recall(&self) -> Option<Record> {
+        self.memory.lock().expect("memory lock").get(&self.uid).cloned()
+    }
+}
+
+fn decoded(secret: &Secret) -> BTreeMap<String, String> {
+    secret
+        .data
+        .iter()
+        .flatten()
+        .map(|(k, v)| (k.clone(), String::from_utf8_lossy(&v.0).into_owned()))
+        .collect()
+}
+
+/// Digest of output data, stored beside it to notice hand edits.
+fn data_digest(data: &BTreeMap<String, String>) -> String {
+    let mut h = Sha256::new();
+    for (k, v) in data {
+        h.update((k.len() as u64).to_le_bytes());
+        h.update(k.as_bytes());
+        h.update((v.len() as u64).to_le_bytes());
+        h.update(v.as_bytes());
+    }
+    h.finalize()[..16].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Rebuilds the public token fields from an untouched output Secret.
+fn public_token(secret: &Secret, private: &Private) -> Option<TokenState> {
+    let data = decoded(secret);
+    let ann = secret.metadata.annotations.as_ref()?;
+    if ann.get(ANN_DIGEST) != Some(&data_digest(&data)) {
+        return None;
+    }
+    let extras: Vec<&str> = ann
+        .get(ANN_EXTRAS)
+        .map(|e| e.split(',').filter(|s| !s.is_empty()).collect())
+        .unwrap_or_default();
+    Some(TokenState {
+        access_token: data.get("access_token")?.as_str().into(),
+        refresh_token: private.refresh_token.clone(),
+        token_type: data.get("token_type").cloned().unwrap_or_else(|| "Bearer".into()),
+        issued_at: ann.get(ANN_ISSUED)?.parse().ok()?,
+        expires_at: data.get("expires_at").and_then(|e| e.parse().ok()),
+        renew_at: ann.get(ANN_RENEW).and_then(|r| r.parse().ok()),
+        extras: extras
+            .into_iter()
+            .filter_map(|k| Some((k.to_string(), data.get(k)?.as_str().into())))
+            .collect(),
+        fingerprint: private.fingerprint.clone(),
+        seed_refresh_token: private.seed_refresh_token.clone(),
+    })
+}
+
+impl Store for KubeStore {
+    async fn load(&self) -> Result<Option<Record>, StoreError> {
+        let state = self.get(&state_secret_name(&self.ca_name)).await?;
+        let output = self.get(&self.output_name).await?;
+        let private: Option<Private> = match &state {
+            None => None,
+            Some(s) => {
+                let raw = s
+                    .data
+                    .as_ref()
+                    .and_then(|d| d.get(STATE_KEY))
+                    .map(|b| b.0.clone())
+                    .unwrap_or_default();
+                Some(serde_json::from_slice(&raw).map_err(|e| {
+                    StoreError::new(
+                        format!("state Secret {} is corrupt", state_secret_name(&self.ca_name)),
+                        e,
+                    )
+                })?)
+            }
+        };
+        *self.observed_output.lock().expect("lock") = output.clone();
+        *self.observed_private.lock().expect("lock") = private.clone();
+        let memory = self.recall();
+        let Some(private) = private else {
+            // No state yet: a first issuance (or the state Secret was removed; the memory copy,
+            // if any, still holds the newest refresh token).
+            return Ok(memory);
+        };
+        let token = output.as_ref().and_then(|o| public_token(o, &private)).or_else(|| {
+            // Output deleted or edited: restore from memory when it describes the same token.
+            memory
+                .and_then(|m| m.token)
+                .filter(|t| t.refresh_token == private.refresh_token && t.fingerprint == private.fingerprint)
+        });
+        // Public fields lost (output deleted after a restart): keep the private refresh token
+        // in an already-expired placeholder, so the next request refreshes with it instead of
+        // falling back to a spent onboarding token. Expired tokens are never published.
+        let token = token.or_else(|| {
+            (private.refresh_token.is_some() || !private.fingerprint.is_empty()).then(|| TokenState {
+                access_token: SecretString::default(),
+                refresh_token: private.refresh_token.clone(),
+                token_type: String::new(),
+                issued_at: Timestamp::UNIX_EPOCH,
+                expires_at: Some(Timestamp::UNIX_EPOCH),
+                renew_at: Some(Timestamp::UNIX_EPOCH),
+                extras: BTreeMap::new(),
+                fingerprint: private.fingerprint.clone(),
+                seed_refresh_token: private.seed_refresh_token.clone(),
+            })
+        });
+        let record = Record {
+            token,
+            failures: private.failures,
+            retry_at: private.retry_at,
+            failed_fingerprint: private.failed_fingerprint,
+            last_error: private.last_error,
+            pending_consent: private.pending_consent,
+        };
+        self.remember(&record);
+        Ok(Some(record))
+    }
+
+    async fn save(&self, record: &Record) -> Result<(), StoreError> {
+        self.remember(record);
+        let private = Private::of(record);
+        if self.observed_private.lock().expect("lock").as_ref() == Some(&private) {
+            return Ok(());
+        }
+        let name = state_secret_name(&self.ca_name);
+        let bytes = serde_json::to_vec(&private).map_err(|e| StoreError::new("encoding state", e))?;
+        let patch = json!({
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": { "name": name, "labels": self.labels("state"), "ownerReferences": [self.owner] },
+            "type": "Opaque",
+            "data": { STATE_KEY: ByteString(bytes) },
+        });
+        self.secrets
+            .patch(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch))
+            .await
+            .map_err(|e| StoreError::new(format!("writing state Secret {name}"), e))?;
+        self.writes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        *self.observed_private.lock().expect("lock") = Some(private);
+        Ok(())
+    }
+
+    async fn publish(&self, data: &BTreeMap<String, String>) -> Result<bool, StoreError> {
+        let token = self.recall().and_then(|r| r.token);
+        let mut annotations = BTreeMap::new();
+        annotations.insert(ANN_DIGEST.to_string(), data_digest(data));
+        if let Some(t) = &token {
+            annotations.insert(ANN_ISSUED.to_string(), t.issued_at.to_string());
+            if let Some(r) = t.renew_at {
+                annotations.insert(ANN_RENEW.to_string(), r.to_string());
+            }
+            if !t.extras.is_empty() {
+                annotations.insert(
+                    ANN_EXTRAS.to_string(),
+                    t.extras.keys().cloned().collect::<Vec<_>>().join(","),
+                );
+            }
+        }
+        let labels = self.labels("output");
+        if let Some(existing) = self.observed_output.lock().expect("lock").as_ref() {
+            let same_data = &decoded(existing) == data;
+            let ann = existing.metadata.annotations.clone().unwrap_or_default();
+            let same_ann = annotations.iter().all(|(k, v)| ann.get(k) == Some(v));
+            let lbl = existing.metadata.labels.clone().unwrap_or_default();
+            let same_labels = labels
+                .as_object()
+                .expect("object")
+                .iter()
+                .all(|(k, v)| lbl.get(k).map(String::as_str) == v.as_str());
+            let owned = existing.owner_references().iter().any(|o| o.uid == self.owner.uid);
+            if same_data && same_ann && same_labels && owned {
+                return Ok(false);
+            }
+        }
+        let encoded: BTreeMap<&String, ByteString> = data
+            .iter()
+            .map(|(k, v)| (k, ByteString(v.as_bytes().to_vec())))
+            .collect();
+        let patch = json!({
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {
+                "name": self.output_name,
+                "labels": labels,
+                "annotations": annotations,
+                "ownerReferences": [self.owner],
+            },
+            "type": "Opaque",
+            "data": encoded,
+        });
+        let written = self
+            .secrets
+            .patch(
+                &self.output_name,
+                &PatchParams::apply(FIELD_MANAGER).force(),
+                &Patch::Apply(&patch),
+            )
+            .await
+            .map_err(|e| StoreError::new(format!("writing Secret {}", self.output_name), e))?;
+        self.writes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        *self.observed_output.lock().expect("lock") = Some(written);
+        Ok(true)
+    }
+}

@@ -1,0 +1,479 @@
+//! The controller end to end: the real `kube::Client` against the stateful in-process API server,
+//! a loopback token provider, and operators that can be stopped gracefully or killed.
+
+mod support;
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use connector_auth_operator::api::ConnectorAuth;
+use connector_auth_operator::controller;
+use fake_apiserver::{FakeApiServer, Recorded};
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use serde_json::json;
+use support::operator::{Operator, Source};
+use support::*;
+
+const NS: &str = "team-a";
+
+async fn api_server() -> FakeApiServer {
+    let server = FakeApiServer::start().await;
+    server.register("connectorauth.dev", "v1alpha1", "connectorauths", "ConnectorAuth", true);
+    server
+}
+
+async fn create_rotating(client: &kube::Client, base: &str, name: &str) {
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), NS);
+    let creds: Secret = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": format!("{name}-credentials"), "namespace": NS},
+        "stringData": {"client_id": "rot-client", "client_secret": "rot-secret", "refresh_token": "rt-seed"},
+    }))
+    .unwrap();
+    // stringData is write-only on a real server; store it as data like the API server does.
+    let mut creds = creds;
+    creds.data = Some(
+        creds
+            .string_data
+            .take()
+            .unwrap()
+            .into_iter()
+            .map(|(k, v)| (k, k8s_openapi::ByteString(v.into_bytes())))
+            .collect(),
+    );
+    secrets.create(&PostParams::default(), &creds).await.unwrap();
+    let cas: Api<ConnectorAuth> = Api::namespaced(client.clone(), NS);
+    let ca: ConnectorAuth = serde_json::from_value(json!({
+        "apiVersion": "connectorauth.dev/v1alpha1", "kind": "ConnectorAuth",
+        "metadata": {"name": name, "namespace": NS},
+        "spec": {
+            "credentialsRef": {"name": format!("{name}-credentials")},
+            "oauth2": {"tokenUrl": format!("{base}/oauth/token"), "grantType": "refreshToken"},
+        },
+    }))
+    .unwrap();
+    cas.create(&PostParams::default(), &ca).await.unwrap();
+}
+
+/// Polls `f` until it returns Some, or panics after `secs`.
+async fn eventually<T, F, Fut>(secs: u64, what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn output(client: &kube::Client, name: &str) -> Option<Secret> {
+    Api::<Secret>::namespaced(client.clone(), NS)
+        .get_opt(&format!("{name}-token"))
+        .await
+        .unwrap()
+}
+
+fn data(s: &Secret, key: &str) -> String {
+    String::from_utf8(s.data.as_ref().unwrap()[key].0.clone()).unwrap()
+}
+
+async fn ready(client: &kube::Client, name: &str) -> Option<ConnectorAuth> {
+    let ca = Api::<ConnectorAuth>::namespaced(client.clone(), NS)
+        .get(name)
+        .await
+        .unwrap();
+    let ok = ca
+        .status
+        .as_ref()?
+        .conditions
+        .iter()
+        .any(|c| c.type_ == "Ready" && c.status == "True");
+    ok.then_some(ca)
+}
+
+fn writes(reqs: &[Recorded]) -> Vec<String> {
+    reqs.iter()
+        .filter(|r| {
+            matches!(
+                r.verb.as_str(),
+                "create" | "update" | "patch" | "delete" | "deletecollection"
+            )
+        })
+        .map(|r| {
+            format!(
+                "{} {}{} {}",
+                r.verb,
+                r.resource,
+                r.subresource.as_ref().map(|s| format!("/{s}")).unwrap_or_default(),
+                r.name.clone().unwrap_or_default()
+            )
+        })
+        .collect()
+}
+
+async fn api_me(base: &str, s: &Secret) -> u16 {
+    let out = std::collections::BTreeMap::from([("headers.json".to_string(), data(s, "headers.json"))]);
+    call_api(&format!("{base}/api/me"), &out).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn first_issuance_publishes_a_working_owned_secret_and_ready_status() {
+    let (base, book) = rotating(3600).await;
+    let server = api_server().await;
+    let client = server.client();
+    create_rotating(&client, &base, "crm").await;
+    let op = Operator::start(Source::Url(server.url()), "op-1", false);
+
+    let ca = eventually(10, "Ready", || ready(&client, "crm")).await;
+    let out = output(&client, "crm").await.expect("output Secret");
+    assert_eq!(api_me(&base, &out).await, 200, "the published header works");
+    assert_eq!(book.requests(), 1);
+    let labels = out.metadata.labels.clone().unwrap();
+    assert_eq!(labels["app.kubernetes.io/managed-by"], "connector-auth-operator");
+    let owner = &out.metadata.owner_references.as_ref().unwrap()[0];
+    assert_eq!((owner.kind.as_str(), owner.controller), ("ConnectorAuth", Some(true)));
+    assert!(
+        !out.data.as_ref().unwrap().contains_key("refresh_token"),
+        "refresh token is private"
+    );
+
+    let state = Api::<Secret>::namespaced(client.clone(), NS)
+        .get("crm-connectorauth-state")
+        .await
+        .unwrap();
+    let private = data(&state, "state.json");
+    assert!(
+        private.contains("\"refreshToken\":\"rt-"),
+        "rotated refresh token persisted privately"
+    );
+
+    let status = ca.status.unwrap();
+    assert_eq!(status.scheme.as_deref(), Some("oauth2"));
+    assert_eq!(status.secret_name.as_deref(), Some("crm-token"));
+    assert_eq!(status.expires_at.as_deref(), Some(data(&out, "expires_at").as_str()));
+    assert!(status.next_refresh_time.is_some());
+    assert_eq!(status.observed_generation, Some(1));
+    let status_text = serde_json::to_string(&status).unwrap();
+    assert!(
+        !status_text.contains(&data(&out, "access_token")),
+        "no secret in status"
+    );
+
+    let events = server.objects("events.k8s.io", "events");
+    assert!(events.iter().any(|e| e["reason"] == "Issued"), "{events:#?}");
+    op.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_with_valid_tokens_makes_zero_writes_and_zero_token_calls() {
+    let (base, book) = rotating(3600).await;
+    let server = api_server().await;
+    let client = server.client();
+    create_rotating(&client, &base, "crm").await;
+    let op = Operator::start(Source::Url(server.url()), "op-1", false);
+    eventually(10, "Ready", || ready(&client, "crm")).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    op.stop().await;
+
+    server.clear_requests();
+    let op = Operator::start(Source::Url(server.url()), "op-2", false);
+    // Wait until the restarted operator has looked at the resource (it reads the state Secret).
+    eventually(10, "reconcile after restart", || async {
+        server
+            .requests()
+            .iter()
+            .any(|r| r.verb == "get" && r.name.as_deref() == Some("crm-connectorauth-state"))
+            .then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    op.stop().await;
+    assert_eq!(
+        writes(&server.requests()),
+        Vec::<String>::new(),
+        "no API writes on restart"
+    );
+    assert_eq!(book.requests(), 1, "no token calls on restart");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_are_refreshed_before_expiry_with_exact_writes_per_refresh() {
+    let (base, book) = rotating(3).await;
+    let server = api_server().await;
+    let client = server.client();
+    create_rotating(&client, &base, "crm").await;
+    let op = Operator::start(Source::Url(server.url()), "op-1", false);
+    eventually(10, "Ready", || ready(&client, "crm")).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    server.clear_requests();
+    let before = book.requests();
+    eventually(10, "a refresh", || async { (book.requests() > before).then_some(()) }).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let w = writes(&server.requests());
+    op.stop().await;
+    // A rotating provider: state Secret (new refresh token) first, then the output, then status.
+    assert_eq!(
+        w,
+        vec![
+            "patch secrets crm-connectorauth-state",
+            "patch secrets crm-token",
+            "patch connectorauths/status crm"
+        ],
+        "writes for one refresh"
+    );
+    assert!(!book.family_revoked());
+    let out = output(&client, "crm").await.unwrap();
+    assert_eq!(api_me(&base, &out).await, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credentials_change_reauthenticates_promptly() {
+    let (base, book) = rotating(3600).await;
+    let server = api_server().await;
+    let client = server.client();
+    create_rotating(&client, &base, "crm").await;
+    let op = Operator::start(Source::Url(server.url()), "op-1", false);
+    eventually(10, "Ready", || ready(&client, "crm")).await;
+    let first = data(&output(&client, "crm").await.unwrap(), "access_token");
+
+    book.refresh.lock().unwrap().insert("rt-reonboarded".into(), (5, true));
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), NS);
+    let patch = json!({"data": {"refresh_token": k8s_openapi::ByteString(b"rt-reonboarded".to_vec())}});
+    secrets
+        .patch("crm-credentials", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
+    let second = eventually(5, "new token", || async {
+        let t = data(&output(&client, "crm").await?, "access_token");
+        (t != first).then_some(t)
+    })
+    .await;
+    assert_ne!(first, second);
+    assert_eq!(book.requests(), 2);
+    assert!(!book.family_revoked());
+    op.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleted_or_edited_output_is_restored_without_a_token_call() {
+    let (base, book) = rotating(3600).await;
+    let server = api_server().await;
+    let client = server.client();
+    create_rotating(&client, &base, "crm").await;
+    let op = Operator::start(Source::Url(server.url()), "op-1", false);
+    eventually(10, "Ready", || ready(&client, "crm")).await;
+    let token = data(&output(&client, "crm").await.unwrap(), "access_token");
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), NS);
+
+    secrets.delete("crm-token", &DeleteParams::default()).await.unwrap();
+    let restored = eventually(5, "output restored", || output(&client, "crm")).await;
+    assert_eq!(data(&restored, "access_token"), token);
+
+    let patch = json!({"data": {"header_value": k8s_openapi::ByteString(b"tampered".to_vec())}});
+    secrets
+        .patch("crm-token", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
+    eventually(5, "edit reverted", || async {
+        let s = output(&client, "crm").await?;
+        (data(&s, "header_value") == format!("Bearer {token}")).then_some(())
+    })
+    .await;
+    assert_eq!(
+        book.requests(),
+        1,
+        "restored from what the operator knows, no token call"
+    );
+    op.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn provider_outage_keeps_the_last_token_then_reports_expiry() {
+    let (base, book) = rotating(3).await;
+    let server = api_server().await;
+    let client = server.client();
+    create_rotating(&client, &base, "crm").await;
+    let op = Operator::start(Source::Url(server.url()), "op-1", false);
+    eventually(10, "Ready", || ready(&client, "crm")).await;
+    let token = data(&output(&client, "crm").await.unwrap(), "access_token");
+    book.down.store(true, Ordering::SeqCst);
+
+    // Renewal (at ~2 s) fails: still Ready with the old token, plus a warning condition.
+    let ca = eventually(10, "RefreshFailing", || async {
+        let ca = Api::<ConnectorAuth>::namespaced(client.clone(), NS)
+            .get("crm")
+            .await
+            .ok()?;
+        ca.status
+            .as_ref()?
+            .conditions
+            .iter()
+            .any(|c| c.type_ == "RefreshFailing")
+            .then_some(ca)
+    })
+    .await;
+    let st = ca.status.unwrap();
+    let failing = st.conditions.iter().find(|c| c.type_ == "RefreshFailing").unwrap();
+    assert_eq!(failing.reason, "ProviderUnavailable");
+    assert!(failing.message.contains("HTTP 503"), "{}", failing.message);
+    assert!(st.failure_count >= Some(1));
+    assert_eq!(
+        data(&output(&client, "crm").await.unwrap(), "access_token"),
+        token,
+        "last good token kept"
+    );
+
+    // After expiry Ready turns False with the reason.
+    eventually(10, "Ready=False after expiry", || async {
+        let ca = Api::<ConnectorAuth>::namespaced(client.clone(), NS)
+            .get("crm")
+            .await
+            .ok()?;
+        ca.status?
+            .conditions
+            .iter()
+            .any(|c| c.type_ == "Ready" && c.status == "False" && c.reason == "ProviderUnavailable")
+            .then_some(())
+    })
+    .await;
+    let attempts = book.requests();
+    assert!(attempts <= 4, "backoff, not a tight loop: {attempts} token requests");
+    let events = server.objects("events.k8s.io", "events");
+    assert!(
+        events
+            .iter()
+            .any(|e| e["reason"] == "ProviderUnavailable" && e["type"] == "Warning")
+    );
+
+    book.down.store(false, Ordering::SeqCst);
+    op.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotating_refresh_tokens_survive_abrupt_restarts_without_reuse() {
+    let (base, book) = rotating(2).await;
+    let server = api_server().await;
+    let client = server.client();
+    create_rotating(&client, &base, "crm").await;
+    for i in 0..4 {
+        let op = Operator::start(Source::Url(server.url()), &format!("op-{i}"), false);
+        let before = book.requests();
+        eventually(10, "a token request", || async {
+            (book.requests() > before).then_some(())
+        })
+        .await;
+        // Kill at a random point around the token call.
+        tokio::time::sleep(Duration::from_millis(rand::random::<u64>() % 300)).await;
+        op.kill();
+    }
+    let op = Operator::start(Source::Url(server.url()), "op-final", false);
+    let before = book.requests();
+    eventually(10, "refresh after restarts", || async {
+        (book.requests() > before + 1).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!book.family_revoked(), "a rotated refresh token was sent twice");
+    let out = eventually(5, "current token", || async {
+        let s = output(&client, "crm").await?;
+        (api_me(&base, &s).await == 200).then_some(s)
+    })
+    .await;
+    assert!(!data(&out, "access_token").is_empty());
+    op.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_leader_reconciles_and_a_standby_takes_over() {
+    let (base, book) = rotating(2).await;
+    let server = api_server().await;
+    server.register("", "v1", "namespaces", "Namespace", false);
+    let client = server.client();
+    create_rotating(&client, &base, "crm").await;
+    let a = Operator::start(Source::Url(server.url()), "op-a", true);
+    eventually(10, "Ready", || ready(&client, "crm")).await;
+    let b = Operator::start(Source::Url(server.url()), "op-b", true);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let lease = server
+        .object(
+            "coordination.k8s.io",
+            "leases",
+            Some("operators"),
+            "connector-auth-operator",
+        )
+        .unwrap();
+    assert_eq!(lease["spec"]["holderIdentity"], "op-a");
+
+    a.kill();
+    eventually(15, "standby leads", || async {
+        let l = server.object(
+            "coordination.k8s.io",
+            "leases",
+            Some("operators"),
+            "connector-auth-operator",
+        )?;
+        (l["spec"]["holderIdentity"] == "op-b").then_some(())
+    })
+    .await;
+    let before = book.requests();
+    eventually(10, "standby refreshes", || async {
+        (book.requests() > before).then_some(())
+    })
+    .await;
+    assert!(!book.family_revoked());
+    b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cross_namespace_reference_is_refused_without_reading_the_secret() {
+    let server = api_server().await;
+    let client = server.client();
+    let cas: Api<ConnectorAuth> = Api::namespaced(client.clone(), NS);
+    let ca: ConnectorAuth = serde_json::from_value(json!({
+        "apiVersion": "connectorauth.dev/v1alpha1", "kind": "ConnectorAuth",
+        "metadata": {"name": "thief", "namespace": NS},
+        "spec": {"credentialsRef": {"name": "bank", "namespace": "tenant-b"}, "apiKey": {}},
+    }))
+    .unwrap();
+    cas.create(&PostParams::default(), &ca).await.unwrap();
+    let op = Operator::start(Source::Url(server.url()), "op-1", false);
+    let ca = eventually(10, "refused", || async {
+        let ca = cas.get("thief").await.ok()?;
+        ca.status
+            .as_ref()?
+            .conditions
+            .iter()
+            .any(|c| c.reason == "CrossNamespaceReference")
+            .then_some(ca)
+    })
+    .await;
+    let ready = &ca.status.unwrap().conditions[0];
+    assert_eq!(ready.status, "False");
+    assert!(ready.message.contains("cross-namespace references are refused"));
+    assert!(
+        !server
+            .requests()
+            .iter()
+            .any(|r| r.namespace.as_deref() == Some("tenant-b")),
+        "never read"
+    );
+    assert!(output(&client, "thief").await.is_none());
+    op.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_crd_gives_an_actionable_error() {
+    let server = FakeApiServer::start().await; // CRD not registered
+    let err = controller::check_crd(&server.client()).await.unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("connector-auth-operator crd | kubectl apply -f -"),
+        "{err}"
+    );
+}

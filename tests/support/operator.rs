@@ -1,0 +1,93 @@
+//! An operator process for tests: its own runtime, so `kill` stops everything it runs at once
+//! (including lease renewal), like a SIGKILL.
+
+use std::time::Duration;
+
+use connector_auth_operator::controller::{self, Config, LeaderElection};
+use connector_auth_operator::engine::HttpSettings;
+use tokio::sync::oneshot;
+
+/// Where the operator's client connects.
+pub enum Source {
+    Url(String),
+    /// `KUBECONFIG` or in-cluster configuration.
+    Kubeconfig,
+}
+
+/// One operator process: its own runtime, so `kill` stops everything it runs at once.
+pub struct Operator {
+    rt: Option<tokio::runtime::Runtime>,
+    stop: Option<oneshot::Sender<()>>,
+    done: Option<oneshot::Receiver<anyhow::Result<()>>>,
+}
+
+impl Operator {
+    pub fn start(source: Source, identity: &str, election: bool) -> Operator {
+        Self::start_in(source, identity, election, vec![])
+    }
+
+    pub fn start_in(source: Source, identity: &str, election: bool, namespaces: Vec<String>) -> Operator {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let (stop_tx, stop_rx) = oneshot::channel::<()>();
+        let (done_tx, done_rx) = oneshot::channel();
+        let identity = identity.to_string();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        rt.spawn(async move {
+            let client = match source {
+                Source::Url(url) => kube::Client::try_from(kube::Config::new(url.parse().unwrap())).unwrap(),
+                Source::Kubeconfig => kube::Client::try_default().await.unwrap(),
+            };
+            let config = Config {
+                namespaces,
+                concurrency: 4,
+                redirect_url: None,
+                http: HttpSettings::default(),
+                identity: identity.clone(),
+                consent: None,
+            };
+            let election = election.then(|| LeaderElection {
+                lease_name: "connector-auth-operator".into(),
+                lease_namespace: "operators".into(),
+                lease_duration: 2,
+            });
+            let r = controller::run(client, config, election, port, async {
+                let _ = stop_rx.await;
+            })
+            .await;
+            let _ = done_tx.send(r);
+        });
+        Operator {
+            rt: Some(rt),
+            stop: Some(stop_tx),
+            done: Some(done_rx),
+        }
+    }
+
+    /// Graceful stop (SIGTERM).
+    pub async fn stop(mut self) {
+        let _ = self.stop.take().unwrap().send(());
+        let r = tokio::time::timeout(Duration::from_secs(10), self.done.take().unwrap()).await;
+        assert!(matches!(r, Ok(Ok(Ok(())))), "operator did not stop cleanly: {r:?}");
+        self.rt.take().unwrap().shutdown_background();
+    }
+
+    /// Abrupt stop: every task of the process ends wherever it is.
+    pub fn kill(mut self) {
+        self.rt.take().unwrap().shutdown_background();
+    }
+}
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        if let Some(rt) = self.rt.take() {
+            rt.shutdown_background();
+        }
+    }
+}
