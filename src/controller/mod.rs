@@ -281,7 +281,7 @@ async fn refuse(ca: &ConnectorAuth, ctx: &Context, r: Refusal, requeue: Option<D
         publish_event(ca, ctx, EventType::Warning, r.reason, &r.message, "Validate").await;
     }
     warn!(reason = r.reason, message = %r.message, "refused");
-    let previous = ctx.previous_status(&ca);
+    let previous = ctx.previous_status(ca);
     let status = status::desired(
         previous.as_ref(),
         &Verdict::Refused(r),

@@ -54,25 +54,31 @@ pub fn desired(
             }
             status.next_refresh_time = o.next.map(|n| n.to_string());
             status.failure_count = (o.failures > 0).then_some(o.failures);
-            if let (
-                Action::Failed {
-                    error: crate::engine::EngineError::AuthorizationRequired,
-                },
-                false,
-            ) = (&o.action, valid)
+            if let Action::Failed {
+                error: crate::engine::EngineError::AuthorizationRequired,
+            } = &o.action
             {
                 let url = authorization_url.map(str::to_string);
-                let message = match (&url, &o.pending_consent) {
-                    (Some(_), Some(p)) => format!("a person must grant consent: open status.authorizationUrl (valid until {})", p.expires),
-                    _ => "a person must grant consent, but no consent link could be made: the operator needs --callback-url".to_string(),
+                let how = match (&url, &o.pending_consent) {
+                    (Some(_), Some(p)) => format!("open status.authorizationUrl (valid until {})", p.expires),
+                    _ => "but no consent link could be made: the operator needs --callback-url".to_string(),
                 };
                 status.authorization_url = url;
-                conditions.push(cond(READY, false, "AuthorizationRequired", &message, generation));
-                status.conditions = merge_conditions(
-                    previous.map(|p| p.conditions.as_slice()).unwrap_or_default(),
-                    conditions,
-                    now,
-                );
+                match token.and_then(|t| t.expires_at).filter(|_| valid) {
+                    // Consent was revoked but the last token still works for a while.
+                    Some(exp) => {
+                        let msg = format!("token published in Secret {secret_name}, valid until {exp}");
+                        conditions.push(cond(READY, true, "TokenValid", &msg, generation));
+                        let warn = format!("consent must be granted again before {exp}: {how}");
+                        conditions.push(cond(REFRESH_FAILING, true, "AuthorizationRequired", &warn, generation));
+                    }
+                    None => {
+                        let msg = format!("a person must grant consent: {how}");
+                        conditions.push(cond(READY, false, "AuthorizationRequired", &msg, generation));
+                    }
+                }
+                let prev = previous.map(|p| p.conditions.as_slice()).unwrap_or_default();
+                status.conditions = merge_conditions(prev, conditions, now);
                 return status;
             }
             let failing = match &o.action {
@@ -295,6 +301,57 @@ mod tests {
             ts("2026-01-01T00:05:00Z"),
         );
         assert_eq!(s, again);
+    }
+
+    #[test]
+    fn revoked_consent_warns_while_the_old_token_lasts() {
+        let pending = crate::engine::driver::PendingConsent {
+            nonce: "n".into(),
+            expires: ts("2026-01-01T00:30:00Z"),
+        };
+        let o = Outcome {
+            pending_consent: Some(pending),
+            ..outcome(
+                Action::Failed {
+                    error: EngineError::AuthorizationRequired,
+                },
+                "2026-01-01T01:00:00Z",
+                0,
+            )
+        };
+        let s = desired(
+            None,
+            &Verdict::Ran(&o),
+            None,
+            "oauth2",
+            "x",
+            Some("https://a/?state=s"),
+            ts("2026-01-01T00:20:00Z"),
+        );
+        assert_eq!(
+            (s.conditions[0].status.as_str(), s.conditions[0].reason.as_str()),
+            ("True", "TokenValid")
+        );
+        assert_eq!(s.conditions[1].reason, "AuthorizationRequired");
+        assert!(
+            s.conditions[1]
+                .message
+                .starts_with("consent must be granted again before 2026-01-01T01:00:00Z")
+        );
+        assert_eq!(s.authorization_url.as_deref(), Some("https://a/?state=s"));
+        let later = desired(
+            Some(&s),
+            &Verdict::Ran(&o),
+            None,
+            "oauth2",
+            "x",
+            Some("https://a/?state=s"),
+            ts("2026-01-01T01:00:00Z"),
+        );
+        assert_eq!(
+            (later.conditions[0].status.as_str(), later.conditions[0].reason.as_str()),
+            ("False", "AuthorizationRequired")
+        );
     }
 
     #[test]

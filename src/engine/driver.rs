@@ -232,7 +232,13 @@ async fn await_consent<S: Store + Sync>(
         unsaved.0 = Some(record);
         return Err(e);
     }
-    let next = record.pending_consent.as_ref().map(|p| p.expires - renew_margin);
+    // Look again when the link needs renewing, or when a still-valid old token expires.
+    let link_renewal = record.pending_consent.as_ref().map(|p| p.expires - renew_margin);
+    let expiry = record.token.as_ref().and_then(|t| t.expires_at).filter(|e| *e > now);
+    let next = match (link_renewal, expiry) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
     Ok(outcome(Action::Failed { error }, &record, next, false))
 }
 

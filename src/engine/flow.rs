@@ -516,17 +516,25 @@ fn oauth2(
     let t = |suffix: &str, src: &str| Tmpl::new(format!("{field}.{suffix}"), src);
 
     let mut flow = base_flow("oauth2");
-    flow.refresh = Some(match &o.refresh_request {
-        Some(r) => request_step("refresh", &format!("{field}.refreshRequest"), r, ext.clone())?,
-        None => generated(
+    // Without a refresh request and without a token URL to generate one from, tokens are
+    // permanent (ChiefOnboarding: "if refresh is not added, the token is permanent").
+    flow.refresh = match (&o.refresh_request, token_url) {
+        (Some(r), _) => Some(request_step(
+            "refresh",
+            &format!("{field}.refreshRequest"),
+            r,
+            ext.clone(),
+        )?),
+        (None, Some(_)) => Some(generated(
             "refresh",
             vec![
                 ("grant_type", t("grantType", "refresh_token"), false),
                 ("refresh_token", t("refreshTokenKey", "{{ refresh_token }}"), false),
             ],
             false,
-        )?,
-    });
+        )?),
+        (None, None) => None,
+    };
     let custom_first = |name: &'static str| -> Result<Option<Step>> {
         o.token_request
             .as_ref()

@@ -145,11 +145,12 @@ impl Engine {
         let seed_digest = seed.map(|s| digest(s.expose()));
         let stored = prev.and_then(|p| p.refresh_token.clone());
         let prev_seed = prev.and_then(|p| p.seed_refresh_token.clone());
+        // A seed is used once: after that the stored (possibly rotated) token is the only one,
+        // and if that is gone (refused), the spent seed is never tried again.
         let refresh_token = match (seed, &stored) {
             (Some(s), _) if seed_digest != prev_seed => Some(s.clone()),
             (_, Some(r)) => Some(r.clone()),
-            (Some(s), None) => Some(s.clone()),
-            (None, None) => None,
+            _ => None,
         };
         let seed_digest = seed_digest.or(prev_seed);
 
@@ -163,6 +164,11 @@ impl Engine {
                 }
                 Err(e) if e.is_invalid_grant() && flow.login.is_some() => {
                     tracing::info!(step = step.name, "refresh token refused; logging in again");
+                }
+                // Revoked consent: ask for consent again instead of retrying a dead token.
+                Err(e) if e.is_invalid_grant() && flow.code_exchange.is_some() => {
+                    tracing::info!(step = step.name, "refresh token refused; consent is required again");
+                    return Err(EngineError::AuthorizationRequired);
                 }
                 Err(e) => return Err(e),
             }
@@ -216,7 +222,17 @@ impl Engine {
         };
         let mut ctx = self.context(inputs, None, None, Timestamp::now());
         ctx.extra.insert("state".into(), state.into());
-        self.templates.render(&t.field, &t.source, &ctx).map(Some)
+        let rendered = self.templates.render(&t.field, &t.source, &ctx)?;
+        // `state` is added as a query parameter unless the template places `{{ state }}` itself.
+        if self.templates.variables(&t.source).iter().any(|v| v == "state") {
+            return Ok(Some(rendered));
+        }
+        let mut url = url::Url::parse(rendered.trim()).map_err(|e| EngineError::InvalidRequest {
+            step: "consent".into(),
+            reason: format!("{} does not render to a valid URL: {e}", t.field),
+        })?;
+        url.query_pairs_mut().append_pair("state", state);
+        Ok(Some(url.to_string()))
     }
 
     fn context(

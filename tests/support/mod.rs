@@ -150,6 +150,53 @@ pub struct Book {
     pub families: AtomicU64,
     /// While set, the token endpoint answers 503.
     pub down: std::sync::atomic::AtomicBool,
+    /// Authorization codes issued by the consent page: code -> redirect_uri (single use).
+    pub codes: Mutex<HashMap<String, String>>,
+}
+
+impl Book {
+    /// Revokes every refresh token (a user removed the app's access).
+    pub fn revoke_all(&self) {
+        self.refresh.lock().unwrap().clear();
+    }
+}
+
+/// The provider's consent page, as if the user clicked "Allow": redirects the browser to
+/// `redirect_uri` with a fresh single-use code and the given `state`.
+async fn authorize(
+    State(b): State<Arc<Book>>,
+    Query(q): Query<HashMap<String, String>>,
+    client_id: &'static str,
+) -> Response {
+    if q.get("client_id").map(String::as_str) != Some(client_id)
+        || q.get("response_type").map(String::as_str) != Some("code")
+    {
+        return (StatusCode::BAD_REQUEST, "invalid client or response_type").into_response();
+    }
+    let Some(redirect) = q.get("redirect_uri") else {
+        return (StatusCode::BAD_REQUEST, "redirect_uri missing").into_response();
+    };
+    let code = random("code");
+    b.codes.lock().unwrap().insert(code.clone(), redirect.clone());
+    let mut url = url::Url::parse(redirect).unwrap();
+    url.query_pairs_mut().append_pair("code", &code);
+    if let Some(state) = q.get("state") {
+        url.query_pairs_mut().append_pair("state", state);
+    }
+    (StatusCode::FOUND, [(header::LOCATION, url.to_string())]).into_response()
+}
+
+/// Consumes a code; true if it was issued for this redirect_uri.
+fn redeem(b: &Book, code: Option<&String>, redirect: Option<&String>) -> bool {
+    match (code, redirect) {
+        (Some(c), Some(r)) => b
+            .codes
+            .lock()
+            .unwrap()
+            .remove(c)
+            .is_some_and(|issued_for| &issued_for == r),
+        _ => false,
+    }
 }
 
 impl Book {
@@ -290,11 +337,20 @@ pub const GOOGLE_REDIRECT: &str = "https://operator.example.com/oauth2/callback"
 
 /// Google-style: authorization-code exchange checks `redirect_uri`; refresh tokens do not rotate.
 pub async fn google() -> (String, Arc<Book>) {
+    google_with_ttl(3599).await
+}
+
+pub async fn google_with_ttl(ttl: u64) -> (String, Arc<Book>) {
     let book = Arc::new(Book::default());
+    book.codes
+        .lock()
+        .unwrap()
+        .insert(GOOGLE_CODE.into(), GOOGLE_REDIRECT.into());
     let app = Router::new()
+        .route("/o/oauth2/v2/auth", get(|s, q| authorize(s, q, "g-client")))
         .route(
             "/token",
-            post(|State(b): State<Arc<Book>>, body: Bytes| async move {
+            post(move |State(b): State<Arc<Book>>, body: Bytes| async move {
                 b.token_requests.fetch_add(1, Ordering::SeqCst);
                 let f = form(&body);
                 if f.get("client_id").map(String::as_str) != Some("g-client") || f.get("client_secret").map(String::as_str) != Some("g-secret") {
@@ -302,13 +358,13 @@ pub async fn google() -> (String, Arc<Book>) {
                 }
                 match f.get("grant_type").map(String::as_str) {
                     Some("authorization_code") => {
-                        if f.get("code").map(String::as_str) != Some(GOOGLE_CODE) || f.get("redirect_uri").map(String::as_str) != Some(GOOGLE_REDIRECT) {
+                        if !redeem(&b, f.get("code"), f.get("redirect_uri")) {
                             return oauth_error("invalid_grant");
                         }
                         let at = random("ya29");
                         b.grant(&at);
                         b.refresh.lock().unwrap().insert("1//g-refresh".into(), (0, true));
-                        Json(json!({"access_token": at, "expires_in": 3599, "refresh_token": "1//g-refresh", "scope": "https://www.googleapis.com/auth/admin.directory.user", "token_type": "Bearer"})).into_response()
+                        Json(json!({"access_token": at, "expires_in": ttl, "refresh_token": "1//g-refresh", "scope": "https://www.googleapis.com/auth/admin.directory.user", "token_type": "Bearer"})).into_response()
                     }
                     Some("refresh_token") => {
                         if !b.refresh.lock().unwrap().contains_key(f.get("refresh_token").map(String::as_str).unwrap_or("")) {
@@ -316,7 +372,7 @@ pub async fn google() -> (String, Arc<Book>) {
                         }
                         let at = random("ya29");
                         b.grant(&at);
-                        Json(json!({"access_token": at, "expires_in": 3599, "scope": "https://www.googleapis.com/auth/admin.directory.user", "token_type": "Bearer"})).into_response()
+                        Json(json!({"access_token": at, "expires_in": ttl, "scope": "https://www.googleapis.com/auth/admin.directory.user", "token_type": "Bearer"})).into_response()
                     }
                     _ => oauth_error("unsupported_grant_type"),
                 }
@@ -497,16 +553,20 @@ pub const SO_TICKET_CLAIM: &str = "http://schemes.superoffice.net/identity/ticke
 pub async fn superoffice() -> (String, Arc<Book>) {
     let book = Arc::new(Book::default());
     let app = Router::new()
+        .route("/login/common/oauth/authorize", get(|s, q| authorize(s, q, "so-client")))
         .route(
             "/login/common/oauth/tokens",
             post(|State(b): State<Arc<Book>>, body: Bytes| async move {
                 b.token_requests.fetch_add(1, Ordering::SeqCst);
                 let f = form(&body);
-                if f.get("client_id").map(String::as_str) != Some("so-client")
-                    || f.get("client_secret").map(String::as_str) != Some("so-app-secret")
-                    || f.get("grant_type").map(String::as_str) != Some("refresh_token")
-                    || f.get("refresh_token").map(String::as_str) != Some("so-refresh")
-                {
+                let client_ok = f.get("client_id").map(String::as_str) == Some("so-client")
+                    && f.get("client_secret").map(String::as_str) == Some("so-app-secret");
+                let grant_ok = match f.get("grant_type").map(String::as_str) {
+                    Some("refresh_token") => f.get("refresh_token").map(String::as_str) == Some("so-refresh"),
+                    Some("authorization_code") => redeem(&b, f.get("code"), f.get("redirect_uri")),
+                    _ => false,
+                };
+                if !client_ok || !grant_ok {
                     return oauth_error("invalid_grant");
                 }
                 let ticket = format!("7T:{:012x}", rand::random::<u64>() >> 16);
@@ -517,7 +577,7 @@ pub async fn superoffice() -> (String, Arc<Book>) {
                     SO_TICKET_CLAIM: ticket,
                     "http://schemes.superoffice.net/identity/webapi_url": "https://sod.superoffice.com/Cust12345/api",
                 }));
-                Json(json!({"token_type": "Bearer", "access_token": random("so-at"), "expires_in": 3600, "id_token": id_token})).into_response()
+                Json(json!({"token_type": "Bearer", "access_token": random("so-at"), "expires_in": 3600, "id_token": id_token, "refresh_token": "so-refresh"})).into_response()
             }),
         )
         .route(

@@ -27,6 +27,16 @@ impl Operator {
     }
 
     pub fn start_in(source: Source, identity: &str, election: bool, namespaces: Vec<String>) -> Operator {
+        Self::start_with(source, identity, election, move |c| c.namespaces = namespaces)
+    }
+
+    /// Starts an operator whose `Config` is adjusted by `configure` first.
+    pub fn start_with(
+        source: Source,
+        identity: &str,
+        election: bool,
+        configure: impl FnOnce(&mut Config) + Send + 'static,
+    ) -> Operator {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
@@ -44,14 +54,15 @@ impl Operator {
                 Source::Url(url) => kube::Client::try_from(kube::Config::new(url.parse().unwrap())).unwrap(),
                 Source::Kubeconfig => kube::Client::try_default().await.unwrap(),
             };
-            let config = Config {
-                namespaces,
+            let mut config = Config {
+                namespaces: vec![],
                 concurrency: 4,
                 redirect_url: None,
                 http: HttpSettings::default(),
                 identity: identity.clone(),
                 consent: None,
             };
+            configure(&mut config);
             let election = election.then(|| LeaderElection {
                 lease_name: "connector-auth-operator".into(),
                 lease_namespace: "operators".into(),

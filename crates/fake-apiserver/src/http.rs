@@ -54,7 +54,12 @@ enum Route {
 
 impl Route {
     fn parse(path: &str) -> Self {
-        let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+        let decoded: Vec<String> = path
+            .split('/')
+            .filter(|s| !s.is_empty())
+            .map(|s| percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned())
+            .collect();
+        let segs: Vec<&str> = decoded.iter().map(String::as_str).collect();
         match segs.as_slice() {
             ["version"] => Self::Version,
             ["healthz" | "livez" | "readyz", ..] => Self::Health,
@@ -630,6 +635,10 @@ mod tests {
             Route::GroupVersion("x.dev".into(), "v1".into())
         );
         assert_eq!(Route::parse("/version"), Route::Version);
+        assert_eq!(
+            Route::parse("/apis/x.dev/v1/widgets/system%3Afoo"),
+            res("x.dev", "widgets", None, Some("system:foo"), None)
+        );
         assert_eq!(
             Route::parse("/apis/x.dev/v1/namespaces/ns/widgets/w/status/extra"),
             Route::Unknown

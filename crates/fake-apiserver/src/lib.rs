@@ -20,6 +20,25 @@
 //! # let _ = client;
 //! # }
 //! ```
+//!
+//! # Where it differs from a real API server
+//!
+//! * No authentication, admission, schema validation or defaulting beyond Secret
+//!   `type: Opaque` and Namespace `status.phase: Active`; namespaces need not exist.
+//! * Server-side apply approximates field ownership from each manager's last
+//!   applied configuration (see the `apply` module); lists are atomic, and no
+//!   `managedFields` are returned.
+//! * Strategic merge patches are applied as JSON merge patches.
+//! * Every object gets `metadata.generation` (real Secrets/ConfigMaps have none).
+//! * Garbage collection runs synchronously inside the delete; `Foreground`
+//!   propagation behaves like `Background`, and dependents with a dangling owner
+//!   from the start are left alone.
+//! * Lists always show the latest state (`resourceVersion`/`resourceVersionMatch`
+//!   are ignored); continuation pages show current objects, not a snapshot.
+//! * Watches send no periodic bookmarks, only the `k8s.io/initial-events-end`
+//!   one for `sendInitialEvents=true`.
+//! * One served version per resource; core `events` and `events.k8s.io` events
+//!   are separate collections.
 
 mod apply;
 mod error;

@@ -376,3 +376,40 @@ async fn streaming_lists_use_initial_events() {
     }
     assert_eq!(added, 3);
 }
+
+#[tokio::test]
+async fn watches_scope_to_namespace_or_all_namespaces() {
+    let server = FakeApiServer::start().await;
+    let client = server.client();
+    let start = {
+        let seed: Api<Secret> = Api::namespaced(client.clone(), "a");
+        seed.create(&PostParams::default(), &secret("seed", "x")).await.unwrap();
+        server.resource_version().to_string()
+    };
+    let all: Api<Secret> = Api::all(client.clone());
+    let only_b: Api<Secret> = Api::namespaced(client.clone(), "b");
+    let mut all_events = all.watch(&WatchParams::default(), &start).await.unwrap().boxed();
+    let mut b_events = only_b.watch(&WatchParams::default(), &start).await.unwrap().boxed();
+    for ns in ["a", "b"] {
+        let api: Api<Secret> = Api::namespaced(client.clone(), ns);
+        api.create(&PostParams::default(), &secret(&format!("in-{ns}"), "x"))
+            .await
+            .unwrap();
+    }
+    for expected in ["in-a", "in-b"] {
+        match all_events.try_next().await.unwrap().unwrap() {
+            WatchEvent::Added(o) => assert_eq!(o.name_any(), expected),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    match b_events.try_next().await.unwrap().unwrap() {
+        WatchEvent::Added(o) => assert_eq!(o.namespace().as_deref(), Some("b")),
+        other => panic!("unexpected {other:?}"),
+    }
+    // Nothing else is pending for the namespaced watch.
+    assert!(
+        tokio::time::timeout(Duration::from_millis(100), b_events.try_next())
+            .await
+            .is_err()
+    );
+}

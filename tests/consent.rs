@@ -1,0 +1,590 @@
+//! OAuth2 authorization-code onboarding through the operator's callback, driven like a browser:
+//! open `status.authorizationUrl`, follow the provider's redirect to the callback.
+
+mod support;
+
+use std::time::Duration;
+
+use connector_auth_operator::api::ConnectorAuth;
+use connector_auth_operator::consent::{self, ConsentState};
+use connector_auth_operator::controller::ConsentConfig;
+use fake_apiserver::FakeApiServer;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, DeleteParams, PostParams};
+use serde_json::json;
+use support::operator::{Operator, Source};
+use support::*;
+
+const NS: &str = "team-a";
+
+struct Env {
+    server: FakeApiServer,
+    client: kube::Client,
+    base: String,
+    book: std::sync::Arc<Book>,
+    callback: String,
+    op: Option<Operator>,
+}
+
+fn free_port() -> std::net::SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+/// API server, a Google-style provider, a ConnectorAuth awaiting consent and an operator
+/// serving the callback.
+async fn google_env(ttl: u64) -> Env {
+    let (base, book) = google_with_ttl(ttl).await;
+    let server = FakeApiServer::start().await;
+    server.register("connectorauth.dev", "v1alpha1", "connectorauths", "ConnectorAuth", true);
+    let client = server.client();
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), NS);
+    let creds: Secret = serde_json::from_value(json!({"metadata": {"name": "google-credentials"},
+        "data": {"CLIENT_ID": k8s_openapi::ByteString(b"g-client".to_vec()), "CLIENT_SECRET": k8s_openapi::ByteString(b"g-secret".to_vec())}}))
+    .unwrap();
+    secrets.create(&PostParams::default(), &creds).await.unwrap();
+    let ca: ConnectorAuth = serde_json::from_value(json!({
+        "apiVersion": "connectorauth.dev/v1alpha1", "kind": "ConnectorAuth",
+        "metadata": {"name": "google", "namespace": NS},
+        "spec": {"credentialsRef": {"name": "google-credentials"}, "oauth2": {
+            "grantType": "authorizationCode", "tokenUrl": format!("{base}/token"),
+            "clientId": "{{ CLIENT_ID }}", "clientSecret": "{{ CLIENT_SECRET }}", "clientAuth": "client_secret_post",
+            "authorizationUrl": format!("{base}/o/oauth2/v2/auth?client_id={{{{ CLIENT_ID }}}}&redirect_uri={{{{ redirect_url | urlencode }}}}&response_type=code&access_type=offline&prompt=consent"),
+        }},
+    }))
+    .unwrap();
+    Api::<ConnectorAuth>::namespaced(client.clone(), NS)
+        .create(&PostParams::default(), &ca)
+        .await
+        .unwrap();
+    let addr = free_port();
+    let callback = format!("http://{addr}");
+    let external = callback.clone();
+    let op = Operator::start_with(Source::Url(server.url()), "op-1", false, move |c| {
+        c.consent = Some(ConsentConfig {
+            listen: addr,
+            external_url: external,
+            key_namespace: "operators".into(),
+        });
+    });
+    Env {
+        server,
+        client,
+        base,
+        book,
+        callback,
+        op: Some(op),
+    }
+}
+
+impl Env {
+    async fn ca(&self) -> ConnectorAuth {
+        Api::<ConnectorAuth>::namespaced(self.client.clone(), NS)
+            .get("google")
+            .await
+            .unwrap()
+    }
+
+    /// Waits for `Ready=False, AuthorizationRequired` and returns the consent URL.
+    async fn authorization_url(&self, other_than: Option<&str>) -> String {
+        for _ in 0..200 {
+            let ca = self.ca().await;
+            if let Some(st) = ca.status {
+                let awaiting = st
+                    .conditions
+                    .iter()
+                    .any(|c| c.type_ == "Ready" && c.reason == "AuthorizationRequired");
+                if let (true, Some(url)) = (awaiting, st.authorization_url)
+                    && Some(url.as_str()) != other_than
+                {
+                    return url;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("no authorizationUrl in status: {:#?}", self.ca().await.status);
+    }
+
+    /// "The user clicks Allow": the provider redirects to the callback; returns that URL.
+    async fn consent(&self, url: &str) -> String {
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        let resp = http.get(url).send().await.unwrap();
+        assert_eq!(resp.status(), 302);
+        let location = resp.headers()["location"].to_str().unwrap().to_string();
+        assert!(
+            location.starts_with(&format!("{}/oauth2/callback?", self.callback)),
+            "{location}"
+        );
+        location
+    }
+
+    async fn ready(&self) -> ConnectorAuth {
+        for _ in 0..200 {
+            let ca = self.ca().await;
+            if ca
+                .status
+                .as_ref()
+                .is_some_and(|s| s.conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+            {
+                return ca;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("not Ready");
+    }
+
+    fn key(&self) -> Vec<u8> {
+        let s = self
+            .server
+            .object("", "secrets", Some("operators"), "connector-auth-operator-consent-key")
+            .expect("key Secret");
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD
+            .decode(s["data"]["key"].as_str().unwrap())
+            .unwrap()
+    }
+
+    fn writes(&self) -> Vec<String> {
+        self.server
+            .requests()
+            .into_iter()
+            .filter(|r| {
+                matches!(r.verb.as_str(), "create" | "update" | "patch" | "delete") && r.group != "events.k8s.io"
+            })
+            .map(|r| format!("{} {} {}", r.verb, r.resource, r.name.unwrap_or_default()))
+            .collect()
+    }
+
+    fn events(&self, reason: &str) -> usize {
+        self.server
+            .objects("events.k8s.io", "events")
+            .iter()
+            .filter(|e| e["reason"] == reason)
+            .count()
+    }
+
+    async fn stop(mut self) {
+        self.op.take().unwrap().stop().await;
+    }
+}
+
+async fn get(url: &str) -> (u16, String) {
+    let r = reqwest::get(url).await.unwrap();
+    (r.status().as_u16(), r.text().await.unwrap())
+}
+
+fn state_of(url: &str) -> String {
+    url::Url::parse(url)
+        .unwrap()
+        .query_pairs()
+        .find(|(k, _)| k == "state")
+        .unwrap()
+        .1
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn google_consent_through_the_callback_makes_the_resource_ready() {
+    let env = google_env(3600).await;
+    let url = env.authorization_url(None).await;
+    assert!(url.starts_with(&format!(
+        "{}/o/oauth2/v2/auth?client_id=g-client&redirect_uri=",
+        env.base
+    )));
+    assert!(url.contains("&state="), "a signed state is appended: {url}");
+    let ca = env.ca().await;
+    let ready = &ca.status.as_ref().unwrap().conditions[0];
+    assert_eq!(
+        (ready.status.as_str(), ready.reason.as_str()),
+        ("False", "AuthorizationRequired")
+    );
+    assert_eq!(env.book.requests(), 0, "nothing to send before consent");
+
+    let callback = env.consent(&url).await;
+    let (status, page) = get(&callback).await;
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("is authorized"), "{page}");
+
+    let ca = env.ready().await;
+    assert_eq!(
+        ca.status.as_ref().unwrap().authorization_url,
+        None,
+        "the link is gone once authorized"
+    );
+    let out = Api::<Secret>::namespaced(env.client.clone(), NS)
+        .get("google-token")
+        .await
+        .unwrap();
+    let headers = String::from_utf8(out.data.unwrap()["headers.json"].0.clone()).unwrap();
+    let map = std::collections::BTreeMap::from([("headers.json".to_string(), headers)]);
+    assert_eq!(
+        call_api(&format!("{}/admin/directory/v1/users", env.base), &map).await,
+        200
+    );
+    let state = env
+        .server
+        .object("", "secrets", Some(NS), "google-connectorauth-state")
+        .unwrap();
+    assert!(
+        state["data"]["state.json"].is_string(),
+        "refresh token stored privately"
+    );
+    assert_eq!(env.events("Authorized"), 1);
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forged_state_is_refused_and_nothing_is_written() {
+    let env = google_env(3600).await;
+    let url = env.authorization_url(None).await;
+    let callback = env.consent(&url).await;
+    let state = state_of(&callback);
+    let (payload, _) = state.split_once('.').unwrap();
+    let forged = callback.replace(
+        &state,
+        &format!("{payload}.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"),
+    );
+    env.server.clear_requests();
+    let (status, page) = get(&forged).await;
+    assert_eq!(status, 400);
+    assert!(page.contains("signature is invalid"), "{page}");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(env.writes(), Vec::<String>::new());
+    assert_eq!(env.book.requests(), 0, "the code was not exchanged");
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_state_is_refused() {
+    let env = google_env(3600).await;
+    env.authorization_url(None).await;
+    let ca = env.ca().await;
+    let expired = consent::sign(
+        &env.key(),
+        &ConsentState {
+            namespace: NS.into(),
+            name: "google".into(),
+            uid: ca.metadata.uid.clone().unwrap(),
+            nonce: "whatever".into(),
+            expires: jiff::Timestamp::now().as_second() - 1,
+        },
+    );
+    env.server.clear_requests();
+    let (status, page) = get(&format!("{}/oauth2/callback?code=x&state={expired}", env.callback)).await;
+    assert_eq!(status, 400);
+    assert!(page.contains("expired"), "{page}");
+    assert_eq!(env.writes(), Vec::<String>::new());
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replayed_callback_is_refused_with_an_event() {
+    let env = google_env(3600).await;
+    let url = env.authorization_url(None).await;
+    let callback = env.consent(&url).await;
+    assert_eq!(get(&callback).await.0, 200);
+    env.ready().await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    env.server.clear_requests();
+    let (status, page) = get(&callback).await;
+    assert_eq!(status, 409, "{page}");
+    assert!(page.contains("already used"), "{page}");
+    assert_eq!(env.writes(), Vec::<String>::new(), "nothing but the Event is written");
+    assert_eq!(env.events("ConsentReplayed"), 1);
+    assert_eq!(env.book.requests(), 1, "the code was not sent again");
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_state_for_another_resource_instance_is_refused() {
+    let env = google_env(3600).await;
+    let url = env.authorization_url(None).await;
+    let callback = env.consent(&url).await;
+    let good = consent::verify(&env.key(), &state_of(&callback), jiff::Timestamp::now().as_second()).unwrap();
+    let mismatched = consent::sign(
+        &env.key(),
+        &ConsentState {
+            uid: "some-other-uid".into(),
+            ..good
+        },
+    );
+    env.server.clear_requests();
+    let (status, page) = get(&format!("{}/oauth2/callback?code=x&state={mismatched}", env.callback)).await;
+    assert_eq!(status, 410, "{page}");
+    assert_eq!(env.writes(), Vec::<String>::new());
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn access_denied_by_the_user_writes_nothing_but_an_event() {
+    let env = google_env(3600).await;
+    let url = env.authorization_url(None).await;
+    let state = state_of(&url);
+    env.server.clear_requests();
+    let (status, page) = get(&format!(
+        "{}/oauth2/callback?error=access_denied&state={state}",
+        env.callback
+    ))
+    .await;
+    assert_eq!(status, 403);
+    assert!(page.contains("access_denied"), "{page}");
+    assert_eq!(env.writes(), Vec::<String>::new());
+    assert_eq!(env.events("ConsentDenied"), 1);
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_code_for_a_deleted_resource_is_refused() {
+    let env = google_env(3600).await;
+    let url = env.authorization_url(None).await;
+    let callback = env.consent(&url).await;
+    Api::<ConnectorAuth>::namespaced(env.client.clone(), NS)
+        .delete("google", &DeleteParams::default())
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    env.server.clear_requests();
+    let (status, page) = get(&callback).await;
+    assert_eq!(status, 410, "{page}");
+    assert!(page.contains("deleted"), "{page}");
+    assert_eq!(env.writes(), Vec::<String>::new());
+    assert_eq!(env.book.requests(), 0);
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_refresh_token_asks_for_consent_again_with_a_fresh_url() {
+    let env = google_env(3).await;
+    let first = env.authorization_url(None).await;
+    assert_eq!(get(&env.consent(&first).await).await.0, 200);
+    env.ready().await;
+    env.book.revoke_all();
+    // The refresh at ~2 s gets invalid_grant: back to AuthorizationRequired, new link.
+    let second = env.authorization_url(Some(&first)).await;
+    assert_ne!(state_of(&first), state_of(&second));
+    let calls = env.book.requests();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(env.book.requests(), calls, "no retry storm on a revoked token");
+    // Consent again works.
+    assert_eq!(get(&env.consent(&second).await).await.0, 200);
+    env.ready().await;
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn superoffice_consent_yields_a_working_ticket() {
+    let (base, _book) = superoffice().await;
+    let server = FakeApiServer::start().await;
+    server.register("connectorauth.dev", "v1alpha1", "connectorauths", "ConnectorAuth", true);
+    let client = server.client();
+    let creds: Secret = serde_json::from_value(json!({"metadata": {"name": "so-credentials"},
+        "data": {"client_id": k8s_openapi::ByteString(b"so-client".to_vec()), "client_secret": k8s_openapi::ByteString(b"so-app-secret".to_vec())}}))
+    .unwrap();
+    Api::<Secret>::namespaced(client.clone(), NS)
+        .create(&PostParams::default(), &creds)
+        .await
+        .unwrap();
+    let ca: ConnectorAuth = serde_json::from_value(json!({
+        "apiVersion": "connectorauth.dev/v1alpha1", "kind": "ConnectorAuth",
+        "metadata": {"name": "so", "namespace": NS},
+        "spec": {"credentialsRef": {"name": "so-credentials"}, "superOffice": {
+            "grantType": "authorizationCode", "tokenUrl": format!("{base}/login/common/oauth/tokens"),
+            "authorizationUrl": format!("{base}/login/common/oauth/authorize?client_id={{{{ client_id }}}}&redirect_uri={{{{ redirect_url | urlencode }}}}&response_type=code&scope=openid"),
+        }},
+    }))
+    .unwrap();
+    let cas: Api<ConnectorAuth> = Api::namespaced(client.clone(), NS);
+    cas.create(&PostParams::default(), &ca).await.unwrap();
+    let addr = free_port();
+    let op = Operator::start_with(Source::Url(server.url()), "op-1", false, move |c| {
+        c.consent = Some(ConsentConfig {
+            listen: addr,
+            external_url: format!("http://{addr}"),
+            key_namespace: "operators".into(),
+        });
+    });
+    let url = loop {
+        if let Some(u) = cas.get("so").await.unwrap().status.and_then(|s| s.authorization_url) {
+            break u;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let location = http.get(&url).send().await.unwrap().headers()["location"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(get(&location).await.0, 200);
+    let out = loop {
+        if let Some(s) = Api::<Secret>::namespaced(client.clone(), NS)
+            .get_opt("so-token")
+            .await
+            .unwrap()
+        {
+            break s;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let data = out.data.unwrap();
+    assert!(
+        String::from_utf8(data["so_ticket"].0.clone())
+            .unwrap()
+            .starts_with("7T:")
+    );
+    let headers = String::from_utf8(data["headers.json"].0.clone()).unwrap();
+    let map = std::collections::BTreeMap::from([("headers.json".to_string(), headers)]);
+    assert_eq!(
+        call_api(&format!("{base}/api/v1/User/currentPrincipal"), &map).await,
+        200
+    );
+    op.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_mode_serves_the_callback_on_loopback_and_prints_the_url() {
+    let (base, _book) = google_with_ttl(3600).await;
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(
+        tmp.path().join("google.yaml"),
+        format!(
+            r#"
+apiVersion: v1
+kind: Secret
+metadata: {{name: google-credentials}}
+stringData: {{CLIENT_ID: g-client, CLIENT_SECRET: g-secret}}
+---
+apiVersion: connectorauth.dev/v1alpha1
+kind: ConnectorAuth
+metadata: {{name: google}}
+spec:
+  credentialsRef: {{name: google-credentials}}
+  oauth2:
+    grantType: authorizationCode
+    tokenUrl: "{base}/token"
+    clientId: "{{{{ CLIENT_ID }}}}"
+    clientSecret: "{{{{ CLIENT_SECRET }}}}"
+    clientAuth: client_secret_post
+    authorizationUrl: "{base}/o/oauth2/v2/auth?client_id={{{{ CLIENT_ID }}}}&redirect_uri={{{{ redirect_url | urlencode }}}}&response_type=code"
+"#
+        ),
+    )
+    .unwrap();
+    let out = tmp.path().join("out");
+    let mut runner = connector_auth_operator::local::LocalRunner::new(engine(), tmp.path().to_path_buf(), out.clone());
+    let addr = runner.enable_consent("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let reports = runner.pass().await.unwrap();
+    let url = reports[0].authorization_url.clone().expect("consent URL");
+    assert!(
+        reports[0].line().contains(&url),
+        "the URL is printed: {}",
+        reports[0].line()
+    );
+    assert!(!reports[0].ok());
+    let again = runner.pass().await.unwrap();
+    assert_eq!(
+        again[0].authorization_url.as_deref(),
+        Some(url.as_str()),
+        "stable while valid"
+    );
+
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let location = http.get(&url).send().await.unwrap().headers()["location"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(location.starts_with(&format!("http://{addr}/oauth2/callback?")));
+    let (status, page) = get(&location).await;
+    assert_eq!(status, 200, "{page}");
+    let token = std::fs::read_to_string(out.join("default/google-token/access_token")).unwrap();
+    assert!(token.starts_with("ya29-"));
+    let reports = runner.pass().await.unwrap();
+    assert!(reports[0].ok(), "{}", reports[0].line());
+    assert_eq!(get(&location).await.0, 409, "replay refused");
+}
+
+/// A provider whose consent callback carries no `code`, only its own parameter (`install_id`),
+/// which the custom token request uses (ChiefOnboarding's `without_code`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_code_the_callback_parameters_feed_the_token_request() {
+    use axum::extract::Query;
+    use axum::response::IntoResponse;
+    use std::collections::HashMap;
+    let app = axum::Router::new()
+        .route(
+            "/install",
+            axum::routing::get(|Query(q): Query<HashMap<String, String>>| async move {
+                let mut url = url::Url::parse(&q["redirect_uri"]).unwrap();
+                url.query_pairs_mut()
+                    .append_pair("install_id", "inst-42")
+                    .append_pair("state", &q["state"]);
+                (
+                    axum::http::StatusCode::FOUND,
+                    [(axum::http::header::LOCATION, url.to_string())],
+                )
+            }),
+        )
+        .route(
+            "/installations/{id}/token",
+            axum::routing::post(|axum::extract::Path(id): axum::extract::Path<String>| async move {
+                if id == "inst-42" {
+                    axum::Json(serde_json::json!({"access_token": "inst-token", "expires_in": 3600})).into_response()
+                } else {
+                    axum::http::StatusCode::NOT_FOUND.into_response()
+                }
+            }),
+        );
+    let base = serve(app).await;
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(
+        tmp.path().join("app.yaml"),
+        format!(
+            r#"
+apiVersion: v1
+kind: Secret
+metadata: {{name: app-credentials}}
+stringData: {{client_id: app}}
+---
+apiVersion: connectorauth.dev/v1alpha1
+kind: ConnectorAuth
+metadata: {{name: app}}
+spec:
+  credentialsRef: {{name: app-credentials}}
+  oauth2:
+    grantType: authorizationCode
+    withoutCode: true
+    authorizationUrl: "{base}/install?redirect_uri={{{{ redirect_url | urlencode }}}}"
+    tokenRequest: {{url: "{base}/installations/{{{{ install_id }}}}/token"}}
+"#
+        ),
+    )
+    .unwrap();
+    let out = tmp.path().join("out");
+    let mut runner = connector_auth_operator::local::LocalRunner::new(engine(), tmp.path().to_path_buf(), out.clone());
+    runner.enable_consent("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let url = runner.pass().await.unwrap()[0].authorization_url.clone().unwrap();
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let location = http.get(&url).send().await.unwrap().headers()["location"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(!location.contains("code="));
+    assert_eq!(get(&location).await.0, 200);
+    assert_eq!(
+        std::fs::read_to_string(out.join("default/app-token/access_token")).unwrap(),
+        "inst-token"
+    );
+}
