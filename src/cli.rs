@@ -58,6 +58,24 @@ pub struct HttpArgs {
     /// Largest token response accepted, in bytes.
     #[arg(long, default_value_t = 1024 * 1024)]
     pub max_response_bytes: usize,
+    /// Allow token URLs on link-local addresses (169.254.0.0/16, fe80::/10) and cloud metadata
+    /// host names. Off by default: they serve cloud credentials.
+    #[arg(long, env = "TOKEN_URL_ALLOW_LINK_LOCAL")]
+    pub allow_link_local_token_urls: bool,
+    /// Refuse token URLs on private, loopback and unique-local addresses too.
+    #[arg(long, env = "TOKEN_URL_DENY_PRIVATE")]
+    pub deny_private_token_urls: bool,
+    /// Only these token hosts/networks (comma-separated: `api.example.com`, `*.example.com`,
+    /// `10.0.0.0/8`); default: any not otherwise refused.
+    #[arg(long, env = "TOKEN_URL_ALLOW", value_delimiter = ',', value_parser = rule_arg)]
+    pub token_url_allow: Vec<crate::engine::policy::Rule>,
+    /// Never these token hosts/networks (same syntax).
+    #[arg(long, env = "TOKEN_URL_DENY", value_delimiter = ',', value_parser = rule_arg)]
+    pub token_url_deny: Vec<crate::engine::policy::Rule>,
+}
+
+fn rule_arg(s: &str) -> Result<crate::engine::policy::Rule, String> {
+    crate::engine::policy::Rule::parse(s)
 }
 
 impl HttpArgs {
@@ -65,6 +83,12 @@ impl HttpArgs {
         HttpSettings {
             timeout: self.token_timeout,
             max_response_bytes: self.max_response_bytes,
+            policy: crate::engine::policy::UrlPolicy {
+                allow_link_local: self.allow_link_local_token_urls,
+                deny_private: self.deny_private_token_urls,
+                allow: self.token_url_allow.clone(),
+                deny: self.token_url_deny.clone(),
+            },
             ..HttpSettings::default()
         }
     }

@@ -719,3 +719,78 @@ async fn every_bundled_example_works_against_its_emulated_provider() {
         "google"
     );
 }
+
+// ------------------------------------------------------------------- token-URL policy
+
+fn with_policy(policy: connector_auth_operator::engine::policy::UrlPolicy) -> Engine {
+    Engine::new(HttpSettings {
+        policy,
+        ..Default::default()
+    })
+    .unwrap()
+}
+
+#[tokio::test]
+async fn cloud_metadata_endpoints_are_refused_by_default_without_connecting() {
+    let started = std::time::Instant::now();
+    for url in [
+        "http://169.254.169.254/latest/meta-data/iam",
+        "http://[fe80::1]/token",
+        "http://metadata.google.internal/computeMetadata/v1/",
+    ] {
+        let yaml = format!("credentialsRef: {{name: x}}\nrefreshableToken:\n  authorization: {{url: '{url}'}}\n");
+        let err = issue(&yaml, &[]).await.unwrap_err();
+        assert_eq!(err.reason(), "TokenUrlForbidden", "{url}: {err}");
+        assert!(err.to_string().contains("refused by the token-URL policy"), "{err}");
+        assert!(!err.is_transient(), "terminal, no retry storm");
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "refused before any connection attempt"
+    );
+}
+
+#[tokio::test]
+async fn private_addresses_can_be_denied_also_after_dns_resolution() {
+    use connector_auth_operator::engine::policy::{Rule, UrlPolicy};
+    let base = faulty().await;
+    let port = base.rsplit(':').next().unwrap().to_string();
+    let deny = with_policy(UrlPolicy {
+        deny_private: true,
+        ..Default::default()
+    });
+    for url in [
+        format!("{base}/ok-no-token"),
+        format!("http://localhost:{port}/ok-no-token"),
+    ] {
+        let s = spec(&format!(
+            "credentialsRef: {{name: x}}\nrefreshableToken:\n  authorization: {{url: '{url}'}}\n"
+        ));
+        let err = issue_with(&deny, &s, &creds(&[]), None).await.unwrap_err();
+        assert_eq!(err.reason(), "TokenUrlForbidden", "{url}: {err}");
+        assert!(
+            err.to_string().contains("private address 127.0.0.1") || err.to_string().contains("private address ::1"),
+            "{err}"
+        );
+    }
+    // An allow-listed network is reachable again (the request then fails on the missing token).
+    let allowed = with_policy(UrlPolicy {
+        deny_private: true,
+        allow: vec![Rule::parse("127.0.0.0/8").unwrap()],
+        ..Default::default()
+    });
+    let s = spec(&format!(
+        "credentialsRef: {{name: x}}\nrefreshableToken:\n  authorization: {{url: '{base}/ok-no-token'}}\n"
+    ));
+    assert_eq!(
+        issue_with(&allowed, &s, &creds(&[]), None).await.unwrap_err().reason(),
+        "ValueNotFound"
+    );
+    // A host allow list refuses everything else.
+    let only = with_policy(UrlPolicy {
+        allow: vec![Rule::parse("*.superoffice.com").unwrap()],
+        ..Default::default()
+    });
+    let err = issue_with(&only, &s, &creds(&[]), None).await.unwrap_err();
+    assert!(err.to_string().contains("not on the allow list"), "{err}");
+}

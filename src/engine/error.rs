@@ -34,6 +34,11 @@ pub enum EngineError {
     #[error("{step} request: {reason}")]
     InvalidRequest { step: String, reason: String },
 
+    /// The token URL points somewhere the address policy forbids (cloud metadata, link-local,
+    /// private ranges when denied, outside the allow list).
+    #[error("{step} request to {host} refused by the token-URL policy: {reason}")]
+    Forbidden { step: String, host: String, reason: String },
+
     /// The provider refused the credentials or grant (401/403, OAuth `invalid_grant`,
     /// `invalid_client`, …). Retrying with the same input will not help.
     #[error("{step} request to {host} was rejected: HTTP {status}{}", oauth_suffix(.oauth_error))]
@@ -124,6 +129,7 @@ impl EngineError {
             EngineError::Template { .. } => "TemplateError",
             EngineError::MissingCredential { .. } => "MissingCredential",
             EngineError::InvalidRequest { .. } => "InvalidRequest",
+            EngineError::Forbidden { .. } => "TokenUrlForbidden",
             EngineError::Rejected {
                 oauth_error: Some(e), ..
             } if e == "invalid_grant" => "InvalidGrant",

@@ -12,6 +12,7 @@ use reqwest::header::{HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
 use url::Url;
 
 use super::error::{EngineError, Result};
+use super::policy::UrlPolicy;
 use super::secret::SecretString;
 
 /// Limits of the token HTTP client.
@@ -24,6 +25,8 @@ pub struct HttpSettings {
     /// Token requests in flight per host, so a fleet renewing together does not hammer one
     /// provider.
     pub max_requests_per_host: usize,
+    /// Which addresses may be reached.
+    pub policy: UrlPolicy,
 }
 
 impl Default for HttpSettings {
@@ -33,6 +36,7 @@ impl Default for HttpSettings {
             timeout: Duration::from_secs(30),
             max_response_bytes: 1024 * 1024,
             max_requests_per_host: 4,
+            policy: UrlPolicy::default(),
         }
     }
 }
@@ -69,6 +73,7 @@ impl HttpClient {
             .connect_timeout(settings.connect_timeout)
             .timeout(settings.timeout)
             .redirect(reqwest::redirect::Policy::none())
+            .dns_resolver(Arc::new(PolicyResolver(settings.policy.clone())))
             .user_agent(concat!("connector-auth-operator/", env!("CARGO_PKG_VERSION")))
             .build()?;
         Ok(HttpClient {
@@ -92,6 +97,7 @@ impl HttpClient {
                 .clone()
         };
         let _permit = limit.acquire_owned().await.expect("semaphore never closed");
+        self.check_policy(step, &req.url).await?;
         let mut builder = self.client.request(req.method, req.url);
         for (name, value) in &req.headers {
             let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| EngineError::InvalidRequest {
@@ -139,6 +145,29 @@ impl HttpClient {
         })
     }
 
+    /// Refuses forbidden destinations before anything is sent, with a clear error. The
+    /// resolver checks again at connect time, so a name re-resolving elsewhere is caught too.
+    async fn check_policy(&self, step: &str, url: &Url) -> Result<()> {
+        let host = url.host_str().unwrap_or_default().to_string();
+        let ips: Vec<std::net::IpAddr> = match url.host() {
+            Some(url::Host::Ipv4(ip)) => vec![ip.into()],
+            Some(url::Host::Ipv6(ip)) => vec![ip.into()],
+            _ => match tokio::net::lookup_host((host.as_str(), url.port_or_known_default().unwrap_or(443))).await {
+                Ok(addrs) => addrs.map(|a| a.ip()).collect(),
+                // Resolution failures are reported by the request itself.
+                Err(_) => vec![],
+            },
+        };
+        self.settings
+            .policy
+            .check(&host, &ips)
+            .map_err(|reason| EngineError::Forbidden {
+                step: step.into(),
+                host: host_of(url),
+                reason,
+            })
+    }
+
     fn transport_error(&self, step: &str, host: &str, e: reqwest::Error) -> EngineError {
         if e.is_timeout() {
             return EngineError::Timeout {
@@ -166,6 +195,24 @@ impl HttpClient {
             host: host.into(),
             reason,
         }
+    }
+}
+
+/// DNS resolution that applies the address policy to every answer.
+struct PolicyResolver(UrlPolicy);
+
+impl reqwest::dns::Resolve for PolicyResolver {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let policy = self.0.clone();
+        let host = name.as_str().to_string();
+        Box::pin(async move {
+            let addrs: Vec<std::net::SocketAddr> = tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let ips: Vec<std::net::IpAddr> = addrs.iter().map(|a| a.ip()).collect();
+            policy
+                .check(&host, &ips)
+                .map_err(|why| -> Box<dyn std::error::Error + Send + Sync> { why.into() })?;
+            Ok(Box::new(addrs.into_iter()) as reqwest::dns::Addrs)
+        })
     }
 }
 

@@ -7,6 +7,7 @@ pub mod error;
 pub mod extract;
 pub mod flow;
 pub mod http;
+pub mod policy;
 pub mod renewal;
 pub mod secret;
 pub mod template;
