@@ -470,10 +470,12 @@ async fn a_cross_namespace_reference_is_refused_without_reading_the_secret() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_missing_crd_gives_an_actionable_error() {
     let server = FakeApiServer::start().await; // CRD not registered
-    let err = controller::check_crd(&server.client()).await.unwrap_err();
-    assert!(
-        err.to_string()
-            .contains("connector-auth-operator crd | kubectl apply -f -"),
-        "{err}"
-    );
+    for namespaces in [vec![], vec!["team-a".to_string()]] {
+        let err = controller::check_crd(&server.client(), &namespaces).await.unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("connector-auth-operator crd | kubectl apply -f -"),
+            "{namespaces:?}: {err}"
+        );
+    }
 }

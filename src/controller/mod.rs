@@ -477,9 +477,14 @@ pub async fn run_controller(
         .await;
 }
 
-/// Checks that the CRD is installed, with an actionable message if not.
-pub async fn check_crd(client: &Client) -> anyhow::Result<()> {
-    let api: Api<ConnectorAuth> = Api::all(client.clone());
+/// Checks that the CRD is installed, with an actionable message if not. Lists (limit 1) where
+/// the operator watches: cluster-wide, or in the first watched namespace, so a namespaced
+/// install needs no cluster-wide permission.
+pub async fn check_crd(client: &Client, namespaces: &[String]) -> anyhow::Result<()> {
+    let api: Api<ConnectorAuth> = match namespaces.first() {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
     match api.list(&ListParams::default().limit(1)).await {
         Ok(_) => Ok(()),
         Err(kube::Error::Api(s)) if s.code == 404 => anyhow::bail!(
@@ -487,7 +492,8 @@ pub async fn check_crd(client: &Client) -> anyhow::Result<()> {
              install the Helm chart or run `connector-auth-operator crd | kubectl apply -f -`"
         ),
         Err(kube::Error::Api(s)) if s.code == 403 => anyhow::bail!(
-            "not allowed to list ConnectorAuths ({}); check the operator's RBAC (ClusterRole from the Helm chart)",
+            "not allowed to list ConnectorAuths ({}); check the operator's RBAC (the Helm chart's ClusterRole, \
+             or its Roles in the watched namespaces)",
             s.message
         ),
         Err(e) => Err(anyhow::anyhow!("cannot reach the Kubernetes API: {e}")),
@@ -512,7 +518,7 @@ pub async fn run(
     metrics_addr: SocketAddr,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    check_crd(&client).await?;
+    check_crd(&client, &config.namespaces).await?;
     let metrics = Metrics::default();
     let consent_key = match &config.consent {
         Some(c) => Some(callback::ensure_key(&client, &c.key_namespace).await?),
