@@ -285,6 +285,14 @@ impl FakeApiServer {
         self.shared.store().all(&(group.to_string(), plural.to_string()))
     }
 
+    /// How many stored objects of a resource satisfy `pred`, without copying them (cheap enough
+    /// to poll thousands of objects, e.g. for readiness in benchmarks).
+    pub fn count(&self, group: &str, plural: &str, pred: impl Fn(&Value) -> bool) -> usize {
+        self.shared
+            .store()
+            .count(&(group.to_string(), plural.to_string()), pred)
+    }
+
     /// Creates an object directly, without an HTTP request (e.g. to seed
     /// benchmarks quickly). Behaves like `POST`: fills metadata, emits ADDED.
     /// The namespace comes from `metadata.namespace` (`default` if missing).

@@ -936,6 +936,13 @@ impl Store {
             .unwrap_or_default()
     }
 
+    pub(crate) fn count(&self, ck: &CollKey, pred: impl Fn(&Value) -> bool) -> usize {
+        self.collections
+            .get(ck)
+            .map(|c| c.objects.values().filter(|e| pred(&e.obj)).count())
+            .unwrap_or_default()
+    }
+
     /// Makes every rv issued so far too old to resume a watch from, like an etcd
     /// compaction. The counter moves on so fresh lists yield a usable rv.
     pub(crate) fn expire_history(&mut self) {

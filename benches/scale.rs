@@ -1,0 +1,926 @@
+//! Scale benchmark: the real operator binary (`connector-auth-operator run`, a child process)
+//! against the in-process test API server — or a real cluster when `KUBECONFIG` is set — with a
+//! loopback OAuth2 token provider of configurable TTL, latency and error rate.
+//!
+//! ```sh
+//! cargo bench --bench scale                          # N = 1,000 and 10,000; every scenario
+//! cargo bench --bench scale -- --n 1000 --ttl 30     # one size, 30 s tokens
+//! KUBECONFIG=~/.kube/config cargo bench --bench scale -- --n 1000   # against a real cluster
+//! ```
+//!
+//! Options: `--n 1000,10000`, `--ttl SECS` (token lifetime, default 30), `--ttls K` (length of the
+//! steady-state windows in TTLs, default 3), `--latency-ms MS` (provider latency, default 20),
+//! `--error-rate R` (provider errors in the fault scenario, default 0.05), `--unrelated COUNT`
+//! (unrelated 100 KB Secrets, default 10000; on a real cluster 0 unless given),
+//! `--operator-args "--concurrency 64 …"` (extra flags for `run`), `--wrap "heaptrack -o FILE"`
+//! (run the operator under a profiler; RSS and CPU then describe the wrapper).
+//!
+//! Each size runs: cold start (N ConnectorAuths and their credentials Secrets created within one
+//! second, then the operator starts); steady state over `--ttls` TTLs (which begins with the
+//! mass-expiry wave of the fleet issued together); restart with all tokens valid; the same
+//! window with `--error-rate` provider errors; and a fresh cold start with `--unrelated` unrelated
+//! 100 KB Secrets present. A *refresh* is a new access token appearing in an output Secret, seen
+//! by this harness through its own watch, independent of the operator's counters. API writes
+//! come from the test API server's request log (verb and resource; on a real cluster, from the
+//! operator's `connectorauth_writes_total`). RSS and CPU come from `/proc/<pid>` of the operator.
+//!
+//! Results: a Markdown table on stdout and in `target/bench/scale.md` (copy into BENCHMARKS.md).
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Json, Response};
+use axum::routing::post;
+use base64::Engine as _;
+use connector_auth_operator::api::ConnectorAuth;
+use fake_apiserver::FakeApiServer;
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::core::v1::{Namespace, Secret};
+use kube::api::{Api, DeleteParams, ListParams, PostParams};
+use kube::runtime::watcher;
+use serde_json::{Value, json};
+
+const NAMESPACES: usize = 10;
+const MANAGED_BY: &str = "app.kubernetes.io/managed-by=connector-auth-operator";
+
+// ------------------------------------------------------------------ options
+
+struct Options {
+    sizes: Vec<usize>,
+    ttl: u64,
+    ttls: u64,
+    latency: Duration,
+    error_rate: f64,
+    unrelated: Option<usize>,
+    operator_args: Vec<String>,
+    /// A command the operator runs under (a profiler); RSS and CPU then describe the wrapper.
+    wrap: Vec<String>,
+}
+
+fn options() -> anyhow::Result<Options> {
+    let mut o = Options {
+        sizes: vec![1_000, 10_000],
+        ttl: 30,
+        ttls: 3,
+        latency: Duration::from_millis(20),
+        error_rate: 0.05,
+        unrelated: None,
+        operator_args: vec![],
+        wrap: vec![],
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        let mut value = |name: &str| args.next().with_context(|| format!("{name} needs a value"));
+        match a.as_str() {
+            "--n" => {
+                o.sizes = value("--n")?
+                    .split(',')
+                    .map(|s| s.trim().replace('_', "").parse().context("--n: a list of numbers"))
+                    .collect::<anyhow::Result<_>>()?
+            }
+            "--ttl" => o.ttl = value("--ttl")?.parse().context("--ttl: seconds")?,
+            "--ttls" => o.ttls = value("--ttls")?.parse().context("--ttls: a number")?,
+            "--latency-ms" => {
+                o.latency = Duration::from_millis(value("--latency-ms")?.parse().context("--latency-ms")?)
+            }
+            "--error-rate" => o.error_rate = value("--error-rate")?.parse().context("--error-rate: 0..1")?,
+            "--unrelated" => o.unrelated = Some(value("--unrelated")?.parse().context("--unrelated: a number")?),
+            "--operator-args" => {
+                o.operator_args = value("--operator-args")?.split_whitespace().map(String::from).collect()
+            }
+            "--wrap" => o.wrap = value("--wrap")?.split_whitespace().map(String::from).collect(),
+            "--bench" => {} // passed by `cargo bench`
+            other => bail!("unknown option {other}; see the top of benches/scale.rs"),
+        }
+    }
+    if o.ttl < 6 {
+        bail!("--ttl must be at least 6 seconds");
+    }
+    Ok(o)
+}
+
+// ------------------------------------------------------------------ the token provider
+
+/// A loopback OAuth2 token endpoint (client_credentials): every token is new, lives `ttl`.
+struct Provider {
+    addr: SocketAddr,
+    /// Lifetime of issued tokens, seconds.
+    ttl: AtomicU64,
+    latency: Duration,
+    /// Errors per million requests.
+    error_ppm: AtomicU64,
+    requests: AtomicU64,
+    errors: AtomicU64,
+    issued: AtomicU64,
+    /// Requests per wall-clock second (Unix time).
+    per_second: Mutex<BTreeMap<u64, u64>>,
+}
+
+impl Provider {
+    async fn start(ttl: u64, latency: Duration) -> Arc<Provider> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let p = Arc::new(Provider {
+            addr: listener.local_addr().unwrap(),
+            ttl: AtomicU64::new(ttl),
+            latency,
+            error_ppm: AtomicU64::new(0),
+            requests: AtomicU64::new(0),
+            errors: AtomicU64::new(0),
+            issued: AtomicU64::new(0),
+            per_second: Mutex::new(BTreeMap::new()),
+        });
+        let app = Router::new().route("/token", post(token)).with_state(p.clone());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        p
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    fn set_error_rate(&self, rate: f64) {
+        self.error_ppm.store((rate * 1e6) as u64, Ordering::Relaxed);
+    }
+
+    fn snapshot(&self) -> ProviderSnapshot {
+        ProviderSnapshot {
+            requests: self.requests.load(Ordering::Relaxed),
+            errors: self.errors.load(Ordering::Relaxed),
+            at: unix_now(),
+        }
+    }
+
+    /// The busiest second since `since` (Unix seconds).
+    fn peak_rps(&self, since: u64) -> u64 {
+        let per_second = self.per_second.lock().unwrap();
+        per_second.range(since..).map(|(_, n)| *n).max().unwrap_or(0)
+    }
+}
+
+#[derive(Clone, Copy)]
+struct ProviderSnapshot {
+    requests: u64,
+    errors: u64,
+    at: u64,
+}
+
+async fn token(State(p): State<Arc<Provider>>) -> Response {
+    tokio::time::sleep(p.latency).await;
+    p.requests.fetch_add(1, Ordering::Relaxed);
+    *p.per_second.lock().unwrap().entry(unix_now()).or_default() += 1;
+    if rand::random_range(0..1_000_000) < p.error_ppm.load(Ordering::Relaxed) {
+        p.errors.fetch_add(1, Ordering::Relaxed);
+        return (StatusCode::INTERNAL_SERVER_ERROR, "<html>upstream error</html>").into_response();
+    }
+    let n = p.issued.fetch_add(1, Ordering::Relaxed);
+    Json(json!({"access_token": format!("bench-token-{n}"), "token_type": "Bearer", "expires_in": p.ttl.load(Ordering::Relaxed)})).into_response()
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+// ------------------------------------------------------------------ the cluster
+
+/// Where the operator runs against: the in-process test API server, or a real cluster.
+enum Cluster {
+    Fake { server: FakeApiServer, kubeconfig: PathBuf },
+    Real { client: kube::Client, prefix: String },
+}
+
+fn namespace(cluster_prefix: &str, i: usize) -> String {
+    format!("{cluster_prefix}{}", i % NAMESPACES)
+}
+
+impl Cluster {
+    async fn fake(dir: &Path) -> Cluster {
+        let server = FakeApiServer::start().await;
+        server.register("connectorauth.dev", "v1alpha1", "connectorauths", "ConnectorAuth", true);
+        let kubeconfig = dir.join("kubeconfig");
+        std::fs::write(
+            &kubeconfig,
+            format!(
+                "apiVersion: v1\nkind: Config\nclusters:\n- name: fake\n  cluster:\n    server: {}\n\
+                 users:\n- name: fake\n  user: {{}}\ncontexts:\n- name: fake\n  context:\n    cluster: fake\n    user: fake\n\
+                 current-context: fake\n",
+                server.url()
+            ),
+        )
+        .unwrap();
+        Cluster::Fake { server, kubeconfig }
+    }
+
+    async fn real() -> anyhow::Result<Cluster> {
+        let client = kube::Client::try_default().await.context("KUBECONFIG")?;
+        Api::<ConnectorAuth>::all(client.clone())
+            .list(&ListParams::default().limit(1))
+            .await
+            .context("the ConnectorAuth CRD must be installed: connector-auth-operator crd | kubectl apply -f -")?;
+        let prefix = format!("cao-bench-{}-", std::process::id());
+        let namespaces: Api<Namespace> = Api::all(client.clone());
+        for i in 0..NAMESPACES {
+            let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": namespace(&prefix, i)}}))?;
+            namespaces.create(&PostParams::default(), &ns).await?;
+        }
+        Ok(Cluster::Real { client, prefix })
+    }
+
+    fn client(&self) -> kube::Client {
+        match self {
+            Cluster::Fake { server, .. } => server.client(),
+            Cluster::Real { client, .. } => client.clone(),
+        }
+    }
+
+    fn prefix(&self) -> &str {
+        match self {
+            Cluster::Fake { .. } => "bench-",
+            Cluster::Real { prefix, .. } => prefix,
+        }
+    }
+
+    /// Creates `n` credentials Secrets and ConnectorAuths (and `unrelated` 100 KB Secrets
+    /// first); returns how long creating the ConnectorAuths took.
+    async fn seed(&self, n: usize, token_url: &str, unrelated: usize) -> anyhow::Result<Duration> {
+        let prefix = self.prefix().to_string();
+        let blob = base64::engine::general_purpose::STANDARD.encode(vec![b'x'; 100 * 1024]);
+        let unrelated_secret = |i: usize| {
+            json!({"apiVersion": "v1", "kind": "Secret",
+                   "metadata": {"name": format!("unrelated-{i}"), "namespace": namespace(&prefix, i)},
+                   "type": "Opaque", "data": {"blob": blob}})
+        };
+        let credentials = |i: usize| {
+            json!({"apiVersion": "v1", "kind": "Secret",
+                   "metadata": {"name": format!("app-{i}-credentials"), "namespace": namespace(&prefix, i)},
+                   "type": "Opaque",
+                   "stringData": {"client_id": format!("client-{i}"), "client_secret": format!("secret-{i}"), "token_url": token_url}})
+        };
+        let connector_auth = |i: usize| {
+            json!({"apiVersion": "connectorauth.dev/v1alpha1", "kind": "ConnectorAuth",
+                   "metadata": {"name": format!("app-{i}"), "namespace": namespace(&prefix, i)},
+                   "spec": {"credentialsRef": {"name": format!("app-{i}-credentials")},
+                            "oauth2": {"grantType": "clientCredentials", "tokenUrl": "{{ token_url }}"}}})
+        };
+        match self {
+            Cluster::Fake { server, .. } => {
+                for i in 0..unrelated {
+                    server
+                        .create_object("", "secrets", unrelated_secret(i))
+                        .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+                }
+                for i in 0..n {
+                    let mut s = credentials(i);
+                    // Stored objects hold `data`; the fake server does not convert stringData.
+                    let data: serde_json::Map<String, Value> = s["stringData"]
+                        .as_object()
+                        .unwrap()
+                        .iter()
+                        .map(|(k, v)| {
+                            let b = base64::engine::general_purpose::STANDARD.encode(v.as_str().unwrap());
+                            (k.clone(), Value::String(b))
+                        })
+                        .collect();
+                    s["data"] = Value::Object(data);
+                    s.as_object_mut().unwrap().remove("stringData");
+                    server
+                        .create_object("", "secrets", s)
+                        .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+                }
+                let started = Instant::now();
+                for i in 0..n {
+                    server
+                        .create_object("connectorauth.dev", "connectorauths", connector_auth(i))
+                        .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+                }
+                Ok(started.elapsed())
+            }
+            Cluster::Real { client, .. } => {
+                let create = |obj: Value| {
+                    let client = client.clone();
+                    async move {
+                        let ns = obj["metadata"]["namespace"].as_str().unwrap().to_string();
+                        if obj["kind"] == "Secret" {
+                            let s: Secret = serde_json::from_value(obj)?;
+                            Api::<Secret>::namespaced(client, &ns)
+                                .create(&PostParams::default(), &s)
+                                .await?;
+                        } else {
+                            let c: ConnectorAuth = serde_json::from_value(obj)?;
+                            Api::<ConnectorAuth>::namespaced(client, &ns)
+                                .create(&PostParams::default(), &c)
+                                .await?;
+                        }
+                        anyhow::Ok(())
+                    }
+                };
+                let all = |objs: Vec<Value>| {
+                    futures::stream::iter(objs.into_iter().map(create))
+                        .buffer_unordered(64)
+                        .try_collect::<Vec<()>>()
+                };
+                all((0..unrelated).map(unrelated_secret).collect()).await?;
+                all((0..n).map(credentials).collect()).await?;
+                let started = Instant::now();
+                all((0..n).map(connector_auth).collect()).await?;
+                Ok(started.elapsed())
+            }
+        }
+    }
+
+    async fn ready(&self) -> anyhow::Result<usize> {
+        fn is_ready(ca: &Value) -> bool {
+            ca["status"]["conditions"]
+                .as_array()
+                .is_some_and(|cs| cs.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
+        }
+        match self {
+            Cluster::Fake { server, .. } => Ok(server.count("connectorauth.dev", "connectorauths", is_ready)),
+            Cluster::Real { client, prefix } => {
+                let api: Api<ConnectorAuth> = Api::all(client.clone());
+                let mut ready = 0;
+                let mut params = ListParams::default().limit(500);
+                loop {
+                    let page = api.list(&params).await?;
+                    ready += page
+                        .items
+                        .iter()
+                        .filter(|ca| {
+                            ca.metadata
+                                .namespace
+                                .as_deref()
+                                .unwrap_or("")
+                                .starts_with(prefix.as_str())
+                        })
+                        .filter(|ca| is_ready(&serde_json::to_value(ca).unwrap_or_default()))
+                        .count();
+                    match page.metadata.continue_ {
+                        Some(c) if !c.is_empty() => params = params.continue_token(&c),
+                        _ => break,
+                    }
+                }
+                Ok(ready)
+            }
+        }
+    }
+
+    /// API writes since the last call, by "verb resource[/subresource]", from the test API
+    /// server's request log; `None` on a real cluster.
+    fn take_writes(&self) -> Option<BTreeMap<String, u64>> {
+        let Cluster::Fake { server, .. } = self else {
+            return None;
+        };
+        let mut out = BTreeMap::new();
+        for r in server.requests() {
+            if matches!(
+                r.verb.as_str(),
+                "create" | "update" | "patch" | "delete" | "deletecollection"
+            ) {
+                let resource = match &r.subresource {
+                    Some(sub) => format!("{}/{sub}", r.resource),
+                    None => r.resource.clone(),
+                };
+                *out.entry(format!("{} {resource}", r.verb)).or_default() += 1;
+            }
+        }
+        server.clear_requests();
+        Some(out)
+    }
+
+    fn kubeconfig(&self) -> Option<&Path> {
+        match self {
+            Cluster::Fake { kubeconfig, .. } => Some(kubeconfig),
+            Cluster::Real { .. } => None,
+        }
+    }
+
+    async fn cleanup(&self) {
+        if let Cluster::Real { client, prefix } = self {
+            let namespaces: Api<Namespace> = Api::all(client.clone());
+            for i in 0..NAMESPACES {
+                let _ = namespaces.delete(&namespace(prefix, i), &DeleteParams::default()).await;
+            }
+        }
+    }
+}
+
+// ------------------------------------------------------------------ watching output Secrets
+
+/// Counts tokens published in output Secrets, through a watch of this harness's own.
+#[derive(Default)]
+struct Published {
+    /// Output Secrets seen with a token (first issuance).
+    issued: AtomicU64,
+    /// Times an output Secret's access token changed (refreshes).
+    refreshed: AtomicU64,
+    stop: AtomicBool,
+}
+
+fn watch_published(client: kube::Client, prefix: String) -> Arc<Published> {
+    let published = Arc::new(Published::default());
+    let p = published.clone();
+    tokio::spawn(async move {
+        let api: Api<Secret> = Api::all(client);
+        let mut tokens: HashMap<String, u64> = HashMap::new();
+        let mut stream = watcher(api, watcher::Config::default().labels(MANAGED_BY)).boxed();
+        while let Some(event) = stream.next().await {
+            if p.stop.load(Ordering::Relaxed) {
+                break;
+            }
+            let secret = match event {
+                Ok(watcher::Event::Apply(s) | watcher::Event::InitApply(s)) => s,
+                _ => continue,
+            };
+            let ns = secret.metadata.namespace.clone().unwrap_or_default();
+            let Some(token) = secret.data.as_ref().and_then(|d| d.get("access_token")) else {
+                continue;
+            };
+            if !ns.starts_with(&prefix) {
+                continue;
+            }
+            let key = format!("{ns}/{}", secret.metadata.name.clone().unwrap_or_default());
+            let digest = {
+                use std::hash::{Hash, Hasher};
+                let mut h = std::collections::hash_map::DefaultHasher::new();
+                token.0.hash(&mut h);
+                h.finish()
+            };
+            match tokens.insert(key, digest) {
+                None => p.issued.fetch_add(1, Ordering::Relaxed),
+                Some(old) if old != digest => p.refreshed.fetch_add(1, Ordering::Relaxed),
+                Some(_) => 0,
+            };
+        }
+    });
+    published
+}
+
+// ------------------------------------------------------------------ the operator process
+
+struct Operator {
+    child: Child,
+    metrics: SocketAddr,
+    log: PathBuf,
+}
+
+impl Operator {
+    fn start(cluster: &Cluster, o: &Options, log: &Path) -> anyhow::Result<Operator> {
+        let metrics: SocketAddr = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
+        let binary = env!("CARGO_BIN_EXE_connector-auth-operator");
+        let mut cmd = match o.wrap.split_first() {
+            Some((wrapper, args)) => {
+                let mut c = Command::new(wrapper);
+                c.args(args).arg(binary);
+                c
+            }
+            None => Command::new(binary),
+        };
+        cmd.args(["run", "--leader-election=false", "--log-format=text"])
+            .arg(format!("--metrics-addr={metrics}"))
+            .args(&o.operator_args)
+            .env("LOG_LEVEL", "warn")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(log)?);
+        if let Some(k) = cluster.kubeconfig() {
+            cmd.env("KUBECONFIG", k);
+        }
+        let child = cmd.spawn().context("starting the operator binary")?;
+        Ok(Operator {
+            child,
+            metrics,
+            log: log.to_path_buf(),
+        })
+    }
+
+    /// Fails if the operator exited.
+    fn check_alive(&mut self) -> anyhow::Result<()> {
+        match self.child.try_wait()? {
+            Some(status) => bail!("the operator exited ({status}); see {}", self.log.display()),
+            None => Ok(()),
+        }
+    }
+
+    /// Peak resident set size (VmHWM) in KiB.
+    fn peak_rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// CPU time (user + system) in seconds.
+    fn cpu_seconds(&self) -> f64 {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
+        // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+        let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
+        (ticks(11) + ticks(12)) / clock_ticks()
+    }
+
+    /// A counter from the operator's /metrics (summed over labels).
+    async fn metric(&self, name: &str) -> f64 {
+        let Ok(resp) = reqwest::get(format!("http://{}/metrics", self.metrics)).await else {
+            return 0.0;
+        };
+        let text = resp.text().await.unwrap_or_default();
+        text.lines()
+            .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+
+    fn stop(mut self) -> anyhow::Result<()> {
+        Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()?;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if self.child.try_wait()?.is_some() {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.child.kill()?;
+        bail!("the operator did not stop within 30 s of SIGTERM")
+    }
+}
+
+fn clock_ticks() -> f64 {
+    static TICKS: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    *TICKS.get_or_init(|| {
+        Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8(o.stdout).ok()?.trim().parse().ok())
+            .unwrap_or(100.0)
+    })
+}
+
+// ------------------------------------------------------------------ measurements
+
+/// One row of results.
+#[derive(Default, Clone)]
+struct Row {
+    scenario: String,
+    n: usize,
+    /// Seconds from operator start until all N are Ready.
+    ready_secs: Option<f64>,
+    refreshes: u64,
+    token_requests: u64,
+    provider_errors: u64,
+    /// API writes by "verb resource"; `None` where not measured.
+    writes: Option<BTreeMap<String, u64>>,
+    peak_token_rps: u64,
+    peak_rss_mib: f64,
+    cpu_secs: f64,
+    /// ConnectorAuths not Ready at the end of the window.
+    not_ready: usize,
+    note: String,
+}
+
+impl Row {
+    fn per_refresh(&self, v: u64) -> String {
+        if self.refreshes == 0 {
+            return "–".into();
+        }
+        format!("{:.2}", v as f64 / self.refreshes as f64)
+    }
+
+    fn secret_writes(&self) -> Option<u64> {
+        let w = self.writes.as_ref()?;
+        Some(w.iter().filter(|(k, _)| k.ends_with(" secrets")).map(|(_, v)| v).sum())
+    }
+
+    fn api_writes(&self) -> Option<u64> {
+        Some(self.writes.as_ref()?.values().sum())
+    }
+}
+
+async fn wait_ready(cluster: &Cluster, op: &mut Operator, n: usize, timeout: Duration) -> anyhow::Result<f64> {
+    let started = Instant::now();
+    loop {
+        op.check_alive()?;
+        if cluster.ready().await? >= n {
+            return Ok(started.elapsed().as_secs_f64());
+        }
+        if started.elapsed() > timeout {
+            bail!("only {} of {n} Ready after {timeout:?}", cluster.ready().await?);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Runs `window`, then fills the row with what happened in it.
+async fn measure(
+    row: &mut Row,
+    cluster: &Cluster,
+    provider: &Provider,
+    published: &Published,
+    op: &Operator,
+    window: Duration,
+) -> anyhow::Result<()> {
+    let _ = cluster.take_writes();
+    let before = provider.snapshot();
+    let refreshed = published.refreshed.load(Ordering::Relaxed) + published.issued.load(Ordering::Relaxed);
+    let cpu = op.cpu_seconds();
+    tokio::time::sleep(window).await;
+    let after = provider.snapshot();
+    row.token_requests = after.requests - before.requests;
+    row.provider_errors = after.errors - before.errors;
+    row.refreshes = published.refreshed.load(Ordering::Relaxed) + published.issued.load(Ordering::Relaxed) - refreshed;
+    row.peak_token_rps = provider.peak_rps(before.at + 1);
+    row.cpu_secs = op.cpu_seconds() - cpu;
+    row.peak_rss_mib = op.peak_rss_kib() as f64 / 1024.0;
+    row.not_ready = row.n - cluster.ready().await?;
+    row.writes = Some(match cluster.take_writes() {
+        Some(w) => w,
+        None => BTreeMap::from([(
+            "writes (operator metrics)".to_string(),
+            op.metric("connectorauth_writes_total").await as u64,
+        )]),
+    });
+    Ok(())
+}
+
+async fn run_size(n: usize, o: &Options, dir: &Path, rows: &mut Vec<Row>) -> anyhow::Result<()> {
+    let ttl = Duration::from_secs(o.ttl);
+    let window = ttl * o.ttls as u32;
+    let ready_timeout = Duration::from_secs(600);
+    let provider = Provider::start(o.ttl, o.latency).await;
+    let token_url = format!("{}/token", provider.url());
+    let log = |name: &str| dir.join(format!("operator-{n}-{name}.log"));
+    let real = std::env::var_os("KUBECONFIG").is_some();
+
+    // Cold start: everything created within a second, then the operator starts.
+    let cluster = if real {
+        Cluster::real().await?
+    } else {
+        Cluster::fake(dir).await
+    };
+    let published = watch_published(cluster.client(), cluster.prefix().to_string());
+    let seeded = cluster.seed(n, &token_url, 0).await?;
+    let _ = cluster.take_writes();
+    let before = provider.snapshot();
+    eprintln!("N={n}: {n} ConnectorAuths created in {seeded:.2?}; cold start");
+    let mut op = Operator::start(&cluster, o, &log("main"))?;
+    let ready = wait_ready(&cluster, &mut op, n, ready_timeout).await?;
+    let mut cold = Row {
+        scenario: "cold start".into(),
+        n,
+        ready_secs: Some(ready),
+        refreshes: published.issued.load(Ordering::Relaxed),
+        token_requests: provider.snapshot().requests - before.requests,
+        peak_token_rps: provider.peak_rps(before.at),
+        peak_rss_mib: op.peak_rss_kib() as f64 / 1024.0,
+        cpu_secs: op.cpu_seconds(),
+        writes: cluster.take_writes(),
+        note: format!("created within {seeded:.1?}"),
+        ..Row::default()
+    };
+    // Let the watch catch up with the last outputs before counting issuances.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    cold.refreshes = published.issued.load(Ordering::Relaxed);
+    eprintln!("N={n}: all Ready after {ready:.1} s; steady state for {window:?}");
+    rows.push(cold);
+
+    // Steady state: begins with the renewal wave of the fleet issued together (mass expiry).
+    let mut steady = Row {
+        scenario: format!("steady state, {} TTLs (incl. mass expiry)", o.ttls),
+        n,
+        ..Row::default()
+    };
+    measure(&mut steady, &cluster, &provider, &published, &op, window).await?;
+    rows.push(steady);
+
+    // Provider errors.
+    eprintln!("N={n}: {}% provider errors for {window:?}", o.error_rate * 100.0);
+    provider.set_error_rate(o.error_rate);
+    let mut errors = Row {
+        scenario: format!("{}% provider errors, {} TTLs", o.error_rate * 100.0, o.ttls),
+        n,
+        ..Row::default()
+    };
+    measure(&mut errors, &cluster, &provider, &published, &op, window).await?;
+    provider.set_error_rate(0.0);
+    rows.push(errors);
+    // Restart with every token valid. Tokens renewed in the normal course during the window
+    // would blur the count, so first let every resource renew once onto hour-long tokens.
+    eprintln!("N={n}: hour-long tokens for one renewal cycle, then restart");
+    provider.ttl.store(3600, Ordering::Relaxed);
+    let renewed = published.refreshed.load(Ordering::Relaxed);
+    let started = Instant::now();
+    while published.refreshed.load(Ordering::Relaxed) - renewed < n as u64 {
+        op.check_alive()?;
+        if started.elapsed() > ttl * 2 + ready_timeout {
+            bail!("not every resource renewed onto a long-lived token");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    op.stop()?;
+    let _ = cluster.take_writes();
+    let before = provider.snapshot();
+    let mut op = Operator::start(&cluster, o, &log("restart"))?;
+    let started = Instant::now();
+    while op.metric("connectorauth_reconciles_total").await < n as f64 {
+        op.check_alive()?;
+        if started.elapsed() > ready_timeout {
+            bail!("restart: not every ConnectorAuth reconciled");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let caught_up = started.elapsed().as_secs_f64();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let mut restart = Row {
+        scenario: "restart, all tokens valid".into(),
+        n,
+        ready_secs: Some(caught_up),
+        token_requests: provider.snapshot().requests - before.requests,
+        peak_rss_mib: op.peak_rss_kib() as f64 / 1024.0,
+        cpu_secs: op.cpu_seconds(),
+        writes: cluster.take_writes(),
+        note: "time: until every resource was reconciled once; tokens valid for an hour".into(),
+        ..Row::default()
+    };
+    restart.not_ready = n - cluster.ready().await?;
+    rows.push(restart);
+
+    op.stop()?;
+    published.stop.store(true, Ordering::Relaxed);
+    cluster.cleanup().await;
+    drop(cluster);
+    provider.ttl.store(o.ttl, Ordering::Relaxed);
+
+    // Unrelated Secrets: a fresh cold start with many large Secrets around, then one TTL.
+    let unrelated = o.unrelated.unwrap_or(if real { 0 } else { 10_000 });
+    if unrelated > 0 {
+        eprintln!("N={n}: cold start with {unrelated} unrelated 100 KB Secrets");
+        let cluster = if real {
+            Cluster::real().await?
+        } else {
+            Cluster::fake(dir).await
+        };
+        let published = watch_published(cluster.client(), cluster.prefix().to_string());
+        cluster.seed(n, &token_url, unrelated).await?;
+        let _ = cluster.take_writes();
+        let mut op = Operator::start(&cluster, o, &log("unrelated"))?;
+        let ready = wait_ready(&cluster, &mut op, n, ready_timeout).await?;
+        let mut row = Row {
+            scenario: format!("{unrelated} unrelated 100 KB Secrets, cold start + 1 TTL"),
+            n,
+            ready_secs: Some(ready),
+            ..Row::default()
+        };
+        measure(&mut row, &cluster, &provider, &published, &op, ttl).await?;
+        row.writes = None; // this row is about time and memory
+        rows.push(row);
+        op.stop()?;
+        published.stop.store(true, Ordering::Relaxed);
+        cluster.cleanup().await;
+    }
+    Ok(())
+}
+
+// ------------------------------------------------------------------ the report
+
+fn report(rows: &[Row], o: &Options) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "TTL {} s, provider latency {} ms, operator flags: `{}`; {}.\n",
+        o.ttl,
+        o.latency.as_millis(),
+        if o.operator_args.is_empty() {
+            "(defaults)".to_string()
+        } else {
+            o.operator_args.join(" ")
+        },
+        if std::env::var_os("KUBECONFIG").is_some() {
+            "real cluster (KUBECONFIG)"
+        } else {
+            "in-process test API server"
+        }
+    );
+    let _ = writeln!(
+        s,
+        "| N | scenario | time (s) | refreshes | token requests / refresh | Secret writes / refresh | API writes / refresh | peak token req/s | peak RSS (MiB) | CPU s / 1,000 refreshes | not Ready at end |"
+    );
+    let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|---|---|");
+    for r in rows {
+        let restart = r.scenario.starts_with("restart");
+        let per = |v: u64| if restart { v.to_string() } else { r.per_refresh(v) };
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {:.1} | {} | {} |",
+            r.n,
+            r.scenario,
+            r.ready_secs.map(|t| format!("{t:.1}")).unwrap_or("–".into()),
+            if restart { "–".into() } else { r.refreshes.to_string() },
+            if restart {
+                format!("{} calls", r.token_requests)
+            } else {
+                per(r.token_requests)
+            },
+            match r.secret_writes() {
+                None => "–".into(),
+                Some(w) if restart => format!("{w} writes"),
+                Some(w) => per(w),
+            },
+            match r.api_writes() {
+                None => "–".into(),
+                Some(w) if restart => format!("{w} writes"),
+                Some(w) => per(w),
+            },
+            if restart {
+                "–".into()
+            } else {
+                r.peak_token_rps.to_string()
+            },
+            r.peak_rss_mib,
+            if r.refreshes == 0 || restart {
+                "–".into()
+            } else {
+                format!("{:.2}", r.cpu_secs * 1000.0 / r.refreshes as f64)
+            },
+            r.not_ready,
+        );
+    }
+    let _ = writeln!(
+        s,
+        "\nAPI writes by verb and resource (per refresh; totals for restart):\n"
+    );
+    for r in rows {
+        let Some(writes) = &r.writes else { continue };
+        let restart = r.scenario.starts_with("restart");
+        let detail: Vec<String> = writes
+            .iter()
+            .map(|(k, v)| {
+                if restart {
+                    format!("{k} {v}")
+                } else {
+                    format!("{k} {}", r.per_refresh(*v))
+                }
+            })
+            .collect();
+        let mut extra = if r.provider_errors > 0 {
+            format!(" (provider errors: {})", r.provider_errors)
+        } else {
+            String::new()
+        };
+        if !r.note.is_empty() {
+            extra.push_str(&format!("; {}", r.note));
+        }
+        let _ = writeln!(
+            s,
+            "- N={} {}: {}{extra}",
+            r.n,
+            r.scenario,
+            if detail.is_empty() {
+                "none".into()
+            } else {
+                detail.join(", ")
+            }
+        );
+    }
+    s
+}
+
+fn main() -> anyhow::Result<()> {
+    let o = options()?;
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("../bench");
+    std::fs::create_dir_all(&dir)?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let mut rows = Vec::new();
+    rt.block_on(async {
+        for &n in &o.sizes {
+            run_size(n, &o, &dir, &mut rows).await?;
+            eprintln!("{}", report(&rows, &o));
+        }
+        anyhow::Ok(())
+    })?;
+    let table = report(&rows, &o);
+    println!("{table}");
+    let out = dir.join("scale.md");
+    std::fs::write(&out, &table)?;
+    eprintln!("written to {}", out.display());
+    Ok(())
+}
