@@ -68,23 +68,25 @@ pub struct CredentialsRef {
 }
 
 /// The authentication scheme: one block, named after what users know from other platforms.
+/// Each block is boxed: the operator caches every ConnectorAuth, and an inline enum would cost
+/// the size of the largest scheme for each of them.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub enum Scheme {
     /// A login request returns a token (and maybe a refresh token); a refresh request renews it.
     /// The token is extracted from the JSON body, a response header or a cookie.
-    RefreshableToken(RefreshableToken),
+    RefreshableToken(Box<RefreshableToken>),
     /// An OAuth 2.0 (RFC 6749) token endpoint.
     #[serde(rename = "oauth2")]
-    OAuth2(OAuth2),
+    OAuth2(Box<OAuth2>),
     /// A static API key from the credentials Secret, rendered into the output headers.
-    ApiKey(ApiKey),
+    ApiKey(Box<ApiKey>),
     /// An application token exchanged for a JWT access token and refresh token (webCRM style).
-    Jwt(Jwt),
+    Jwt(Box<Jwt>),
     /// Tripletex: consumer token + employee token exchanged for a session token.
-    Tripletex(Tripletex),
+    Tripletex(Box<Tripletex>),
     /// SuperOffice: OAuth 2.0 plus the `so_ticket` taken from the id_token.
-    SuperOffice(SuperOffice),
+    SuperOffice(Box<SuperOffice>),
 }
 
 impl Scheme {

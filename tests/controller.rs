@@ -345,11 +345,17 @@ async fn provider_outage_keeps_the_last_token_then_reports_expiry() {
     let attempts = book.requests();
     assert!(attempts <= 4, "backoff, not a tight loop: {attempts} token requests");
     let events = server.objects("events.k8s.io", "events");
-    assert!(
-        events
-            .iter()
-            .any(|e| e["reason"] == "ProviderUnavailable" && e["type"] == "Warning")
+    let warnings: Vec<_> = events
+        .iter()
+        .filter(|e| e["reason"] == "ProviderUnavailable" && e["type"] == "Warning")
+        .collect();
+    assert_eq!(
+        warnings.len(),
+        1,
+        "repeated failures form one Event series: {warnings:#?}"
     );
+    let count = warnings[0]["series"]["count"].as_u64().unwrap_or(1);
+    assert!(count >= 1 && count <= attempts as u64, "series count {count}");
 
     book.down.store(false, Ordering::SeqCst);
     op.stop().await;
@@ -478,4 +484,49 @@ async fn a_missing_crd_gives_an_actionable_error() {
             "{namespaces:?}: {err}"
         );
     }
+}
+
+#[tokio::test]
+async fn events_repeat_as_a_series_and_differ_by_note() {
+    use connector_auth_operator::controller::events::{Event, EventType, Publisher};
+    let server = api_server().await;
+    let publisher = Publisher::new(server.client(), "connector-auth-operator", "test-0");
+    let regarding = k8s_openapi::api::core::v1::ObjectReference {
+        api_version: Some("connectorauth.dev/v1alpha1".into()),
+        kind: Some("ConnectorAuth".into()),
+        name: Some("crm".into()),
+        namespace: Some(NS.into()),
+        uid: Some("uid-1".into()),
+        ..Default::default()
+    };
+    let failed = Event {
+        type_: EventType::Warning,
+        reason: "ProviderUnavailable",
+        note: "token endpoint answered HTTP 503",
+        action: "Refresh",
+    };
+    for _ in 0..3 {
+        publisher.publish(&failed, &regarding).await.unwrap();
+    }
+    let other = Event {
+        note: "token endpoint answered HTTP 502",
+        ..failed.clone()
+    };
+    publisher.publish(&other, &regarding).await.unwrap();
+
+    let events = server.objects("events.k8s.io", "events");
+    assert_eq!(events.len(), 2, "{events:#?}");
+    let series = events
+        .iter()
+        .find(|e| e["note"] == "token endpoint answered HTTP 503")
+        .unwrap();
+    assert_eq!(series["series"]["count"], 3);
+    assert_eq!(series["regarding"]["name"], "crm");
+    assert_eq!(series["reportingController"], "connector-auth-operator");
+    assert_eq!(series["reportingInstance"], "test-0");
+    let single = events
+        .iter()
+        .find(|e| e["note"] == "token endpoint answered HTTP 502")
+        .unwrap();
+    assert!(single["series"].is_null(), "{single:#?}");
 }

@@ -6,6 +6,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
+use super::events::EventType;
 use axum::Router;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
@@ -14,7 +15,6 @@ use axum::routing::get;
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, PostParams};
-use kube::runtime::events::EventType;
 use kube::{Resource, ResourceExt};
 
 use super::status::{self, Verdict};

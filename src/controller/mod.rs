@@ -3,6 +3,7 @@
 //! Events only when they changed.
 
 pub mod callback;
+pub mod events;
 pub mod metrics;
 pub mod status;
 pub mod store;
@@ -18,9 +19,8 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{self, Action as Requeue, Controller};
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
-use kube::runtime::reflector::{ObjectRef, Store as Reader};
-use kube::runtime::watcher;
+use kube::runtime::reflector::{self, ObjectRef, Store as Reader};
+use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
 use serde_json::json;
 use tokio::sync::watch;
@@ -29,6 +29,7 @@ use tracing::{debug, info, instrument, warn};
 use crate::api::ConnectorAuth;
 use crate::engine::driver::{self, Action, Outcome, Unsaved};
 use crate::engine::{self, Engine, Inputs, SecretString};
+use events::{Event, EventType, Publisher};
 use metrics::{Metrics, OutcomeLabels, ReasonLabels, ResourceLabels};
 use status::{Refusal, Verdict};
 use store::{FIELD_MANAGER, KubeStore, Memory};
@@ -86,7 +87,7 @@ impl ConsentConfig {
 pub struct Context {
     pub client: Client,
     pub engine: Engine,
-    pub recorder: Recorder,
+    pub events: Publisher,
     pub metrics: Metrics,
     pub config: Config,
     memory: Memory,
@@ -110,12 +111,8 @@ impl Context {
         if let Some(c) = &config.consent {
             config.redirect_url.get_or_insert_with(|| c.redirect_url());
         }
-        let reporter = Reporter {
-            controller: "connector-auth-operator".into(),
-            instance: Some(config.identity.clone()),
-        };
         Ok(Arc::new(Context {
-            recorder: Recorder::new(client.clone(), reporter),
+            events: Publisher::new(client.clone(), "connector-auth-operator", &config.identity),
             engine: Engine::new(config.http.clone())?,
             client,
             metrics,
@@ -129,14 +126,19 @@ impl Context {
     }
 
     /// The resource's current status: what we last wrote if the cache has not caught up.
+    /// Forgets the written copy once the cache shows it, so the map only holds statuses in
+    /// flight rather than one per resource.
     fn previous_status(&self, ca: &ConnectorAuth) -> Option<crate::api::ConnectorAuthStatus> {
         let uid = ca.uid().unwrap_or_default();
-        self.written_status
-            .lock()
-            .expect("lock")
-            .get(&uid)
-            .cloned()
-            .or_else(|| ca.status.clone())
+        let mut written = self.written_status.lock().expect("lock");
+        match written.get(&uid) {
+            Some(w) if ca.status.as_ref() == Some(w) => {
+                written.remove(&uid);
+                ca.status.clone()
+            }
+            Some(w) => Some(w.clone()),
+            None => ca.status.clone(),
+        }
     }
 
     fn lock(&self, uid: &str) -> Arc<tokio::sync::Mutex<()>> {
@@ -207,7 +209,9 @@ pub async fn reconcile(ca: Arc<ConnectorAuth>, ctx: Arc<Context>) -> Result<Requ
     let mut unsaved = ctx.unsaved.lock().expect("lock").remove(&uid).unwrap_or_default();
     let started = std::time::Instant::now();
     let result = driver::reconcile(&ctx.engine, &flow, &inputs, &fingerprint, &store, &mut unsaved, now).await;
-    ctx.unsaved.lock().expect("lock").insert(uid, unsaved);
+    if !unsaved.is_empty() {
+        ctx.unsaved.lock().expect("lock").insert(uid, unsaved);
+    }
     let outcome = result.map_err(Error::Store)?;
     let writes = store.writes.load(std::sync::atomic::Ordering::Relaxed);
     ctx.metrics.write("secret", writes > 0);
@@ -395,12 +399,11 @@ async fn announce(ca: &ConnectorAuth, ctx: &Context, o: &Outcome) {
 async fn publish_event(ca: &ConnectorAuth, ctx: &Context, type_: EventType, reason: &str, note: &str, action: &str) {
     let ev = Event {
         type_,
-        reason: reason.into(),
-        note: Some(note.into()),
-        action: action.into(),
-        secondary: None,
+        reason,
+        note,
+        action,
     };
-    if let Err(e) = ctx.recorder.publish(&ev, &ca.object_ref(&())).await {
+    if let Err(e) = ctx.events.publish(&ev, &ca.object_ref(&())).await {
         warn!(error = %e, "could not publish Event");
     }
 }
@@ -437,6 +440,16 @@ fn affected(reader: &Reader<ConnectorAuth>, secret: &PartialObjectMeta<Secret>) 
     refs
 }
 
+/// Strips the fields the controller never reads from a cached ConnectorAuth.
+fn slim(ca: &mut ConnectorAuth) {
+    ca.managed_fields_mut().clear();
+    if let Some(a) = ca.meta_mut().annotations.as_mut() {
+        a.remove(LAST_APPLIED);
+    }
+}
+
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
 /// Runs the controller for one namespace (or all) until `shutdown` fires.
 pub async fn run_controller(
     ctx: Arc<Context>,
@@ -453,9 +466,17 @@ pub async fn run_controller(
         ),
         None => (Api::all(ctx.client.clone()), Api::all(ctx.client.clone())),
     };
-    let controller = Controller::new(cas, watcher::Config::default().any_semantic())
+    // The cache holds every ConnectorAuth; drop what the operator never reads (field ownership
+    // and kubectl's copy of the last applied spec), which is most of an object's size on a
+    // real API server.
+    let (reader, writer) = reflector::store();
+    let stream = watcher(cas, watcher::Config::default().any_semantic())
+        .default_backoff()
+        .modify(slim)
+        .reflect(writer)
+        .applied_objects();
+    let controller = Controller::for_stream(stream, reader.clone())
         .with_config(controller::Config::default().concurrency(ctx.config.concurrency));
-    let reader = controller.store();
     let mapper_reader = reader.clone();
     let readiness = reader.clone();
     tokio::spawn(async move {

@@ -86,6 +86,13 @@ pub trait Store {
 #[derive(Debug, Default)]
 pub struct Unsaved(Option<Record>);
 
+impl Unsaved {
+    /// Nothing is waiting to be persisted.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_none()
+    }
+}
+
 /// What a pass did.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Action {
