@@ -130,10 +130,10 @@ pub struct RunArgs {
     #[arg(long, env = "WATCH_NAMESPACES", value_delimiter = ',')]
     pub watch_namespaces: Vec<String>,
     /// Reconciles running at once.
-    #[arg(long, env = "CONCURRENCY", default_value_t = 16)]
+    #[arg(long, env = "CONCURRENCY", default_value_t = 32)]
     pub concurrency: u16,
     /// Concurrent token requests per token-endpoint host.
-    #[arg(long, env = "MAX_REQUESTS_PER_HOST", default_value_t = 4)]
+    #[arg(long, env = "MAX_REQUESTS_PER_HOST", default_value_t = 8)]
     pub max_requests_per_host: usize,
     /// Address of /metrics, /healthz and /readyz.
     #[arg(long, env = "METRICS_ADDR", default_value = "0.0.0.0:8080")]

@@ -35,7 +35,7 @@ impl Default for HttpSettings {
             connect_timeout: Duration::from_secs(10),
             timeout: Duration::from_secs(30),
             max_response_bytes: 1024 * 1024,
-            max_requests_per_host: 4,
+            max_requests_per_host: 8,
             policy: UrlPolicy::default(),
         }
     }
