@@ -8,7 +8,7 @@
 //! KUBECONFIG=~/.kube/config cargo bench --bench scale -- --n 1000   # against a real cluster
 //! ```
 //!
-//! Options: `--n 1000,10000`, `--ttl SECS` (token lifetime, default 30), `--ttls K` (length of the
+//! Options: `--n 1000,10000`, `--ttl SECS` (token lifetime, default 60), `--ttls K` (length of the
 //! steady-state windows in TTLs, default 3), `--latency-ms MS` (provider latency, default 20),
 //! `--error-rate R` (provider errors in the fault scenario, default 0.05), `--unrelated COUNT`
 //! (unrelated 100 KB Secrets, default 10000; on a real cluster 0 unless given),
@@ -70,7 +70,7 @@ struct Options {
 fn options() -> anyhow::Result<Options> {
     let mut o = Options {
         sizes: vec![1_000, 10_000],
-        ttl: 30,
+        ttl: 60,
         ttls: 3,
         latency: Duration::from_millis(20),
         error_rate: 0.05,
@@ -425,6 +425,8 @@ struct Published {
     issued: AtomicU64,
     /// Times an output Secret's access token changed (refreshes).
     refreshed: AtomicU64,
+    /// Refreshes that arrived after the previous token had expired (a gap for workloads).
+    lapsed: AtomicU64,
     stop: AtomicBool,
 }
 
@@ -433,7 +435,8 @@ fn watch_published(client: kube::Client, prefix: String) -> Arc<Published> {
     let p = published.clone();
     tokio::spawn(async move {
         let api: Api<Secret> = Api::all(client);
-        let mut tokens: HashMap<String, u64> = HashMap::new();
+        // Per output Secret: digest of the token and its expiry (unix seconds).
+        let mut tokens: HashMap<String, (u64, Option<u64>)> = HashMap::new();
         let mut stream = watcher(api, watcher::Config::default().labels(MANAGED_BY)).boxed();
         while let Some(event) = stream.next().await {
             if p.stop.load(Ordering::Relaxed) {
@@ -457,10 +460,23 @@ fn watch_published(client: kube::Client, prefix: String) -> Arc<Published> {
                 token.0.hash(&mut h);
                 h.finish()
             };
-            match tokens.insert(key, digest) {
-                None => p.issued.fetch_add(1, Ordering::Relaxed),
-                Some(old) if old != digest => p.refreshed.fetch_add(1, Ordering::Relaxed),
-                Some(_) => 0,
+            let expires = secret
+                .data
+                .as_ref()
+                .and_then(|d| d.get("expires_at"))
+                .and_then(|e| std::str::from_utf8(&e.0).ok()?.parse::<jiff::Timestamp>().ok())
+                .map(|t| t.as_second() as u64);
+            match tokens.insert(key, (digest, expires)) {
+                None => {
+                    p.issued.fetch_add(1, Ordering::Relaxed);
+                }
+                Some((old, old_expiry)) if old != digest => {
+                    p.refreshed.fetch_add(1, Ordering::Relaxed);
+                    if old_expiry.is_some_and(|e| e < unix_now()) {
+                        p.lapsed.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                Some(_) => {}
             };
         }
     });
@@ -591,6 +607,8 @@ struct Row {
     cpu_secs: f64,
     /// ConnectorAuths not Ready at the end of the window.
     not_ready: usize,
+    /// Refreshes published only after the previous token had expired.
+    lapsed: u64,
     note: String,
 }
 
@@ -638,6 +656,7 @@ async fn measure(
     let _ = cluster.take_writes();
     let before = provider.snapshot();
     let refreshed = published.refreshed.load(Ordering::Relaxed) + published.issued.load(Ordering::Relaxed);
+    let lapsed = published.lapsed.load(Ordering::Relaxed);
     let cpu = op.cpu_seconds();
     tokio::time::sleep(window).await;
     let after = provider.snapshot();
@@ -648,6 +667,7 @@ async fn measure(
     row.cpu_secs = op.cpu_seconds() - cpu;
     row.peak_rss_mib = op.peak_rss_kib() as f64 / 1024.0;
     row.not_ready = row.n - cluster.ready().await?;
+    row.lapsed = published.lapsed.load(Ordering::Relaxed) - lapsed;
     row.writes = Some(match cluster.take_writes() {
         Some(w) => w,
         None => BTreeMap::from([(
@@ -819,15 +839,15 @@ fn report(rows: &[Row], o: &Options) -> String {
     );
     let _ = writeln!(
         s,
-        "| N | scenario | time (s) | refreshes | token requests / refresh | Secret writes / refresh | API writes / refresh | peak token req/s | peak RSS (MiB) | CPU s / 1,000 refreshes | not Ready at end |"
+        "| N | scenario | time (s) | refreshes | token requests / refresh | Secret writes / refresh | API writes / refresh | peak token req/s | peak RSS (MiB) | CPU s / 1,000 refreshes | tokens lapsed | not Ready at end |"
     );
-    let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|---|---|");
+    let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|---|---|---|");
     for r in rows {
         let restart = r.scenario.starts_with("restart");
         let per = |v: u64| if restart { v.to_string() } else { r.per_refresh(v) };
         let _ = writeln!(
             s,
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {:.1} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {:.1} | {} | {} | {} |",
             r.n,
             r.scenario,
             r.ready_secs.map(|t| format!("{t:.1}")).unwrap_or("–".into()),
@@ -858,6 +878,7 @@ fn report(rows: &[Row], o: &Options) -> String {
             } else {
                 format!("{:.2}", r.cpu_secs * 1000.0 / r.refreshes as f64)
             },
+            if restart { "–".into() } else { r.lapsed.to_string() },
             r.not_ready,
         );
     }
