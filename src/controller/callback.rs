@@ -169,10 +169,21 @@ async fn complete(
         .filter(|(k, _)| k != "state")
         .map(|(k, v)| (k, SecretString::new(v)))
         .collect();
+    let http = match super::http_options(&ctx.client, ns, &ca.spec).await {
+        Ok(h) => h,
+        Err(e) => {
+            return page(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Kubernetes API unavailable",
+                &e.to_string(),
+            );
+        }
+    };
     let inputs = Inputs {
         credentials,
         redirect_url: ctx.config.redirect_url.clone(),
         callback,
+        http,
     };
     let fingerprint = engine::fingerprint(&ca.spec, &inputs.credentials);
     let secret_name = output_secret_name(ca);

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use futures::{StreamExt, future};
 use jiff::Timestamp;
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{self, Action as Requeue, Controller};
@@ -28,7 +28,8 @@ use tracing::{debug, info, instrument, warn};
 
 use crate::api::ConnectorAuth;
 use crate::engine::driver::{self, Action, Outcome, Unsaved};
-use crate::engine::{self, Engine, Inputs, SecretString};
+use crate::engine::tls::{self, Kind};
+use crate::engine::{self, ClientOptions, Engine, Inputs, SecretString};
 use metrics::{Metrics, OutcomeLabels, ReasonLabels, ResourceLabels};
 use status::{Refusal, Verdict};
 use store::{FIELD_MANAGER, KubeStore, Memory};
@@ -196,6 +197,7 @@ pub async fn reconcile(ca: Arc<ConnectorAuth>, ctx: Arc<Context>) -> Result<Requ
         credentials,
         redirect_url: ctx.config.redirect_url.clone(),
         callback: BTreeMap::new(),
+        http: http_options(&ctx.client, &ns, &ca.spec).await.map_err(Error::Kube)?,
     };
     let fingerprint = engine::fingerprint(&ca.spec, &inputs.credentials);
     let Some(store) = KubeStore::new(secrets, &ca, &secret_name, ctx.memory.clone()) else {
@@ -256,6 +258,51 @@ pub async fn reconcile(ca: Arc<ConnectorAuth>, ctx: Arc<Context>) -> Result<Requ
 fn until(t: Timestamp) -> Duration {
     let secs = t.duration_since(Timestamp::now()).as_secs_f64();
     Duration::from_secs_f64(secs.max(1.0))
+}
+
+/// Reads the Secrets and ConfigMaps `spec.tls` names, from the resource's namespace only
+/// (nothing at all for resources without them). They are read on each pass and never
+/// cached, so a renewed client certificate or CA bundle is used by the next token request.
+/// Only API failures are errors here; a missing object or key is the engine's to report, when
+/// a request is to be sent (a valid token stays published meanwhile).
+pub(crate) async fn http_options(
+    client: &Client,
+    ns: &str,
+    spec: &crate::api::ConnectorAuthSpec,
+) -> Result<engine::Result<ClientOptions>, kube::Error> {
+    let mut fetched = tls::Fetched::new();
+    for obj in tls::references(spec) {
+        let data = match obj.kind {
+            Kind::Secret => Api::<Secret>::namespaced(client.clone(), ns)
+                .get_opt(&obj.name)
+                .await?
+                .map(|s| {
+                    let mut data: BTreeMap<String, Vec<u8>> =
+                        s.data.unwrap_or_default().into_iter().map(|(k, v)| (k, v.0)).collect();
+                    for (k, v) in s.string_data.unwrap_or_default() {
+                        data.insert(k, v.into_bytes());
+                    }
+                    data
+                }),
+            Kind::ConfigMap => Api::<ConfigMap>::namespaced(client.clone(), ns)
+                .get_opt(&obj.name)
+                .await?
+                .map(|c| {
+                    let mut data: BTreeMap<String, Vec<u8>> = c
+                        .binary_data
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(|(k, v)| (k, v.0))
+                        .collect();
+                    for (k, v) in c.data.unwrap_or_default() {
+                        data.insert(k, v.into_bytes());
+                    }
+                    data
+                }),
+        };
+        fetched.insert(obj, data);
+    }
+    Ok(tls::resolve(spec, &fetched))
 }
 
 fn secret_data(s: &Secret) -> BTreeMap<String, SecretString> {
@@ -416,8 +463,8 @@ fn error_policy(ca: Arc<ConnectorAuth>, error: &Error, ctx: Arc<Context>) -> Req
     Requeue::requeue(Duration::from_secs(5) + Duration::from_millis(rand::random::<u64>() % 5000))
 }
 
-/// Which ConnectorAuths a Secret change concerns: the ones reading it as credentials and the
-/// one owning it (output or state Secret).
+/// Which ConnectorAuths a Secret change concerns: the ones reading it (as credentials, CA
+/// bundle or client certificate) and the one owning it (output or state Secret).
 fn affected(reader: &Reader<ConnectorAuth>, secret: &PartialObjectMeta<Secret>) -> Vec<ObjectRef<ConnectorAuth>> {
     let ns = secret.namespace();
     let name = secret.name_any();
@@ -431,7 +478,10 @@ fn affected(reader: &Reader<ConnectorAuth>, secret: &PartialObjectMeta<Secret>) 
         reader
             .state()
             .iter()
-            .filter(|ca| ca.namespace() == ns && ca.spec.credentials_ref.name == name)
+            .filter(|ca| {
+                ca.namespace() == ns
+                    && (ca.spec.credentials_ref.name == name || tls::references_object(&ca.spec, Kind::Secret, &name))
+            })
             .map(|ca| ObjectRef::from_obj(ca.as_ref())),
     );
     refs
