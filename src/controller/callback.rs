@@ -19,7 +19,7 @@ use kube::{Resource, ResourceExt};
 
 use super::status::{self, Verdict};
 use super::store::KubeStore;
-use super::{Context, output_secret_name, patch_status, publish_event, secret_data};
+use super::{Context, output_secret_name, patch_status, publish_event, secret_data, spec_warnings};
 use crate::api::ConnectorAuth;
 use crate::consent::{self, ConsentState};
 use crate::engine::driver::{self, ConsentError};
@@ -216,15 +216,18 @@ async fn complete(
             publish_event(ca, ctx, EventType::Warning, e.reason(), &e.to_string(), "Authorize").await;
         }
         Ok(Ok(outcome)) => {
+            let previous = ctx.previous_status(ca);
+            let now = Timestamp::now();
             let st = status::desired(
-                ctx.previous_status(ca).as_ref(),
+                previous.as_ref(),
                 &Verdict::Ran(outcome),
                 ca.meta().generation,
                 flow.scheme,
                 &secret_name,
                 None,
-                Timestamp::now(),
+                now,
             );
+            let st = spec_warnings(ca, ctx, previous.as_ref(), st, now).await;
             if let Err(e) = patch_status(ca, ctx, st).await {
                 tracing::warn!(error = %e, "status after consent");
             }

@@ -247,6 +247,7 @@ pub async fn reconcile(ca: Arc<ConnectorAuth>, ctx: Arc<Context>) -> Result<Requ
         authorization_url.as_deref(),
         now,
     );
+    let status = spec_warnings(&ca, &ctx, previous.as_ref(), status, now).await;
     patch_status(&ca, &ctx, status).await?;
     Ok(match outcome.next {
         Some(next) => Requeue::requeue(until(next)),
@@ -305,6 +306,23 @@ pub(crate) async fn http_options(
     Ok(tls::resolve(spec, &fetched))
 }
 
+/// Adds the conditions that follow from the spec itself (the `InsecureTLS` warning) and
+/// records one Warning Event when such a condition appears.
+async fn spec_warnings(
+    ca: &ConnectorAuth,
+    ctx: &Context,
+    previous: Option<&crate::api::ConnectorAuthStatus>,
+    mut next: crate::api::ConnectorAuthStatus,
+    now: Timestamp,
+) -> crate::api::ConnectorAuthStatus {
+    status::warn_insecure_tls(&mut next, previous, &ca.spec, ca.meta().generation, now);
+    if let Some(c) = status::raised(previous, &next, status::INSECURE_TLS) {
+        warn!(reason = %c.reason, "TLS verification of token requests is disabled");
+        publish_event(ca, ctx, EventType::Warning, &c.reason, &c.message, "Validate").await;
+    }
+    next
+}
+
 fn secret_data(s: &Secret) -> BTreeMap<String, SecretString> {
     let mut out: BTreeMap<String, SecretString> = s
         .data
@@ -329,6 +347,7 @@ async fn refuse(ca: &ConnectorAuth, ctx: &Context, r: Refusal, requeue: Option<D
     }
     warn!(reason = r.reason, message = %r.message, "refused");
     let previous = ctx.previous_status(ca);
+    let now = Timestamp::now();
     let status = status::desired(
         previous.as_ref(),
         &Verdict::Refused(r),
@@ -336,8 +355,9 @@ async fn refuse(ca: &ConnectorAuth, ctx: &Context, r: Refusal, requeue: Option<D
         ca.spec.scheme.name(),
         &output_secret_name(ca),
         None,
-        Timestamp::now(),
+        now,
     );
+    let status = spec_warnings(ca, ctx, previous.as_ref(), status, now).await;
     patch_status(ca, ctx, status).await?;
     Ok(requeue.map(Requeue::requeue).unwrap_or_else(Requeue::await_change))
 }
@@ -487,6 +507,21 @@ fn affected(reader: &Reader<ConnectorAuth>, secret: &PartialObjectMeta<Secret>) 
     refs
 }
 
+/// Which ConnectorAuths read a ConfigMap (as CA bundle).
+fn readers_of_config_map(
+    reader: &Reader<ConnectorAuth>,
+    cm: &PartialObjectMeta<ConfigMap>,
+) -> Vec<ObjectRef<ConnectorAuth>> {
+    let ns = cm.namespace();
+    let name = cm.name_any();
+    reader
+        .state()
+        .iter()
+        .filter(|ca| ca.namespace() == ns && tls::references_object(&ca.spec, Kind::ConfigMap, &name))
+        .map(|ca| ObjectRef::from_obj(ca.as_ref()))
+        .collect()
+}
+
 /// Runs the controller for one namespace (or all) until `shutdown` fires.
 pub async fn run_controller(
     ctx: Arc<Context>,
@@ -494,19 +529,30 @@ pub async fn run_controller(
     ready: watch::Sender<bool>,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
-    // Secrets are watched metadata-only and not cached: memory does not grow with the number
-    // or size of unrelated Secrets. Deletions trigger too (a deleted output is restored).
-    let (cas, secrets): (Api<ConnectorAuth>, Api<PartialObjectMeta<Secret>>) = match &namespace {
+    // Secrets and ConfigMaps are watched metadata-only and not cached: memory does not grow
+    // with the number or size of unrelated objects. Deletions trigger too (a deleted output is
+    // restored). ConfigMaps matter only as CA bundles: a fixed or created one is used at once.
+    let (cas, secrets, config_maps): (
+        Api<ConnectorAuth>,
+        Api<PartialObjectMeta<Secret>>,
+        Api<PartialObjectMeta<ConfigMap>>,
+    ) = match &namespace {
         Some(ns) => (
             Api::namespaced(ctx.client.clone(), ns),
             Api::namespaced(ctx.client.clone(), ns),
+            Api::namespaced(ctx.client.clone(), ns),
         ),
-        None => (Api::all(ctx.client.clone()), Api::all(ctx.client.clone())),
+        None => (
+            Api::all(ctx.client.clone()),
+            Api::all(ctx.client.clone()),
+            Api::all(ctx.client.clone()),
+        ),
     };
     let controller = Controller::new(cas, watcher::Config::default().any_semantic())
         .with_config(controller::Config::default().concurrency(ctx.config.concurrency));
     let reader = controller.store();
     let mapper_reader = reader.clone();
+    let cm_reader = reader.clone();
     let readiness = reader.clone();
     tokio::spawn(async move {
         if readiness.wait_until_ready().await.is_ok() {
@@ -516,6 +562,9 @@ pub async fn run_controller(
     controller
         .watches(secrets, watcher::Config::default().any_semantic(), move |s| {
             affected(&mapper_reader, &s)
+        })
+        .watches(config_maps, watcher::Config::default().any_semantic(), move |cm| {
+            readers_of_config_map(&cm_reader, &cm)
         })
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)
