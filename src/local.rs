@@ -355,9 +355,17 @@ pub struct Report {
     pub result: Result<Outcome, String>,
     /// For resources awaiting consent: the link to open.
     pub authorization_url: Option<String>,
+    /// A warning about the spec, given once per resource and process (`insecureSkipVerify`).
+    pub warning: Option<String>,
 }
 
 impl Report {
+    /// The warning as printed on stderr, if there is one.
+    pub fn warning_line(&self) -> Option<String> {
+        let w = self.warning.as_ref()?;
+        Some(format!("WARNING {}/{}: {w}", self.namespace, self.name))
+    }
+
     pub fn ok(&self) -> bool {
         matches!(&self.result, Ok(o) if !matches!(o.action, Action::Failed { .. } | Action::BackingOff))
             && self.result.as_ref().is_ok_and(|o| o.token.is_some())
@@ -512,14 +520,16 @@ impl LocalRunner {
         let mut unsaved = unsaved.lock().await;
         let mut reports = Vec::new();
         for ca in &manifests.resources {
-            let id = (ca.namespace().unwrap_or_default(), ca.name_any());
-            let insecure = ca.spec.tls.as_ref().is_some_and(|t| t.insecure_skip_verify);
-            if insecure && self.warned_insecure.insert(id.clone()) {
-                eprintln!("WARNING {}/{}: {}", id.0, id.1, tls::INSECURE_SKIP_VERIFY_WARNING);
-            } else if !insecure {
+            let mut report = self.reconcile(&manifests, ca, &mut unsaved).await;
+            let id = (report.namespace.clone(), report.name.clone());
+            if ca.spec.tls.as_ref().is_some_and(|t| t.insecure_skip_verify) {
+                if self.warned_insecure.insert(id) {
+                    report.warning = Some(tls::INSECURE_SKIP_VERIFY_WARNING.into());
+                }
+            } else {
                 self.warned_insecure.remove(&id);
             }
-            reports.push(self.reconcile(&manifests, ca, &mut unsaved).await);
+            reports.push(report);
         }
         Ok(reports)
     }
@@ -540,6 +550,7 @@ impl LocalRunner {
             secret: format!("{}", self.output.join(&namespace).join(&secret).display()),
             result: Err(String::new()),
             authorization_url: None,
+            warning: None,
         };
         let r = &ca.spec.credentials_ref;
         if let Some(ns) = r.namespace.as_deref().filter(|ns| *ns != namespace) {
@@ -606,6 +617,9 @@ impl LocalRunner {
             let now = Timestamp::now();
             let mut sleep = self.poll;
             for r in &reports {
+                if let Some(w) = r.warning_line() {
+                    eprintln!("{w}");
+                }
                 let changed = match &r.result {
                     Ok(o) => !matches!(o.action, Action::Kept | Action::BackingOff) || o.written,
                     Err(_) => true,

@@ -361,54 +361,45 @@ async fn tls_material_comes_from_secret_and_config_map_manifests_like_in_a_clust
     assert_eq!(hits.get(), 1);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_cli_warns_once_about_insecure_skip_verify_and_still_works() {
+#[tokio::test]
+async fn insecure_skip_verify_works_and_is_warned_about_once() {
     use support::tls::*;
     let pki = pki();
     let hits = std::sync::Arc::new(Hits::default());
     let provider = serve_tls(token_router(hits.clone(), None), &pki.self_signed, None).await;
     let tmp = tempfile::tempdir().unwrap();
-    write_documents(
-        &tmp.path().join("m.yaml"),
-        &[
-            serde_json::json!({
-                "apiVersion": "v1", "kind": "Secret",
-                "metadata": {"name": "creds", "namespace": "team-a"},
-                "stringData": {"client_id": CLIENT_ID, "client_secret": CLIENT_SECRET},
-            }),
-            tls_resource(
-                "lab",
-                &format!("{}/oauth/token", provider.url),
-                serde_json::json!({"insecureSkipVerify": true}),
-            ),
-        ],
-    );
-    let (m, o) = (tmp.path().to_path_buf(), tmp.path().join("out"));
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new(BIN)
-            .args(["local", "--once", "-m"])
-            .arg(&m)
-            .arg("-o")
-            .arg(&o)
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
-    let (stdout, stderr) = (
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr),
-    );
-    assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
-    assert!(stdout.contains("issued"), "{stdout}");
+    let creds = serde_json::json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "creds", "namespace": "team-a"},
+        "stringData": {"client_id": CLIENT_ID, "client_secret": CLIENT_SECRET},
+    });
+    let lab = |insecure: bool| {
+        tls_resource(
+            "lab",
+            &format!("{}/oauth/token", provider.url),
+            serde_json::json!({"insecureSkipVerify": insecure}),
+        )
+    };
+    let manifests = tmp.path().join("m.yaml");
+    write_documents(&manifests, &[creds.clone(), lab(true)]);
+    let mut runner = runner(&manifests, &tmp.path().join("out"));
+
+    let first = runner.pass().await.unwrap();
+    assert!(first[0].ok(), "{}", first[0].line());
     assert_eq!(
-        stderr
-            .matches("WARNING team-a/lab: spec.tls.insecureSkipVerify is true")
-            .count(),
-        1,
-        "{stderr}"
+        first[0].warning_line().unwrap(),
+        "WARNING team-a/lab: spec.tls.insecureSkipVerify is true: the token endpoint's certificate is not verified, \
+         so credentials and tokens may be exchanged with an impostor; set spec.tls.caBundleRef for a private CA instead"
     );
-    assert_eq!(hits.get(), 1);
+    let second = runner.pass().await.unwrap();
+    assert!(second[0].warning.is_none(), "warned once");
+
+    // Unset and set again: warned again.
+    write_documents(&manifests, &[creds.clone(), lab(false)]);
+    assert!(runner.pass().await.unwrap()[0].warning.is_none());
+    write_documents(&manifests, &[creds, lab(true)]);
+    assert!(runner.pass().await.unwrap()[0].warning.is_some());
+    assert_eq!(hits.get(), 1, "the valid token is kept throughout");
 }
 
 /// A store whose saves fail a given number of times, recording what was saved.
