@@ -52,6 +52,23 @@ pub struct ConnectorAuthSpec {
     /// When the token is renewed.
     #[serde(default, skip_serializing_if = "Renewal::is_empty")]
     pub renewal: Renewal,
+
+    /// TLS of this resource's token requests (login, refresh, code exchange): a CA bundle to
+    /// trust, a client certificate for mutual TLS. Omitted: the token endpoint's certificate
+    /// must chain to the system's trusted CAs, and no client certificate is presented.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsConfig>,
+
+    /// Follow HTTP redirects (a 3xx with a `Location`) of token requests, at most 5 in a row.
+    /// Every hop is checked against the operator's token-URL policy (cloud metadata and
+    /// link-local addresses, allow and deny lists) and a redirect from https to plain http is
+    /// never followed. A 307/308 redirect resends the request body (client credentials
+    /// included) to the new address; `Authorization` and `Cookie` headers are dropped when the
+    /// host changes, other headers go along. Default false: a redirect is an error, unless the
+    /// token can be read from the redirect response itself (a login that answers 302 and sets a
+    /// session cookie).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_redirects: bool,
 }
 
 /// A reference to the credentials Secret.
@@ -460,11 +477,80 @@ impl Renewal {
     }
 }
 
+/// TLS settings of token requests. Every Secret and ConfigMap named here is read from the
+/// ConnectorAuth's own namespace, on every pass (so a renewed certificate is used at once).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!(has(self.caBundleRef) && has(self.insecureSkipVerify) && self.insecureSkipVerify)").message("set either tls.caBundleRef or tls.insecureSkipVerify: a CA bundle has no effect when verification is skipped"))]
+pub struct TlsConfig {
+    /// PEM CA certificates that the token endpoint's certificate must chain to, from a key of
+    /// a Secret or ConfigMap in this namespace (e.g. the `ca.crt` of a cert-manager Secret, or
+    /// a trust-manager bundle). They replace the system's trusted CAs for this resource:
+    /// include public roots in the bundle if the endpoint presents a publicly trusted
+    /// certificate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_bundle_ref: Option<CaBundleRef>,
+    /// A client certificate (and its private key) presented to the token endpoint for mutual
+    /// TLS, e.g. for RFC 8705 certificate-bound tokens: a `kubernetes.io/tls` Secret in this
+    /// namespace, such as one cert-manager issues.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_certificate_ref: Option<ClientCertificateRef>,
+    /// Do not verify the token endpoint's certificate (neither its issuer nor its host name).
+    /// Credentials may then be sent to an impostor: meant for trying things out only. While it
+    /// is set the resource has the condition `InsecureTLS` (status True) and a Warning Event is
+    /// recorded once. Prefer `caBundleRef` for a private CA. Default false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub insecure_skip_verify: bool,
+}
+
+/// The kind of object a CA bundle is read from.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, schemars::JsonSchema)]
+pub enum CaBundleKind {
+    Secret,
+    ConfigMap,
+}
+
+/// A key of a Secret or ConfigMap, in the ConnectorAuth's namespace, holding PEM CA
+/// certificates.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CaBundleRef {
+    /// `Secret` or `ConfigMap`.
+    pub kind: CaBundleKind,
+    /// Name of the Secret or ConfigMap.
+    #[x_kube(validation = Rule::new("self.size() > 0").message("tls.caBundleRef.name must not be empty"))]
+    pub name: String,
+    /// The key holding the PEM certificates (a ConfigMap's `data` or `binaryData`). Default
+    /// `ca.crt`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self.size() > 0").message("tls.caBundleRef.key must not be empty"))]
+    pub key: Option<String>,
+}
+
+/// A Secret, in the ConnectorAuth's namespace, holding a client certificate and its private
+/// key.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ClientCertificateRef {
+    /// Name of the Secret.
+    #[x_kube(validation = Rule::new("self.size() > 0").message("tls.clientCertificateRef.name must not be empty"))]
+    pub name: String,
+    /// The key holding the PEM certificate, followed by any intermediates. Default `tls.crt`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self.size() > 0").message("tls.clientCertificateRef.certificateKey must not be empty"))]
+    pub certificate_key: Option<String>,
+    /// The key holding the PEM private key (PKCS#8, PKCS#1 or SEC1). Default `tls.key`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self.size() > 0").message("tls.clientCertificateRef.privateKeyKey must not be empty"))]
+    pub private_key_key: Option<String>,
+}
+
 /// Observed state.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ConnectorAuthStatus {
-    /// `Ready` and, while renewal is failing, `RefreshFailing`.
+    /// `Ready`; `RefreshFailing` while renewal is failing; `InsecureTLS` while
+    /// `spec.tls.insecureSkipVerify` is set.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
     /// The scheme in use.

@@ -294,6 +294,9 @@ async fn run_local(args: LocalArgs) -> anyhow::Result<std::process::ExitCode> {
             anyhow::bail!("no ConnectorAuth found under {}", args.manifests.display());
         }
         for r in &reports {
+            if let Some(w) = r.warning_line() {
+                eprintln!("{w}");
+            }
             println!("{}", r.line());
             if args.show {
                 let store = local::FileStore::new(&args.output, &r.namespace, &r.name, secret_leaf(&r.secret));

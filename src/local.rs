@@ -1,11 +1,11 @@
 //! Local mode: the same engine and driver, backed by files instead of a cluster.
 //!
-//! Manifests (ConnectorAuth and Secret YAML) are read from a folder; each output Secret is
-//! written as `OUTPUT/<namespace>/<secretName>/<key>` in the layout kubelet uses for a mounted
-//! Secret volume (a timestamped data directory behind a `..data` symlink that is swapped
+//! Manifests (ConnectorAuth, Secret and ConfigMap YAML) are read from a folder; each output
+//! Secret is written as `OUTPUT/<namespace>/<secretName>/<key>` in the layout kubelet uses for a
+//! mounted Secret volume (a timestamped data directory behind a `..data` symlink that is swapped
 //! atomically), and private state goes to `OUTPUT/.state/` with 0600 permissions.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
@@ -21,7 +21,8 @@ use kube::ResourceExt;
 use crate::api::ConnectorAuth;
 use crate::consent;
 use crate::engine::driver::{self, Action, Outcome, Record, Store, StoreError, Unsaved};
-use crate::engine::{self, Engine, EngineError, Inputs, SecretString};
+use crate::engine::tls::{self, Kind};
+use crate::engine::{self, ClientOptions, Engine, EngineError, Inputs, SecretString};
 
 /// A credentials Secret read from a manifest.
 #[derive(Debug, Clone)]
@@ -31,16 +32,52 @@ pub struct SecretManifest {
     pub data: BTreeMap<String, SecretString>,
 }
 
+/// A ConfigMap read from a manifest (a CA bundle for `spec.tls.caBundleRef`): `data` and
+/// `binaryData` merged.
+#[derive(Debug, Clone)]
+pub struct ConfigMapManifest {
+    pub namespace: String,
+    pub name: String,
+    pub data: BTreeMap<String, Vec<u8>>,
+}
+
 /// Everything found under a manifests folder.
 #[derive(Debug, Default)]
 pub struct Manifests {
     pub resources: Vec<ConnectorAuth>,
     pub secrets: Vec<SecretManifest>,
+    pub config_maps: Vec<ConfigMapManifest>,
 }
 
 impl Manifests {
     pub fn secret(&self, namespace: &str, name: &str) -> Option<&SecretManifest> {
         self.secrets.iter().find(|s| s.namespace == namespace && s.name == name)
+    }
+
+    pub fn config_map(&self, namespace: &str, name: &str) -> Option<&ConfigMapManifest> {
+        self.config_maps
+            .iter()
+            .find(|c| c.namespace == namespace && c.name == name)
+    }
+
+    /// How `ca`'s token requests are sent, with the TLS material of `spec.tls` taken from the
+    /// Secrets and ConfigMaps of its namespace in these manifests, as in a cluster.
+    pub fn client_options(&self, ca: &ConnectorAuth) -> engine::Result<ClientOptions> {
+        let namespace = ca.namespace().unwrap_or_else(|| "default".into());
+        let mut fetched = tls::Fetched::new();
+        for obj in tls::references(&ca.spec) {
+            let data = match obj.kind {
+                Kind::Secret => self.secret(&namespace, &obj.name).map(|s| {
+                    s.data
+                        .iter()
+                        .map(|(k, v)| (k.clone(), v.expose().as_bytes().to_vec()))
+                        .collect()
+                }),
+                Kind::ConfigMap => self.config_map(&namespace, &obj.name).map(|c| c.data.clone()),
+            };
+            fetched.insert(obj, data);
+        }
+        tls::resolve(&ca.spec, &fetched)
     }
 }
 
@@ -82,6 +119,9 @@ pub fn load_manifests(path: &Path) -> anyhow::Result<Manifests> {
                 Some("Secret") => m
                     .secrets
                     .push(parse_secret(&doc).with_context(|| format!("{}: invalid Secret", at()))?),
+                Some("ConfigMap") => m
+                    .config_maps
+                    .push(parse_config_map(&doc).with_context(|| format!("{}: invalid ConfigMap", at()))?),
                 _ => {}
             }
         }
@@ -105,7 +145,8 @@ fn collect_yaml(path: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
     Ok(())
 }
 
-fn parse_secret(doc: &serde_json::Value) -> anyhow::Result<SecretManifest> {
+/// `metadata.namespace` (default `default`) and `metadata.name` of a manifest.
+fn namespace_and_name(doc: &serde_json::Value) -> anyhow::Result<(String, String)> {
     let meta = doc.get("metadata").context("metadata is missing")?;
     let name = meta
         .get("name")
@@ -117,6 +158,32 @@ fn parse_secret(doc: &serde_json::Value) -> anyhow::Result<SecretManifest> {
         .and_then(|n| n.as_str())
         .unwrap_or("default")
         .to_string();
+    Ok((namespace, name))
+}
+
+fn parse_config_map(doc: &serde_json::Value) -> anyhow::Result<ConfigMapManifest> {
+    let (namespace, name) = namespace_and_name(doc)?;
+    let mut data = BTreeMap::new();
+    if let Some(d) = doc.get("binaryData").and_then(|d| d.as_object()) {
+        for (k, v) in d {
+            let raw = v.as_str().with_context(|| format!("binaryData.{k} is not a string"))?;
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(raw.trim())
+                .with_context(|| format!("binaryData.{k} is not base64"))?;
+            data.insert(k.clone(), bytes);
+        }
+    }
+    if let Some(d) = doc.get("data").and_then(|d| d.as_object()) {
+        for (k, v) in d {
+            let s = v.as_str().with_context(|| format!("data.{k} is not a string"))?;
+            data.insert(k.clone(), s.as_bytes().to_vec());
+        }
+    }
+    Ok(ConfigMapManifest { namespace, name, data })
+}
+
+fn parse_secret(doc: &serde_json::Value) -> anyhow::Result<SecretManifest> {
+    let (namespace, name) = namespace_and_name(doc)?;
     let mut data = BTreeMap::new();
     if let Some(d) = doc.get("data").and_then(|d| d.as_object()) {
         for (k, v) in d {
@@ -288,9 +355,17 @@ pub struct Report {
     pub result: Result<Outcome, String>,
     /// For resources awaiting consent: the link to open.
     pub authorization_url: Option<String>,
+    /// A warning about the spec, given once per resource and process (`insecureSkipVerify`).
+    pub warning: Option<String>,
 }
 
 impl Report {
+    /// The warning as printed on stderr, if there is one.
+    pub fn warning_line(&self) -> Option<String> {
+        let w = self.warning.as_ref()?;
+        Some(format!("WARNING {}/{}: {w}", self.namespace, self.name))
+    }
+
     pub fn ok(&self) -> bool {
         matches!(&self.result, Ok(o) if !matches!(o.action, Action::Failed { .. } | Action::BackingOff))
             && self.result.as_ref().is_ok_and(|o| o.token.is_some())
@@ -378,6 +453,8 @@ pub struct LocalRunner {
     consent_key: Option<Vec<u8>>,
     /// Unsaved records per resource; the lock also serializes passes and consent callbacks.
     unsaved: SharedUnsaved,
+    /// Resources already warned about `spec.tls.insecureSkipVerify` (once per process).
+    warned_insecure: BTreeSet<(String, String)>,
 }
 
 type SharedUnsaved = Arc<tokio::sync::Mutex<BTreeMap<(String, String), Unsaved>>>;
@@ -397,6 +474,7 @@ impl LocalRunner {
             poll: Duration::from_secs(10),
             consent_key: None,
             unsaved: Arc::default(),
+            warned_insecure: BTreeSet::new(),
         }
     }
 
@@ -442,7 +520,16 @@ impl LocalRunner {
         let mut unsaved = unsaved.lock().await;
         let mut reports = Vec::new();
         for ca in &manifests.resources {
-            reports.push(self.reconcile(&manifests, ca, &mut unsaved).await);
+            let mut report = self.reconcile(&manifests, ca, &mut unsaved).await;
+            let id = (report.namespace.clone(), report.name.clone());
+            if ca.spec.tls.as_ref().is_some_and(|t| t.insecure_skip_verify) {
+                if self.warned_insecure.insert(id) {
+                    report.warning = Some(tls::INSECURE_SKIP_VERIFY_WARNING.into());
+                }
+            } else {
+                self.warned_insecure.remove(&id);
+            }
+            reports.push(report);
         }
         Ok(reports)
     }
@@ -463,6 +550,7 @@ impl LocalRunner {
             secret: format!("{}", self.output.join(&namespace).join(&secret).display()),
             result: Err(String::new()),
             authorization_url: None,
+            warning: None,
         };
         let r = &ca.spec.credentials_ref;
         if let Some(ns) = r.namespace.as_deref().filter(|ns| *ns != namespace) {
@@ -489,6 +577,7 @@ impl LocalRunner {
             credentials: creds.data.clone(),
             redirect_url: self.redirect_url.clone(),
             callback: BTreeMap::new(),
+            http: manifests.client_options(ca),
         };
         let fp = engine::fingerprint(&ca.spec, &inputs.credentials);
         let store = FileStore::new(&self.output, &namespace, &name, &secret);
@@ -528,6 +617,9 @@ impl LocalRunner {
             let now = Timestamp::now();
             let mut sleep = self.poll;
             for r in &reports {
+                if let Some(w) = r.warning_line() {
+                    eprintln!("{w}");
+                }
                 let changed = match &r.result {
                     Ok(o) => !matches!(o.action, Action::Kept | Action::BackingOff) || o.written,
                     Err(_) => true,
@@ -644,6 +736,7 @@ async fn local_callback(
         credentials: creds.data.clone(),
         redirect_url: Some(s.redirect_url.clone()),
         callback,
+        http: manifests.client_options(ca),
     };
     let fp = engine::fingerprint(&ca.spec, &inputs.credentials);
     let store = FileStore::new(&s.output, &state.namespace, &state.name, &secret_name(ca));

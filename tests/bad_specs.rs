@@ -168,6 +168,36 @@ const CORPUS: &[(&str, &str, Expect)] = &[
         "credentialsRef: {name: c}\ntripletex: {sessionDays: 0}",
         Expect::Terminal("InvalidSpec"),
     ),
+    (
+        "CA bundle and insecureSkipVerify",
+        "credentialsRef: {name: c}\napiKey: {}\ntls: {caBundleRef: {kind: Secret, name: ca}, insecureSkipVerify: true}",
+        Expect::Apply("set either tls.caBundleRef or tls.insecureSkipVerify"),
+    ),
+    (
+        "CA bundle without a name",
+        "credentialsRef: {name: c}\napiKey: {}\ntls: {caBundleRef: {kind: ConfigMap, name: ''}}",
+        Expect::Apply("tls.caBundleRef.name must not be empty"),
+    ),
+    (
+        "CA bundle with an empty key",
+        "credentialsRef: {name: c}\napiKey: {}\ntls: {caBundleRef: {kind: ConfigMap, name: ca, key: ''}}",
+        Expect::Apply("tls.caBundleRef.key must not be empty"),
+    ),
+    (
+        "client certificate without a name",
+        "credentialsRef: {name: c}\napiKey: {}\ntls: {clientCertificateRef: {name: ''}}",
+        Expect::Apply("tls.clientCertificateRef.name must not be empty"),
+    ),
+    (
+        "CA bundle from an unknown kind",
+        "credentialsRef: {name: c}\napiKey: {}\ntls: {caBundleRef: {kind: Node, name: ca}}",
+        Expect::Shape,
+    ),
+    (
+        "CA bundle without a kind",
+        "credentialsRef: {name: c}\napiKey: {}\ntls: {caBundleRef: {name: ca}}",
+        Expect::Shape,
+    ),
 ];
 
 #[tokio::test]

@@ -283,6 +283,125 @@ data: {api_key: c2VjcmV0}
     assert!(!tmp.path().join("out/tenant-a").exists(), "nothing published");
 }
 
+/// Manifests as JSON documents (valid YAML), so PEM text needs no block scalars.
+fn write_documents(path: &Path, docs: &[serde_json::Value]) {
+    let text: Vec<String> = docs.iter().map(|d| serde_json::to_string_pretty(d).unwrap()).collect();
+    std::fs::write(path, text.join("\n---\n")).unwrap();
+}
+
+fn tls_resource(name: &str, token_url: &str, tls: serde_json::Value) -> serde_json::Value {
+    serde_json::json!({
+        "apiVersion": "connectorauth.dev/v1alpha1", "kind": "ConnectorAuth",
+        "metadata": {"name": name, "namespace": "team-a"},
+        "spec": {
+            "credentialsRef": {"name": "creds"},
+            "oauth2": {"tokenUrl": token_url, "clientAuth": "client_secret_post"},
+            "tls": tls,
+        },
+    })
+}
+
+#[tokio::test]
+async fn tls_material_comes_from_secret_and_config_map_manifests_like_in_a_cluster() {
+    use support::tls::*;
+    let pki = pki();
+    let hits = std::sync::Arc::new(Hits::default());
+    let provider = serve_tls(token_router(hits.clone(), None), &pki.server, Some(&pki.client_ca)).await;
+    let url = format!("{}/oauth/token", provider.url);
+    let tmp = tempfile::tempdir().unwrap();
+    let b64 = |s: &str| base64::Engine::encode(&base64::engine::general_purpose::STANDARD, s);
+    write_documents(
+        &tmp.path().join("m.yaml"),
+        &[
+            serde_json::json!({
+                "apiVersion": "v1", "kind": "Secret",
+                "metadata": {"name": "creds", "namespace": "team-a"},
+                "stringData": {"client_id": CLIENT_ID, "client_secret": CLIENT_SECRET},
+            }),
+            // As `kubectl create configmap corp-ca --from-file=ca.crt=ca.pem -o yaml` writes it.
+            serde_json::json!({
+                "apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": {"name": "corp-ca", "namespace": "team-a"},
+                "data": {"ca.crt": pki.ca},
+            }),
+            // As `kubectl create secret tls client-tls --cert=… --key=… -o yaml` writes it.
+            serde_json::json!({
+                "apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
+                "metadata": {"name": "client-tls", "namespace": "team-a"},
+                "data": {"tls.crt": b64(&pki.client.cert), "tls.key": b64(&pki.client.key)},
+            }),
+            tls_resource(
+                "mtls",
+                &url,
+                serde_json::json!({
+                    "caBundleRef": {"kind": "ConfigMap", "name": "corp-ca"},
+                    "clientCertificateRef": {"name": "client-tls"},
+                }),
+            ),
+            tls_resource(
+                "no-ca",
+                &url,
+                serde_json::json!({"caBundleRef": {"kind": "ConfigMap", "name": "elsewhere"}}),
+            ),
+        ],
+    );
+    let out = tmp.path().join("out");
+    let reports = runner(tmp.path(), &out).pass().await.unwrap();
+    assert!(reports[0].ok(), "{}", reports[0].line());
+    let token = std::fs::read_to_string(out.join("team-a/mtls-token/access_token")).unwrap();
+    assert_eq!(token, "tls-at-1");
+    assert!(!reports[1].ok());
+    assert!(
+        reports[1].line().contains(
+            "spec.tls.caBundleRef: ConfigMap elsewhere not found in the resource's namespace (key `ca.crt` is read from it) [ReferenceNotFound]"
+        ),
+        "{}",
+        reports[1].line()
+    );
+    assert_eq!(hits.get(), 1);
+}
+
+#[tokio::test]
+async fn insecure_skip_verify_works_and_is_warned_about_once() {
+    use support::tls::*;
+    let pki = pki();
+    let hits = std::sync::Arc::new(Hits::default());
+    let provider = serve_tls(token_router(hits.clone(), None), &pki.self_signed, None).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let creds = serde_json::json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "creds", "namespace": "team-a"},
+        "stringData": {"client_id": CLIENT_ID, "client_secret": CLIENT_SECRET},
+    });
+    let lab = |insecure: bool| {
+        tls_resource(
+            "lab",
+            &format!("{}/oauth/token", provider.url),
+            serde_json::json!({"insecureSkipVerify": insecure}),
+        )
+    };
+    let manifests = tmp.path().join("m.yaml");
+    write_documents(&manifests, &[creds.clone(), lab(true)]);
+    let mut runner = runner(&manifests, &tmp.path().join("out"));
+
+    let first = runner.pass().await.unwrap();
+    assert!(first[0].ok(), "{}", first[0].line());
+    assert_eq!(
+        first[0].warning_line().unwrap(),
+        "WARNING team-a/lab: spec.tls.insecureSkipVerify is true: the token endpoint's certificate is not verified, \
+         so credentials and tokens may be exchanged with an impostor; set spec.tls.caBundleRef for a private CA instead"
+    );
+    let second = runner.pass().await.unwrap();
+    assert!(second[0].warning.is_none(), "warned once");
+
+    // Unset and set again: warned again.
+    write_documents(&manifests, &[creds.clone(), lab(false)]);
+    assert!(runner.pass().await.unwrap()[0].warning.is_none());
+    write_documents(&manifests, &[creds, lab(true)]);
+    assert!(runner.pass().await.unwrap()[0].warning.is_some());
+    assert_eq!(hits.get(), 1, "the valid token is kept throughout");
+}
+
 /// A store whose saves fail a given number of times, recording what was saved.
 struct FlakyStore {
     fail_saves: AtomicU32,

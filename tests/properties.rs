@@ -23,6 +23,7 @@ fn response(body: Vec<u8>, cookies: &[String]) -> HttpResponse {
         host: "h".into(),
         headers,
         body,
+        location: None,
     }
 }
 

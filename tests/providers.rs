@@ -707,6 +707,7 @@ async fn every_bundled_example_works_against_its_emulated_provider() {
         credentials: creds(&[("CLIENT_ID", "g-client"), ("CLIENT_SECRET", "g-secret")]),
         redirect_url: Some(GOOGLE_REDIRECT.into()),
         callback: [("code".to_string(), GOOGLE_CODE.into())].into(),
+        ..Default::default()
     };
     let token = engine
         .obtain(&flow, &inputs, None, "fp", jiff::Timestamp::now())

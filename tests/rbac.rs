@@ -327,6 +327,80 @@ async fn lifecycle() -> Scenario {
     }
 }
 
+/// A private HTTPS provider that requires a client certificate: the CA bundle is read from a
+/// ConfigMap and the client certificate from a `kubernetes.io/tls` Secret (both `get`).
+async fn tls() -> Scenario {
+    let ns = "team-a";
+    let pki = support::tls::pki();
+    let hits = std::sync::Arc::new(support::tls::Hits::default());
+    let provider = support::tls::serve_tls(
+        support::tls::token_router(hits, None),
+        &pki.server,
+        Some(&pki.client_ca),
+    )
+    .await;
+    let server = api_server().await;
+    let put = |plural: &str, obj: serde_json::Value| server.create_object("", plural, obj).unwrap();
+    put(
+        "secrets",
+        json!({
+            "apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": "creds", "namespace": ns},
+            "data": {"client_id": b64(support::tls::CLIENT_ID), "client_secret": b64(support::tls::CLIENT_SECRET)},
+        }),
+    );
+    put(
+        "secrets",
+        json!({
+            "apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
+            "metadata": {"name": "client-tls", "namespace": ns},
+            "data": {"tls.crt": b64(&pki.client.cert), "tls.key": b64(&pki.client.key)},
+        }),
+    );
+    put(
+        "configmaps",
+        json!({
+            "apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "corp-ca", "namespace": ns},
+            "data": {"ca.crt": pki.ca},
+        }),
+    );
+    server
+        .create_object(
+            "connectorauth.dev",
+            "connectorauths",
+            json!({
+                "apiVersion": "connectorauth.dev/v1alpha1", "kind": "ConnectorAuth",
+                "metadata": {"name": "private", "namespace": ns},
+                "spec": {
+                    "credentialsRef": {"name": "creds"},
+                    "oauth2": {"tokenUrl": format!("{}/oauth/token", provider.url), "clientAuth": "client_secret_post"},
+                    "tls": {
+                        "caBundleRef": {"kind": "ConfigMap", "name": "corp-ca"},
+                        "clientCertificateRef": {"name": "client-tls"},
+                    },
+                },
+            }),
+        )
+        .unwrap();
+    let op = Operator::start(Source::Url(server.url()), "op-1", false);
+    eventually(20, "token from the private mTLS provider", || {
+        token(&server, ns, "private")
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    op.stop().await;
+    Scenario {
+        name: "tls",
+        values: Values {
+            watch_namespaces: vec![],
+            leader_election: false,
+            callback: false,
+        },
+        requests: operator_requests(&server),
+    }
+}
+
 /// A provider outage: failed renewals publish Warning Events, the repeated one as a series
 /// (an Event patch).
 async fn outage() -> Scenario {
@@ -447,9 +521,10 @@ async fn leader_election_and_consent(watch_namespaces: Vec<&'static str>) -> Sce
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chart_rbac_is_exactly_what_the_operator_uses() {
-    let (lifecycle, outage, cluster, namespaced) = tokio::join!(
+    let (lifecycle, outage, tls, cluster, namespaced) = tokio::join!(
         lifecycle(),
         outage(),
+        tls(),
         leader_election_and_consent(vec![]),
         leader_election_and_consent(vec!["team-a", "team-b"]),
     );
@@ -478,7 +553,7 @@ async fn chart_rbac_is_exactly_what_the_operator_uses() {
         "cluster-wide requests with watchNamespaces: {cluster_wide:#?}"
     );
 
-    let scenarios = [lifecycle, outage, cluster, namespaced];
+    let scenarios = [lifecycle, outage, tls, cluster, namespaced];
     let mut denied = BTreeSet::new();
     // (file, rule index) -> the checks it allowed
     let mut used: BTreeMap<(&str, usize), BTreeSet<Check>> = BTreeMap::new();

@@ -19,7 +19,7 @@ use kube::{Resource, ResourceExt};
 
 use super::status::{self, Verdict};
 use super::store::KubeStore;
-use super::{Context, output_secret_name, patch_status, publish_event, secret_data};
+use super::{Context, output_secret_name, patch_status, publish_event, secret_data, spec_warnings};
 use crate::api::ConnectorAuth;
 use crate::consent::{self, ConsentState};
 use crate::engine::driver::{self, ConsentError};
@@ -169,10 +169,21 @@ async fn complete(
         .filter(|(k, _)| k != "state")
         .map(|(k, v)| (k, SecretString::new(v)))
         .collect();
+    let http = match super::http_options(&ctx.client, ns, &ca.spec).await {
+        Ok(h) => h,
+        Err(e) => {
+            return page(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Kubernetes API unavailable",
+                &e.to_string(),
+            );
+        }
+    };
     let inputs = Inputs {
         credentials,
         redirect_url: ctx.config.redirect_url.clone(),
         callback,
+        http,
     };
     let fingerprint = engine::fingerprint(&ca.spec, &inputs.credentials);
     let secret_name = output_secret_name(ca);
@@ -205,15 +216,18 @@ async fn complete(
             publish_event(ca, ctx, EventType::Warning, e.reason(), &e.to_string(), "Authorize").await;
         }
         Ok(Ok(outcome)) => {
+            let previous = ctx.previous_status(ca);
+            let now = Timestamp::now();
             let st = status::desired(
-                ctx.previous_status(ca).as_ref(),
+                previous.as_ref(),
                 &Verdict::Ran(outcome),
                 ca.meta().generation,
                 flow.scheme,
                 &secret_name,
                 None,
-                Timestamp::now(),
+                now,
             );
+            let st = spec_warnings(ca, ctx, previous.as_ref(), st, now).await;
             if let Err(e) = patch_status(ca, ctx, st).await {
                 tracing::warn!(error = %e, "status after consent");
             }

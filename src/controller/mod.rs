@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use futures::{StreamExt, future};
 use jiff::Timestamp;
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{self, Action as Requeue, Controller};
@@ -28,7 +28,8 @@ use tracing::{debug, info, instrument, warn};
 
 use crate::api::ConnectorAuth;
 use crate::engine::driver::{self, Action, Outcome, Unsaved};
-use crate::engine::{self, Engine, Inputs, SecretString};
+use crate::engine::tls::{self, Kind};
+use crate::engine::{self, ClientOptions, Engine, Inputs, SecretString};
 use events::{Event, EventType, Publisher};
 use metrics::{Metrics, OutcomeLabels, ReasonLabels, ResourceLabels};
 use status::{Refusal, Verdict};
@@ -198,6 +199,7 @@ pub async fn reconcile(ca: Arc<ConnectorAuth>, ctx: Arc<Context>) -> Result<Requ
         credentials,
         redirect_url: ctx.config.redirect_url.clone(),
         callback: BTreeMap::new(),
+        http: http_options(&ctx.client, &ns, &ca.spec).await.map_err(Error::Kube)?,
     };
     let fingerprint = engine::fingerprint(&ca.spec, &inputs.credentials);
     let Some(store) = KubeStore::new(secrets, &ca, &secret_name, ctx.memory.clone()) else {
@@ -249,6 +251,7 @@ pub async fn reconcile(ca: Arc<ConnectorAuth>, ctx: Arc<Context>) -> Result<Requ
         authorization_url.as_deref(),
         now,
     );
+    let status = spec_warnings(&ca, &ctx, previous.as_ref(), status, now).await;
     patch_status(&ca, &ctx, status).await?;
     Ok(match outcome.next {
         Some(next) => Requeue::requeue(until(next)),
@@ -260,6 +263,68 @@ pub async fn reconcile(ca: Arc<ConnectorAuth>, ctx: Arc<Context>) -> Result<Requ
 fn until(t: Timestamp) -> Duration {
     let secs = t.duration_since(Timestamp::now()).as_secs_f64();
     Duration::from_secs_f64(secs.max(1.0))
+}
+
+/// Reads the Secrets and ConfigMaps `spec.tls` names, from the resource's namespace only
+/// (nothing at all for resources without them). They are read on each pass and never
+/// cached, so a renewed client certificate or CA bundle is used by the next token request.
+/// Only API failures are errors here; a missing object or key is the engine's to report, when
+/// a request is to be sent (a valid token stays published meanwhile).
+pub(crate) async fn http_options(
+    client: &Client,
+    ns: &str,
+    spec: &crate::api::ConnectorAuthSpec,
+) -> Result<engine::Result<ClientOptions>, kube::Error> {
+    let mut fetched = tls::Fetched::new();
+    for obj in tls::references(spec) {
+        let data = match obj.kind {
+            Kind::Secret => Api::<Secret>::namespaced(client.clone(), ns)
+                .get_opt(&obj.name)
+                .await?
+                .map(|s| {
+                    let mut data: BTreeMap<String, Vec<u8>> =
+                        s.data.unwrap_or_default().into_iter().map(|(k, v)| (k, v.0)).collect();
+                    for (k, v) in s.string_data.unwrap_or_default() {
+                        data.insert(k, v.into_bytes());
+                    }
+                    data
+                }),
+            Kind::ConfigMap => Api::<ConfigMap>::namespaced(client.clone(), ns)
+                .get_opt(&obj.name)
+                .await?
+                .map(|c| {
+                    let mut data: BTreeMap<String, Vec<u8>> = c
+                        .binary_data
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(|(k, v)| (k, v.0))
+                        .collect();
+                    for (k, v) in c.data.unwrap_or_default() {
+                        data.insert(k, v.into_bytes());
+                    }
+                    data
+                }),
+        };
+        fetched.insert(obj, data);
+    }
+    Ok(tls::resolve(spec, &fetched))
+}
+
+/// Adds the conditions that follow from the spec itself (the `InsecureTLS` warning) and
+/// records one Warning Event when such a condition appears.
+async fn spec_warnings(
+    ca: &ConnectorAuth,
+    ctx: &Context,
+    previous: Option<&crate::api::ConnectorAuthStatus>,
+    mut next: crate::api::ConnectorAuthStatus,
+    now: Timestamp,
+) -> crate::api::ConnectorAuthStatus {
+    status::warn_insecure_tls(&mut next, previous, &ca.spec, ca.meta().generation, now);
+    if let Some(c) = status::raised(previous, &next, status::INSECURE_TLS) {
+        warn!(reason = %c.reason, "TLS verification of token requests is disabled");
+        publish_event(ca, ctx, EventType::Warning, &c.reason, &c.message, "Validate").await;
+    }
+    next
 }
 
 fn secret_data(s: &Secret) -> BTreeMap<String, SecretString> {
@@ -286,6 +351,7 @@ async fn refuse(ca: &ConnectorAuth, ctx: &Context, r: Refusal, requeue: Option<D
     }
     warn!(reason = r.reason, message = %r.message, "refused");
     let previous = ctx.previous_status(ca);
+    let now = Timestamp::now();
     let status = status::desired(
         previous.as_ref(),
         &Verdict::Refused(r),
@@ -293,8 +359,9 @@ async fn refuse(ca: &ConnectorAuth, ctx: &Context, r: Refusal, requeue: Option<D
         ca.spec.scheme.name(),
         &output_secret_name(ca),
         None,
-        Timestamp::now(),
+        now,
     );
+    let status = spec_warnings(ca, ctx, previous.as_ref(), status, now).await;
     patch_status(ca, ctx, status).await?;
     Ok(requeue.map(Requeue::requeue).unwrap_or_else(Requeue::await_change))
 }
@@ -419,25 +486,41 @@ fn error_policy(ca: Arc<ConnectorAuth>, error: &Error, ctx: Arc<Context>) -> Req
     Requeue::requeue(Duration::from_secs(5) + Duration::from_millis(rand::random::<u64>() % 5000))
 }
 
-/// Which ConnectorAuths a Secret change concerns: the ones reading it as credentials and the
-/// one owning it (output or state Secret).
+/// Which ConnectorAuths a Secret change concerns: the ones reading it (as credentials, CA
+/// bundle or client certificate) and the one owning it (output or state Secret).
 fn affected(reader: &Reader<ConnectorAuth>, secret: &PartialObjectMeta<Secret>) -> Vec<ObjectRef<ConnectorAuth>> {
-    let ns = secret.namespace();
-    let name = secret.name_any();
+    let ns = secret.metadata.namespace.as_deref();
+    let name = secret.metadata.name.as_deref().unwrap_or_default();
     let mut refs: Vec<ObjectRef<ConnectorAuth>> = secret
         .owner_references()
         .iter()
         .filter(|o| o.kind == "ConnectorAuth" && o.api_version.starts_with(crate::api::GROUP))
-        .map(|o| ObjectRef::new(&o.name).within(ns.as_deref().unwrap_or_default()))
+        .map(|o| ObjectRef::new(&o.name).within(ns.unwrap_or_default()))
         .collect();
-    refs.extend(
-        reader
-            .state()
-            .iter()
-            .filter(|ca| ca.namespace() == ns && ca.spec.credentials_ref.name == name)
-            .map(|ca| ObjectRef::from_obj(ca.as_ref())),
-    );
+    // A state Secret is private to its owner; any other Secret (an output one included, since
+    // outputs can be chained into another resource's credentials) may be read by others.
+    let private = secret.labels().get(store::ROLE_LABEL).map(String::as_str) == Some("state");
+    if !private {
+        refs.extend(readers(reader, ns, |ca| {
+            ca.spec.credentials_ref.name == name || tls::references_object(&ca.spec, Kind::Secret, name)
+        }));
+    }
     refs
+}
+
+/// The ConnectorAuths in `ns` for which `reads` holds. Scans the cache without copying names:
+/// it runs for every Secret event.
+fn readers(
+    reader: &Reader<ConnectorAuth>,
+    ns: Option<&str>,
+    reads: impl Fn(&ConnectorAuth) -> bool,
+) -> Vec<ObjectRef<ConnectorAuth>> {
+    reader
+        .state()
+        .iter()
+        .filter(|ca| ca.metadata.namespace.as_deref() == ns && reads(ca))
+        .map(|ca| ObjectRef::from_obj(ca.as_ref()))
+        .collect()
 }
 
 /// Strips the fields the controller never reads from a cached ConnectorAuth.
@@ -450,6 +533,17 @@ fn slim(ca: &mut ConnectorAuth) {
 
 const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 
+/// Which ConnectorAuths read a ConfigMap (as CA bundle).
+fn readers_of_config_map(
+    reader: &Reader<ConnectorAuth>,
+    cm: &PartialObjectMeta<ConfigMap>,
+) -> Vec<ObjectRef<ConnectorAuth>> {
+    let name = cm.metadata.name.as_deref().unwrap_or_default();
+    readers(reader, cm.metadata.namespace.as_deref(), |ca| {
+        tls::references_object(&ca.spec, Kind::ConfigMap, name)
+    })
+}
+
 /// Runs the controller for one namespace (or all) until `shutdown` fires.
 pub async fn run_controller(
     ctx: Arc<Context>,
@@ -457,14 +551,24 @@ pub async fn run_controller(
     ready: watch::Sender<bool>,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
-    // Secrets are watched metadata-only and not cached: memory does not grow with the number
-    // or size of unrelated Secrets. Deletions trigger too (a deleted output is restored).
-    let (cas, secrets): (Api<ConnectorAuth>, Api<PartialObjectMeta<Secret>>) = match &namespace {
+    // Secrets and ConfigMaps are watched metadata-only and not cached: memory does not grow
+    // with the number or size of unrelated objects. Deletions trigger too (a deleted output is
+    // restored). ConfigMaps matter only as CA bundles: a fixed or created one is used at once.
+    let (cas, secrets, config_maps): (
+        Api<ConnectorAuth>,
+        Api<PartialObjectMeta<Secret>>,
+        Api<PartialObjectMeta<ConfigMap>>,
+    ) = match &namespace {
         Some(ns) => (
             Api::namespaced(ctx.client.clone(), ns),
             Api::namespaced(ctx.client.clone(), ns),
+            Api::namespaced(ctx.client.clone(), ns),
         ),
-        None => (Api::all(ctx.client.clone()), Api::all(ctx.client.clone())),
+        None => (
+            Api::all(ctx.client.clone()),
+            Api::all(ctx.client.clone()),
+            Api::all(ctx.client.clone()),
+        ),
     };
     // The cache holds every ConnectorAuth; drop what the operator never reads (field ownership
     // and kubectl's copy of the last applied spec), which is most of an object's size on a
@@ -478,6 +582,7 @@ pub async fn run_controller(
     let controller = Controller::for_stream(stream, reader.clone())
         .with_config(controller::Config::default().concurrency(ctx.config.concurrency));
     let mapper_reader = reader.clone();
+    let cm_reader = reader.clone();
     let readiness = reader.clone();
     tokio::spawn(async move {
         if readiness.wait_until_ready().await.is_ok() {
@@ -487,6 +592,9 @@ pub async fn run_controller(
     controller
         .watches(secrets, watcher::Config::default().any_semantic(), move |s| {
             affected(&mapper_reader, &s)
+        })
+        .watches(config_maps, watcher::Config::default().any_semantic(), move |cm| {
+            readers_of_config_map(&cm_reader, &cm)
         })
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)

@@ -4,11 +4,15 @@
 
 use jiff::Timestamp;
 
-use crate::api::{Condition, ConnectorAuthStatus};
+use crate::api::{Condition, ConnectorAuthSpec, ConnectorAuthStatus};
 use crate::engine::driver::{Action, Outcome};
 
 pub const READY: &str = "Ready";
 pub const REFRESH_FAILING: &str = "RefreshFailing";
+/// Warning condition while `spec.tls.insecureSkipVerify` is set.
+pub const INSECURE_TLS: &str = "InsecureTLS";
+/// Reason of the `InsecureTLS` condition and of its Warning Event.
+pub const INSECURE_SKIP_VERIFY: &str = "InsecureSkipVerify";
 
 /// Why a resource could not even be attempted.
 #[derive(Debug, Clone, PartialEq)]
@@ -113,6 +117,39 @@ pub fn desired(
         now,
     );
     status
+}
+
+/// Adds the `InsecureTLS` condition while the spec skips certificate verification: the token
+/// may well be Ready, but a person should know that credentials could go to an impostor.
+pub fn warn_insecure_tls(
+    status: &mut ConnectorAuthStatus,
+    previous: Option<&ConnectorAuthStatus>,
+    spec: &ConnectorAuthSpec,
+    generation: Option<i64>,
+    now: Timestamp,
+) {
+    if !spec.tls.as_ref().is_some_and(|t| t.insecure_skip_verify) {
+        return;
+    }
+    let message = crate::engine::tls::INSECURE_SKIP_VERIFY_WARNING;
+    let c = cond(INSECURE_TLS, true, INSECURE_SKIP_VERIFY, message, generation);
+    let prev = previous.map(|p| p.conditions.as_slice()).unwrap_or_default();
+    status.conditions.extend(merge_conditions(prev, vec![c], now));
+}
+
+/// The condition of type `type_` if it is True in `next` but was not in `previous` (it just
+/// appeared): the moment to record an Event once.
+pub fn raised<'a>(
+    previous: Option<&ConnectorAuthStatus>,
+    next: &'a ConnectorAuthStatus,
+    type_: &str,
+) -> Option<&'a Condition> {
+    let is_true = |s: &ConnectorAuthStatus| s.conditions.iter().any(|c| c.type_ == type_ && c.status == "True");
+    let c = next
+        .conditions
+        .iter()
+        .find(|c| c.type_ == type_ && c.status == "True")?;
+    (!previous.is_some_and(is_true)).then_some(c)
 }
 
 fn cond(type_: &str, status: bool, reason: &str, message: &str, generation: Option<i64>) -> Condition {
@@ -352,6 +389,41 @@ mod tests {
             (later.conditions[0].status.as_str(), later.conditions[0].reason.as_str()),
             ("False", "AuthorizationRequired")
         );
+    }
+
+    #[test]
+    fn insecure_tls_is_a_stable_warning_raised_once() {
+        let spec = |insecure: bool| -> ConnectorAuthSpec {
+            serde_json::from_value(serde_json::json!({
+                "credentialsRef": {"name": "c"}, "apiKey": {},
+                "tls": {"insecureSkipVerify": insecure},
+            }))
+            .unwrap()
+        };
+        let o = outcome(Action::Kept, "2026-01-01T01:00:00Z", 0);
+        let at = |t: &str, prev: Option<&ConnectorAuthStatus>, insecure: bool| {
+            let mut s = desired(prev, &Verdict::Ran(&o), Some(1), "apiKey", "x", None, ts(t));
+            warn_insecure_tls(&mut s, prev, &spec(insecure), Some(1), ts(t));
+            s
+        };
+        let s1 = at("2026-01-01T00:10:00Z", None, true);
+        let c = &s1.conditions[1];
+        assert_eq!(
+            (c.type_.as_str(), c.status.as_str(), c.reason.as_str()),
+            (INSECURE_TLS, "True", INSECURE_SKIP_VERIFY)
+        );
+        assert!(c.message.contains("not verified"), "{}", c.message);
+        assert_eq!(s1.conditions[0].status, "True", "Ready is unaffected");
+        assert!(raised(None, &s1, INSECURE_TLS).is_some(), "new: an Event");
+
+        let s2 = at("2026-01-01T00:20:00Z", Some(&s1), true);
+        assert_eq!(s1, s2, "stable: nothing to patch");
+        assert!(raised(Some(&s1), &s2, INSECURE_TLS).is_none(), "no second Event");
+
+        let s3 = at("2026-01-01T00:30:00Z", Some(&s2), false);
+        assert!(s3.conditions.iter().all(|c| c.type_ != INSECURE_TLS), "gone once unset");
+        let s4 = at("2026-01-01T00:40:00Z", Some(&s3), true);
+        assert!(raised(Some(&s3), &s4, INSECURE_TLS).is_some(), "set again: a new Event");
     }
 
     #[test]

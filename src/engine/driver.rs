@@ -151,7 +151,13 @@ pub async fn reconcile<S: Store + Sync>(
     }
     let mut record = store.load().await?.unwrap_or_default();
 
-    let inputs_unchanged = record.failed_fingerprint.as_deref() == Some(fingerprint);
+    // What an attempt depends on: the token's inputs plus how requests are sent (changing
+    // those retries at once, but does not re-issue a valid token).
+    let attempt = match inputs.http_digest() {
+        Some(http) => format!("{fingerprint}+{http}"),
+        None => fingerprint.to_string(),
+    };
+    let inputs_unchanged = record.failed_fingerprint.as_deref() == Some(attempt.as_str());
     if let Some(retry_at) = record.retry_at.filter(|r| *r > now && inputs_unchanged) {
         let written = publish_current(engine, flow, inputs, &record, store).await?;
         return Ok(outcome(Action::BackingOff, &record, Some(retry_at), written));
@@ -195,11 +201,11 @@ pub async fn reconcile<S: Store + Sync>(
                             let next = token.renew_at;
                             Ok(outcome(Action::Issued { reason, refreshed }, &record, next, written))
                         }
-                        Err(error) => fail(store, &mut record, error, fingerprint, now, unsaved).await,
+                        Err(error) => fail(store, &mut record, error, &attempt, now, unsaved).await,
                     }
                 }
                 Err(EngineError::AuthorizationRequired) => await_consent(store, record, now, unsaved).await,
-                Err(error) => fail(store, &mut record, error, fingerprint, now, unsaved).await,
+                Err(error) => fail(store, &mut record, error, &attempt, now, unsaved).await,
             }
         }
     }

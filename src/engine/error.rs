@@ -30,6 +30,16 @@ pub enum EngineError {
     #[error("credentials Secret has no key `{key}` (needed by {field})")]
     MissingCredential { key: String, field: String },
 
+    /// A Secret or ConfigMap named in `spec.tls`, or the key read from it, does not exist.
+    #[error("{field}: {reason}")]
+    MissingReference { field: String, reason: String },
+
+    /// The TLS material named in `spec.tls` is unusable: not PEM, no certificate, no private
+    /// key, a key that does not belong to the certificate. Names the Secret or ConfigMap and
+    /// key, never their content.
+    #[error("{field}: {reason}")]
+    TlsMaterial { field: String, reason: String },
+
     /// The rendered request is not sendable (bad URL, bad header).
     #[error("{step} request: {reason}")]
     InvalidRequest { step: String, reason: String },
@@ -74,7 +84,18 @@ pub enum EngineError {
         after: Duration,
     },
 
-    /// Connection-level failure (refused, reset, TLS, DNS).
+    /// The TLS handshake failed: certificate not trusted or not for this host, a client
+    /// certificate required or refused, …
+    #[error("{step} request to {host}: TLS handshake failed: {reason}")]
+    Tls { step: String, host: String, reason: String },
+
+    /// A redirect was not followed: the resource does not allow redirects, there were too
+    /// many, or one led from https to plain http. Names hosts only, never a Location's path
+    /// or query.
+    #[error("{step} request to {host}: {reason}")]
+    Redirect { step: String, host: String, reason: String },
+
+    /// Connection-level failure (refused, reset, DNS).
     #[error("{step} request to {host} failed: {reason}")]
     Connection { step: String, host: String, reason: String },
 
@@ -128,6 +149,8 @@ impl EngineError {
             EngineError::UndefinedVariable { .. } => "UndefinedVariable",
             EngineError::Template { .. } => "TemplateError",
             EngineError::MissingCredential { .. } => "MissingCredential",
+            EngineError::MissingReference { .. } => "ReferenceNotFound",
+            EngineError::TlsMaterial { .. } => "InvalidTLSMaterial",
             EngineError::InvalidRequest { .. } => "InvalidRequest",
             EngineError::Forbidden { .. } => "TokenUrlForbidden",
             EngineError::Rejected {
@@ -138,6 +161,8 @@ impl EngineError {
             EngineError::ProviderUnavailable { .. } => "ProviderUnavailable",
             EngineError::Timeout { .. } => "Timeout",
             EngineError::Connection { .. } => "ConnectionFailed",
+            EngineError::Tls { .. } => "TLSHandshakeFailed",
+            EngineError::Redirect { .. } => "RedirectNotFollowed",
             EngineError::ResponseTooLarge { .. } => "ResponseTooLarge",
             EngineError::InvalidResponse { .. } => "InvalidResponse",
             EngineError::ValueNotFound { .. } => "ValueNotFound",
@@ -148,11 +173,16 @@ impl EngineError {
 
     /// Whether the same attempt may succeed later without any change to spec or credentials.
     /// Terminal errors are still retried by the runners, but slowly (capped backoff), since a
-    /// provider can misbehave in ways that look terminal.
+    /// provider can misbehave in ways that look terminal. TLS handshake failures and missing
+    /// TLS references count as transient: a provider fixes its certificate, and a CA bundle is
+    /// often created after the resource that names it (a changed Secret or ConfigMap is
+    /// retried at once anyway, see `driver::reconcile`).
     pub fn is_transient(&self) -> bool {
         matches!(
             self,
-            EngineError::RateLimited { .. }
+            EngineError::Tls { .. }
+                | EngineError::MissingReference { .. }
+                | EngineError::RateLimited { .. }
                 | EngineError::ProviderUnavailable { .. }
                 | EngineError::Timeout { .. }
                 | EngineError::Connection { .. }

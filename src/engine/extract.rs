@@ -256,6 +256,7 @@ mod tests {
             host: "h".into(),
             headers,
             body: body.as_bytes().to_vec(),
+            location: None,
         }
     }
 

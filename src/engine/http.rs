@@ -1,6 +1,8 @@
 //! Sending token requests: one shared `reqwest::Client` with timeouts, no redirects and a
-//! response size cap. Errors are mapped to [`EngineError`] without URLs (which may carry
-//! credentials in their query) or bodies (which may echo them).
+//! response size cap, plus a bounded cache of clients for resources with their own TLS or
+//! redirect settings (`spec.tls`, `spec.allowRedirects`), one per distinct settings and
+//! material, so those keep connection pooling too. Errors are mapped to [`EngineError`] without
+//! URLs (which may carry credentials in their query) or bodies (which may echo them).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -14,6 +16,14 @@ use url::Url;
 use super::error::{EngineError, Result};
 use super::policy::UrlPolicy;
 use super::secret::SecretString;
+use super::tls::{self, ClientOptions};
+
+/// Redirects followed in a row at most, for resources that allow them.
+pub const MAX_REDIRECTS: usize = 5;
+
+/// Per-resource clients kept at most (each has its own connection pool); the least recently
+/// used one is dropped beyond that. Resources with the default settings share one client.
+const MAX_CLIENTS: usize = 64;
 
 /// Limits of the token HTTP client.
 #[derive(Clone, Debug)]
@@ -58,26 +68,96 @@ pub struct HttpResponse {
     pub host: String,
     pub headers: HeaderMap,
     pub body: Vec<u8>,
+    /// For a redirect: where its `Location` points, as `scheme://host[:port]` (never the path
+    /// or query, which may carry codes or credentials).
+    pub location: Option<String>,
+}
+
+impl HttpResponse {
+    /// The error for a redirect response that did not carry the token (a login that answers
+    /// with a redirect *and* sets the session cookie is fine without following it).
+    pub fn redirect_error(&self, step: &str, allow_redirects: bool) -> Option<EngineError> {
+        if !(300..400).contains(&self.status) {
+            return None;
+        }
+        let to = match &self.location {
+            Some(l) => format!("a redirect to {l}"),
+            None => "a redirect without a usable Location".into(),
+        };
+        let reason = if allow_redirects || self.location.is_none() {
+            format!("answered HTTP {} ({to}) that could not be followed", self.status)
+        } else {
+            format!(
+                "answered HTTP {} ({to}) instead of the token; redirects are not followed unless spec.allowRedirects is true",
+                self.status
+            )
+        };
+        Some(EngineError::Redirect {
+            step: step.into(),
+            host: self.host.clone(),
+            reason,
+        })
+    }
 }
 
 #[derive(Clone)]
 pub struct HttpClient {
-    client: reqwest::Client,
+    /// For every resource with the default settings (no `spec.tls`, no redirects).
+    default: reqwest::Client,
+    custom: Arc<Mutex<ClientCache>>,
     settings: HttpSettings,
     per_host: Arc<Mutex<HashMap<String, Arc<Semaphore>>>>,
 }
 
+/// Clients by [`ClientOptions::digest`], with a use counter for eviction.
+#[derive(Default)]
+struct ClientCache {
+    clients: HashMap<[u8; 32], (reqwest::Client, u64)>,
+    tick: u64,
+}
+
+impl ClientCache {
+    fn get(&mut self, key: &[u8; 32]) -> Option<reqwest::Client> {
+        self.tick += 1;
+        let tick = self.tick;
+        self.clients.get_mut(key).map(|(c, used)| {
+            *used = tick;
+            c.clone()
+        })
+    }
+
+    fn insert(&mut self, key: [u8; 32], client: reqwest::Client) {
+        if self.clients.len() >= MAX_CLIENTS
+            && let Some(oldest) = self.clients.iter().min_by_key(|(_, (_, used))| *used).map(|(k, _)| *k)
+        {
+            self.clients.remove(&oldest);
+        }
+        self.tick += 1;
+        self.clients.insert(key, (client, self.tick));
+    }
+}
+
+fn builder(settings: &HttpSettings, allow_redirects: bool) -> reqwest::ClientBuilder {
+    let redirect = if allow_redirects {
+        redirect_policy(settings.policy.clone())
+    } else {
+        reqwest::redirect::Policy::none()
+    };
+    reqwest::Client::builder()
+        .connect_timeout(settings.connect_timeout)
+        .timeout(settings.timeout)
+        .redirect(redirect)
+        // A Referer would carry the previous URL, query (and credentials in it) included.
+        .referer(false)
+        .dns_resolver(Arc::new(PolicyResolver(settings.policy.clone())))
+        .user_agent(concat!("connector-auth-operator/", env!("CARGO_PKG_VERSION")))
+}
+
 impl HttpClient {
     pub fn new(settings: HttpSettings) -> Result<Self, reqwest::Error> {
-        let client = reqwest::Client::builder()
-            .connect_timeout(settings.connect_timeout)
-            .timeout(settings.timeout)
-            .redirect(reqwest::redirect::Policy::none())
-            .dns_resolver(Arc::new(PolicyResolver(settings.policy.clone())))
-            .user_agent(concat!("connector-auth-operator/", env!("CARGO_PKG_VERSION")))
-            .build()?;
         Ok(HttpClient {
-            client,
+            default: builder(&settings, false).build()?,
+            custom: Arc::default(),
             settings,
             per_host: Arc::default(),
         })
@@ -87,8 +167,35 @@ impl HttpClient {
         &self.settings
     }
 
-    /// Sends `req`; `step` (e.g. `login`, `refresh`) names it in errors.
-    pub async fn send(&self, step: &str, req: HttpRequest) -> Result<HttpResponse> {
+    /// The client for `opts`: the shared default one, or a cached one built for these
+    /// options. Bad material is an [`EngineError::InvalidSpec`] naming field and source.
+    pub fn client_for(&self, opts: &ClientOptions) -> Result<reqwest::Client> {
+        if opts.is_default() {
+            return Ok(self.default.clone());
+        }
+        let key = opts.digest();
+        if let Some(c) = self.custom.lock().expect("client cache").get(&key) {
+            return Ok(c);
+        }
+        let mut b = builder(&self.settings, opts.allow_redirects);
+        if let Some(ca) = &opts.ca_bundle {
+            b = b.tls_certs_only(tls::ca_certificates(ca)?);
+        }
+        if let Some(id) = &opts.client_certificate {
+            b = b.identity(tls::identity(id)?);
+        }
+        if opts.insecure_skip_verify {
+            b = b.tls_danger_accept_invalid_certs(true);
+        }
+        let client = b.build().map_err(|e| tls::build_error(opts, &e))?;
+        self.custom.lock().expect("client cache").insert(key, client.clone());
+        Ok(client)
+    }
+
+    /// Sends `req` with the client for `opts`; `step` (e.g. `login`, `refresh`) names it in
+    /// errors.
+    pub async fn send(&self, step: &str, req: HttpRequest, opts: &ClientOptions) -> Result<HttpResponse> {
+        let client = self.client_for(opts)?;
         let host = host_of(&req.url);
         let limit = {
             let mut map = self.per_host.lock().expect("per-host lock");
@@ -98,7 +205,7 @@ impl HttpClient {
         };
         let _permit = limit.acquire_owned().await.expect("semaphore never closed");
         self.check_policy(step, &req.url).await?;
-        let mut builder = self.client.request(req.method, req.url);
+        let mut builder = client.request(req.method, req.url);
         for (name, value) in &req.headers {
             let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| EngineError::InvalidRequest {
                 step: step.into(),
@@ -117,9 +224,19 @@ impl HttpClient {
         if let Some(body) = req.body {
             builder = builder.body(body.expose().to_string());
         }
-        let mut resp = builder.send().await.map_err(|e| self.transport_error(step, &host, e))?;
+        let mut resp = builder
+            .send()
+            .await
+            .map_err(|e| self.transport_error(step, &host, e, opts))?;
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
+        // Relative to where the response came from (after any redirects followed).
+        let location = headers
+            .get(reqwest::header::LOCATION)
+            .filter(|_| resp.status().is_redirection())
+            .and_then(|l| l.to_str().ok())
+            .and_then(|l| resp.url().join(l).ok())
+            .map(|u| origin_of(&u));
         let limit = self.settings.max_response_bytes;
         let too_large = || EngineError::ResponseTooLarge {
             step: step.into(),
@@ -130,7 +247,11 @@ impl HttpClient {
             return Err(too_large());
         }
         let mut body = Vec::new();
-        while let Some(chunk) = resp.chunk().await.map_err(|e| self.transport_error(step, &host, e))? {
+        while let Some(chunk) = resp
+            .chunk()
+            .await
+            .map_err(|e| self.transport_error(step, &host, e, opts))?
+        {
             if body.len() + chunk.len() > limit {
                 return Err(too_large());
             }
@@ -142,6 +263,7 @@ impl HttpClient {
             host,
             headers,
             body,
+            location,
         })
     }
 
@@ -168,7 +290,7 @@ impl HttpClient {
             })
     }
 
-    fn transport_error(&self, step: &str, host: &str, e: reqwest::Error) -> EngineError {
+    fn transport_error(&self, step: &str, host: &str, e: reqwest::Error, opts: &ClientOptions) -> EngineError {
         if e.is_timeout() {
             return EngineError::Timeout {
                 step: step.into(),
@@ -178,6 +300,30 @@ impl HttpClient {
         }
         // The URL is stripped; the source chain (io, hyper, rustls) never holds it.
         let e = e.without_url();
+        match tls::find_in_chain::<Refusal>(&e) {
+            Some(Refusal::Policy { host, reason }) => {
+                return EngineError::Forbidden {
+                    step: step.into(),
+                    host: host.clone(),
+                    reason: reason.clone(),
+                };
+            }
+            Some(Refusal::Redirect(reason)) => {
+                return EngineError::Redirect {
+                    step: step.into(),
+                    host: host.into(),
+                    reason: reason.clone(),
+                };
+            }
+            None => {}
+        }
+        if let Some(t) = tls::find_rustls_error(&e) {
+            return EngineError::Tls {
+                step: step.into(),
+                host: host.into(),
+                reason: tls::describe_tls_failure(t, opts),
+            };
+        }
         let mut reason = String::new();
         let mut source: Option<&dyn std::error::Error> = Some(&e);
         while let Some(s) = source {
@@ -198,6 +344,74 @@ impl HttpClient {
     }
 }
 
+/// Why the client refused to go somewhere; found again in reqwest's error chain.
+#[derive(Debug)]
+enum Refusal {
+    /// The token-URL policy refused a host or an address it resolves to.
+    Policy { host: String, reason: String },
+    /// A redirect hop that is not followed.
+    Redirect(String),
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Refusal::Policy { reason, .. } => write!(f, "refused by the token-URL policy: {reason}"),
+            Refusal::Redirect(reason) => f.write_str(reason),
+        }
+    }
+}
+
+impl std::error::Error for Refusal {}
+
+/// Follows redirects only where the token-URL policy allows, at most [`MAX_REDIRECTS`] in a
+/// row, never from https to plain http. Host names are checked here and their addresses again
+/// by [`PolicyResolver`] when connecting; IP literals never reach the resolver, so they are
+/// checked here.
+fn redirect_policy(policy: UrlPolicy) -> reqwest::redirect::Policy {
+    reqwest::redirect::Policy::custom(
+        move |attempt| match check_hop(&policy, attempt.url(), attempt.previous()) {
+            Ok(()) => attempt.follow(),
+            Err(refusal) => attempt.error(refusal),
+        },
+    )
+}
+
+/// Whether a redirect to `next` may be followed, `previous` being the URLs requested so far
+/// (the first is the token URL itself).
+fn check_hop(policy: &UrlPolicy, next: &Url, previous: &[Url]) -> Result<(), Refusal> {
+    let to = origin_of(next);
+    if !matches!(next.scheme(), "http" | "https") {
+        return Err(Refusal::Redirect(format!(
+            "a redirect to a {} URL is not followed",
+            next.scheme()
+        )));
+    }
+    let ips: Vec<std::net::IpAddr> = match next.host() {
+        Some(url::Host::Ipv4(ip)) => vec![ip.into()],
+        Some(url::Host::Ipv6(ip)) => vec![ip.into()],
+        _ => vec![],
+    };
+    if let Err(reason) = policy.check(next.host_str().unwrap_or_default(), &ips) {
+        let from = previous.last().map(origin_of).unwrap_or_default();
+        return Err(Refusal::Policy {
+            host: host_of(next),
+            reason: format!("{reason}; a redirect from {from} led there"),
+        });
+    }
+    if previous.len() > MAX_REDIRECTS {
+        return Err(Refusal::Redirect(format!(
+            "stopped after {MAX_REDIRECTS} redirects in a row (the next one was to {to})"
+        )));
+    }
+    if next.scheme() == "http" && previous.last().is_some_and(|p| p.scheme() == "https") {
+        return Err(Refusal::Redirect(format!(
+            "a redirect from https to plain http ({to}) is not followed: the request would be sent unencrypted"
+        )));
+    }
+    Ok(())
+}
+
 /// DNS resolution that applies the address policy to every answer.
 struct PolicyResolver(UrlPolicy);
 
@@ -210,7 +424,12 @@ impl reqwest::dns::Resolve for PolicyResolver {
             let ips: Vec<std::net::IpAddr> = addrs.iter().map(|a| a.ip()).collect();
             policy
                 .check(&host, &ips)
-                .map_err(|why| -> Box<dyn std::error::Error + Send + Sync> { why.into() })?;
+                .map_err(|reason| -> Box<dyn std::error::Error + Send + Sync> {
+                    Box::new(Refusal::Policy {
+                        host: host.clone(),
+                        reason,
+                    })
+                })?;
             Ok(Box::new(addrs.into_iter()) as reqwest::dns::Addrs)
         })
     }
@@ -223,6 +442,11 @@ pub fn host_of(url: &Url) -> String {
         (Some(h), None) => h.to_string(),
         _ => "<no host>".to_string(),
     }
+}
+
+/// `scheme://host[:port]` of a URL: where a redirect leads, without path or query.
+pub fn origin_of(url: &Url) -> String {
+    format!("{}://{}", url.scheme(), host_of(url))
 }
 
 /// Maps a non-success status to its error; 2xx and 3xx pass (a login may answer with a
@@ -287,6 +511,70 @@ mod tests {
         assert_eq!(parse_retry_after("120"), Some(Duration::from_secs(120)));
         assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), Some(Duration::ZERO));
         assert_eq!(parse_retry_after("soon"), None);
+    }
+
+    fn u(s: &str) -> Url {
+        Url::parse(s).unwrap()
+    }
+
+    #[test]
+    fn redirect_hops_are_checked_against_the_policy_and_capped() {
+        let p = UrlPolicy::default();
+        let start = vec![u("https://login.example.com/token?client_secret=s3cr3t")];
+        assert!(check_hop(&p, &u("https://other.example.com/t"), &start).is_ok());
+        match check_hop(&p, &u("http://169.254.169.254/latest/meta-data/?x=1"), &start) {
+            Err(Refusal::Policy { host, reason }) => {
+                assert_eq!(host, "169.254.169.254");
+                assert!(reason.contains("link-local"), "{reason}");
+                assert!(reason.contains("https://login.example.com"), "{reason}");
+                assert!(!reason.contains("s3cr3t") && !reason.contains("meta-data"), "{reason}");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            check_hop(&p, &u("http://[fe80::1]/"), &start),
+            Err(Refusal::Policy { .. })
+        ));
+        assert!(matches!(
+            check_hop(&p, &u("http://metadata.google.internal/"), &start),
+            Err(Refusal::Policy { .. })
+        ));
+        match check_hop(&p, &u("http://other.example.com/t"), &start) {
+            Err(Refusal::Redirect(r)) => assert!(r.contains("plain http"), "{r}"),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            check_hop(&p, &u("file:///etc/passwd"), &start),
+            Err(Refusal::Redirect(_))
+        ));
+        let five: Vec<Url> = (0..=MAX_REDIRECTS)
+            .map(|i| u(&format!("https://h{i}.example/")))
+            .collect();
+        assert!(check_hop(&p, &u("https://next.example/"), &five[..MAX_REDIRECTS]).is_ok());
+        match check_hop(&p, &u("https://next.example/"), &five) {
+            Err(Refusal::Redirect(r)) => assert!(r.contains("stopped after 5 redirects"), "{r}"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_redirect_response_without_token_names_status_and_the_setting() {
+        let resp = HttpResponse {
+            status: 302,
+            host: "login.example.com".into(),
+            headers: HeaderMap::new(),
+            body: vec![],
+            location: Some("https://sso.example.com".into()),
+        };
+        let e = resp.redirect_error("login", false).unwrap();
+        assert_eq!(e.reason(), "RedirectNotFollowed");
+        assert_eq!(
+            e.to_string(),
+            "login request to login.example.com: answered HTTP 302 (a redirect to https://sso.example.com) instead of the token; redirects are not followed unless spec.allowRedirects is true"
+        );
+        assert!(!e.is_transient());
+        let ok = HttpResponse { status: 200, ..resp };
+        assert!(ok.redirect_error("login", false).is_none());
     }
 
     #[test]

@@ -11,6 +11,7 @@ pub mod policy;
 pub mod renewal;
 pub mod secret;
 pub mod template;
+pub mod tls;
 
 use std::collections::BTreeMap;
 
@@ -24,6 +25,7 @@ pub use flow::{Flow, compile};
 pub use http::{HttpClient, HttpSettings};
 pub use secret::SecretString;
 pub use template::{TemplateContext, Templates};
+pub use tls::ClientOptions;
 
 use flow::{Body, Step, Tmpl};
 use http::HttpRequest;
@@ -55,12 +57,44 @@ pub struct TokenState {
 }
 
 /// What the engine is given besides the spec.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct Inputs {
     pub credentials: BTreeMap<String, SecretString>,
     pub redirect_url: Option<String>,
     /// Values of an OAuth2 callback (`code`, and with `withoutCode` whatever it carried).
     pub callback: BTreeMap<String, SecretString>,
+    /// How token requests are sent (`spec.tls` with its material, `spec.allowRedirects`; see
+    /// [`tls::resolve`]).
+    /// An error (a missing CA ConfigMap, …) is reported only when a request is to be sent, so
+    /// a valid token stays published meanwhile.
+    pub http: Result<ClientOptions>,
+}
+
+impl Default for Inputs {
+    fn default() -> Self {
+        Inputs {
+            credentials: BTreeMap::new(),
+            redirect_url: None,
+            callback: BTreeMap::new(),
+            http: Ok(ClientOptions::default()),
+        }
+    }
+}
+
+impl Inputs {
+    /// Digest of the HTTP settings and material, `None` for the defaults. Part of what tells
+    /// whether a failed attempt's inputs changed (a fixed CA bundle is retried at once).
+    pub fn http_digest(&self) -> Option<String> {
+        match &self.http {
+            Ok(o) if o.is_default() => None,
+            Ok(o) => Some(hex(&o.digest()[..16])),
+            Err(e) => Some(digest(&e.to_string())),
+        }
+    }
+
+    fn client_options(&self) -> Result<&ClientOptions> {
+        self.http.as_ref().map_err(Clone::clone)
+    }
 }
 
 /// Digest of everything a token depends on: the scheme block, the renewal policy and the
@@ -157,7 +191,7 @@ impl Engine {
 
         if let (Some(step), Some(rt)) = (&flow.refresh, &refresh_token) {
             let ctx = self.context(inputs, prev, Some(rt), now);
-            match self.run_step(step, &ctx, flow, Some(rt), now).await {
+            match self.run_step(step, &ctx, inputs, flow, Some(rt), now).await {
                 Ok(mut t) => {
                     t.fingerprint = fingerprint.into();
                     t.seed_refresh_token = seed_digest;
@@ -176,7 +210,7 @@ impl Engine {
         }
         if let Some(step) = &flow.login {
             let ctx = self.context(inputs, prev, None, now);
-            let mut t = self.run_step(step, &ctx, flow, None, now).await?;
+            let mut t = self.run_step(step, &ctx, inputs, flow, None, now).await?;
             t.fingerprint = fingerprint.into();
             t.seed_refresh_token = seed_digest;
             return Ok(t);
@@ -211,7 +245,7 @@ impl Engine {
         })?;
         let mut ctx = self.context(inputs, None, None, now);
         ctx.extra.extend(inputs.callback.clone());
-        let mut t = self.run_step(step, &ctx, flow, None, now).await?;
+        let mut t = self.run_step(step, &ctx, inputs, flow, None, now).await?;
         t.fingerprint = fingerprint.into();
         Ok(t)
     }
@@ -324,17 +358,23 @@ impl Engine {
         &self,
         step: &Step,
         ctx: &TemplateContext,
+        inputs: &Inputs,
         flow: &Flow,
         used_refresh_token: Option<&SecretString>,
         now: Timestamp,
     ) -> Result<TokenState> {
         let req = self.build_request(step, ctx)?;
+        let options = inputs.client_options()?;
         let started = std::time::Instant::now();
-        let resp = self.http.send(step.name, req).await?;
+        let resp = self.http.send(step.name, req, options).await?;
         tracing::debug!(step = step.name, host = %resp.host, status = resp.status, elapsed_ms = started.elapsed().as_millis() as u64, "token response");
         let parsed = extract::Parsed::new(step.name, &resp);
         let e = &step.extraction;
-        let access_token = parsed.require("access token", &e.access_token)?;
+        // A redirect may carry the token itself (a login setting a cookie); if it does not,
+        // say that it was a redirect rather than that the token is missing.
+        let access_token = parsed
+            .require("access token", &e.access_token)
+            .map_err(|err| resp.redirect_error(step.name, options.allow_redirects).unwrap_or(err))?;
         let refresh_token = parsed
             .optional("refresh token", &e.refresh_token)?
             .map(SecretString::from)

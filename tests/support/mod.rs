@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod operator;
+pub mod tls;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
