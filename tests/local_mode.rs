@@ -404,6 +404,8 @@ async fn insecure_skip_verify_works_and_is_warned_about_once() {
 
 /// A store whose saves fail a given number of times, recording what was saved.
 struct FlakyStore {
+    /// Saves that succeed before `fail_saves` fail.
+    ok_saves: AtomicU32,
     fail_saves: AtomicU32,
     saved: Mutex<Option<Record>>,
     published: Mutex<Option<BTreeMap<String, String>>>,
@@ -414,7 +416,9 @@ impl Store for FlakyStore {
         Ok(self.saved.lock().unwrap().clone())
     }
     async fn save(&self, record: &Record) -> Result<(), StoreError> {
-        if self.fail_saves.load(Ordering::SeqCst) > 0 {
+        if self.ok_saves.load(Ordering::SeqCst) > 0 {
+            self.ok_saves.fetch_sub(1, Ordering::SeqCst);
+        } else if self.fail_saves.load(Ordering::SeqCst) > 0 {
             self.fail_saves.fetch_sub(1, Ordering::SeqCst);
             return Err(StoreError::new("state", std::io::Error::other("disk full")));
         }
@@ -446,8 +450,10 @@ async fn a_rotated_refresh_token_that_cannot_be_persisted_is_held_and_never_reus
         ..Default::default()
     };
     let fp = engine::fingerprint(&spec, &inputs.credentials);
-    // Every retry of the first pass fails (1 + 5 retries), then the disk recovers.
+    // The write-ahead mark is stored; then every save of the answer fails (1 + 5 retries), then
+    // the disk recovers.
     let store = FlakyStore {
+        ok_saves: AtomicU32::new(1),
         fail_saves: AtomicU32::new(6),
         saved: Mutex::new(None),
         published: Mutex::new(None),
@@ -464,8 +470,13 @@ async fn a_rotated_refresh_token_that_cannot_be_persisted_is_held_and_never_reus
         "nothing is published before the state is durable"
     );
     assert_eq!(book.requests(), 1);
+    assert!(
+        store.saved.lock().unwrap().as_ref().unwrap().in_flight.is_some(),
+        "the seed was marked before it was sent"
+    );
 
-    // Next pass: the held record is persisted first, so the seed is not sent again.
+    // Next pass: the held record is persisted first (clearing the mark), so the seed is not
+    // sent again and the mark is not taken for an interrupted refresh.
     let outcome = driver::reconcile(&engine, &flow, &inputs, &fp, &store, &mut unsaved, now)
         .await
         .unwrap();
@@ -474,7 +485,69 @@ async fn a_rotated_refresh_token_that_cannot_be_persisted_is_held_and_never_reus
     assert_eq!(book.requests(), 1, "no second token call");
     assert!(!book.family_revoked());
     let saved = store.saved.lock().unwrap().clone().unwrap();
+    assert!(saved.in_flight.is_none());
     assert!(saved.token.unwrap().refresh_token.unwrap().expose().starts_with("rt-"));
+}
+
+#[tokio::test]
+async fn a_process_that_dies_holding_the_answer_leaves_the_token_in_doubt_never_resent() {
+    let (base, book) = rotating(3600).await;
+    let engine = engine();
+    let spec = spec(&format!(
+        "credentialsRef: {{name: r}}\noauth2: {{tokenUrl: '{base}/oauth/token', grantType: refreshToken}}\n"
+    ));
+    let flow = engine.compile(&spec).unwrap();
+    let inputs = Inputs {
+        credentials: creds(&[
+            ("client_id", "rot-client"),
+            ("client_secret", "rot-secret"),
+            ("refresh_token", "rt-seed"),
+        ]),
+        ..Default::default()
+    };
+    let fp = engine::fingerprint(&spec, &inputs.credentials);
+    let store = FlakyStore {
+        ok_saves: AtomicU32::new(1),
+        fail_saves: AtomicU32::new(6),
+        saved: Mutex::new(None),
+        published: Mutex::new(None),
+    };
+    let now = jiff::Timestamp::now();
+    driver::reconcile(&engine, &flow, &inputs, &fp, &store, &mut Unsaved::default(), now)
+        .await
+        .unwrap_err();
+    assert_eq!(book.requests(), 1);
+
+    // A new process: the answer (held in the old one's memory) is gone, the mark is stored.
+    let outcome = driver::reconcile(&engine, &flow, &inputs, &fp, &store, &mut Unsaved::default(), now)
+        .await
+        .unwrap();
+    assert!(
+        matches!(&outcome.action, Action::Failed { error } if error.reason() == "RefreshTokenInDoubt"),
+        "{outcome:?}"
+    );
+    assert_eq!(book.requests(), 1, "the used seed is not sent again");
+    assert!(!book.family_revoked());
+    assert!(
+        outcome
+            .last_error
+            .as_ref()
+            .is_some_and(|(_, m)| m.contains("credentials Secret (key `refresh_token`)")),
+        "{outcome:?}"
+    );
+
+    // A new onboarding token is used at once.
+    book.refresh.lock().unwrap().insert("rt-new".into(), (7, true));
+    let mut inputs = inputs;
+    inputs.credentials.insert("refresh_token".into(), "rt-new".into());
+    let fp = engine::fingerprint(&spec, &inputs.credentials);
+    let outcome = driver::reconcile(&engine, &flow, &inputs, &fp, &store, &mut Unsaved::default(), now)
+        .await
+        .unwrap();
+    assert!(matches!(outcome.action, Action::Issued { .. }), "{outcome:?}");
+    assert_eq!(book.requests(), 2);
+    assert!(!book.family_revoked());
+    assert!(store.saved.lock().unwrap().as_ref().unwrap().in_flight.is_none());
 }
 
 #[test]

@@ -197,6 +197,7 @@ mod tests {
             extras: Default::default(),
             fingerprint: "f".into(),
             seed_refresh_token: None,
+            refresh_token_reusable: false,
         }
     }
 

@@ -24,7 +24,7 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use crate::api::ConnectorAuth;
-use crate::engine::driver::{PendingConsent, Record, Store, StoreError};
+use crate::engine::driver::{InFlight, PendingConsent, Record, Store, StoreError};
 use crate::engine::{SecretString, TokenState};
 
 pub const FIELD_MANAGER: &str = "connector-auth-operator";
@@ -62,6 +62,11 @@ struct Private {
     last_error: Option<(String, String)>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pending_consent: Option<PendingConsent>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    refresh_token_reusable: bool,
+    /// The write-ahead mark of a refresh under way (see the driver).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    in_flight: Option<InFlight>,
 }
 
 impl Private {
@@ -75,6 +80,8 @@ impl Private {
             failed_fingerprint: r.failed_fingerprint.clone(),
             last_error: r.last_error.clone(),
             pending_consent: r.pending_consent.clone(),
+            refresh_token_reusable: r.token.as_ref().is_some_and(|t| t.refresh_token_reusable),
+            in_flight: r.in_flight.clone(),
         }
     }
 }
@@ -181,6 +188,7 @@ fn public_token(secret: &Secret, private: &Private) -> Option<TokenState> {
             .collect(),
         fingerprint: private.fingerprint.clone(),
         seed_refresh_token: private.seed_refresh_token.clone(),
+        refresh_token_reusable: private.refresh_token_reusable,
     })
 }
 
@@ -233,6 +241,7 @@ impl Store for KubeStore {
                 extras: BTreeMap::new(),
                 fingerprint: private.fingerprint.clone(),
                 seed_refresh_token: private.seed_refresh_token.clone(),
+                refresh_token_reusable: private.refresh_token_reusable,
             })
         });
         let record = Record {
@@ -242,6 +251,7 @@ impl Store for KubeStore {
             failed_fingerprint: private.failed_fingerprint,
             last_error: private.last_error,
             pending_consent: private.pending_consent,
+            in_flight: private.in_flight,
         };
         self.remember(&record);
         Ok(Some(record))

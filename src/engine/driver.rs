@@ -5,6 +5,14 @@
 //! store *before* anything is published, and a record that could not be persisted is kept in
 //! memory and persisted first on the next pass, so a rotated refresh token is never lost while
 //! the process lives and the old one is never sent again.
+//!
+//! Across an abrupt stop, a write-ahead mark covers the one window ordering cannot: between
+//! sending a refresh token and storing the answer, the provider may have rotated it. Before a
+//! refresh token that may be single-use is sent, its digest is stored as in flight; the answer
+//! clears the mark in the same write that stores the new token. A mark found on a later pass
+//! means the process stopped inside that window: the token is then never sent again (a
+//! provider that revokes the whole family on reuse would otherwise do so); the scheme logs in
+//! again or asks for consent, or, if it can do neither, reports `RefreshTokenInDoubt`.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -15,7 +23,7 @@ use jiff::{SignedDuration, Timestamp};
 use serde::{Deserialize, Serialize};
 
 use super::renewal::{self, Decision};
-use super::{Engine, EngineError, Flow, Inputs, TokenState};
+use super::{Engine, EngineError, Flow, Inputs, RefreshChoice, TokenState, refresh_choice};
 
 /// Private, durable per-resource record.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -38,6 +46,42 @@ pub struct Record {
     /// The consent link currently offered (authorization-code flows awaiting a person).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pending_consent: Option<PendingConsent>,
+    /// Write-ahead mark: a refresh with this refresh token was started and its answer is not
+    /// stored yet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub in_flight: Option<InFlight>,
+}
+
+/// A refresh token that was about to be sent (or was sent) without its answer being stored.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct InFlight {
+    /// Digest of the refresh token (see [`RefreshChoice::digest`]).
+    pub digest: String,
+    /// When the refresh started.
+    pub since: Timestamp,
+}
+
+/// What may be done with the refresh token a renewal would send.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Guard {
+    /// Send it: there is none, or the provider is known to accept it again.
+    Send,
+    /// Store the write-ahead mark first, then send it.
+    MarkThenSend,
+    /// A refresh with this very token was interrupted before its answer was stored: the
+    /// provider may have rotated it, so it must never be sent again.
+    InDoubt,
+}
+
+/// Decides about the refresh token a renewal would send (its digest, and whether the provider
+/// is known to accept it again), given the mark an earlier pass left, if any.
+pub fn guard(mark: Option<&InFlight>, token_digest: Option<&str>, reusable: bool) -> Guard {
+    match token_digest {
+        None => Guard::Send,
+        Some(d) if mark.is_some_and(|m| m.digest == d) => Guard::InDoubt,
+        Some(_) if reusable => Guard::Send,
+        Some(_) => Guard::MarkThenSend,
+    }
 }
 
 /// A consent link's single-use nonce and its expiry.
@@ -180,12 +224,48 @@ pub async fn reconcile<S: Store + Sync>(
         }
         Decision::Renew { reason } => {
             let refreshed = record.token.as_ref().is_some_and(|t| t.refresh_token.is_some());
+            let mut choice = refresh_choice(flow, inputs, record.token.as_ref());
+            let digest = choice.digest();
+            let mut marked = false;
+            match guard(record.in_flight.as_ref(), digest.as_deref(), choice.reusable) {
+                Guard::Send => {}
+                Guard::MarkThenSend => {
+                    let unmarked = record.clone();
+                    record.in_flight = digest.map(|digest| InFlight { digest, since: now });
+                    if let Err(e) = (|| store.save(&record)).retry(retry_policy()).await {
+                        // Nothing was sent, but the mark may be stored all the same (a write
+                        // whose answer was lost): the record as loaded is written first on the
+                        // next pass, so this process never takes its own unsent mark for an
+                        // interrupted refresh.
+                        unsaved.0 = Some(unmarked);
+                        return Err(e);
+                    }
+                    marked = true;
+                }
+                Guard::InDoubt if flow.login.is_some() || flow.code_exchange.is_some() => {
+                    // Log in again (or ask for consent) instead; the mark stays until that
+                    // gives a new token.
+                    choice = RefreshChoice { token: None, ..choice };
+                }
+                Guard::InDoubt => {
+                    let error = EngineError::RefreshTokenInDoubt {
+                        since: record
+                            .in_flight
+                            .as_ref()
+                            .map(|m| m.since.to_string())
+                            .unwrap_or_default(),
+                        key: flow.seed_refresh_key.clone().unwrap_or_else(|| "refresh_token".into()),
+                    };
+                    return fail(store, &mut record, error, fingerprint, now, unsaved).await;
+                }
+            }
             match engine
-                .obtain(flow, inputs, record.token.as_ref(), fingerprint, now)
+                .obtain_with(flow, inputs, record.token.as_ref(), choice, fingerprint, now)
                 .await
             {
                 Ok(token) => {
                     record.token = Some(token);
+                    record.in_flight = None;
                     record.failures = 0;
                     record.retry_at = None;
                     record.failed_fingerprint = None;
@@ -205,7 +285,14 @@ pub async fn reconcile<S: Store + Sync>(
                     }
                 }
                 Err(EngineError::AuthorizationRequired) => await_consent(store, record, now, unsaved).await,
-                Err(error) => fail(store, &mut record, error, &attempt, now, unsaved).await,
+                Err(error) => {
+                    // This process saw the attempt end: it is retried after the backoff, as
+                    // any failure is. Only a stop before that leaves the mark behind.
+                    if marked {
+                        record.in_flight = None;
+                    }
+                    fail(store, &mut record, error, &attempt, now, unsaved).await
+                }
             }
         }
     }
@@ -220,10 +307,11 @@ async fn await_consent<S: Store + Sync>(
     unsaved: &mut Unsaved,
 ) -> Result<Outcome, StoreError> {
     let before = record.clone();
-    // Any refresh token left was refused: it must not be sent again.
+    // Any refresh token left was refused (or is in doubt): it must not be sent again.
     if let Some(t) = record.token.as_mut() {
         t.refresh_token = None;
     }
+    record.in_flight = None;
     let renew_margin = SignedDuration::from_secs(60);
     let fresh = record
         .pending_consent
@@ -385,5 +473,34 @@ fn outcome(action: Action, record: &Record, next: Option<Timestamp>, written: bo
         failures: record.failures,
         last_error: record.last_error.clone(),
         pending_consent: record.pending_consent.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refresh_token_is_marked_before_use_and_never_resent_while_in_doubt() {
+        let mark = InFlight {
+            digest: "d1".into(),
+            since: "2026-01-01T00:00:00Z".parse().unwrap(),
+        };
+        // Nothing to send: nothing to guard (a login, a consent, a permanent token).
+        assert_eq!(guard(None, None, false), Guard::Send);
+        assert_eq!(guard(Some(&mark), None, false), Guard::Send);
+        // A token that may be single-use is marked first.
+        assert_eq!(guard(None, Some("d1"), false), Guard::MarkThenSend);
+        // A provider known not to rotate accepts it again: no mark, no write.
+        assert_eq!(guard(None, Some("d1"), true), Guard::Send);
+        // The marked token itself: an earlier refresh with it was interrupted.
+        assert_eq!(guard(Some(&mark), Some("d1"), false), Guard::InDoubt);
+        assert_eq!(
+            guard(Some(&mark), Some("d1"), true),
+            Guard::InDoubt,
+            "a mark is only ever left for a token not known to be reusable"
+        );
+        // Another token (a new onboarding token in the credentials): marked afresh.
+        assert_eq!(guard(Some(&mark), Some("d2"), false), Guard::MarkThenSend);
     }
 }

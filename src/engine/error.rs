@@ -127,6 +127,17 @@ pub enum EngineError {
     /// The scheme needs a person to grant consent first (authorization-code grant).
     #[error("authorization required: open status.authorizationUrl to grant consent")]
     AuthorizationRequired,
+
+    /// A refresh with the stored refresh token was under way when the operator stopped, so
+    /// the provider may have acted on it (rotating the token) without the answer being
+    /// stored. Sending it again could make the provider revoke the whole token family, and the
+    /// scheme has no other way to get a token.
+    #[error(
+        "the stored refresh token was being used by a refresh that was interrupted (started {since}) before its answer was stored; \
+         the provider may have replaced it, and sending it again could revoke the whole token family, so it is not sent again: \
+         put a new refresh token into the credentials Secret (key `{key}`)"
+    )]
+    RefreshTokenInDoubt { since: String, key: String },
 }
 
 fn oauth_suffix(e: &Option<String>) -> String {
@@ -168,6 +179,7 @@ impl EngineError {
             EngineError::ValueNotFound { .. } => "ValueNotFound",
             EngineError::InvalidValue { .. } => "InvalidValue",
             EngineError::AuthorizationRequired => "AuthorizationRequired",
+            EngineError::RefreshTokenInDoubt { .. } => "RefreshTokenInDoubt",
         }
     }
 

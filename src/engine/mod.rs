@@ -54,6 +54,31 @@ pub struct TokenState {
     /// token is not replaced by the stale seed, and a new seed is noticed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seed_refresh_token: Option<String>,
+    /// The provider answered the refresh that produced this state without replacing the
+    /// refresh token: it does not rotate them, so sending this one again is harmless. Unknown
+    /// (false) until a refresh has shown it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub refresh_token_reusable: bool,
+}
+
+/// Which refresh token a renewal would send, decided before anything is sent (so the caller
+/// can record that it is about to be used).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RefreshChoice {
+    /// None: no refresh request (log in, ask for consent, or nothing to refresh with).
+    pub token: Option<SecretString>,
+    /// Digest of the onboarding token to remember as used.
+    pub seed_digest: Option<String>,
+    /// Whether the provider is known to accept this token again (see
+    /// [`TokenState::refresh_token_reusable`]); a new seed is never known to.
+    pub reusable: bool,
+}
+
+impl RefreshChoice {
+    /// Digest of the refresh token to be sent, to recognise it later without storing it twice.
+    pub fn digest(&self) -> Option<String> {
+        self.token.as_ref().map(|t| digest(t.expose()))
+    }
 }
 
 /// What the engine is given besides the spec.
@@ -120,6 +145,31 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// Which refresh token a renewal sends: a new onboarding token from the credentials wins over
+/// the stored one. A seed is used once: after that the stored (possibly rotated) token is the
+/// only one, and if that is gone (refused), the spent seed is never tried again.
+pub fn refresh_choice(flow: &Flow, inputs: &Inputs, prev: Option<&TokenState>) -> RefreshChoice {
+    let seed = flow
+        .seed_refresh_key
+        .as_ref()
+        .and_then(|k| inputs.credentials.get(k))
+        .filter(|v| !v.is_empty());
+    let seed_digest = seed.map(|s| digest(s.expose()));
+    let stored = prev.and_then(|p| p.refresh_token.clone());
+    let prev_seed = prev.and_then(|p| p.seed_refresh_token.clone());
+    let (token, reusable) = match (seed, stored) {
+        (Some(s), _) if seed_digest != prev_seed => (Some(s.clone()), false),
+        (_, Some(r)) => (Some(r), prev.is_some_and(|p| p.refresh_token_reusable)),
+        _ => (None, false),
+    };
+    RefreshChoice {
+        // Only a flow with a refresh request sends it.
+        token: token.filter(|_| flow.refresh.is_some()),
+        seed_digest: seed_digest.or(prev_seed),
+        reusable,
+    }
+}
+
 /// Runs flows. Holds the shared HTTP client and template environment.
 #[derive(Clone)]
 pub struct Engine {
@@ -154,6 +204,21 @@ impl Engine {
         fingerprint: &str,
         now: Timestamp,
     ) -> Result<TokenState> {
+        let choice = refresh_choice(flow, inputs, prev);
+        self.obtain_with(flow, inputs, prev, choice, fingerprint, now).await
+    }
+
+    /// [`obtain`](Self::obtain) with the refresh token chosen by the caller (see
+    /// [`refresh_choice`]); a choice without a token logs in (or asks for consent) instead.
+    pub async fn obtain_with(
+        &self,
+        flow: &Flow,
+        inputs: &Inputs,
+        prev: Option<&TokenState>,
+        choice: RefreshChoice,
+        fingerprint: &str,
+        now: Timestamp,
+    ) -> Result<TokenState> {
         if let Some(key) = &flow.static_token {
             let ctx = self.context(inputs, None, None, now);
             let token = self.templates.render(&key.field, &key.source, &ctx)?;
@@ -168,27 +233,15 @@ impl Engine {
                 extras: BTreeMap::new(),
                 fingerprint: fingerprint.into(),
                 seed_refresh_token: None,
+                refresh_token_reusable: false,
             });
         }
 
-        // Which refresh token: a new seed from the credentials wins over the stored one.
-        let seed = flow
-            .seed_refresh_key
-            .as_ref()
-            .and_then(|k| inputs.credentials.get(k))
-            .filter(|v| !v.is_empty());
-        let seed_digest = seed.map(|s| digest(s.expose()));
-        let stored = prev.and_then(|p| p.refresh_token.clone());
-        let prev_seed = prev.and_then(|p| p.seed_refresh_token.clone());
-        // A seed is used once: after that the stored (possibly rotated) token is the only one,
-        // and if that is gone (refused), the spent seed is never tried again.
-        let refresh_token = match (seed, &stored) {
-            (Some(s), _) if seed_digest != prev_seed => Some(s.clone()),
-            (_, Some(r)) => Some(r.clone()),
-            _ => None,
-        };
-        let seed_digest = seed_digest.or(prev_seed);
-
+        let RefreshChoice {
+            token: refresh_token,
+            seed_digest,
+            ..
+        } = choice;
         if let (Some(step), Some(rt)) = (&flow.refresh, &refresh_token) {
             let ctx = self.context(inputs, prev, Some(rt), now);
             match self.run_step(step, &ctx, inputs, flow, Some(rt), now).await {
@@ -375,11 +428,14 @@ impl Engine {
         let access_token = parsed
             .require("access token", &e.access_token)
             .map_err(|err| resp.redirect_error(step.name, options.allow_redirects).unwrap_or(err))?;
-        let refresh_token = parsed
+        let returned = parsed
             .optional("refresh token", &e.refresh_token)?
-            .map(SecretString::from)
-            // A provider that does not rotate returns no new refresh token: keep the one used.
-            .or_else(|| used_refresh_token.cloned());
+            .map(SecretString::from);
+        // A provider that answers a refresh without a new refresh token (or with the same one)
+        // does not rotate them: the one used stays valid.
+        let refresh_token_reusable =
+            used_refresh_token.is_some() && (returned.is_none() || returned.as_ref() == used_refresh_token);
+        let refresh_token = returned.or_else(|| used_refresh_token.cloned());
         let token_type = parsed
             .optional("token type", &e.token_type)?
             .unwrap_or_else(|| flow.default_token_type.into());
@@ -431,6 +487,7 @@ impl Engine {
             extras,
             fingerprint: String::new(),
             seed_refresh_token: None,
+            refresh_token_reusable,
         })
     }
 

@@ -258,6 +258,7 @@ mod tests {
             extras: Default::default(),
             fingerprint: fp.into(),
             seed_refresh_token: None,
+            refresh_token_reusable: false,
         }
     }
 

@@ -22,6 +22,7 @@ use serde_json::{Value, json};
 
 use connector_auth_operator::api::ConnectorAuthSpec;
 use connector_auth_operator::engine::{self, Engine, EngineError, HttpSettings, Inputs, SecretString, TokenState};
+use fake_apiserver::Gate;
 
 /// Starts `router` on 127.0.0.1 with a free port; returns `http://127.0.0.1:PORT`.
 pub async fn serve(router: Router) -> String {
@@ -153,6 +154,14 @@ pub struct Book {
     pub down: std::sync::atomic::AtomicBool,
     /// Authorization codes issued by the consent page: code -> redirect_uri (single use).
     pub codes: Mutex<HashMap<String, String>>,
+    /// `grant_type` of each token request received, in order (rotating provider).
+    pub grants: Mutex<Vec<String>>,
+    /// Token requests the provider has acted on (rotating provider).
+    pub handled: AtomicU64,
+    /// Lifetime of the access tokens issued from now on, in seconds (rotating provider).
+    pub ttl: AtomicU64,
+    hold_request: Mutex<Option<Gate>>,
+    hold_answer: Mutex<Option<Gate>>,
 }
 
 impl Book {
@@ -212,6 +221,30 @@ impl Book {
     }
     pub fn family_revoked(&self) -> bool {
         !self.revoked_families.lock().unwrap().is_empty()
+    }
+    /// Whether `rt` is the one usable refresh token of a family that is not revoked.
+    pub fn is_current(&self, rt: &str) -> bool {
+        let revoked = self.revoked_families.lock().unwrap();
+        matches!(self.refresh.lock().unwrap().get(rt), Some((family, true)) if !revoked.contains(family))
+    }
+    /// The `grant_type`s of the token requests received so far.
+    pub fn grants(&self) -> Vec<String> {
+        self.grants.lock().unwrap().clone()
+    }
+    /// Holds the next token request at the returned gate before the provider acts on it:
+    /// opened, it is handled; answered, it is not (the client gets that status).
+    pub fn hold_next_request(&self) -> Gate {
+        let gate = Gate::new();
+        *self.hold_request.lock().unwrap() = Some(gate.clone());
+        gate
+    }
+    /// Lets the provider act on the next token request (rotating the refresh token), then holds
+    /// its answer at the returned gate: opened, the answer is sent; answered, that status is
+    /// sent instead.
+    pub fn hold_next_answer(&self) -> Gate {
+        let gate = Gate::new();
+        *self.hold_answer.lock().unwrap() = Some(gate.clone());
+        gate
     }
 }
 
@@ -395,43 +428,23 @@ pub async fn google_with_ttl(ttl: u64) -> (String, Arc<Book>) {
 // ---------------------------------------------------------------- rotating refresh tokens
 
 /// A provider that rotates refresh tokens on every use and revokes the whole family when a
-/// rotated-out token is presented again. Client auth is HTTP Basic. The seed is `rt-seed`.
+/// rotated-out token is presented again (all of its tokens then fail with `invalid_grant`, and
+/// its access tokens stop working). Client auth is HTTP Basic (`rot-client`/`rot-secret`). The
+/// seed is `rt-seed`; the password grant (`rot-user`/`rot-pass`) starts a new family.
+///
+/// A token request can be held at a [`Gate`] before the provider acts on it
+/// ([`Book::hold_next_request`]) or after, with its answer not yet sent
+/// ([`Book::hold_next_answer`]). Requests are handled in a task of their own, so one that
+/// is let go after its client died still takes effect, as at a real provider.
 pub async fn rotating(ttl_secs: u64) -> (String, Arc<Book>) {
     let book = Arc::new(Book::default());
     book.refresh.lock().unwrap().insert("rt-seed".into(), (1, true));
+    book.ttl.store(ttl_secs, Ordering::SeqCst);
     let app = Router::new()
         .route(
             "/oauth/token",
-            post(move |State(b): State<Arc<Book>>, h: HeaderMap, body: Bytes| async move {
-                b.token_requests.fetch_add(1, Ordering::SeqCst);
-                if b.down.load(Ordering::SeqCst) {
-                    return (StatusCode::SERVICE_UNAVAILABLE, "<html>maintenance</html>").into_response();
-                }
-                if basic(&h) != Some(("rot-client".into(), "rot-secret".into())) {
-                    return (StatusCode::UNAUTHORIZED, Json(json!({"error": "invalid_client"}))).into_response();
-                }
-                let f = form(&body);
-                if f.get("grant_type").map(String::as_str) != Some("refresh_token") {
-                    return oauth_error("unsupported_grant_type");
-                }
-                let rt = f.get("refresh_token").cloned().unwrap_or_default();
-                let mut refresh = b.refresh.lock().unwrap();
-                match refresh.get(&rt).copied() {
-                    Some((family, true)) if !b.revoked_families.lock().unwrap().contains(&family) => {
-                        refresh.insert(rt, (family, false));
-                        let new_rt = random("rt");
-                        refresh.insert(new_rt.clone(), (family, true));
-                        let at = random("at");
-                        b.grant(&at);
-                        Json(json!({"access_token": at, "token_type": "bearer", "expires_in": ttl_secs, "refresh_token": new_rt})).into_response()
-                    }
-                    Some((family, _)) => {
-                        b.revoked_families.lock().unwrap().push(family);
-                        b.valid.lock().unwrap().clear();
-                        oauth_error("invalid_grant")
-                    }
-                    None => oauth_error("invalid_grant"),
-                }
+            post(|State(b): State<Arc<Book>>, h: HeaderMap, body: Bytes| async move {
+                tokio::spawn(rotating_token(b, h, body)).await.unwrap()
             }),
         )
         .route(
@@ -445,6 +458,71 @@ pub async fn rotating(ttl_secs: u64) -> (String, Arc<Book>) {
         )
         .with_state(book.clone());
     (serve(app).await, book)
+}
+
+async fn rotating_token(b: Arc<Book>, h: HeaderMap, body: Bytes) -> Response {
+    b.token_requests.fetch_add(1, Ordering::SeqCst);
+    let f = form(&body);
+    let grant = f.get("grant_type").cloned().unwrap_or_default();
+    b.grants.lock().unwrap().push(grant.clone());
+    let before = b.hold_request.lock().unwrap().take();
+    if let Some(gate) = before
+        && let Some(status) = gate.enter().await
+    {
+        return (StatusCode::from_u16(status).unwrap(), "<html>gateway error</html>").into_response();
+    }
+    let response = rotating_grant(&b, &h, &f, &grant);
+    b.handled.fetch_add(1, Ordering::SeqCst);
+    let after = b.hold_answer.lock().unwrap().take();
+    if let Some(gate) = after
+        && let Some(status) = gate.enter().await
+    {
+        // Acted on, but the client hears something else (a proxy timing out, say).
+        return (StatusCode::from_u16(status).unwrap(), "<html>gateway error</html>").into_response();
+    }
+    response
+}
+
+fn rotating_grant(b: &Book, h: &HeaderMap, f: &HashMap<String, String>, grant: &str) -> Response {
+    if b.down.load(Ordering::SeqCst) {
+        return (StatusCode::SERVICE_UNAVAILABLE, "<html>maintenance</html>").into_response();
+    }
+    if basic(h) != Some(("rot-client".into(), "rot-secret".into())) {
+        return (StatusCode::UNAUTHORIZED, Json(json!({"error": "invalid_client"}))).into_response();
+    }
+    let mut refresh = b.refresh.lock().unwrap();
+    let family = match grant {
+        "refresh_token" => {
+            let rt = f.get("refresh_token").cloned().unwrap_or_default();
+            match refresh.get(&rt).copied() {
+                Some((family, true)) if !b.revoked_families.lock().unwrap().contains(&family) => {
+                    refresh.insert(rt, (family, false));
+                    family
+                }
+                Some((family, _)) => {
+                    b.revoked_families.lock().unwrap().push(family);
+                    b.valid.lock().unwrap().clear();
+                    return oauth_error("invalid_grant");
+                }
+                None => return oauth_error("invalid_grant"),
+            }
+        }
+        "password" => {
+            if f.get("username").map(String::as_str) != Some("rot-user")
+                || f.get("password").map(String::as_str) != Some("rot-pass")
+            {
+                return oauth_error("invalid_grant");
+            }
+            1000 + b.families.fetch_add(1, Ordering::SeqCst)
+        }
+        _ => return oauth_error("unsupported_grant_type"),
+    };
+    let new_rt = random("rt");
+    refresh.insert(new_rt.clone(), (family, true));
+    let at = random("at");
+    b.grant(&at);
+    Json(json!({"access_token": at, "token_type": "bearer", "expires_in": b.ttl.load(Ordering::SeqCst), "refresh_token": new_rt}))
+        .into_response()
 }
 
 // ---------------------------------------------------------------- Tripletex

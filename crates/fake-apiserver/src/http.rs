@@ -11,13 +11,14 @@ use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use serde_json::{Value, json};
+use tokio::sync::oneshot;
 
 use crate::error::ApiError;
 use crate::meta::{self, META_API_VERSION, ObjectView};
 use crate::registry::ResourceInfo;
 use crate::selector::{FieldSelector, LabelSelector};
 use crate::store::{CollKey, DeleteOpts, Deleted, Filter, PatchKind, Target, WriteOpts};
-use crate::{Recorded, Shared, watch};
+use crate::{Recorded, Shared, Wait, watch};
 
 pub(crate) fn router(shared: Arc<Shared>) -> Router {
     Router::new()
@@ -174,11 +175,37 @@ async fn handle(
     if let Some(status) = request.shared.take_fault(request.method.as_str(), target) {
         return error_response(&ApiError::from_code(status));
     }
+    let host = header_str(header::HOST);
+    let Some(wait) = request.shared.take_delay(request.method.as_str(), target) else {
+        return dispatch(request, route, &host);
+    };
+    // A delayed request is finished in a task of its own: a real server completes a request it
+    // has received even when the client goes away meanwhile (e.g. is killed while waiting).
+    let (answer, answered) = oneshot::channel();
+    tokio::spawn(async move {
+        let verdict = match wait {
+            Wait::Gate(gate) => gate.enter().await,
+            Wait::For(duration) => {
+                tokio::time::sleep(duration).await;
+                None
+            }
+        };
+        let response = match verdict {
+            Some(status) => error_response(&ApiError::from_code(status)),
+            None => dispatch(request, route, &host),
+        };
+        let _ = answer.send(response);
+    });
+    answered
+        .await
+        .unwrap_or_else(|_| error_response(&ApiError::internal("delayed request dropped".to_string())))
+}
 
+fn dispatch(request: Request, route: Route, host: &str) -> Response {
     let result = match route {
         Route::Version => Ok(json_response(StatusCode::OK, &version_info())),
         Route::Health => Ok((StatusCode::OK, "ok").into_response()),
-        Route::CoreVersions => Ok(json_response(StatusCode::OK, &core_versions(&header_str(header::HOST)))),
+        Route::CoreVersions => Ok(json_response(StatusCode::OK, &core_versions(host))),
         Route::Groups => Ok(json_response(StatusCode::OK, &api_groups(&request))),
         Route::GroupVersion(group, version) => api_resources(&request, &group, &version),
         Route::Resource(path) => serve_resource(request, path),

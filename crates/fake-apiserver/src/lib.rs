@@ -9,7 +9,8 @@
 //! owner-reference garbage collection, label/field selectors, list+watch with
 //! resumable history and `410 Gone`, metadata-only (`PartialObjectMetadata`)
 //! requests. Tests can inspect every request ([`FakeApiServer::requests`]),
-//! read objects directly, and inject faults.
+//! read objects directly, inject faults ([`Fault`]) and hold or slow down requests
+//! ([`Delay`], [`Gate`]).
 //!
 //! ```no_run
 //! # async fn demo() {
@@ -42,6 +43,7 @@
 
 mod apply;
 mod error;
+mod gate;
 mod http;
 mod meta;
 mod registry;
@@ -51,11 +53,13 @@ mod watch;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
 
 use serde_json::Value;
 use tokio::sync::{oneshot, watch as notify};
 
 pub use error::ApiError;
+pub use gate::Gate;
 pub use registry::ResourceDef;
 
 use registry::ResourceInfo;
@@ -136,6 +140,72 @@ impl Fault {
     }
 }
 
+/// A slow API server: the next `count` requests matching `method` (any when `None`,
+/// compared case-insensitively) and `path_contains` (as for [`Fault`]) wait — at a [`Gate`]
+/// until the test decides, or for a fixed time — before they are handled. A waiting request
+/// is completed even if its client goes away meanwhile, as a real server completes a request
+/// it has received: a write held at a gate that is then opened takes effect although nobody
+/// hears the answer.
+///
+/// [`Fault`]s are checked first: a request matching both is answered by the fault at once.
+#[derive(Clone, Debug)]
+pub struct Delay {
+    pub method: Option<String>,
+    pub path_contains: String,
+    pub count: u32,
+    wait: Wait,
+}
+
+#[derive(Clone, Debug)]
+pub(crate) enum Wait {
+    Gate(Gate),
+    For(Duration),
+}
+
+impl Delay {
+    /// Holds one request of any method whose path contains `path_contains` at `gate`, until the
+    /// test opens it ([`Gate::open`]: handled) or answers it ([`Gate::answer`]: not handled).
+    /// A gate never decided holds the request as long as the server runs: an answer that never
+    /// comes, which only a client-side timeout ends.
+    pub fn at(gate: &Gate, path_contains: &str) -> Self {
+        Self {
+            method: None,
+            path_contains: path_contains.to_string(),
+            count: 1,
+            wait: Wait::Gate(gate.clone()),
+        }
+    }
+
+    /// Delays one request of any method whose path contains `path_contains` by `duration`,
+    /// then handles it (its effect and its answer both come late).
+    pub fn by(duration: Duration, path_contains: &str) -> Self {
+        Self {
+            method: None,
+            path_contains: path_contains.to_string(),
+            count: 1,
+            wait: Wait::For(duration),
+        }
+    }
+
+    /// Restricts the delay to one HTTP method.
+    pub fn method(mut self, method: &str) -> Self {
+        self.method = Some(method.to_string());
+        self
+    }
+
+    /// Applies the delay to the next `count` matching requests.
+    pub fn times(mut self, count: u32) -> Self {
+        self.count = count;
+        self
+    }
+
+    fn matches(&self, method: &str, target: &str) -> bool {
+        self.count > 0
+            && self.method.as_ref().is_none_or(|m| m.eq_ignore_ascii_case(method))
+            && target.contains(&self.path_contains)
+    }
+}
+
 /// Recorded requests and pending faults; separate from the store so recording
 /// never contends with object reads and writes.
 #[derive(Default)]
@@ -143,6 +213,7 @@ struct RequestLog {
     disabled: bool,
     requests: Vec<Recorded>,
     faults: Vec<Fault>,
+    delays: Vec<Delay>,
 }
 
 /// State shared by the server task, open watch streams and the test handle.
@@ -186,6 +257,19 @@ impl Shared {
             log.faults.remove(index);
         }
         Some(status)
+    }
+
+    /// Consumes one use of the first delay matching the request, if any.
+    pub(crate) fn take_delay(&self, method: &str, target: &str) -> Option<Wait> {
+        let mut log = lock(&self.log);
+        let index = log.delays.iter().position(|d| d.matches(method, target))?;
+        let delay = &mut log.delays[index];
+        delay.count -= 1;
+        let wait = delay.wait.clone();
+        if delay.count == 0 {
+            log.delays.remove(index);
+        }
+        Some(wait)
     }
 
     fn close_watches(&self) {
@@ -324,6 +408,13 @@ impl FakeApiServer {
     pub fn fail_next(&self, rule: Fault) {
         if rule.count > 0 {
             lock(&self.shared.log).faults.push(rule);
+        }
+    }
+
+    /// Injects a delay; see [`Delay`]. Rules are checked in the order added.
+    pub fn delay_next(&self, rule: Delay) {
+        if rule.count > 0 {
+            lock(&self.shared.log).delays.push(rule);
         }
     }
 

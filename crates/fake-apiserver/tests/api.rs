@@ -842,3 +842,83 @@ async fn discovery_version_and_direct_access() {
             .all(|r| r.name.as_deref() != Some("seed") || r.verb == "get")
     );
 }
+
+/// Waits for `f`, failing the test after 5 s.
+async fn within<T>(f: impl std::future::Future<Output = T>) -> Result<T, tokio::time::error::Elapsed> {
+    tokio::time::timeout(std::time::Duration::from_secs(5), f).await
+}
+
+#[tokio::test]
+async fn delays_hold_requests_at_a_gate_or_for_a_while() {
+    use fake_apiserver::{Delay, Gate};
+    use std::time::{Duration, Instant};
+    let server = FakeApiServer::start().await;
+    let secrets: Api<Secret> = Api::default_namespaced(server.client());
+    secrets.create(&PostParams::default(), &secret("s", &[])).await.unwrap();
+    let label = |v: &str| Patch::Merge(json!({"metadata": {"labels": {"v": v}}}));
+    let stored = |server: &FakeApiServer| {
+        server.object("", "secrets", Some("default"), "s").unwrap()["metadata"]["labels"]["v"].clone()
+    };
+
+    // Held, then let through: the write takes effect only then.
+    let gate = Gate::new();
+    server.delay_next(Delay::at(&gate, "/secrets/s").method("PATCH"));
+    let held = tokio::spawn({
+        let secrets = secrets.clone();
+        async move { secrets.patch("s", &PatchParams::default(), &label("1")).await }
+    });
+    within(gate.arrived()).await.unwrap();
+    assert_eq!(stored(&server), Value::Null, "not applied while held");
+    assert!(secrets.get("s").await.is_ok(), "other requests pass");
+    gate.open();
+    within(held).await.unwrap().unwrap().unwrap();
+    assert_eq!(stored(&server), "1");
+
+    // Held, then answered: the client gets the status, nothing is applied.
+    let gate = Gate::new();
+    server.delay_next(Delay::at(&gate, "/secrets/s").method("PATCH"));
+    let held = tokio::spawn({
+        let secrets = secrets.clone();
+        async move { secrets.patch("s", &PatchParams::default(), &label("2")).await }
+    });
+    within(gate.arrived()).await.unwrap();
+    gate.answer(500);
+    let err = within(held).await.unwrap().unwrap().unwrap_err();
+    assert_eq!(api_error(err), (500, "InternalError".to_string()));
+    assert_eq!(stored(&server), "1");
+
+    // The client goes away while its write is held; opened afterwards, the write still lands.
+    let gate = Gate::new();
+    server.delay_next(Delay::at(&gate, "/secrets/s").method("PATCH"));
+    let client_gone = tokio::spawn({
+        let secrets = secrets.clone();
+        async move { secrets.patch("s", &PatchParams::default(), &label("3")).await }
+    });
+    within(gate.arrived()).await.unwrap();
+    client_gone.abort();
+    assert!(client_gone.await.unwrap_err().is_cancelled());
+    gate.open();
+    within(async {
+        while stored(&server) != "3" {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the abandoned write landed");
+    assert_eq!(gate.arrivals(), 1);
+
+    // A fixed delay: handled after it, and only for the next `count` matching requests.
+    server.delay_next(
+        Delay::by(Duration::from_millis(300), "/secrets/s")
+            .method("GET")
+            .times(2),
+    );
+    for _ in 0..2 {
+        let started = Instant::now();
+        secrets.get("s").await.unwrap();
+        assert!(started.elapsed() >= Duration::from_millis(300));
+    }
+    let started = Instant::now();
+    secrets.get("s").await.unwrap();
+    assert!(started.elapsed() < Duration::from_millis(300), "delay used up");
+}
