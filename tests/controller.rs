@@ -57,21 +57,6 @@ async fn create_rotating(client: &kube::Client, base: &str, name: &str) {
 }
 
 /// Polls `f` until it returns Some, or panics after `secs`.
-async fn eventually<T, F, Fut>(secs: u64, what: &str, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for: {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 async fn output(client: &kube::Client, name: &str) -> Option<Secret> {
     Api::<Secret>::namespaced(client.clone(), NS)
         .get_opt(&format!("{name}-token"))
@@ -358,7 +343,7 @@ async fn provider_outage_keeps_the_last_token_then_reports_expiry() {
         "repeated failures form one Event series: {warnings:#?}"
     );
     let count = warnings[0]["series"]["count"].as_u64().unwrap_or(1);
-    assert!(count >= 1 && count <= attempts as u64, "series count {count}");
+    assert!((1..=attempts).contains(&count), "series count {count}");
 
     book.down.store(false, Ordering::SeqCst);
     op.stop().await;

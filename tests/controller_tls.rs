@@ -14,6 +14,7 @@ use connector_auth_operator::api::{Condition, ConnectorAuth};
 use fake_apiserver::FakeApiServer;
 use kube::api::{Api, Patch, PatchParams};
 use serde_json::{Value, json};
+use support::eventually;
 use support::operator::{Operator, Source};
 use support::tls::*;
 
@@ -95,21 +96,6 @@ fn seed_resource_at(server: &FakeApiServer, name: &str, token_url: &str, extra: 
             }),
         )
         .unwrap();
-}
-
-async fn eventually<T, F, Fut>(secs: u64, what: &str, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for: {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 async fn resource(client: &kube::Client, name: &str) -> ConnectorAuth {

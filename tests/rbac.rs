@@ -246,21 +246,6 @@ fn seed(server: &FakeApiServer, ns: &str, base: &str, name: &str) {
         .unwrap();
 }
 
-async fn eventually<T, F, Fut>(secs: u64, what: &str, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for: {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 /// The published access token, read directly from the store (not recorded).
 async fn token(server: &FakeApiServer, ns: &str, name: &str) -> Option<String> {
     let s = server.object("", "secrets", Some(ns), &format!("{name}-token"))?;

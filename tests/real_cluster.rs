@@ -21,21 +21,6 @@ use serde_json::json;
 use support::operator::{Operator, Source};
 use support::*;
 
-async fn wait<T, F, Fut>(secs: u64, what: &str, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for: {what}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs a cluster from KUBECONFIG"]
 async fn real_cluster_issues_refreshes_restores_and_stays_quiet_on_restart() {
@@ -88,7 +73,7 @@ async fn real_cluster_issues_refreshes_restores_and_stays_quiet_on_restart() {
         .unwrap();
 
     let op = Operator::start_in(Source::Kubeconfig, "real-1", false, vec![ns.clone()]);
-    let out = wait(30, "output Secret", || async {
+    let out = eventually(30, "output Secret", || async {
         secrets.get_opt("crm-token").await.ok().flatten()
     })
     .await;
@@ -98,11 +83,11 @@ async fn real_cluster_issues_refreshes_restores_and_stays_quiet_on_restart() {
 
     // Refreshed before expiry (6 s tokens renew at ~4 s).
     let before = book.requests();
-    wait(20, "refresh", || async { (book.requests() > before).then_some(()) }).await;
+    eventually(20, "refresh", || async { (book.requests() > before).then_some(()) }).await;
 
     // Deleted output restored.
     secrets.delete("crm-token", &DeleteParams::default()).await.unwrap();
-    wait(20, "restored", || async {
+    eventually(20, "restored", || async {
         secrets.get_opt("crm-token").await.ok().flatten()
     })
     .await;
@@ -127,7 +112,7 @@ async fn real_cluster_issues_refreshes_restores_and_stays_quiet_on_restart() {
         .await
         .unwrap();
     let op = Operator::start_in(Source::Kubeconfig, "real-2", false, vec![ns.clone()]);
-    wait(30, "quiet issued", || async {
+    eventually(30, "quiet issued", || async {
         secrets.get_opt("quiet-token").await.ok().flatten()
     })
     .await;
