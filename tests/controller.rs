@@ -17,12 +17,6 @@ use support::*;
 
 const NS: &str = "team-a";
 
-async fn api_server() -> FakeApiServer {
-    let server = FakeApiServer::start().await;
-    server.register("connectorauth.dev", "v1alpha1", "connectorauths", "ConnectorAuth", true);
-    server
-}
-
 async fn create_rotating(client: &kube::Client, base: &str, name: &str) {
     let secrets: Api<Secret> = Api::namespaced(client.clone(), NS);
     let creds: Secret = serde_json::from_value(json!({

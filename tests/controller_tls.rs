@@ -14,21 +14,11 @@ use connector_auth_operator::api::{Condition, ConnectorAuth};
 use fake_apiserver::FakeApiServer;
 use kube::api::{Api, Patch, PatchParams};
 use serde_json::{Value, json};
-use support::eventually;
 use support::operator::{Operator, Source};
 use support::tls::*;
+use support::{api_server, b64, eventually};
 
 const NS: &str = "team-a";
-
-async fn api_server() -> FakeApiServer {
-    let server = FakeApiServer::start().await;
-    server.register("connectorauth.dev", "v1alpha1", "connectorauths", "ConnectorAuth", true);
-    server
-}
-
-fn b64(s: &str) -> String {
-    base64::engine::general_purpose::STANDARD.encode(s)
-}
 
 fn seed_credentials(server: &FakeApiServer) {
     server

@@ -206,16 +206,6 @@ fn scope_allows(scope: &Scope, c: &Check) -> bool {
 
 // ------------------------------------------------------------------ scenarios
 
-async fn api_server() -> FakeApiServer {
-    let server = FakeApiServer::start().await;
-    server.register("connectorauth.dev", "v1alpha1", "connectorauths", "ConnectorAuth", true);
-    server
-}
-
-fn b64(s: &str) -> String {
-    base64::engine::general_purpose::STANDARD.encode(s)
-}
-
 /// Seeds a credentials Secret and a ConnectorAuth for the rotating provider directly in the
 /// store, so that no request of the test is recorded.
 fn seed(server: &FakeApiServer, ns: &str, base: &str, name: &str) {

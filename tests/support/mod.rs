@@ -824,3 +824,15 @@ where
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// The in-process API server with the ConnectorAuth resource registered.
+pub async fn api_server() -> fake_apiserver::FakeApiServer {
+    let server = fake_apiserver::FakeApiServer::start().await;
+    server.register("connectorauth.dev", "v1alpha1", "connectorauths", "ConnectorAuth", true);
+    server
+}
+
+/// Standard base64, as Secret `data` holds it.
+pub fn b64(s: &str) -> String {
+    STANDARD.encode(s)
+}
