@@ -1,14 +1,12 @@
-//! An operator process with a caller-chosen `Config` and leader election, e.g. with the OAuth2
-//! consent callback enabled. Like `operator::Operator` it has its own runtime, so dropping it
-//! stops everything it runs at once. Include it with
+//! Settings for a test operator with a caller-chosen `Config` and leader election, e.g. with
+//! the OAuth2 consent callback enabled; it runs as `support::operator::Operator`. Include it with
 //! `#[path = "support/custom_operator.rs"] mod custom_operator;`.
 
 use std::net::SocketAddr;
-use std::time::Duration;
 
-use connector_auth_operator::controller::{self, Config, ConsentConfig, LeaderElection};
-use connector_auth_operator::engine::HttpSettings;
-use tokio::sync::oneshot;
+use connector_auth_operator::controller::{Config, ConsentConfig, LeaderElection};
+
+use crate::support::operator::{Operator, Source, default_config};
 
 /// What a test operator runs with.
 pub struct Settings {
@@ -21,14 +19,7 @@ impl Settings {
     /// namespace, no consent, no election.
     pub fn new(identity: &str) -> Settings {
         Settings {
-            config: Config {
-                namespaces: vec![],
-                concurrency: 4,
-                redirect_url: None,
-                http: HttpSettings::default(),
-                identity: identity.to_string(),
-                consent: None,
-            },
+            config: default_config(identity),
             election: None,
         }
     }
@@ -69,53 +60,12 @@ fn free_port() -> SocketAddr {
         .unwrap()
 }
 
-/// A running operator.
-pub struct CustomOperator {
-    rt: Option<tokio::runtime::Runtime>,
-    stop: Option<oneshot::Sender<()>>,
-    done: Option<oneshot::Receiver<anyhow::Result<()>>>,
-}
+/// A running operator: `support::operator::Operator` started with these settings.
+pub struct CustomOperator;
 
 impl CustomOperator {
     /// Starts an operator against the API server at `url`.
-    pub fn start(url: &str, settings: Settings) -> CustomOperator {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .unwrap();
-        let (stop_tx, stop_rx) = oneshot::channel::<()>();
-        let (done_tx, done_rx) = oneshot::channel();
-        let url = url.to_string();
-        let metrics = free_port();
-        rt.spawn(async move {
-            let client = kube::Client::try_from(kube::Config::new(url.parse().unwrap())).unwrap();
-            let r = controller::run(client, settings.config, settings.election, metrics, async {
-                let _ = stop_rx.await;
-            })
-            .await;
-            let _ = done_tx.send(r);
-        });
-        CustomOperator {
-            rt: Some(rt),
-            stop: Some(stop_tx),
-            done: Some(done_rx),
-        }
-    }
-
-    /// Graceful stop (SIGTERM): running reconciles finish, the Lease is released.
-    pub async fn stop(mut self) {
-        let _ = self.stop.take().unwrap().send(());
-        let r = tokio::time::timeout(Duration::from_secs(10), self.done.take().unwrap()).await;
-        assert!(matches!(r, Ok(Ok(Ok(())))), "operator did not stop cleanly: {r:?}");
-        self.rt.take().unwrap().shutdown_background();
-    }
-}
-
-impl Drop for CustomOperator {
-    fn drop(&mut self) {
-        if let Some(rt) = self.rt.take() {
-            rt.shutdown_background();
-        }
+    pub fn start(url: &str, settings: Settings) -> Operator {
+        Operator::run(Source::Url(url.to_string()), settings.config, settings.election)
     }
 }

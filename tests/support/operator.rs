@@ -16,6 +16,8 @@ pub enum Source {
 
 /// One operator process: its own runtime, so `kill` stops everything it runs at once.
 pub struct Operator {
+    /// Where it serves /metrics, /healthz and /readyz.
+    pub metrics: std::net::SocketAddr,
     rt: Option<tokio::runtime::Runtime>,
     stop: Option<oneshot::Sender<()>>,
     done: Option<oneshot::Receiver<anyhow::Result<()>>>,
@@ -31,12 +33,19 @@ impl Operator {
     }
 
     /// Starts an operator whose `Config` is adjusted by `configure` first.
-    pub fn start_with(
-        source: Source,
-        identity: &str,
-        election: bool,
-        configure: impl FnOnce(&mut Config) + Send + 'static,
-    ) -> Operator {
+    pub fn start_with(source: Source, identity: &str, election: bool, configure: impl FnOnce(&mut Config)) -> Operator {
+        let mut config = default_config(identity);
+        configure(&mut config);
+        let election = election.then(|| LeaderElection {
+            lease_name: "connector-auth-operator".into(),
+            lease_namespace: "operators".into(),
+            lease_duration: 2,
+        });
+        Self::run(source, config, election)
+    }
+
+    /// Starts an operator with exactly this `Config` and leader election.
+    pub fn run(source: Source, config: Config, election: Option<LeaderElection>) -> Operator {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
@@ -44,7 +53,6 @@ impl Operator {
             .unwrap();
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
         let (done_tx, done_rx) = oneshot::channel();
-        let identity = identity.to_string();
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -54,20 +62,6 @@ impl Operator {
                 Source::Url(url) => kube::Client::try_from(kube::Config::new(url.parse().unwrap())).unwrap(),
                 Source::Kubeconfig => kube::Client::try_default().await.unwrap(),
             };
-            let mut config = Config {
-                namespaces: vec![],
-                concurrency: 4,
-                redirect_url: None,
-                http: HttpSettings::default(),
-                identity: identity.clone(),
-                consent: None,
-            };
-            configure(&mut config);
-            let election = election.then(|| LeaderElection {
-                lease_name: "connector-auth-operator".into(),
-                lease_namespace: "operators".into(),
-                lease_duration: 2,
-            });
             let r = controller::run(client, config, election, port, async {
                 let _ = stop_rx.await;
             })
@@ -75,6 +69,7 @@ impl Operator {
             let _ = done_tx.send(r);
         });
         Operator {
+            metrics: port,
             rt: Some(rt),
             stop: Some(stop_tx),
             done: Some(done_rx),
@@ -92,6 +87,18 @@ impl Operator {
     /// Abrupt stop: every task of the process ends wherever it is.
     pub fn kill(mut self) {
         self.rt.take().unwrap().shutdown_background();
+    }
+}
+
+/// Test defaults: four reconciles at once, every namespace, no consent.
+pub fn default_config(identity: &str) -> Config {
+    Config {
+        namespaces: vec![],
+        concurrency: 4,
+        redirect_url: None,
+        http: HttpSettings::default(),
+        identity: identity.to_string(),
+        consent: None,
     }
 }
 

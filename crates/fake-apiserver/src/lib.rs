@@ -134,10 +134,14 @@ impl Fault {
     }
 
     fn matches(&self, method: &str, target: &str) -> bool {
-        self.count > 0
-            && self.method.as_ref().is_none_or(|m| m.eq_ignore_ascii_case(method))
-            && target.contains(&self.path_contains)
+        selects(self.count, self.method.as_deref(), &self.path_contains, method, target)
     }
+}
+
+/// Whether a fault or delay with `count` uses left, for `want_method` (any when `None`) and
+/// paths containing `path_contains`, applies to a request.
+fn selects(count: u32, want_method: Option<&str>, path_contains: &str, method: &str, target: &str) -> bool {
+    count > 0 && want_method.is_none_or(|m| m.eq_ignore_ascii_case(method)) && target.contains(path_contains)
 }
 
 /// A slow API server: the next `count` requests matching `method` (any when `None`,
@@ -200,9 +204,7 @@ impl Delay {
     }
 
     fn matches(&self, method: &str, target: &str) -> bool {
-        self.count > 0
-            && self.method.as_ref().is_none_or(|m| m.eq_ignore_ascii_case(method))
-            && target.contains(&self.path_contains)
+        selects(self.count, self.method.as_deref(), &self.path_contains, method, target)
     }
 }
 
