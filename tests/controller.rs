@@ -551,4 +551,53 @@ async fn events_repeat_as_a_series_and_differ_by_note() {
         .find(|e| e["note"] == "token endpoint answered HTTP 502")
         .unwrap();
     assert!(single["series"].is_null(), "{single:#?}");
+
+    // A repeat whose Event was deleted meanwhile (or expired server-side) starts a new one.
+    let events_api: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(server.client(), NS);
+    let name = series["metadata"]["name"].as_str().unwrap();
+    events_api.delete(name, &DeleteParams::default()).await.unwrap();
+    publisher.publish(&failed, &regarding).await.unwrap();
+    let events = server.objects("events.k8s.io", "events");
+    let renewed: Vec<_> = events
+        .iter()
+        .filter(|e| e["note"] == "token endpoint answered HTTP 503")
+        .collect();
+    assert_eq!(renewed.len(), 1, "{events:#?}");
+    assert_ne!(renewed[0]["metadata"]["name"], name);
+    assert!(renewed[0]["series"].is_null());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_resource_leaves_no_per_resource_metric_behind() {
+    let (base, _book) = rotating(3600).await;
+    let server = api_server().await;
+    let client = server.client();
+    create_rotating(&client, &base, "crm").await;
+    let op = Operator::start(Source::Url(server.url()), "op-1", false);
+    eventually(10, "Ready", || ready(&client, "crm")).await;
+    let series = format!("connectorauth_token_expiry_timestamp_seconds{{namespace=\"{NS}\",name=\"crm\"}}");
+    let metrics = || async {
+        reqwest::get(format!("http://{}/metrics", op.metrics))
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()
+    };
+    eventually(10, "expiry metric", || async {
+        metrics().await.filter(|m| m.contains(&series))
+    })
+    .await;
+
+    Api::<ConnectorAuth>::namespaced(client.clone(), NS)
+        .delete("crm", &DeleteParams::default())
+        .await
+        .unwrap();
+    eventually(10, "expiry metric removed", || async {
+        metrics()
+            .await
+            .filter(|m| !m.contains(&series) && m.contains("connectorauth_"))
+    })
+    .await;
+    op.stop().await;
 }

@@ -151,7 +151,7 @@ async fn complete(
     };
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
     let credentials = match secrets.get_opt(&ca.spec.credentials_ref.name).await {
-        Ok(Some(s)) => secret_data(&s),
+        Ok(Some(s)) => secret_data(s),
         Ok(None) => {
             let detail = format!("credentials Secret {ns}/{} not found", ca.spec.credentials_ref.name);
             return page(StatusCode::CONFLICT, "Credentials missing", &detail);

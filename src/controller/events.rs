@@ -97,6 +97,43 @@ impl Publisher {
         }
     }
 
+    async fn create(
+        &self,
+        api: &Api<K8sEvent>,
+        ev: &Event<'_>,
+        regarding: &ObjectReference,
+        ns: &str,
+        now: Timestamp,
+    ) -> Result<Published, kube::Error> {
+        let name = format!(
+            "{}.{:x}",
+            regarding.name.as_deref().unwrap_or(&self.controller),
+            now.as_nanosecond()
+        );
+        let event = K8sEvent {
+            metadata: ObjectMeta {
+                name: Some(name.clone()),
+                namespace: Some(ns.to_string()),
+                ..Default::default()
+            },
+            action: Some(ev.action.into()),
+            reason: Some(ev.reason.into()),
+            note: Some(ev.note.into()),
+            type_: Some(ev.type_.as_str().into()),
+            event_time: Some(MicroTime(now)),
+            regarding: Some(regarding.clone()),
+            reporting_controller: Some(self.controller.clone()),
+            reporting_instance: Some(self.instance.clone()),
+            ..Default::default()
+        };
+        api.create(&PostParams::default(), &event).await?;
+        Ok(Published {
+            name,
+            count: 1,
+            last: now,
+        })
+    }
+
     fn key(&self, ev: &Event<'_>, regarding: &ObjectReference) -> u64 {
         let mut h = std::collections::hash_map::DefaultHasher::new();
         ev.hash(&mut h);
@@ -123,38 +160,15 @@ impl Publisher {
         let published = match decision {
             Publish::Bump { name, count } => {
                 let patch = json!({ "series": { "count": count, "lastObservedTime": MicroTime(now) } });
-                api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch)).await?;
-                Published { name, count, last: now }
-            }
-            Publish::Create => {
-                let name = format!(
-                    "{}.{:x}",
-                    regarding.name.as_deref().unwrap_or(&self.controller),
-                    now.as_nanosecond()
-                );
-                let event = K8sEvent {
-                    metadata: ObjectMeta {
-                        name: Some(name.clone()),
-                        namespace: Some(ns.clone()),
-                        ..Default::default()
-                    },
-                    action: Some(ev.action.into()),
-                    reason: Some(ev.reason.into()),
-                    note: Some(ev.note.into()),
-                    type_: Some(ev.type_.as_str().into()),
-                    event_time: Some(MicroTime(now)),
-                    regarding: Some(regarding.clone()),
-                    reporting_controller: Some(self.controller.clone()),
-                    reporting_instance: Some(self.instance.clone()),
-                    ..Default::default()
-                };
-                api.create(&PostParams::default(), &event).await?;
-                Published {
-                    name,
-                    count: 1,
-                    last: now,
+                match api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch)).await {
+                    Ok(_) => Published { name, count, last: now },
+                    // The Event is gone (deleted, or expired by the API server's event TTL):
+                    // start a new one rather than lose the occurrence.
+                    Err(kube::Error::Api(s)) if s.code == 404 => self.create(&api, ev, regarding, &ns, now).await?,
+                    Err(e) => return Err(e),
                 }
             }
+            Publish::Create => self.create(&api, ev, regarding, &ns, now).await?,
         };
         self.published
             .lock()

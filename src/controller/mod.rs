@@ -13,7 +13,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures::{StreamExt, future};
+use futures::{StreamExt, TryStreamExt, future};
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::api::{Api, ListParams, Patch, PatchParams};
@@ -142,6 +142,20 @@ impl Context {
         }
     }
 
+    /// Drops what is kept per resource once it is deleted, so memory follows the live set
+    /// rather than every resource ever seen.
+    fn forget(&self, ca: &ConnectorAuth) {
+        let uid = ca.uid().unwrap_or_default();
+        self.memory.lock().expect("memory lock").remove(&uid);
+        self.unsaved.lock().expect("lock").remove(&uid);
+        self.written_status.lock().expect("lock").remove(&uid);
+        self.locks.lock().expect("locks").remove(&uid);
+        self.metrics.token_expiry.remove(&ResourceLabels {
+            namespace: ca.namespace().unwrap_or_default(),
+            name: ca.name_any(),
+        });
+    }
+
     fn lock(&self, uid: &str) -> Arc<tokio::sync::Mutex<()>> {
         self.locks
             .lock()
@@ -185,7 +199,7 @@ pub async fn reconcile(ca: Arc<ConnectorAuth>, ctx: Arc<Context>) -> Result<Requ
         Err(e) => return refuse(&ca, &ctx, refused(e.reason(), e.to_string()), None).await,
     };
     let credentials = match secrets.get_opt(&cref.name).await.map_err(Error::Kube)? {
-        Some(s) => secret_data(&s),
+        Some(s) => secret_data(s),
         None => {
             let r = refused(
                 "CredentialsNotFound",
@@ -281,14 +295,7 @@ pub(crate) async fn http_options(
             Kind::Secret => Api::<Secret>::namespaced(client.clone(), ns)
                 .get_opt(&obj.name)
                 .await?
-                .map(|s| {
-                    let mut data: BTreeMap<String, Vec<u8>> =
-                        s.data.unwrap_or_default().into_iter().map(|(k, v)| (k, v.0)).collect();
-                    for (k, v) in s.string_data.unwrap_or_default() {
-                        data.insert(k, v.into_bytes());
-                    }
-                    data
-                }),
+                .map(secret_bytes),
             Kind::ConfigMap => Api::<ConfigMap>::namespaced(client.clone(), ns)
                 .get_opt(&obj.name)
                 .await?
@@ -327,17 +334,21 @@ async fn spec_warnings(
     next
 }
 
-fn secret_data(s: &Secret) -> BTreeMap<String, SecretString> {
-    let mut out: BTreeMap<String, SecretString> = s
-        .data
-        .iter()
-        .flatten()
-        .map(|(k, v)| (k.clone(), SecretString::new(String::from_utf8_lossy(&v.0))))
-        .collect();
-    for (k, v) in s.string_data.iter().flatten() {
-        out.insert(k.clone(), SecretString::new(v.clone()));
+/// A Secret's values by key: `data`, overlaid by `stringData` (set by clients that have not
+/// been through the API server's conversion, e.g. in tests).
+fn secret_bytes(s: Secret) -> BTreeMap<String, Vec<u8>> {
+    let mut out: BTreeMap<String, Vec<u8>> = s.data.unwrap_or_default().into_iter().map(|(k, v)| (k, v.0)).collect();
+    for (k, v) in s.string_data.unwrap_or_default() {
+        out.insert(k, v.into_bytes());
     }
     out
+}
+
+fn secret_data(s: Secret) -> BTreeMap<String, SecretString> {
+    secret_bytes(s)
+        .into_iter()
+        .map(|(k, v)| (k, SecretString::new(String::from_utf8_lossy(&v).into_owned())))
+        .collect()
 }
 
 async fn refuse(ca: &ConnectorAuth, ctx: &Context, r: Refusal, requeue: Option<Duration>) -> Result<Requeue, Error> {
@@ -574,10 +585,16 @@ pub async fn run_controller(
     // and kubectl's copy of the last applied spec), which is most of an object's size on a
     // real API server.
     let (reader, writer) = reflector::store();
+    let forget = ctx.clone();
     let stream = watcher(cas, watcher::Config::default().any_semantic())
         .default_backoff()
         .modify(slim)
         .reflect(writer)
+        .inspect_ok(move |event| {
+            if let watcher::Event::Delete(ca) = event {
+                forget.forget(ca);
+            }
+        })
         .applied_objects();
     let controller = Controller::for_stream(stream, reader.clone())
         .with_config(controller::Config::default().concurrency(ctx.config.concurrency));
