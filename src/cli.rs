@@ -161,6 +161,10 @@ pub struct RunArgs {
     /// Address the consent callback listens on.
     #[arg(long, env = "CALLBACK_ADDR", default_value = "0.0.0.0:8081")]
     pub callback_addr: SocketAddr,
+    /// Where the other replicas reach this replica's consent callback listener, so a standby
+    /// hands a callback to the leader. Default: `http://$POD_IP:<callback port>`.
+    #[arg(long, env = "CALLBACK_ADVERTISE_URL")]
+    pub callback_advertise_url: Option<String>,
     #[command(flatten)]
     pub http: HttpArgs,
 }
@@ -265,6 +269,14 @@ async fn run_operator(args: RunArgs) -> anyhow::Result<std::process::ExitCode> {
             listen: args.callback_addr,
             external_url,
             key_namespace: operator_namespace.clone(),
+            advertise_url: args.callback_advertise_url.clone().or_else(|| {
+                std::env::var("POD_IP").ok().map(|ip| {
+                    format!(
+                        "http://{}",
+                        SocketAddr::new(ip.parse().unwrap_or(args.callback_addr.ip()), args.callback_addr.port())
+                    )
+                })
+            }),
         }),
     };
     let election = args.leader_election.then_some(crate::controller::LeaderElection {
@@ -279,13 +291,13 @@ async fn run_operator(args: RunArgs) -> anyhow::Result<std::process::ExitCode> {
 async fn run_local(args: LocalArgs) -> anyhow::Result<std::process::ExitCode> {
     let engine = Engine::new(args.http.settings())?;
     let mut runner = LocalRunner::new(engine, args.manifests.clone(), args.output.clone());
-    runner.redirect_url = args.redirect_url.clone();
+    runner.set_redirect_url(args.redirect_url.clone());
     runner.poll = args.poll;
     if let Some(addr) = args.callback_addr {
         let bound = runner.enable_consent(addr).await?;
         eprintln!(
             "consent callback on http://{bound}{}",
-            crate::controller::callback::CALLBACK_PATH
+            crate::reconcile::callback::CALLBACK_PATH
         );
     }
     if args.once {

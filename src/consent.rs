@@ -39,11 +39,12 @@ pub enum StateError {
 }
 
 impl StateError {
-    pub fn reason(&self) -> &'static str {
+    pub fn reason(&self) -> crate::reason::Reason {
+        use crate::reason::Reason;
         match self {
-            StateError::Malformed => "MalformedState",
-            StateError::Forged => "ForgedState",
-            StateError::Expired => "ExpiredState",
+            StateError::Malformed => Reason::MalformedState,
+            StateError::Forged => Reason::ForgedState,
+            StateError::Expired => Reason::ExpiredState,
         }
     }
 }

@@ -63,12 +63,12 @@ pub fn page(status: StatusCode, title: &str, detail: &str) -> axum::response::Re
 /// The page for the result of completing a consent, the same in both adapters.
 pub fn consent_result_page(
     result: &Result<
-        Result<crate::engine::driver::Outcome, crate::engine::driver::ConsentError>,
-        crate::engine::driver::StoreError,
+        Result<crate::reconcile::driver::Outcome, crate::reconcile::driver::ConsentError>,
+        crate::reconcile::driver::PassError,
     >,
     what: &str,
 ) -> axum::response::Response {
-    use crate::engine::driver::ConsentError;
+    use crate::reconcile::driver::ConsentError;
     match result {
         Err(e) => page(
             StatusCode::SERVICE_UNAVAILABLE,

@@ -50,7 +50,7 @@ fn the_deployment_sets_every_setting_the_binary_reads_and_nothing_else() {
     let set_by_chart = names_after(&deployment, "- name: ");
 
     // Read with std::env::var rather than clap; set from the downward API.
-    for downward in ["POD_NAME", "POD_NAMESPACE"] {
+    for downward in ["POD_NAME", "POD_NAMESPACE", "POD_IP"] {
         assert!(
             cli.contains(&format!("\"{downward}\"")),
             "src/cli.rs no longer reads {downward}"
@@ -58,11 +58,12 @@ fn the_deployment_sets_every_setting_the_binary_reads_and_nothing_else() {
         assert!(set_by_chart.contains(downward), "the chart does not set {downward}");
     }
     // The lease namespace is the release namespace, through POD_NAMESPACE (the Role is there).
-    let deliberately_unset = ["LEASE_NAMESPACE"];
+    // The callback's advertised URL is derived from POD_IP.
+    let deliberately_unset = ["LEASE_NAMESPACE", "CALLBACK_ADVERTISE_URL"];
 
     let unknown: Vec<&String> = set_by_chart
         .iter()
-        .filter(|n| !read_by_binary.contains(*n) && !["POD_NAME", "POD_NAMESPACE"].contains(&n.as_str()))
+        .filter(|n| !read_by_binary.contains(*n) && !["POD_NAME", "POD_NAMESPACE", "POD_IP"].contains(&n.as_str()))
         .collect();
     assert!(
         unknown.is_empty(),

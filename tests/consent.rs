@@ -67,6 +67,7 @@ async fn google_env(ttl: u64) -> Env {
             listen: addr,
             external_url: external,
             key_namespace: "operators".into(),
+            advertise_url: None,
         });
     });
     Env {
@@ -406,6 +407,7 @@ async fn superoffice_consent_yields_a_working_ticket() {
             listen: addr,
             external_url: format!("http://{addr}"),
             key_namespace: "operators".into(),
+            advertise_url: None,
         });
     });
     let url = loop {

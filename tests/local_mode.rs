@@ -10,9 +10,10 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use connector_auth_operator::engine::driver::{self, Action, Record, Store, StoreError, Unsaved};
 use connector_auth_operator::engine::{self, Inputs};
 use connector_auth_operator::local::LocalRunner;
+use connector_auth_operator::reconcile::Lead;
+use connector_auth_operator::reconcile::driver::{self, Action, Record, Store, StoreError, Unsaved};
 use support::*;
 
 const BIN: &str = env!("CARGO_BIN_EXE_connector-auth-operator");
@@ -170,7 +171,7 @@ async fn changed_credentials_re_authenticate_promptly() {
     assert!(matches!(
         reports[0].result.as_ref().unwrap().action,
         Action::Issued {
-            reason: "InputsChanged",
+            reason: connector_auth_operator::reason::Reason::InputsChanged,
             ..
         }
     ));
@@ -461,7 +462,7 @@ async fn a_rotated_refresh_token_that_cannot_be_persisted_is_held_and_never_reus
     let mut unsaved = Unsaved::default();
     let now = jiff::Timestamp::now();
 
-    let err = driver::reconcile(&engine, &flow, &inputs, &fp, &store, &mut unsaved, now)
+    let err = driver::reconcile(&engine, &flow, &inputs, &fp, &store, &mut unsaved, &Lead::always(), now)
         .await
         .unwrap_err();
     assert!(err.to_string().contains("disk full"));
@@ -477,7 +478,7 @@ async fn a_rotated_refresh_token_that_cannot_be_persisted_is_held_and_never_reus
 
     // Next pass: the held record is persisted first (clearing the mark), so the seed is not
     // sent again and the mark is not taken for an interrupted refresh.
-    let outcome = driver::reconcile(&engine, &flow, &inputs, &fp, &store, &mut unsaved, now)
+    let outcome = driver::reconcile(&engine, &flow, &inputs, &fp, &store, &mut unsaved, &Lead::always(), now)
         .await
         .unwrap();
     assert_eq!(outcome.action, Action::Kept);
@@ -513,15 +514,33 @@ async fn a_process_that_dies_holding_the_answer_leaves_the_token_in_doubt_never_
         published: Mutex::new(None),
     };
     let now = jiff::Timestamp::now();
-    driver::reconcile(&engine, &flow, &inputs, &fp, &store, &mut Unsaved::default(), now)
-        .await
-        .unwrap_err();
+    driver::reconcile(
+        &engine,
+        &flow,
+        &inputs,
+        &fp,
+        &store,
+        &mut Unsaved::default(),
+        &Lead::always(),
+        now,
+    )
+    .await
+    .unwrap_err();
     assert_eq!(book.requests(), 1);
 
     // A new process: the answer (held in the old one's memory) is gone, the mark is stored.
-    let outcome = driver::reconcile(&engine, &flow, &inputs, &fp, &store, &mut Unsaved::default(), now)
-        .await
-        .unwrap();
+    let outcome = driver::reconcile(
+        &engine,
+        &flow,
+        &inputs,
+        &fp,
+        &store,
+        &mut Unsaved::default(),
+        &Lead::always(),
+        now,
+    )
+    .await
+    .unwrap();
     assert!(
         matches!(&outcome.action, Action::Failed { error } if error.reason() == "RefreshTokenInDoubt"),
         "{outcome:?}"
@@ -541,9 +560,18 @@ async fn a_process_that_dies_holding_the_answer_leaves_the_token_in_doubt_never_
     let mut inputs = inputs;
     inputs.credentials.insert("refresh_token".into(), "rt-new".into());
     let fp = engine::fingerprint(&spec, &inputs.credentials);
-    let outcome = driver::reconcile(&engine, &flow, &inputs, &fp, &store, &mut Unsaved::default(), now)
-        .await
-        .unwrap();
+    let outcome = driver::reconcile(
+        &engine,
+        &flow,
+        &inputs,
+        &fp,
+        &store,
+        &mut Unsaved::default(),
+        &Lead::always(),
+        now,
+    )
+    .await
+    .unwrap();
     assert!(matches!(outcome.action, Action::Issued { .. }), "{outcome:?}");
     assert_eq!(book.requests(), 2);
     assert!(!book.family_revoked());

@@ -24,7 +24,8 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use connector_auth_operator::consent::{self, ConsentState};
-use connector_auth_operator::controller::callback::{CALLBACK_PATH, KEY_SECRET};
+use connector_auth_operator::controller::consent_key::KEY_SECRET;
+use connector_auth_operator::reconcile::callback::CALLBACK_PATH;
 use custom_operator::{CustomOperator, Settings};
 use fake_apiserver::{FakeApiServer, Recorded};
 use k8s_openapi::api::core::v1::Secret;

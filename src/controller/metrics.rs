@@ -30,7 +30,7 @@ pub struct ReasonLabels {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct WriteLabels {
-    /// `output`, `state` or `status`.
+    /// `output`, `state`, `status` or `event`.
     pub kind: String,
 }
 
@@ -44,6 +44,8 @@ pub struct Metrics {
     pub reconcile_errors: Family<ReasonLabels, Counter>,
     pub writes: Family<WriteLabels, Counter>,
     pub skipped_writes: Family<WriteLabels, Counter>,
+    /// 1 while this replica leads (and so may write), else 0.
+    pub leader: Gauge,
 }
 
 impl Default for Metrics {
@@ -78,7 +80,7 @@ impl Default for Metrics {
         let writes = Family::<WriteLabels, Counter>::default();
         registry.register(
             "writes",
-            "API writes by kind (output Secret, state Secret, status)",
+            "API writes by kind (output Secret, state Secret, status, event)",
             writes.clone(),
         );
         let skipped_writes = Family::<WriteLabels, Counter>::default();
@@ -87,7 +89,14 @@ impl Default for Metrics {
             "Writes skipped because nothing changed",
             skipped_writes.clone(),
         );
+        let leader = Gauge::default();
+        registry.register(
+            "leader",
+            "1 while this replica holds the Lease and so may send token requests and write",
+            leader.clone(),
+        );
         Metrics {
+            leader,
             registry: Arc::new(registry),
             token_expiry,
             refreshes,

@@ -5,33 +5,17 @@
 use jiff::Timestamp;
 
 use crate::api::{Condition, ConnectorAuthSpec, ConnectorAuthStatus};
-use crate::engine::driver::{Action, Outcome};
+use crate::reason::Reason;
+use crate::reconcile::{Action, Verdict};
 
 pub const READY: &str = "Ready";
 pub const REFRESH_FAILING: &str = "RefreshFailing";
 /// Warning condition while `spec.tls.insecureSkipVerify` is set.
 pub const INSECURE_TLS: &str = "InsecureTLS";
-/// Reason of the `InsecureTLS` condition and of its Warning Event.
-pub const INSECURE_SKIP_VERIFY: &str = "InsecureSkipVerify";
-
-/// Why a resource could not even be attempted.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Refusal {
-    pub reason: &'static str,
-    pub message: String,
-}
-
-/// What the status describes.
-#[derive(Debug, Clone)]
-pub enum Verdict<'a> {
-    Ran(&'a Outcome),
-    Refused(Refusal),
-}
-
 /// The desired status. `previous` supplies condition transition times to keep.
 pub fn desired(
     previous: Option<&ConnectorAuthStatus>,
-    verdict: &Verdict<'_>,
+    verdict: &Verdict,
     generation: Option<i64>,
     scheme: &str,
     secret_name: &str,
@@ -47,7 +31,7 @@ pub fn desired(
     let mut conditions = Vec::new();
     match verdict {
         Verdict::Refused(r) => {
-            conditions.push(cond(READY, false, r.reason, &r.message, generation));
+            conditions.push(cond(READY, false, r.reason.as_str(), &r.message, generation));
         }
         Verdict::Ran(o) => {
             let token = o.token.as_ref();
@@ -72,13 +56,25 @@ pub fn desired(
                     // Consent was revoked but the last token still works for a while.
                     Some(exp) => {
                         let msg = format!("token published in Secret {secret_name}, valid until {exp}");
-                        conditions.push(cond(READY, true, "TokenValid", &msg, generation));
+                        conditions.push(cond(READY, true, Reason::TokenValid.as_str(), &msg, generation));
                         let warn = format!("consent must be granted again before {exp}: {how}");
-                        conditions.push(cond(REFRESH_FAILING, true, "AuthorizationRequired", &warn, generation));
+                        conditions.push(cond(
+                            REFRESH_FAILING,
+                            true,
+                            Reason::AuthorizationRequired.as_str(),
+                            &warn,
+                            generation,
+                        ));
                     }
                     None => {
                         let msg = format!("a person must grant consent: {how}");
-                        conditions.push(cond(READY, false, "AuthorizationRequired", &msg, generation));
+                        conditions.push(cond(
+                            READY,
+                            false,
+                            Reason::AuthorizationRequired.as_str(),
+                            &msg,
+                            generation,
+                        ));
                     }
                 }
                 let prev = previous.map(|p| p.conditions.as_slice()).unwrap_or_default();
@@ -86,7 +82,7 @@ pub fn desired(
                 return status;
             }
             let failing = match &o.action {
-                Action::Failed { error } => Some((error.reason().to_string(), error.to_string())),
+                Action::Failed { error } => Some((error.reason().as_str().to_string(), error.to_string())),
                 Action::BackingOff => o.last_error.clone(),
                 _ => None,
             };
@@ -96,7 +92,7 @@ pub fn desired(
                     Some(e) => format!("token published in Secret {secret_name}, valid until {e}"),
                     None => format!("token published in Secret {secret_name}, no expiry"),
                 };
-                conditions.push(cond(READY, true, "TokenValid", &msg, generation));
+                conditions.push(cond(READY, true, Reason::TokenValid.as_str(), &msg, generation));
             } else if let Some((reason, message)) = &failing {
                 let message = match token.and_then(|t| t.expires_at) {
                     Some(e) => format!("token expired at {e}; {message}"),
@@ -104,7 +100,13 @@ pub fn desired(
                 };
                 conditions.push(cond(READY, false, reason, &message, generation));
             } else {
-                conditions.push(cond(READY, false, "Pending", "no token issued yet", generation));
+                conditions.push(cond(
+                    READY,
+                    false,
+                    Reason::Pending.as_str(),
+                    "no token issued yet",
+                    generation,
+                ));
             }
             if let Some((reason, message)) = failing {
                 conditions.push(cond(REFRESH_FAILING, true, &reason, &message, generation));
@@ -132,7 +134,13 @@ pub fn warn_insecure_tls(
         return;
     }
     let message = crate::engine::tls::INSECURE_SKIP_VERIFY_WARNING;
-    let c = cond(INSECURE_TLS, true, INSECURE_SKIP_VERIFY, message, generation);
+    let c = cond(
+        INSECURE_TLS,
+        true,
+        Reason::InsecureSkipVerify.as_str(),
+        message,
+        generation,
+    );
     let prev = previous.map(|p| p.conditions.as_slice()).unwrap_or_default();
     status.conditions.extend(merge_conditions(prev, vec![c], now));
 }
@@ -181,6 +189,7 @@ pub fn merge_conditions(previous: &[Condition], next: Vec<Condition>, now: Times
 mod tests {
     use super::*;
     use crate::engine::{EngineError, TokenState};
+    use crate::reconcile::Outcome;
 
     fn ts(s: &str) -> Timestamp {
         s.parse().unwrap()
@@ -218,13 +227,13 @@ mod tests {
         let now = ts("2026-01-01T00:10:00Z");
         let o = outcome(
             Action::Issued {
-                reason: "NoToken",
+                reason: Reason::NoToken,
                 refreshed: false,
             },
             "2026-01-01T01:00:00Z",
             0,
         );
-        let s1 = desired(None, &Verdict::Ran(&o), Some(3), "oauth2", "x-token", None, now);
+        let s1 = desired(None, &Verdict::Ran(o.clone()), Some(3), "oauth2", "x-token", None, now);
         assert_eq!(s1.conditions.len(), 1);
         assert_eq!(s1.conditions[0].status, "True");
         assert_eq!(s1.conditions[0].reason, "TokenValid");
@@ -238,7 +247,7 @@ mod tests {
         };
         let s2 = desired(
             Some(&s1),
-            &Verdict::Ran(&kept),
+            &Verdict::Ran(kept.clone()),
             Some(3),
             "oauth2",
             "x-token",
@@ -260,7 +269,7 @@ mod tests {
         let o = outcome(Action::Failed { error }, "2026-01-01T01:00:00Z", 2);
         let s = desired(
             None,
-            &Verdict::Ran(&o),
+            &Verdict::Ran(o.clone()),
             None,
             "oauth2",
             "x",
@@ -274,7 +283,7 @@ mod tests {
 
         let s2 = desired(
             Some(&s),
-            &Verdict::Ran(&o),
+            &Verdict::Ran(o.clone()),
             None,
             "oauth2",
             "x",
@@ -300,7 +309,7 @@ mod tests {
 
     #[test]
     fn awaiting_consent_shows_the_link_and_is_stable() {
-        let pending = crate::engine::driver::PendingConsent {
+        let pending = crate::reconcile::driver::PendingConsent {
             nonce: "n".into(),
             expires: ts("2026-01-01T00:15:00Z"),
         };
@@ -318,7 +327,7 @@ mod tests {
         let url = "https://accounts.example.com/auth?state=abc";
         let s = desired(
             None,
-            &Verdict::Ran(&o),
+            &Verdict::Ran(o.clone()),
             Some(1),
             "oauth2",
             "x",
@@ -331,7 +340,7 @@ mod tests {
         assert!(s.conditions[0].message.contains("valid until 2026-01-01T00:15:00Z"));
         let again = desired(
             Some(&s),
-            &Verdict::Ran(&o),
+            &Verdict::Ran(o.clone()),
             Some(1),
             "oauth2",
             "x",
@@ -343,7 +352,7 @@ mod tests {
 
     #[test]
     fn revoked_consent_warns_while_the_old_token_lasts() {
-        let pending = crate::engine::driver::PendingConsent {
+        let pending = crate::reconcile::driver::PendingConsent {
             nonce: "n".into(),
             expires: ts("2026-01-01T00:30:00Z"),
         };
@@ -359,7 +368,7 @@ mod tests {
         };
         let s = desired(
             None,
-            &Verdict::Ran(&o),
+            &Verdict::Ran(o.clone()),
             None,
             "oauth2",
             "x",
@@ -379,7 +388,7 @@ mod tests {
         assert_eq!(s.authorization_url.as_deref(), Some("https://a/?state=s"));
         let later = desired(
             Some(&s),
-            &Verdict::Ran(&o),
+            &Verdict::Ran(o.clone()),
             None,
             "oauth2",
             "x",
@@ -403,7 +412,7 @@ mod tests {
         };
         let o = outcome(Action::Kept, "2026-01-01T01:00:00Z", 0);
         let at = |t: &str, prev: Option<&ConnectorAuthStatus>, insecure: bool| {
-            let mut s = desired(prev, &Verdict::Ran(&o), Some(1), "apiKey", "x", None, ts(t));
+            let mut s = desired(prev, &Verdict::Ran(o.clone()), Some(1), "apiKey", "x", None, ts(t));
             warn_insecure_tls(&mut s, prev, &spec(insecure), Some(1), ts(t));
             s
         };
@@ -411,7 +420,7 @@ mod tests {
         let c = &s1.conditions[1];
         assert_eq!(
             (c.type_.as_str(), c.status.as_str(), c.reason.as_str()),
-            (INSECURE_TLS, "True", INSECURE_SKIP_VERIFY)
+            (INSECURE_TLS, "True", "InsecureSkipVerify")
         );
         assert!(c.message.contains("not verified"), "{}", c.message);
         assert_eq!(s1.conditions[0].status, "True", "Ready is unaffected");
@@ -429,8 +438,8 @@ mod tests {
 
     #[test]
     fn refusals_are_not_ready_with_their_reason() {
-        let r = Refusal {
-            reason: "CrossNamespaceReference",
+        let r = crate::reconcile::Refusal {
+            reason: Reason::CrossNamespaceReference,
             message: "m".into(),
         };
         let s = desired(

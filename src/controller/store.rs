@@ -23,9 +23,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
+use super::metrics::Metrics;
 use crate::api::ConnectorAuth;
-use crate::engine::driver::{InFlight, PendingConsent, Record, Store, StoreError};
 use crate::engine::{SecretString, TokenState};
+use crate::reconcile::decide::{self, OutputView};
+use crate::reconcile::driver::{InFlight, PendingConsent, Record, Store, StoreError};
 
 pub const FIELD_MANAGER: &str = "connector-auth-operator";
 pub const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "connector-auth-operator");
@@ -101,12 +103,55 @@ pub struct KubeStore {
     observed_output: Mutex<Option<Secret>>,
     /// The private part as last read or written, so unchanged state is not rewritten.
     observed_private: Mutex<Option<Private>>,
-    /// Count of Secret writes made, for metrics.
-    pub writes: std::sync::atomic::AtomicU32,
+    /// Secrets left by an earlier resource of the same name, found by `load` and replaced
+    /// unread (for an Event).
+    replaced: Mutex<Vec<String>>,
+    metrics: Metrics,
+}
+
+/// Whose a Secret at one of the resource's names is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ownership {
+    /// Owned by this resource (its uid): read and written.
+    Ours,
+    /// Left by an earlier ConnectorAuth of the same name (deleted, not yet garbage-collected):
+    /// never read, replaced on the next write.
+    Stale,
+    /// Someone else's (another owner, or none): never read, never written.
+    Foreign(String),
+}
+
+/// Classifies a Secret by its owner references and labels.
+pub fn ownership(secret: &Secret, ca_name: &str, uid: &str) -> Ownership {
+    let owners = secret.owner_references();
+    if owners.iter().any(|o| o.uid == uid) {
+        return Ownership::Ours;
+    }
+    let ours_by_label = secret.labels().get(NAME_LABEL).map(String::as_str) == Some(ca_name)
+        && secret.labels().get(MANAGED_BY.0).map(String::as_str) == Some(MANAGED_BY.1);
+    let earlier_self = !owners.is_empty()
+        && owners
+            .iter()
+            .all(|o| o.kind == "ConnectorAuth" && o.api_version.starts_with(crate::api::GROUP) && o.name == ca_name);
+    if ours_by_label && earlier_self {
+        return Ownership::Stale;
+    }
+    Ownership::Foreign(
+        match owners.iter().find(|o| o.controller == Some(true)).or(owners.first()) {
+            Some(o) => format!("{} {} (uid {})", o.kind, o.name, o.uid),
+            None => "no owner (created by hand or by another tool)".into(),
+        },
+    )
 }
 
 impl KubeStore {
-    pub fn new(secrets: Api<Secret>, ca: &ConnectorAuth, output_name: &str, memory: Memory) -> Option<Self> {
+    pub fn new(
+        secrets: Api<Secret>,
+        ca: &ConnectorAuth,
+        output_name: &str,
+        memory: Memory,
+        metrics: Metrics,
+    ) -> Option<Self> {
         Some(KubeStore {
             secrets,
             owner: ca.controller_owner_ref(&())?,
@@ -116,8 +161,28 @@ impl KubeStore {
             memory,
             observed_output: Mutex::new(None),
             observed_private: Mutex::new(None),
-            writes: Default::default(),
+            replaced: Mutex::default(),
+            metrics,
         })
+    }
+
+    /// Reads one of the resource's Secrets, if it is the resource's own: a stale one (an
+    /// earlier resource's) reads as absent, a foreign one is an error.
+    async fn get_own(&self, name: &str) -> Result<Option<Secret>, StoreError> {
+        let Some(secret) = self.get(name).await? else {
+            return Ok(None);
+        };
+        match ownership(&secret, &self.ca_name, &self.uid) {
+            Ownership::Ours => Ok(Some(secret)),
+            Ownership::Stale => {
+                self.replaced.lock().expect("lock").push(name.to_string());
+                Ok(None)
+            }
+            Ownership::Foreign(owner) => Err(StoreError::OwnedElsewhere {
+                secret: name.to_string(),
+                owner,
+            }),
+        }
     }
 
     fn labels(&self, role: &str) -> serde_json::Value {
@@ -194,8 +259,8 @@ fn public_token(secret: &Secret, private: &Private) -> Option<TokenState> {
 
 impl Store for KubeStore {
     async fn load(&self) -> Result<Option<Record>, StoreError> {
-        let state = self.get(&state_secret_name(&self.ca_name)).await?;
-        let output = self.get(&self.output_name).await?;
+        let state = self.get_own(&state_secret_name(&self.ca_name)).await?;
+        let output = self.get_own(&self.output_name).await?;
         let private: Option<Private> = match &state {
             None => None,
             Some(s) => {
@@ -261,6 +326,7 @@ impl Store for KubeStore {
         self.remember(record);
         let private = Private::of(record);
         if self.observed_private.lock().expect("lock").as_ref() == Some(&private) {
+            self.metrics.write("state", false);
             return Ok(());
         }
         let name = state_secret_name(&self.ca_name);
@@ -276,7 +342,7 @@ impl Store for KubeStore {
             .patch(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch))
             .await
             .map_err(|e| StoreError::new(format!("writing state Secret {name}"), e))?;
-        self.writes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.metrics.write("state", true);
         *self.observed_private.lock().expect("lock") = Some(private);
         Ok(())
     }
@@ -297,19 +363,21 @@ impl Store for KubeStore {
                 );
             }
         }
-        let labels = self.labels("output");
+        let labels: BTreeMap<String, String> = [
+            (MANAGED_BY.0.to_string(), MANAGED_BY.1.to_string()),
+            (NAME_LABEL.to_string(), self.ca_name.clone()),
+            (ROLE_LABEL.to_string(), "output".to_string()),
+        ]
+        .into();
         if let Some(existing) = self.observed_output.lock().expect("lock").as_ref() {
-            let same_data = &decoded(existing) == data;
-            let ann = existing.metadata.annotations.clone().unwrap_or_default();
-            let same_ann = annotations.iter().all(|(k, v)| ann.get(k) == Some(v));
-            let lbl = existing.metadata.labels.clone().unwrap_or_default();
-            let same_labels = labels
-                .as_object()
-                .expect("object")
-                .iter()
-                .all(|(k, v)| lbl.get(k).map(String::as_str) == v.as_str());
-            let owned = existing.owner_references().iter().any(|o| o.uid == self.owner.uid);
-            if same_data && same_ann && same_labels && owned {
+            let view = OutputView {
+                data: &decoded(existing),
+                annotations: existing.annotations(),
+                labels: existing.labels(),
+                owned: existing.owner_references().iter().any(|o| o.uid == self.owner.uid),
+            };
+            if decide::output_unchanged(view, data, &annotations, &labels) {
+                self.metrics.write("output", false);
                 return Ok(false);
             }
         }
@@ -338,8 +406,12 @@ impl Store for KubeStore {
             )
             .await
             .map_err(|e| StoreError::new(format!("writing Secret {}", self.output_name), e))?;
-        self.writes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.metrics.write("output", true);
         *self.observed_output.lock().expect("lock") = Some(written);
         Ok(true)
+    }
+
+    fn replaced(&self) -> Vec<String> {
+        self.replaced.lock().expect("lock").clone()
     }
 }

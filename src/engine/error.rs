@@ -2,6 +2,7 @@
 //! labels), says whether retrying can help, and never carries a secret value: messages name
 //! fields, variables, hosts and HTTP statuses only.
 
+use crate::reason::Reason;
 use std::time::Duration;
 
 use thiserror::Error;
@@ -154,32 +155,32 @@ fn content_type_suffix(c: &Option<String>) -> String {
 
 impl EngineError {
     /// Stable category for conditions, Events and metrics.
-    pub fn reason(&self) -> &'static str {
+    pub fn reason(&self) -> Reason {
         match self {
-            EngineError::InvalidSpec { .. } => "InvalidSpec",
-            EngineError::UndefinedVariable { .. } => "UndefinedVariable",
-            EngineError::Template { .. } => "TemplateError",
-            EngineError::MissingCredential { .. } => "MissingCredential",
-            EngineError::MissingReference { .. } => "ReferenceNotFound",
-            EngineError::TlsMaterial { .. } => "InvalidTLSMaterial",
-            EngineError::InvalidRequest { .. } => "InvalidRequest",
-            EngineError::Forbidden { .. } => "TokenUrlForbidden",
+            EngineError::InvalidSpec { .. } => Reason::InvalidSpec,
+            EngineError::UndefinedVariable { .. } => Reason::UndefinedVariable,
+            EngineError::Template { .. } => Reason::TemplateError,
+            EngineError::MissingCredential { .. } => Reason::MissingCredential,
+            EngineError::MissingReference { .. } => Reason::ReferenceNotFound,
+            EngineError::TlsMaterial { .. } => Reason::InvalidTLSMaterial,
+            EngineError::InvalidRequest { .. } => Reason::InvalidRequest,
+            EngineError::Forbidden { .. } => Reason::TokenUrlForbidden,
             EngineError::Rejected {
                 oauth_error: Some(e), ..
-            } if e == "invalid_grant" => "InvalidGrant",
-            EngineError::Rejected { .. } => "CredentialsRejected",
-            EngineError::RateLimited { .. } => "RateLimited",
-            EngineError::ProviderUnavailable { .. } => "ProviderUnavailable",
-            EngineError::Timeout { .. } => "Timeout",
-            EngineError::Connection { .. } => "ConnectionFailed",
-            EngineError::Tls { .. } => "TLSHandshakeFailed",
-            EngineError::Redirect { .. } => "RedirectNotFollowed",
-            EngineError::ResponseTooLarge { .. } => "ResponseTooLarge",
-            EngineError::InvalidResponse { .. } => "InvalidResponse",
-            EngineError::ValueNotFound { .. } => "ValueNotFound",
-            EngineError::InvalidValue { .. } => "InvalidValue",
-            EngineError::AuthorizationRequired => "AuthorizationRequired",
-            EngineError::RefreshTokenInDoubt { .. } => "RefreshTokenInDoubt",
+            } if e == "invalid_grant" => Reason::InvalidGrant,
+            EngineError::Rejected { .. } => Reason::CredentialsRejected,
+            EngineError::RateLimited { .. } => Reason::RateLimited,
+            EngineError::ProviderUnavailable { .. } => Reason::ProviderUnavailable,
+            EngineError::Timeout { .. } => Reason::Timeout,
+            EngineError::Connection { .. } => Reason::ConnectionFailed,
+            EngineError::Tls { .. } => Reason::TLSHandshakeFailed,
+            EngineError::Redirect { .. } => Reason::RedirectNotFollowed,
+            EngineError::ResponseTooLarge { .. } => Reason::ResponseTooLarge,
+            EngineError::InvalidResponse { .. } => Reason::InvalidResponse,
+            EngineError::ValueNotFound { .. } => Reason::ValueNotFound,
+            EngineError::InvalidValue { .. } => Reason::InvalidValue,
+            EngineError::AuthorizationRequired => Reason::AuthorizationRequired,
+            EngineError::RefreshTokenInDoubt { .. } => Reason::RefreshTokenInDoubt,
         }
     }
 
@@ -188,7 +189,7 @@ impl EngineError {
     /// provider can misbehave in ways that look terminal. TLS handshake failures and missing
     /// TLS references count as transient: a provider fixes its certificate, and a CA bundle is
     /// often created after the resource that names it (a changed Secret or ConfigMap is
-    /// retried at once anyway, see `driver::reconcile`).
+    /// retried at once anyway, see `reconcile::driver`).
     pub fn is_transient(&self) -> bool {
         matches!(
             self,

@@ -2,7 +2,6 @@
 //! expiry maths — and no Kubernetes. Adapters (controller, local mode) feed it a spec, the
 //! credentials and the stored token state, and persist what it returns.
 
-pub mod driver;
 pub mod error;
 pub mod extract;
 pub mod flow;

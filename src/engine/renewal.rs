@@ -1,5 +1,6 @@
 //! Expiry and renewal maths, and the renew-or-keep decision. Pure functions of their inputs.
 
+use crate::reason::Reason;
 use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
@@ -129,25 +130,31 @@ pub enum Decision {
     /// The token is good; look again at `until` (None: permanent).
     Keep { until: Option<Timestamp> },
     /// Get a token; `reason` is a PascalCase word for logs and Events.
-    Renew { reason: &'static str },
+    Renew { reason: Reason },
 }
 
 /// Renew-or-keep, given the stored token (if any), the fingerprint of the inputs it was issued
 /// from and the current inputs' fingerprint.
 pub fn decide(now: Timestamp, token: Option<&super::TokenState>, fingerprint: &str) -> Decision {
     let Some(t) = token else {
-        return Decision::Renew { reason: "NoToken" };
+        return Decision::Renew {
+            reason: Reason::NoToken,
+        };
     };
     if t.fingerprint != fingerprint {
         return Decision::Renew {
-            reason: "InputsChanged",
+            reason: Reason::InputsChanged,
         };
     }
     if t.expires_at.is_some_and(|e| e <= now) {
-        return Decision::Renew { reason: "Expired" };
+        return Decision::Renew {
+            reason: Reason::Expired,
+        };
     }
     match t.renew_at {
-        Some(r) if r <= now => Decision::Renew { reason: "RenewalDue" },
+        Some(r) if r <= now => Decision::Renew {
+            reason: Reason::RenewalDue,
+        },
         until => Decision::Keep { until },
     }
 }
@@ -265,7 +272,12 @@ mod tests {
     #[test]
     fn decisions() {
         let now = ts("2026-01-01T00:30:00Z");
-        assert_eq!(decide(now, None, "f"), Decision::Renew { reason: "NoToken" });
+        assert_eq!(
+            decide(now, None, "f"),
+            Decision::Renew {
+                reason: Reason::NoToken
+            }
+        );
         let t = token("f", Some("2026-01-01T01:00:00Z"), Some("2026-01-01T00:40:00Z"));
         assert_eq!(
             decide(now, Some(&t), "f"),
@@ -276,16 +288,20 @@ mod tests {
         assert_eq!(
             decide(now, Some(&t), "g"),
             Decision::Renew {
-                reason: "InputsChanged"
+                reason: Reason::InputsChanged
             }
         );
         assert_eq!(
             decide(ts("2026-01-01T00:45:00Z"), Some(&t), "f"),
-            Decision::Renew { reason: "RenewalDue" }
+            Decision::Renew {
+                reason: Reason::RenewalDue
+            }
         );
         assert_eq!(
             decide(ts("2026-01-01T01:00:00Z"), Some(&t), "f"),
-            Decision::Renew { reason: "Expired" }
+            Decision::Renew {
+                reason: Reason::Expired
+            }
         );
         let permanent = token("f", None, None);
         assert_eq!(decide(now, Some(&permanent), "f"), Decision::Keep { until: None });

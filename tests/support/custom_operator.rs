@@ -48,6 +48,7 @@ impl Settings {
             listen,
             external_url: format!("http://{listen}"),
             key_namespace: key_namespace.into(),
+            advertise_url: None,
         });
         self
     }

@@ -57,9 +57,16 @@ impl Operator {
             .unwrap()
             .local_addr()
             .unwrap();
+        let identity = config.identity.clone();
         rt.spawn(async move {
             let client = match source {
-                Source::Url(url) => kube::Client::try_from(kube::Config::new(url.parse().unwrap())).unwrap(),
+                Source::Url(url) => {
+                    // Each replica says who it is, so tests can attribute every request.
+                    let mut c = kube::Config::new(url.parse().unwrap());
+                    c.headers
+                        .push((axum::http::header::USER_AGENT, identity.parse().unwrap()));
+                    kube::Client::try_from(c).unwrap()
+                }
                 Source::Kubeconfig => kube::Client::try_default().await.unwrap(),
             };
             let r = controller::run(client, config, election, port, async {

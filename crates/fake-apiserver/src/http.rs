@@ -104,6 +104,7 @@ struct Request {
     query: HashMap<String, String>,
     metadata_only: bool,
     content_type: String,
+    user_agent: Option<String>,
     body: Bytes,
 }
 
@@ -166,6 +167,7 @@ async fn handle(
         query,
         metadata_only: header_str(header::ACCEPT).contains("as=PartialObjectMetadata"),
         content_type: header_str(header::CONTENT_TYPE),
+        user_agent: Some(header_str(header::USER_AGENT)).filter(|u| !u.is_empty()),
         body,
     };
     let route = Route::parse(uri.path());
@@ -243,6 +245,7 @@ fn recorded(request: &Request, route: &Route, path: &str) -> Recorded {
         field_manager: request.param("fieldManager").map(Into::into),
         label_selector: request.param("labelSelector").map(Into::into),
         metadata_only: request.metadata_only,
+        user_agent: request.user_agent.clone(),
     };
     if request.method == Method::PATCH {
         rec.patch_type = PatchKind::from_content_type(&request.content_type).map(|k| k.label().to_string());

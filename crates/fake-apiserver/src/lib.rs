@@ -94,6 +94,8 @@ pub struct Recorded {
     pub label_selector: Option<String>,
     /// Whether the client asked for `PartialObjectMetadata` (metadata-only) responses.
     pub metadata_only: bool,
+    /// The `User-Agent` header: who sent it, as a real server's audit log records it.
+    pub user_agent: Option<String>,
 }
 
 /// A fault to inject: the next `count` requests matching `method` (any when

@@ -700,6 +700,7 @@ async fn requests_are_recorded() {
             field_manager: None,
             label_selector: None,
             metadata_only: false,
+            user_agent: None,
         }
     );
     assert_eq!(requests[1].name.as_deref(), Some("s"));

@@ -1,5 +1,6 @@
-//! One reconcile pass for one resource, independent of where state lives:
-//! gather (load the record) → decide (pure) → act (token request, persist, publish).
+//! Decide and act for one resource, independent of where state lives: load the record, let
+//! the pure decisions ([`super::decide`], [`renewal::decide`]) choose, then send, persist and
+//! publish.
 //!
 //! The ordering is the durability guarantee: a token response is persisted to the private
 //! store *before* anything is published, and a record that could not be persisted is kept in
@@ -22,8 +23,11 @@ use backon::{ExponentialBuilder, Retryable};
 use jiff::{SignedDuration, Timestamp};
 use serde::{Deserialize, Serialize};
 
-use super::renewal::{self, Decision};
-use super::{Engine, EngineError, Flow, Inputs, RefreshChoice, TokenState, refresh_choice};
+use super::decide::{self, Guard};
+use super::lead::Lead;
+use crate::engine::renewal::{self, Decision};
+use crate::engine::{Engine, EngineError, Flow, Inputs, RefreshChoice, TokenState, refresh_choice};
+use crate::reason::Reason;
 
 /// Private, durable per-resource record.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -61,29 +65,6 @@ pub struct InFlight {
     pub since: Timestamp,
 }
 
-/// What may be done with the refresh token a renewal would send.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Guard {
-    /// Send it: there is none, or the provider is known to accept it again.
-    Send,
-    /// Store the write-ahead mark first, then send it.
-    MarkThenSend,
-    /// A refresh with this very token was interrupted before its answer was stored: the
-    /// provider may have rotated it, so it must never be sent again.
-    InDoubt,
-}
-
-/// Decides about the refresh token a renewal would send (its digest, and whether the provider
-/// is known to accept it again), given the mark an earlier pass left, if any.
-pub fn guard(mark: Option<&InFlight>, token_digest: Option<&str>, reusable: bool) -> Guard {
-    match token_digest {
-        None => Guard::Send,
-        Some(d) if mark.is_some_and(|m| m.digest == d) => Guard::InDoubt,
-        Some(_) if reusable => Guard::Send,
-        Some(_) => Guard::MarkThenSend,
-    }
-}
-
 /// A consent link's single-use nonce and its expiry.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PendingConsent {
@@ -100,21 +81,41 @@ pub enum ConsentError {
     Engine(EngineError),
 }
 
+/// A store (or source) could not be read or written.
 #[derive(Debug, thiserror::Error)]
-#[error("{what}: {source}")]
-pub struct StoreError {
-    pub what: String,
-    #[source]
-    pub source: Box<dyn std::error::Error + Send + Sync>,
+pub enum StoreError {
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// A Secret the resource would keep its state or output in belongs to someone else: it is
+    /// never read as state, and never overwritten.
+    #[error(
+        "Secret {secret} already exists and belongs to {owner}, not to this resource; delete it or choose another name"
+    )]
+    OwnedElsewhere { secret: String, owner: String },
 }
 
 impl StoreError {
     pub fn new(what: impl Into<String>, source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
-        StoreError {
+        StoreError::Io {
             what: what.into(),
             source: source.into(),
         }
     }
+}
+
+/// Why a pass ended without an [`Outcome`].
+#[derive(Debug, thiserror::Error)]
+pub enum PassError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// This process lost the Lease during the pass: it starts no token request and writes
+    /// nothing more (the new leader takes the resource from here).
+    #[error("no longer the leader: the pass stopped before any token request")]
+    NotLeader,
 }
 
 /// Where a resource's record and output live.
@@ -124,6 +125,11 @@ pub trait Store {
     fn save(&self, record: &Record) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// Publishes the output data; returns false (and writes nothing) when it is unchanged.
     fn publish(&self, data: &BTreeMap<String, String>) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    /// Secrets left by an earlier resource of the same name that this store found and
+    /// replaced without reading them.
+    fn replaced(&self) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 /// In-memory companion of a store: a record that could not be persisted yet.
@@ -143,7 +149,7 @@ pub enum Action {
     /// The stored token is good.
     Kept,
     /// A new token was obtained.
-    Issued { reason: &'static str, refreshed: bool },
+    Issued { reason: Reason, refreshed: bool },
     /// The attempt failed; the previous token (if any) stays published.
     Failed { error: EngineError },
     /// Still backing off from an earlier failure.
@@ -176,7 +182,28 @@ fn retry_policy() -> ExponentialBuilder {
         .with_jitter()
 }
 
-/// One pass. `Err` only for store failures; token failures are an `Outcome`.
+/// Saves what an earlier pass could not, before anything else.
+async fn flush<S: Store + Sync>(store: &S, unsaved: &mut Unsaved) -> Result<(), StoreError> {
+    if let Some(pending) = unsaved.0.take()
+        && let Err(e) = (|| store.save(&pending)).retry(retry_policy()).await
+    {
+        unsaved.0 = Some(pending);
+        return Err(e);
+    }
+    Ok(())
+}
+
+/// Saves `record`, retrying; on failure keeps it in `unsaved` so the next pass saves it first.
+async fn persist<S: Store + Sync>(store: &S, record: &Record, unsaved: &mut Unsaved) -> Result<(), StoreError> {
+    if let Err(e) = (|| store.save(record)).retry(retry_policy()).await {
+        unsaved.0 = Some(record.clone());
+        return Err(e);
+    }
+    Ok(())
+}
+
+/// One pass. `Err` for store failures and a lost Lease; token failures are an `Outcome`.
+#[allow(clippy::too_many_arguments)]
 pub async fn reconcile<S: Store + Sync>(
     engine: &Engine,
     flow: &Flow,
@@ -184,15 +211,11 @@ pub async fn reconcile<S: Store + Sync>(
     fingerprint: &str,
     store: &S,
     unsaved: &mut Unsaved,
+    lead: &Lead,
     now: Timestamp,
-) -> Result<Outcome, StoreError> {
-    // Anything held only in memory goes to disk first.
-    if let Some(pending) = unsaved.0.take()
-        && let Err(e) = (|| store.save(&pending)).retry(retry_policy()).await
-    {
-        unsaved.0 = Some(pending);
-        return Err(e);
-    }
+) -> Result<Outcome, PassError> {
+    // Anything held only in memory is saved first.
+    flush(store, unsaved).await?;
     let mut record = store.load().await?.unwrap_or_default();
 
     // What an attempt depends on: the token's inputs plus how requests are sent (changing
@@ -201,18 +224,17 @@ pub async fn reconcile<S: Store + Sync>(
         Some(http) => format!("{fingerprint}+{http}"),
         None => fingerprint.to_string(),
     };
-    let inputs_unchanged = record.failed_fingerprint.as_deref() == Some(attempt.as_str());
-    if let Some(retry_at) = record.retry_at.filter(|r| *r > now && inputs_unchanged) {
-        let written = publish_current(engine, flow, inputs, &record, store).await?;
+    if let Some(retry_at) = decide::backing_off(&record, &attempt, now) {
+        let written = publish_current(engine, flow, inputs, &record, store, now).await?;
         return Ok(outcome(Action::BackingOff, &record, Some(retry_at), written));
     }
 
-    match renewal::decide(now, record.token.as_ref(), fingerprint) {
+    let reason = match renewal::decide(now, record.token.as_ref(), fingerprint) {
         Decision::Keep { until } => {
             let Some(token) = record.token.as_ref() else {
                 unreachable!("decide keeps only a stored token")
             };
-            match engine.render_output(flow, inputs, token) {
+            return match engine.render_output(flow, inputs, token) {
                 Ok(data) => {
                     let written = store.publish(&data).await?;
                     Ok(outcome(Action::Kept, &record, until, written))
@@ -220,80 +242,83 @@ pub async fn reconcile<S: Store + Sync>(
                 // Only the output spec is broken: report it, keep what is published, no backoff
                 // needed since no provider is called.
                 Err(error) => Ok(outcome(Action::Failed { error }, &record, until, false)),
+            };
+        }
+        Decision::Renew { reason } => reason,
+    };
+    let refreshed = record.token.as_ref().is_some_and(|t| t.refresh_token.is_some());
+    let mut choice = refresh_choice(flow, inputs, record.token.as_ref());
+    let digest = choice.digest();
+    let can_login = flow.login.is_some() || flow.code_exchange.is_some();
+    let guard = decide::guard(record.in_flight.as_ref(), digest.as_deref(), choice.reusable, can_login);
+    if !lead.held() {
+        return Err(PassError::NotLeader);
+    }
+    let mut marked = false;
+    match guard {
+        Guard::Send => {}
+        Guard::MarkThenSend => {
+            let unmarked = record.clone();
+            record.in_flight = digest.map(|digest| InFlight { digest, since: now });
+            if let Err(e) = (|| store.save(&record)).retry(retry_policy()).await {
+                // Nothing was sent, but the mark may be stored all the same (a write whose
+                // answer was lost): the record as loaded is written first on the next pass, so
+                // this process never takes its own unsent mark for an interrupted refresh.
+                unsaved.0 = Some(unmarked);
+                return Err(e.into());
+            }
+            marked = true;
+            // The Lease may have been lost while the mark was written.
+            if !lead.held() {
+                return Err(PassError::NotLeader);
             }
         }
-        Decision::Renew { reason } => {
-            let refreshed = record.token.as_ref().is_some_and(|t| t.refresh_token.is_some());
-            let mut choice = refresh_choice(flow, inputs, record.token.as_ref());
-            let digest = choice.digest();
-            let mut marked = false;
-            match guard(record.in_flight.as_ref(), digest.as_deref(), choice.reusable) {
-                Guard::Send => {}
-                Guard::MarkThenSend => {
-                    let unmarked = record.clone();
-                    record.in_flight = digest.map(|digest| InFlight { digest, since: now });
-                    if let Err(e) = (|| store.save(&record)).retry(retry_policy()).await {
-                        // Nothing was sent, but the mark may be stored all the same (a write
-                        // whose answer was lost): the record as loaded is written first on the
-                        // next pass, so this process never takes its own unsent mark for an
-                        // interrupted refresh.
-                        unsaved.0 = Some(unmarked);
-                        return Err(e);
-                    }
-                    marked = true;
+        // Log in again (or ask for consent) instead; the mark stays until that gives a new
+        // token.
+        Guard::LoginInstead => choice = RefreshChoice { token: None, ..choice },
+        Guard::InDoubt => {
+            let error = EngineError::RefreshTokenInDoubt {
+                since: record
+                    .in_flight
+                    .as_ref()
+                    .map(|m| m.since.to_string())
+                    .unwrap_or_default(),
+                key: flow.seed_refresh_key.clone().unwrap_or_else(|| "refresh_token".into()),
+            };
+            return Ok(fail(store, &mut record, error, fingerprint, now, unsaved).await?);
+        }
+    }
+    match engine
+        .obtain_with(flow, inputs, record.token.as_ref(), choice, fingerprint, now)
+        .await
+    {
+        Ok(token) => {
+            // Saved even if the Lease was lost meanwhile: a rotated refresh token must never be
+            // dropped.
+            record = Record {
+                token: Some(token),
+                pending_consent: record.pending_consent.take(),
+                ..Record::default()
+            };
+            persist(store, &record, unsaved).await?;
+            let token = record.token.as_ref().expect("just set");
+            match engine.render_output(flow, inputs, token) {
+                Ok(data) => {
+                    let written = store.publish(&data).await?;
+                    let next = token.renew_at;
+                    Ok(outcome(Action::Issued { reason, refreshed }, &record, next, written))
                 }
-                Guard::InDoubt if flow.login.is_some() || flow.code_exchange.is_some() => {
-                    // Log in again (or ask for consent) instead; the mark stays until that
-                    // gives a new token.
-                    choice = RefreshChoice { token: None, ..choice };
-                }
-                Guard::InDoubt => {
-                    let error = EngineError::RefreshTokenInDoubt {
-                        since: record
-                            .in_flight
-                            .as_ref()
-                            .map(|m| m.since.to_string())
-                            .unwrap_or_default(),
-                        key: flow.seed_refresh_key.clone().unwrap_or_else(|| "refresh_token".into()),
-                    };
-                    return fail(store, &mut record, error, fingerprint, now, unsaved).await;
-                }
+                Err(error) => Ok(fail(store, &mut record, error, &attempt, now, unsaved).await?),
             }
-            match engine
-                .obtain_with(flow, inputs, record.token.as_ref(), choice, fingerprint, now)
-                .await
-            {
-                Ok(token) => {
-                    record.token = Some(token);
-                    record.in_flight = None;
-                    record.failures = 0;
-                    record.retry_at = None;
-                    record.failed_fingerprint = None;
-                    record.last_error = None;
-                    if let Err(e) = (|| store.save(&record)).retry(retry_policy()).await {
-                        unsaved.0 = Some(record);
-                        return Err(e);
-                    }
-                    let token = record.token.as_ref().expect("just set");
-                    match engine.render_output(flow, inputs, token) {
-                        Ok(data) => {
-                            let written = store.publish(&data).await?;
-                            let next = token.renew_at;
-                            Ok(outcome(Action::Issued { reason, refreshed }, &record, next, written))
-                        }
-                        Err(error) => fail(store, &mut record, error, &attempt, now, unsaved).await,
-                    }
-                }
-                Err(EngineError::AuthorizationRequired) => await_consent(store, record, now, unsaved).await,
-                Err(error) => {
-                    // This process saw the attempt end: it is retried after the backoff, as
-                    // any failure is. Only a stop before that leaves the mark behind.
-                    if marked {
-                        record.in_flight = None;
-                    }
-                    fail(store, &mut record, error, &attempt, now, unsaved).await
-                }
+        }
+        Err(EngineError::AuthorizationRequired) => Ok(await_consent(store, record, now, unsaved).await?),
+        Err(error) => {
+            // This process saw the attempt end: it is retried after the backoff, as any failure
+            // is. Only a stop before that leaves the mark behind.
+            if marked {
+                record.in_flight = None;
             }
+            Ok(fail(store, &mut record, error, &attempt, now, unsaved).await?)
         }
     }
 }
@@ -312,12 +337,7 @@ async fn await_consent<S: Store + Sync>(
         t.refresh_token = None;
     }
     record.in_flight = None;
-    let renew_margin = SignedDuration::from_secs(60);
-    let fresh = record
-        .pending_consent
-        .as_ref()
-        .is_some_and(|p| p.expires - renew_margin > now);
-    if !fresh {
+    if !decide::consent_link_fresh(record.pending_consent.as_ref(), now) {
         record.pending_consent = Some(PendingConsent {
             nonce: crate::consent::random_token(16),
             expires: now + CONSENT_TTL,
@@ -327,24 +347,16 @@ async fn await_consent<S: Store + Sync>(
     record.failed_fingerprint = None;
     let error = EngineError::AuthorizationRequired;
     record.last_error = Some((error.reason().to_string(), error.to_string()));
-    if record != before
-        && let Err(e) = (|| store.save(&record)).retry(retry_policy()).await
-    {
-        unsaved.0 = Some(record);
-        return Err(e);
+    if record != before {
+        persist(store, &record, unsaved).await?;
     }
-    // Look again when the link needs renewing, or when a still-valid old token expires.
-    let link_renewal = record.pending_consent.as_ref().map(|p| p.expires - renew_margin);
-    let expiry = record.token.as_ref().and_then(|t| t.expires_at).filter(|e| *e > now);
-    let next = match (link_renewal, expiry) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    };
+    let expires_at = record.token.as_ref().and_then(|t| t.expires_at);
+    let next = decide::consent_recheck(record.pending_consent.as_ref(), expires_at, now);
     Ok(outcome(Action::Failed { error }, &record, next, false))
 }
 
 /// Completes a consent: checks the link's nonce is the one pending, exchanges the callback
-/// values for tokens, persists, publishes. The outer `Err` is a store failure.
+/// values for tokens, persists, publishes. The outer `Err` is a store failure or a lost Lease.
 #[allow(clippy::too_many_arguments)]
 pub async fn complete_consent<S: Store + Sync>(
     engine: &Engine,
@@ -354,14 +366,10 @@ pub async fn complete_consent<S: Store + Sync>(
     store: &S,
     unsaved: &mut Unsaved,
     nonce: &str,
+    lead: &Lead,
     now: Timestamp,
-) -> Result<Result<Outcome, ConsentError>, StoreError> {
-    if let Some(pending) = unsaved.0.take()
-        && let Err(e) = (|| store.save(&pending)).retry(retry_policy()).await
-    {
-        unsaved.0 = Some(pending);
-        return Err(e);
-    }
+) -> Result<Result<Outcome, ConsentError>, PassError> {
+    flush(store, unsaved).await?;
     let mut record = store.load().await?.unwrap_or_default();
     let pending = record
         .pending_consent
@@ -370,16 +378,16 @@ pub async fn complete_consent<S: Store + Sync>(
     if !pending {
         return Ok(Err(ConsentError::NotPending));
     }
+    if !lead.held() {
+        return Err(PassError::NotLeader);
+    }
     match engine.exchange(flow, inputs, fingerprint, now).await {
         Ok(token) => {
             record = Record {
                 token: Some(token),
                 ..Record::default()
             };
-            if let Err(e) = (|| store.save(&record)).retry(retry_policy()).await {
-                unsaved.0 = Some(record);
-                return Err(e);
-            }
+            persist(store, &record, unsaved).await?;
             let token = record.token.as_ref().expect("just set");
             let data = match engine.render_output(flow, inputs, token) {
                 Ok(d) => d,
@@ -389,7 +397,7 @@ pub async fn complete_consent<S: Store + Sync>(
             let next = token.renew_at;
             Ok(Ok(outcome(
                 Action::Issued {
-                    reason: "Authorized",
+                    reason: Reason::Authorized,
                     refreshed: false,
                 },
                 &record,
@@ -399,10 +407,7 @@ pub async fn complete_consent<S: Store + Sync>(
         }
         Err(e) => {
             record.last_error = Some((e.reason().to_string(), e.to_string()));
-            if let Err(se) = (|| store.save(&record)).retry(retry_policy()).await {
-                unsaved.0 = Some(record);
-                return Err(se);
-            }
+            persist(store, &record, unsaved).await?;
             Ok(Err(ConsentError::Engine(e)))
         }
     }
@@ -423,23 +428,13 @@ async fn fail<S: Store + Sync>(
         error.retry_after(),
         rand::random(),
     );
-    let mut retry_at = now + SignedDuration::try_from(delay).unwrap_or(SignedDuration::from_secs(300));
-    // A token that is about to expire is worth one more try just before it does, unless the
-    // provider asked us to wait.
-    if let Some(exp) = record.token.as_ref().and_then(|t| t.expires_at)
-        && exp > now
-        && exp < retry_at
-        && error.retry_after().is_none()
-    {
-        retry_at = retry_at.min(exp);
-    }
+    let delay = SignedDuration::try_from(delay).unwrap_or(SignedDuration::from_secs(300));
+    let expires_at = record.token.as_ref().and_then(|t| t.expires_at);
+    let retry_at = decide::retry_time(now, delay, expires_at, error.retry_after().is_some());
     record.retry_at = Some(retry_at);
     record.failed_fingerprint = Some(fingerprint.to_string());
     record.last_error = Some((error.reason().to_string(), error.to_string()));
-    if let Err(e) = (|| store.save(record)).retry(retry_policy()).await {
-        unsaved.0 = Some(record.clone());
-        return Err(e);
-    }
+    persist(store, record, unsaved).await?;
     Ok(outcome(Action::Failed { error }, record, Some(retry_at), false))
 }
 
@@ -450,11 +445,12 @@ async fn publish_current<S: Store + Sync>(
     inputs: &Inputs,
     record: &Record,
     store: &S,
+    now: Timestamp,
 ) -> Result<bool, StoreError> {
     let Some(token) = record.token.as_ref() else {
         return Ok(false);
     };
-    if token.expires_at.is_some_and(|e| e <= Timestamp::now()) {
+    if token.expires_at.is_some_and(|e| e <= now) {
         return Ok(false);
     }
     match engine.render_output(flow, inputs, token) {
@@ -473,34 +469,5 @@ fn outcome(action: Action, record: &Record, next: Option<Timestamp>, written: bo
         failures: record.failures,
         last_error: record.last_error.clone(),
         pending_consent: record.pending_consent.clone(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_refresh_token_is_marked_before_use_and_never_resent_while_in_doubt() {
-        let mark = InFlight {
-            digest: "d1".into(),
-            since: "2026-01-01T00:00:00Z".parse().unwrap(),
-        };
-        // Nothing to send: nothing to guard (a login, a consent, a permanent token).
-        assert_eq!(guard(None, None, false), Guard::Send);
-        assert_eq!(guard(Some(&mark), None, false), Guard::Send);
-        // A token that may be single-use is marked first.
-        assert_eq!(guard(None, Some("d1"), false), Guard::MarkThenSend);
-        // A provider known not to rotate accepts it again: no mark, no write.
-        assert_eq!(guard(None, Some("d1"), true), Guard::Send);
-        // The marked token itself: an earlier refresh with it was interrupted.
-        assert_eq!(guard(Some(&mark), Some("d1"), false), Guard::InDoubt);
-        assert_eq!(
-            guard(Some(&mark), Some("d1"), true),
-            Guard::InDoubt,
-            "a mark is only ever left for a token not known to be reusable"
-        );
-        // Another token (a new onboarding token in the credentials): marked afresh.
-        assert_eq!(guard(Some(&mark), Some("d2"), false), Guard::MarkThenSend);
     }
 }

@@ -1,0 +1,175 @@
+//! What every reconcile shares, and the Kubernetes side of the shared pass: reads through the
+//! API ([`Source`]), state and output in Secrets ([`Adapter`]), and the consent callback's
+//! needs ([`ConsentHost`]).
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use kube::api::Api;
+use kube::{Client, Resource, ResourceExt};
+
+use super::config::{Config, LeaderElection};
+use super::events::Publisher;
+use super::metrics::{Metrics, ResourceLabels};
+use super::report;
+use super::store::{KubeStore, Memory};
+use crate::api::{ConnectorAuth, ConnectorAuthStatus};
+use crate::engine::Engine;
+use crate::reconcile::callback::{Consent, ConsentHost};
+use crate::reconcile::{Adapter, Core, Data, Lead, Source, StoreError};
+
+/// Shared by all reconciles.
+pub struct Context {
+    pub client: Client,
+    pub core: Core,
+    pub events: Publisher,
+    pub metrics: Metrics,
+    pub config: Config,
+    /// Where the Lease is, for a standby to find the leader's callback.
+    pub election: Option<LeaderElection>,
+    memory: Memory,
+    /// The status last written per resource (uid). Our own Secret writes trigger reconciles
+    /// that may still see the previous status in the cache; this avoids patching it twice.
+    written_status: Mutex<BTreeMap<String, ConnectorAuthStatus>>,
+}
+
+impl Context {
+    pub fn new(
+        client: Client,
+        mut config: Config,
+        metrics: Metrics,
+        election: Option<LeaderElection>,
+        lead: Lead,
+    ) -> anyhow::Result<Arc<Self>> {
+        if let Some(c) = &config.consent {
+            config.redirect_url.get_or_insert_with(|| c.redirect_url());
+        }
+        let engine = Engine::new(config.http.clone())?;
+        Ok(Arc::new(Context {
+            events: Publisher::new(client.clone(), "connector-auth-operator", &config.identity),
+            core: Core::new(engine, config.redirect_url.clone(), lead),
+            client,
+            metrics,
+            config,
+            election,
+            memory: Memory::default(),
+            written_status: Mutex::default(),
+        }))
+    }
+
+    /// The resource's current status: what we last wrote if the cache has not caught up.
+    /// Forgets the written copy once the cache shows it, so the map only holds statuses in
+    /// flight rather than one per resource.
+    pub(crate) fn previous_status(&self, ca: &ConnectorAuth) -> Option<ConnectorAuthStatus> {
+        let uid = ca.uid().unwrap_or_default();
+        let mut written = self.written_status.lock().expect("lock");
+        match written.get(&uid) {
+            Some(w) if ca.status.as_ref() == Some(w) => {
+                written.remove(&uid);
+                ca.status.clone()
+            }
+            Some(w) => Some(w.clone()),
+            None => ca.status.clone(),
+        }
+    }
+
+    /// Whether `status` is what the resource has, or what we last wrote for it.
+    pub(crate) fn status_is(&self, ca: &ConnectorAuth, status: &ConnectorAuthStatus) -> bool {
+        let uid = ca.uid().unwrap_or_default();
+        ca.status.as_ref() == Some(status) || self.written_status.lock().expect("lock").get(&uid) == Some(status)
+    }
+
+    pub(crate) fn wrote_status(&self, ca: &ConnectorAuth, status: ConnectorAuthStatus) {
+        let uid = ca.uid().unwrap_or_default();
+        self.written_status.lock().expect("lock").insert(uid, status);
+    }
+
+    /// Drops what is kept per resource once it is deleted, so memory follows the live set
+    /// rather than every resource ever seen.
+    pub(crate) fn forget(&self, ca: &ConnectorAuth) {
+        let uid = ca.uid().unwrap_or_default();
+        self.memory.lock().expect("memory lock").remove(&uid);
+        self.written_status.lock().expect("lock").remove(&uid);
+        self.core.ledger.forget(ca);
+        self.metrics.token_expiry.remove(&ResourceLabels {
+            namespace: ca.namespace().unwrap_or_default(),
+            name: ca.name_any(),
+        });
+    }
+}
+
+/// A Secret's values by key: `data`, overlaid by `stringData` (set by clients that have not
+/// been through the API server's conversion, e.g. in tests).
+pub(crate) fn secret_bytes(s: Secret) -> Data {
+    let mut out: Data = s.data.unwrap_or_default().into_iter().map(|(k, v)| (k, v.0)).collect();
+    for (k, v) in s.string_data.unwrap_or_default() {
+        out.insert(k, v.into_bytes());
+    }
+    out
+}
+
+impl Source for Context {
+    async fn secret(&self, namespace: &str, name: &str) -> Result<Option<Data>, StoreError> {
+        Api::<Secret>::namespaced(self.client.clone(), namespace)
+            .get_opt(name)
+            .await
+            .map(|s| s.map(secret_bytes))
+            .map_err(|e| StoreError::new(format!("reading Secret {namespace}/{name}"), e))
+    }
+
+    async fn config_map(&self, namespace: &str, name: &str) -> Result<Option<Data>, StoreError> {
+        let cm = Api::<ConfigMap>::namespaced(self.client.clone(), namespace)
+            .get_opt(name)
+            .await
+            .map_err(|e| StoreError::new(format!("reading ConfigMap {namespace}/{name}"), e))?;
+        Ok(cm.map(|c| {
+            let mut data: Data = c
+                .binary_data
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(k, v)| (k, v.0))
+                .collect();
+            for (k, v) in c.data.unwrap_or_default() {
+                data.insert(k, v.into_bytes());
+            }
+            data
+        }))
+    }
+}
+
+impl Adapter for Context {
+    type Store = KubeStore;
+
+    fn store(&self, ca: &ConnectorAuth, secret_name: &str) -> Option<KubeStore> {
+        let secrets = Api::namespaced(self.client.clone(), &ca.namespace()?);
+        KubeStore::new(secrets, ca, secret_name, self.memory.clone(), self.metrics.clone())
+    }
+}
+
+impl ConsentHost for Context {
+    fn core(&self) -> &Core {
+        &self.core
+    }
+
+    async fn resource(&self, namespace: &str, name: &str) -> Result<Option<ConnectorAuth>, StoreError> {
+        Api::<ConnectorAuth>::namespaced(self.client.clone(), namespace)
+            .get_opt(name)
+            .await
+            .map_err(|e| StoreError::new(format!("reading ConnectorAuth {namespace}/{name}"), e))
+    }
+
+    async fn consented(&self, ca: &ConnectorAuth, consent: Consent<'_>) {
+        report::consent(self, ca, consent).await;
+    }
+
+    async fn leader_callback(&self) -> Option<String> {
+        let election = self.election.as_ref()?;
+        super::leader::leader_callback(&self.client, election, &self.config.identity).await
+    }
+}
+
+/// The object reference of a resource, for Events.
+pub(crate) fn regarding(ca: &ConnectorAuth) -> k8s_openapi::api::core::v1::ObjectReference {
+    ca.object_ref(&())
+}

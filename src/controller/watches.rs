@@ -1,0 +1,147 @@
+//! What the controller watches, and which ConnectorAuths a change concerns. Secrets and
+//! ConfigMaps are watched metadata-only and never cached: memory does not grow with the
+//! number or size of unrelated objects.
+
+use std::sync::Arc;
+
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use kube::api::Api;
+use kube::core::PartialObjectMeta;
+use kube::runtime::controller::{self, Controller};
+use kube::runtime::reflector::{self, ObjectRef, Store as Reader};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Resource, ResourceExt};
+use tokio::sync::watch;
+use tracing::debug;
+
+use super::context::Context;
+use super::pass::{error_policy, reconcile};
+use super::store::ROLE_LABEL;
+use crate::api::ConnectorAuth;
+use crate::engine::tls::{self, Kind};
+
+/// Which ConnectorAuths a Secret change concerns: the ones reading it (as credentials, CA
+/// bundle or client certificate) and the one owning it (output or state Secret).
+fn affected(reader: &Reader<ConnectorAuth>, secret: &PartialObjectMeta<Secret>) -> Vec<ObjectRef<ConnectorAuth>> {
+    let ns = secret.metadata.namespace.as_deref();
+    let name = secret.metadata.name.as_deref().unwrap_or_default();
+    let mut refs: Vec<ObjectRef<ConnectorAuth>> = secret
+        .owner_references()
+        .iter()
+        .filter(|o| o.kind == "ConnectorAuth" && o.api_version.starts_with(crate::api::GROUP))
+        .map(|o| ObjectRef::new(&o.name).within(ns.unwrap_or_default()))
+        .collect();
+    // A state Secret is private to its owner; any other Secret (an output one included, since
+    // outputs can be chained into another resource's credentials) may be read by others.
+    let private = secret.labels().get(ROLE_LABEL).map(String::as_str) == Some("state");
+    if !private {
+        refs.extend(readers(reader, ns, |ca| {
+            ca.spec.credentials_ref.name == name || tls::references_object(&ca.spec, Kind::Secret, name)
+        }));
+    }
+    refs
+}
+
+/// The ConnectorAuths in `ns` for which `reads` holds. Scans the cache without copying names:
+/// it runs for every Secret event.
+fn readers(
+    reader: &Reader<ConnectorAuth>,
+    ns: Option<&str>,
+    reads: impl Fn(&ConnectorAuth) -> bool,
+) -> Vec<ObjectRef<ConnectorAuth>> {
+    reader
+        .state()
+        .iter()
+        .filter(|ca| ca.metadata.namespace.as_deref() == ns && reads(ca))
+        .map(|ca| ObjectRef::from_obj(ca.as_ref()))
+        .collect()
+}
+
+/// Strips the fields the controller never reads from a cached ConnectorAuth.
+fn slim(ca: &mut ConnectorAuth) {
+    ca.managed_fields_mut().clear();
+    if let Some(a) = ca.meta_mut().annotations.as_mut() {
+        a.remove(LAST_APPLIED);
+    }
+}
+
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
+/// Which ConnectorAuths read a ConfigMap (as CA bundle).
+fn readers_of_config_map(
+    reader: &Reader<ConnectorAuth>,
+    cm: &PartialObjectMeta<ConfigMap>,
+) -> Vec<ObjectRef<ConnectorAuth>> {
+    let name = cm.metadata.name.as_deref().unwrap_or_default();
+    readers(reader, cm.metadata.namespace.as_deref(), |ca| {
+        tls::references_object(&ca.spec, Kind::ConfigMap, name)
+    })
+}
+
+/// Runs the controller for one namespace (or all) until `shutdown` fires.
+pub async fn run_controller(
+    ctx: Arc<Context>,
+    namespace: Option<String>,
+    ready: watch::Sender<bool>,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) {
+    // Deletions trigger too (a deleted output is restored). ConfigMaps matter only as CA
+    // bundles: a fixed or created one is used at once.
+    let (cas, secrets, config_maps): (
+        Api<ConnectorAuth>,
+        Api<PartialObjectMeta<Secret>>,
+        Api<PartialObjectMeta<ConfigMap>>,
+    ) = match &namespace {
+        Some(ns) => (
+            Api::namespaced(ctx.client.clone(), ns),
+            Api::namespaced(ctx.client.clone(), ns),
+            Api::namespaced(ctx.client.clone(), ns),
+        ),
+        None => (
+            Api::all(ctx.client.clone()),
+            Api::all(ctx.client.clone()),
+            Api::all(ctx.client.clone()),
+        ),
+    };
+    // The cache holds every ConnectorAuth; drop what the operator never reads (field ownership
+    // and kubectl's copy of the last applied spec), which is most of an object's size on a
+    // real API server.
+    let (reader, writer) = reflector::store();
+    let forget = ctx.clone();
+    let stream = watcher(cas, watcher::Config::default().any_semantic())
+        .default_backoff()
+        .modify(slim)
+        .reflect(writer)
+        .inspect_ok(move |event| {
+            if let watcher::Event::Delete(ca) = event {
+                forget.forget(ca);
+            }
+        })
+        .applied_objects();
+    let controller = Controller::for_stream(stream, reader.clone())
+        .with_config(controller::Config::default().concurrency(ctx.config.concurrency));
+    let mapper_reader = reader.clone();
+    let cm_reader = reader.clone();
+    let readiness = reader.clone();
+    tokio::spawn(async move {
+        if readiness.wait_until_ready().await.is_ok() {
+            let _ = ready.send(true);
+        }
+    });
+    controller
+        .watches(secrets, watcher::Config::default().any_semantic(), move |s| {
+            affected(&mapper_reader, &s)
+        })
+        .watches(config_maps, watcher::Config::default().any_semantic(), move |cm| {
+            readers_of_config_map(&cm_reader, &cm)
+        })
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile, error_policy, ctx)
+        .for_each(|res| async move {
+            if let Err(e) = res {
+                debug!(error = %e, "controller event");
+            }
+        })
+        .await;
+}

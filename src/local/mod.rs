@@ -1,0 +1,268 @@
+//! Local mode: the same pass as the controller ([`crate::reconcile`]), backed by files instead
+//! of a cluster.
+//!
+//! Manifests (ConnectorAuth, Secret and ConfigMap YAML) are read from a folder
+//! ([`manifests`]); each output Secret is written as `OUTPUT/<namespace>/<secretName>/<key>` in
+//! the layout kubelet uses for a mounted Secret volume (a timestamped data directory behind a
+//! `..data` symlink that is swapped atomically), and private state goes to `OUTPUT/.state/`
+//! with 0600 permissions ([`files`]).
+
+pub mod files;
+pub mod manifests;
+pub mod report;
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use jiff::Timestamp;
+use kube::ResourceExt;
+
+use crate::api::ConnectorAuth;
+use crate::engine::{Engine, tls};
+use crate::reconcile::callback::{self, CALLBACK_PATH, Consent, ConsentHost};
+use crate::reconcile::{
+    Action, Adapter, Core, Data, Lead, Outcome, Pass, Source, StoreError, Verdict, namespace_of, output_secret_name,
+};
+pub use files::FileStore;
+pub use manifests::{ConfigMapManifest, Manifests, SecretManifest, load_manifests};
+pub use report::{Report, failed};
+
+/// The output Secret name of a resource.
+pub fn secret_name(ca: &ConnectorAuth) -> String {
+    output_secret_name(ca)
+}
+
+/// Local mode's adapter for one pass: reads from the manifests loaded for it, state and
+/// output in files under `output`.
+struct Files<'a> {
+    manifests: &'a Manifests,
+    output: &'a Path,
+}
+
+impl Source for Files<'_> {
+    async fn secret(&self, namespace: &str, name: &str) -> Result<Option<Data>, StoreError> {
+        Source::secret(self.manifests, namespace, name).await
+    }
+
+    async fn config_map(&self, namespace: &str, name: &str) -> Result<Option<Data>, StoreError> {
+        Source::config_map(self.manifests, namespace, name).await
+    }
+}
+
+impl Adapter for Files<'_> {
+    type Store = FileStore;
+
+    fn store(&self, ca: &ConnectorAuth, secret_name: &str) -> Option<FileStore> {
+        Some(FileStore::new(
+            self.output,
+            &namespace_of(ca),
+            &ca.name_any(),
+            secret_name,
+        ))
+    }
+}
+
+/// Runs local mode: passes over all resources, sleeping until the next one is due.
+pub struct LocalRunner {
+    pub manifests: PathBuf,
+    pub output: PathBuf,
+    /// Longest sleep between passes; manifests are re-read every pass.
+    pub poll: Duration,
+    core: Arc<Core>,
+    /// Resources already warned about `spec.tls.insecureSkipVerify` (once per process).
+    warned_insecure: BTreeSet<(String, String)>,
+}
+
+impl LocalRunner {
+    pub fn new(engine: Engine, manifests: PathBuf, output: PathBuf) -> Self {
+        LocalRunner {
+            manifests,
+            output,
+            poll: Duration::from_secs(10),
+            core: Arc::new(Core::new(engine, None, Lead::always())),
+            warned_insecure: BTreeSet::new(),
+        }
+    }
+
+    /// Sets `{{ redirect_url }}` for templates (before [`Self::enable_consent`]).
+    pub fn set_redirect_url(&mut self, url: Option<String>) {
+        self.core_mut().redirect_url = url;
+    }
+
+    fn core_mut(&mut self) -> &mut Core {
+        Arc::get_mut(&mut self.core).expect("configured before the consent callback starts")
+    }
+
+    /// Serves the OAuth2 consent callback on `listen` (use loopback) and makes
+    /// `{{ redirect_url }}` point at it, unless set already. The signing key is kept in
+    /// `OUTPUT/.state/consent-key`. Returns the bound address.
+    pub async fn enable_consent(&mut self, listen: std::net::SocketAddr) -> anyhow::Result<std::net::SocketAddr> {
+        let key = files::consent_key(&self.output)?;
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("cannot listen on {listen}"))?;
+        let addr = listener.local_addr()?;
+        let core = self.core_mut();
+        core.redirect_url
+            .get_or_insert_with(|| format!("http://{addr}{CALLBACK_PATH}"));
+        let _ = core.consent_key.set(key);
+        let host = Arc::new(LocalHost {
+            core: self.core.clone(),
+            manifests: self.manifests.clone(),
+            output: self.output.clone(),
+        });
+        let router = callback::router(host);
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, router).await;
+        });
+        Ok(addr)
+    }
+
+    /// One pass over every resource.
+    pub async fn pass(&mut self) -> anyhow::Result<Vec<Report>> {
+        let manifests = load_manifests(&self.manifests)?;
+        fs::create_dir_all(&self.output).with_context(|| format!("creating {}", self.output.display()))?;
+        let files = Files {
+            manifests: &manifests,
+            output: &self.output,
+        };
+        let mut reports = Vec::new();
+        for ca in &manifests.resources {
+            let pass = self.core.reconcile(&files, ca, Timestamp::now()).await;
+            let mut report = self.report(ca, pass);
+            let id = (report.namespace.clone(), report.name.clone());
+            if ca.spec.tls.as_ref().is_some_and(|t| t.insecure_skip_verify) {
+                if self.warned_insecure.insert(id) {
+                    report.warning = Some(tls::INSECURE_SKIP_VERIFY_WARNING.into());
+                }
+            } else {
+                self.warned_insecure.remove(&id);
+            }
+            reports.push(report);
+        }
+        Ok(reports)
+    }
+
+    fn report(&self, ca: &ConnectorAuth, pass: Result<Pass, crate::reconcile::PassError>) -> Report {
+        let namespace = namespace_of(ca);
+        let secret = output_secret_name(ca);
+        let mut report = Report {
+            secret: format!("{}", self.output.join(&namespace).join(&secret).display()),
+            namespace,
+            name: ca.name_any(),
+            scheme: ca.spec.scheme.name().into(),
+            result: Err(String::new()),
+            authorization_url: None,
+            warning: None,
+        };
+        match pass {
+            Ok(p) => {
+                report.authorization_url = p.authorization_url;
+                report.result = match p.verdict {
+                    Verdict::Ran(o) => Ok(o),
+                    Verdict::Refused(r) => Err(format!("{} [{}]", r.message, r.reason)),
+                };
+            }
+            Err(e) => report.result = Err(format!("{e} [{}]", crate::reason::Reason::StateWriteFailed)),
+        }
+        report
+    }
+
+    /// Keeps every token fresh until `shutdown` resolves. Prints a line per change.
+    pub async fn run(&mut self, shutdown: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
+        tokio::pin!(shutdown);
+        loop {
+            let reports = self.pass().await?;
+            let now = Timestamp::now();
+            let mut sleep = self.poll;
+            for r in &reports {
+                if let Some(w) = r.warning_line() {
+                    eprintln!("{w}");
+                }
+                let changed = match &r.result {
+                    Ok(o) => !matches!(o.action, Action::Kept | Action::BackingOff) || o.written,
+                    Err(_) => true,
+                };
+                if changed {
+                    println!("{}", r.line());
+                }
+                if let Ok(Outcome { next: Some(next), .. }) = &r.result {
+                    let d = next.duration_since(now).as_secs_f64().max(0.05);
+                    sleep = sleep.min(Duration::from_secs_f64(d));
+                }
+            }
+            tokio::select! {
+                _ = &mut shutdown => return Ok(()),
+                _ = tokio::time::sleep(sleep) => {}
+            }
+        }
+    }
+}
+
+/// The consent callback's view of local mode: the manifests as they are on disk now.
+struct LocalHost {
+    core: Arc<Core>,
+    manifests: PathBuf,
+    output: PathBuf,
+}
+
+impl LocalHost {
+    fn load(&self) -> Result<Manifests, StoreError> {
+        load_manifests(&self.manifests).map_err(|e| StoreError::new(format!("reading {}", self.manifests.display()), e))
+    }
+}
+
+impl Source for LocalHost {
+    async fn secret(&self, namespace: &str, name: &str) -> Result<Option<Data>, StoreError> {
+        Source::secret(&self.load()?, namespace, name).await
+    }
+
+    async fn config_map(&self, namespace: &str, name: &str) -> Result<Option<Data>, StoreError> {
+        Source::config_map(&self.load()?, namespace, name).await
+    }
+}
+
+impl Adapter for LocalHost {
+    type Store = FileStore;
+
+    fn store(&self, ca: &ConnectorAuth, secret_name: &str) -> Option<FileStore> {
+        Some(FileStore::new(
+            &self.output,
+            &namespace_of(ca),
+            &ca.name_any(),
+            secret_name,
+        ))
+    }
+}
+
+impl ConsentHost for LocalHost {
+    fn core(&self) -> &Core {
+        &self.core
+    }
+
+    async fn resource(&self, namespace: &str, name: &str) -> Result<Option<ConnectorAuth>, StoreError> {
+        Ok(self
+            .load()?
+            .resources
+            .into_iter()
+            .find(|ca| namespace_of(ca) == namespace && ca.name_any() == name))
+    }
+
+    async fn consented(&self, ca: &ConnectorAuth, consent: Consent<'_>) {
+        let what = format!("ConnectorAuth {}/{}", namespace_of(ca), ca.name_any());
+        match consent {
+            Consent::Denied { code } => eprintln!("{what}: the provider returned `{code}` instead of consent"),
+            Consent::Completed(Ok(Ok(_))) => println!("{what}: consent granted, token published"),
+            Consent::Completed(Ok(Err(e))) => eprintln!("{what}: consent not completed: {e}"),
+            Consent::Completed(Err(e)) => eprintln!("{what}: {e}"),
+        }
+    }
+
+    async fn leader_callback(&self) -> Option<String> {
+        None
+    }
+}

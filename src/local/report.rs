@@ -1,0 +1,108 @@
+//! What local mode prints: one line per resource, when something about it changed.
+
+use jiff::Timestamp;
+
+use crate::engine::EngineError;
+use crate::reconcile::{Action, Outcome};
+
+/// One resource's result of a pass, for summaries.
+#[derive(Debug, Clone)]
+pub struct Report {
+    pub namespace: String,
+    pub name: String,
+    pub scheme: String,
+    pub secret: String,
+    pub result: Result<Outcome, String>,
+    /// For resources awaiting consent: the link to open.
+    pub authorization_url: Option<String>,
+    /// A warning about the spec, given once per resource and process (`insecureSkipVerify`).
+    pub warning: Option<String>,
+}
+
+impl Report {
+    /// The warning as printed on stderr, if there is one.
+    pub fn warning_line(&self) -> Option<String> {
+        let w = self.warning.as_ref()?;
+        Some(format!("WARNING {}/{}: {w}", self.namespace, self.name))
+    }
+
+    pub fn ok(&self) -> bool {
+        matches!(&self.result, Ok(o) if !matches!(o.action, Action::Failed { .. } | Action::BackingOff))
+            && self.result.as_ref().is_ok_and(|o| o.token.is_some())
+    }
+
+    /// One line, without secret values.
+    pub fn line(&self) -> String {
+        let who = format!("{}/{}", self.namespace, self.name);
+        match &self.result {
+            Err(e) => format!("{who:<32} {:<17} FAILED  {e}", self.scheme),
+            Ok(o) => {
+                let (word, detail) = match &o.action {
+                    Action::Kept => ("kept", String::new()),
+                    Action::Issued {
+                        refreshed: true,
+                        reason,
+                    } => ("refreshed", format!(" ({reason})")),
+                    Action::Issued {
+                        refreshed: false,
+                        reason,
+                    } => ("issued", format!(" ({reason})")),
+                    Action::Failed { error } => ("FAILED", format!(" {} [{}]", error, error.reason())),
+                    Action::BackingOff => (
+                        "backoff",
+                        o.last_error
+                            .as_ref()
+                            .map(|(r, m)| format!(" {m} [{r}]"))
+                            .unwrap_or_default(),
+                    ),
+                };
+                let now = Timestamp::now();
+                let expires = match &o.token {
+                    Some(t) => t
+                        .expires_at
+                        .map(|e| format!("expires {}", when(e, now)))
+                        .unwrap_or_else(|| "no expiry".into()),
+                    None => "no token".into(),
+                };
+                let next = o
+                    .next
+                    .map(|n| format!(", next check {}", when(n, now)))
+                    .unwrap_or_default();
+                if let (
+                    Action::Failed {
+                        error: EngineError::AuthorizationRequired,
+                    },
+                    Some(url),
+                ) = (&o.action, &self.authorization_url)
+                {
+                    return format!(
+                        "{who:<32} {:<17} CONSENT   open this URL to grant consent: {url}",
+                        self.scheme
+                    );
+                }
+                format!(
+                    "{who:<32} {:<17} {word:<9} {expires}{next} -> {}{detail}",
+                    self.scheme, self.secret
+                )
+            }
+        }
+    }
+}
+
+/// `2026-11-22T14:55:13Z (in 6s)`.
+fn when(t: Timestamp, now: Timestamp) -> String {
+    let t = t.round(jiff::Unit::Second).unwrap_or(t);
+    let secs = t.duration_since(now).as_secs_f64().round() as i64;
+    let rel = match secs {
+        s if s < 0 => format!("{}s ago", -s),
+        s if s < 120 => format!("in {s}s"),
+        s if s < 7200 => format!("in {}m", s / 60),
+        s => format!("in {}h", s / 3600),
+    };
+    format!("{t} ({rel})")
+}
+
+/// Whether an error is worth a non-zero exit in `--once`.
+pub fn failed(reports: &[Report]) -> bool {
+    reports.iter().any(|r| !r.ok())
+}

@@ -1,0 +1,143 @@
+//! Why something happened, as one typed list. `as_str()` is at once the condition reason, the
+//! Event reason and the `reason` metric label, so the three never drift apart.
+
+use std::fmt;
+
+macro_rules! reasons {
+    ($($(#[$doc:meta])* $variant:ident,)*) => {
+        /// Every reason the operator reports.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum Reason {
+            $($(#[$doc])* $variant,)*
+        }
+
+        impl Reason {
+            /// Every reason, for documentation and tests.
+            pub const ALL: &'static [Reason] = &[$(Reason::$variant,)*];
+
+            /// The stable PascalCase name.
+            pub const fn as_str(self) -> &'static str {
+                match self {
+                    $(Reason::$variant => stringify!($variant),)*
+                }
+            }
+        }
+    };
+}
+
+reasons! {
+    // Why a token was requested.
+    /// No token has been issued yet.
+    NoToken,
+    /// The scheme, renewal policy or credentials changed since the token was issued.
+    InputsChanged,
+    /// The token expired before it could be renewed.
+    Expired,
+    /// The renewal time (chosen at issuance) has come.
+    RenewalDue,
+    /// A person granted consent and the authorization code was exchanged.
+    Authorized,
+
+    // What the resource's conditions say when all is well.
+    /// A valid token is published.
+    TokenValid,
+    /// No token yet and no failure either.
+    Pending,
+    /// `spec.tls.insecureSkipVerify` is set.
+    InsecureSkipVerify,
+
+    // Routine Events.
+    /// A token was issued for a new resource or after a change.
+    Issued,
+    /// A token was obtained after failures.
+    Recovered,
+    /// The provider sent the person back with an error instead of consent.
+    ConsentDenied,
+    /// A consent link was used twice or after a newer one replaced it.
+    ConsentReplayed,
+    /// A Secret left by an earlier resource of the same name was replaced, unread.
+    StaleSecretReplaced,
+
+    // Refusals: the resource cannot be attempted as it stands.
+    /// `credentialsRef.namespace` names another namespace.
+    CrossNamespaceReference,
+    /// The credentials Secret does not exist.
+    CredentialsNotFound,
+    /// A Secret the resource would write belongs to someone else.
+    SecretOwnedElsewhere,
+
+    // Engine errors (see `EngineError::reason`).
+    InvalidSpec,
+    UndefinedVariable,
+    TemplateError,
+    MissingCredential,
+    ReferenceNotFound,
+    #[allow(clippy::upper_case_acronyms)]
+    InvalidTLSMaterial,
+    InvalidRequest,
+    TokenUrlForbidden,
+    InvalidGrant,
+    CredentialsRejected,
+    RateLimited,
+    ProviderUnavailable,
+    Timeout,
+    ConnectionFailed,
+    #[allow(clippy::upper_case_acronyms)]
+    TLSHandshakeFailed,
+    RedirectNotFollowed,
+    ResponseTooLarge,
+    InvalidResponse,
+    ValueNotFound,
+    InvalidValue,
+    AuthorizationRequired,
+    RefreshTokenInDoubt,
+
+    // The operator's own failures.
+    /// The private state could not be written or read.
+    StateWriteFailed,
+    /// The Kubernetes API refused or failed a request.
+    KubeApi,
+    /// The Lease was lost during a pass, which stopped before any token request.
+    LeadershipLost,
+
+    // Consent links that are not accepted.
+    MalformedState,
+    ForgedState,
+    ExpiredState,
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl PartialEq<str> for Reason {
+    fn eq(&self, other: &str) -> bool {
+        self.as_str() == other
+    }
+}
+
+impl PartialEq<&str> for Reason {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reasons_are_unique_pascal_case_names() {
+        let mut seen = std::collections::BTreeSet::new();
+        for r in Reason::ALL {
+            let s = r.as_str();
+            assert!(seen.insert(s), "{s} twice");
+            assert!(s.chars().next().unwrap().is_ascii_uppercase(), "{s}");
+            assert!(s.chars().all(|c| c.is_ascii_alphanumeric()), "{s}");
+            assert!(s.len() <= 128, "an Event reason is at most 128 characters");
+        }
+        assert_eq!(Reason::RenewalDue.to_string(), "RenewalDue");
+    }
+}

@@ -1,0 +1,316 @@
+//! The one reconcile pass, shared by the controller and local mode:
+//! gather (the resource's inputs, read through a [`Source`]) → decide and act (the [`driver`],
+//! which keeps state and output in a [`Store`]) → a [`Pass`], which the adapter turns into
+//! status, Events and metrics (controller) or a printed line (local mode).
+//!
+//! Adapters supply only reads and writes: the Kubernetes one reads the API and writes
+//! Secrets, the local one reads manifests and writes files. Both therefore refuse a bad
+//! resource in the same order, with the same reason and message. The OAuth2 consent callback
+//! is shared the same way ([`callback`]).
+
+pub mod callback;
+pub mod decide;
+pub mod driver;
+pub mod lead;
+
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use jiff::Timestamp;
+use kube::ResourceExt;
+
+use crate::api::ConnectorAuth;
+use crate::consent::{self, ConsentState};
+use crate::engine::tls::{self, Kind};
+use crate::engine::{self, Engine, EngineError, Flow, Inputs, SecretString};
+use crate::reason::Reason;
+pub use driver::{Action, Outcome, PassError, Store, StoreError, Unsaved};
+pub use lead::Lead;
+
+/// Why a resource could not even be attempted.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Refusal {
+    pub reason: Reason,
+    pub message: String,
+}
+
+impl From<&EngineError> for Refusal {
+    fn from(e: &EngineError) -> Self {
+        Refusal {
+            reason: e.reason(),
+            message: e.to_string(),
+        }
+    }
+}
+
+/// What a pass came to.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Verdict {
+    /// Not attempted: the resource cannot work as it stands.
+    Refused(Refusal),
+    /// Decided and acted upon.
+    Ran(Outcome),
+}
+
+/// The result of one pass over one resource.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Pass {
+    /// The scheme's name (`oauth2`, `tripletex`, …).
+    pub scheme: &'static str,
+    /// The output Secret's name.
+    pub secret_name: String,
+    pub verdict: Verdict,
+    /// For resources awaiting consent: the link a person opens.
+    pub authorization_url: Option<String>,
+    /// Secrets an earlier resource of the same name left, replaced unread.
+    pub replaced: Vec<String>,
+}
+
+impl Pass {
+    /// The outcome, when the pass ran.
+    pub fn outcome(&self) -> Option<&Outcome> {
+        match &self.verdict {
+            Verdict::Ran(o) => Some(o),
+            Verdict::Refused(_) => None,
+        }
+    }
+}
+
+/// The values of a Secret or ConfigMap, by key.
+pub type Data = BTreeMap<String, Vec<u8>>;
+
+/// What a pass reads besides the resource itself. Only the resource's own namespace is ever
+/// asked for.
+pub trait Source: Sync {
+    /// A Secret's values; `None` when it does not exist.
+    fn secret(&self, namespace: &str, name: &str) -> impl Future<Output = Result<Option<Data>, StoreError>> + Send;
+    /// A ConfigMap's values (`data` and `binaryData`); `None` when it does not exist.
+    fn config_map(&self, namespace: &str, name: &str) -> impl Future<Output = Result<Option<Data>, StoreError>> + Send;
+}
+
+/// A mode: its reads, and where each resource's state and output are kept.
+pub trait Adapter: Source {
+    type Store: Store + Send + Sync;
+    /// The store of one resource; `None` while it has no identity yet (no uid).
+    fn store(&self, ca: &ConnectorAuth, secret_name: &str) -> Option<Self::Store>;
+}
+
+/// The namespace of a resource (`default` when the manifest names none).
+pub fn namespace_of(ca: &ConnectorAuth) -> String {
+    ca.namespace().unwrap_or_else(|| "default".into())
+}
+
+/// The output Secret's name: `spec.output.secretName`, default `<name>-token`.
+pub fn output_secret_name(ca: &ConnectorAuth) -> String {
+    ca.spec
+        .output
+        .secret_name
+        .clone()
+        .unwrap_or_else(|| format!("{}-token", ca.name_any()))
+}
+
+/// The identity a consent `state` is bound to: the uid (manifests have none: `local`).
+pub fn uid_of(ca: &ConnectorAuth) -> String {
+    ca.uid().unwrap_or_else(|| "local".into())
+}
+
+/// What a resource's token depends on, gathered.
+pub struct Gathered {
+    pub flow: Flow,
+    pub inputs: Inputs,
+    pub fingerprint: String,
+}
+
+/// Gathers a resource's inputs, refusing it when it cannot be attempted. The order is the
+/// same in every mode: the reference's namespace, the spec, the credentials, then the TLS
+/// material (whose absence is reported only when a request is to be sent).
+pub async fn gather<S: Source>(
+    engine: &Engine,
+    source: &S,
+    ca: &ConnectorAuth,
+    redirect_url: Option<String>,
+    callback: BTreeMap<String, SecretString>,
+) -> Result<Result<Gathered, Refusal>, StoreError> {
+    let ns = namespace_of(ca);
+    let cref = &ca.spec.credentials_ref;
+    if let Some(other) = cref.namespace.as_deref().filter(|o| *o != ns) {
+        return Ok(Err(Refusal {
+            reason: Reason::CrossNamespaceReference,
+            message: format!(
+                "credentialsRef.namespace {other} differs from the resource's namespace {ns}: cross-namespace references are refused"
+            ),
+        }));
+    }
+    let flow = match engine.compile(&ca.spec) {
+        Ok(f) => f,
+        Err(e) => return Ok(Err(Refusal::from(&e))),
+    };
+    let Some(credentials) = source.secret(&ns, &cref.name).await? else {
+        return Ok(Err(Refusal {
+            reason: Reason::CredentialsNotFound,
+            message: format!("credentials Secret {ns}/{} not found", cref.name),
+        }));
+    };
+    let credentials: BTreeMap<String, SecretString> = credentials
+        .into_iter()
+        .map(|(k, v)| (k, SecretString::new(String::from_utf8_lossy(&v).into_owned())))
+        .collect();
+    let mut fetched = tls::Fetched::new();
+    for obj in tls::references(&ca.spec) {
+        let data = match obj.kind {
+            Kind::Secret => source.secret(&ns, &obj.name).await?,
+            Kind::ConfigMap => source.config_map(&ns, &obj.name).await?,
+        };
+        fetched.insert(obj, data);
+    }
+    let fingerprint = engine::fingerprint(&ca.spec, &credentials);
+    let inputs = Inputs {
+        credentials,
+        redirect_url,
+        callback,
+        http: tls::resolve(&ca.spec, &fetched),
+    };
+    Ok(Ok(Gathered {
+        flow,
+        inputs,
+        fingerprint,
+    }))
+}
+
+/// One lock per resource, holding what its passes could not persist yet: a pass and a consent
+/// callback for the same resource never interleave.
+#[derive(Default)]
+pub struct Ledger(Mutex<HashMap<String, Arc<tokio::sync::Mutex<Unsaved>>>>);
+
+impl Ledger {
+    fn key(ca: &ConnectorAuth) -> String {
+        format!("{}/{}/{}", namespace_of(ca), ca.name_any(), uid_of(ca))
+    }
+
+    /// Waits for the resource's lock.
+    pub async fn hold(&self, ca: &ConnectorAuth) -> tokio::sync::OwnedMutexGuard<Unsaved> {
+        let entry = self
+            .0
+            .lock()
+            .expect("ledger lock")
+            .entry(Self::key(ca))
+            .or_default()
+            .clone();
+        entry.lock_owned().await
+    }
+
+    /// Drops what is kept for a deleted resource.
+    pub fn forget(&self, ca: &ConnectorAuth) {
+        self.0.lock().expect("ledger lock").remove(&Self::key(ca));
+    }
+}
+
+/// What every pass of one process shares.
+pub struct Core {
+    pub engine: Engine,
+    /// `{{ redirect_url }}` for templates.
+    pub redirect_url: Option<String>,
+    /// The key that signs consent `state`; set once consent is enabled (in a cluster: by the
+    /// leader, when it takes the lead).
+    pub consent_key: OnceLock<Vec<u8>>,
+    /// Whether this process may act.
+    pub lead: Lead,
+    pub ledger: Ledger,
+}
+
+impl Core {
+    pub fn new(engine: Engine, redirect_url: Option<String>, lead: Lead) -> Self {
+        Core {
+            engine,
+            redirect_url,
+            consent_key: OnceLock::new(),
+            lead,
+            ledger: Ledger::default(),
+        }
+    }
+
+    /// One pass over `ca`: gather, decide and act. `Err` only when the store (or source) failed
+    /// or the lead was lost; everything about the resource itself is in the [`Pass`].
+    pub async fn reconcile<A: Adapter>(
+        &self,
+        adapter: &A,
+        ca: &ConnectorAuth,
+        now: Timestamp,
+    ) -> Result<Pass, PassError> {
+        let secret_name = output_secret_name(ca);
+        let pass = |verdict, authorization_url, replaced| Pass {
+            scheme: ca.spec.scheme.name(),
+            secret_name: secret_name.clone(),
+            verdict,
+            authorization_url,
+            replaced,
+        };
+        let g = match gather(&self.engine, adapter, ca, self.redirect_url.clone(), BTreeMap::new()).await? {
+            Ok(g) => g,
+            Err(refusal) => return Ok(pass(Verdict::Refused(refusal), None, Vec::new())),
+        };
+        let Some(store) = adapter.store(ca, &secret_name) else {
+            return Err(PassError::Store(StoreError::new(
+                "the resource has no uid yet",
+                "not persisted",
+            )));
+        };
+        let mut unsaved = self.ledger.hold(ca).await;
+        let result = driver::reconcile(
+            &self.engine,
+            &g.flow,
+            &g.inputs,
+            &g.fingerprint,
+            &store,
+            &mut unsaved,
+            &self.lead,
+            now,
+        )
+        .await;
+        let outcome = match result {
+            Ok(o) => o,
+            Err(PassError::Store(e @ StoreError::OwnedElsewhere { .. })) => {
+                let refusal = Refusal {
+                    reason: Reason::SecretOwnedElsewhere,
+                    message: e.to_string(),
+                };
+                return Ok(pass(Verdict::Refused(refusal), None, store.replaced()));
+            }
+            Err(e) => return Err(e),
+        };
+        let url = self.consent_link(ca, &g, &outcome);
+        Ok(pass(Verdict::Ran(outcome), url, store.replaced()))
+    }
+
+    /// The consent link for a resource awaiting consent, signed for its pending nonce.
+    fn consent_link(&self, ca: &ConnectorAuth, g: &Gathered, outcome: &Outcome) -> Option<String> {
+        let key = self.consent_key.get()?;
+        let pending = outcome.pending_consent.as_ref()?;
+        if !matches!(
+            outcome.action,
+            Action::Failed {
+                error: EngineError::AuthorizationRequired
+            }
+        ) {
+            return None;
+        }
+        let state = ConsentState {
+            namespace: namespace_of(ca),
+            name: ca.name_any(),
+            uid: uid_of(ca),
+            nonce: pending.nonce.clone(),
+            expires: pending.expires.as_second(),
+        };
+        match self
+            .engine
+            .authorization_url(&g.flow, &g.inputs, &consent::sign(key, &state))
+        {
+            Ok(url) => url,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot render the consent URL");
+                None
+            }
+        }
+    }
+}

@@ -1,0 +1,464 @@
+//! One writer, always: replicas started at the same instant never lead at once, a killed
+//! leader's standby takes over a refresh without reusing the refresh token, a consent callback
+//! that reaches a standby completes through the leader with no write by the standby, and a
+//! resource recreated under the same name never inherits the old one's state.
+
+mod support;
+
+use std::sync::{Arc, Barrier};
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use connector_auth_operator::api::ConnectorAuth;
+use connector_auth_operator::controller::ConsentConfig;
+use fake_apiserver::FakeApiServer;
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, DeleteParams, PostParams};
+use serde_json::{Value, json};
+use support::operator::{Operator, Source};
+use support::*;
+
+const NS: &str = "ns";
+
+/// Starts one replica per identity, all released by one barrier at the same instant; each
+/// with leader election and whatever `configure` adds for it.
+fn start_together(
+    url: &str,
+    identities: &[&str],
+    configure: impl Fn(&str, &mut connector_auth_operator::controller::Config) + Send + Sync + 'static,
+) -> Vec<Operator> {
+    let barrier = Arc::new(Barrier::new(identities.len()));
+    let configure = Arc::new(configure);
+    let threads: Vec<_> = identities
+        .iter()
+        .map(|id| {
+            let (barrier, configure, url, id) = (barrier.clone(), configure.clone(), url.to_string(), id.to_string());
+            std::thread::spawn(move || {
+                barrier.wait();
+                Operator::start_with(Source::Url(url), &id, true, |c| configure(&id, c))
+            })
+        })
+        .collect();
+    threads.into_iter().map(|t| t.join().unwrap()).collect()
+}
+
+/// Which replicas say they lead (`connectorauth_leader`), read from their /metrics.
+async fn leaders(ops: &[Operator]) -> Vec<usize> {
+    let reads = ops.iter().map(|op| {
+        let url = format!("http://{}/metrics", op.metrics);
+        async move {
+            match reqwest::get(url).await {
+                Ok(r) => r.text().await.unwrap_or_default(),
+                Err(_) => String::new(),
+            }
+        }
+    });
+    futures::future::join_all(reads)
+        .await
+        .into_iter()
+        .enumerate()
+        .filter(|(_, body)| body.lines().any(|l| l.trim() == "connectorauth_leader 1"))
+        .map(|(i, _)| i)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_replicas_started_at_the_same_instant_never_lead_at_once() {
+    for round in 0..20 {
+        let server = api_server().await;
+        let ops = start_together(&server.url(), &["op-a", "op-b", "op-c"], |_, _| {});
+        let mut led = None;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        // Watch until one leads, then a while longer: never two at once.
+        let mut after_lead = 0;
+        while after_lead < 40 {
+            let now = leaders(&ops).await;
+            assert!(now.len() <= 1, "round {round}: replicas {now:?} lead at once");
+            if let Some(&l) = now.first() {
+                led.get_or_insert(l);
+                after_lead += 1;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "round {round}: nobody leads");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        // Every replica took the Lease under a field manager of its own.
+        let managers: std::collections::BTreeSet<String> = server
+            .requests()
+            .into_iter()
+            .filter(|r| r.resource == "leases" && r.patch_type.as_deref() == Some("apply"))
+            .filter_map(|r| r.field_manager)
+            .collect();
+        assert!(managers.len() >= 2, "round {round}: {managers:?}");
+        for op in ops {
+            op.kill();
+        }
+    }
+}
+
+async fn secret(client: &kube::Client, name: &str, data: &[(&str, &str)]) {
+    let s: Secret = serde_json::from_value(json!({
+        "metadata": {"name": name},
+        "data": data.iter().map(|(k, v)| (k.to_string(), ByteString(v.as_bytes().to_vec()))).collect::<std::collections::BTreeMap<_, _>>(),
+    }))
+    .unwrap();
+    Api::<Secret>::namespaced(client.clone(), NS)
+        .create(&PostParams::default(), &s)
+        .await
+        .unwrap();
+}
+
+async fn connector(client: &kube::Client, name: &str, spec: Value) -> ConnectorAuth {
+    let ca: ConnectorAuth = serde_json::from_value(json!({
+        "apiVersion": "connectorauth.dev/v1alpha1", "kind": "ConnectorAuth",
+        "metadata": {"name": name, "namespace": NS}, "spec": spec,
+    }))
+    .unwrap();
+    Api::<ConnectorAuth>::namespaced(client.clone(), NS)
+        .create(&PostParams::default(), &ca)
+        .await
+        .unwrap()
+}
+
+fn decoded(server: &FakeApiServer, name: &str) -> Option<std::collections::BTreeMap<String, String>> {
+    let s = server.object("", "secrets", Some(NS), name)?;
+    Some(
+        s["data"]
+            .as_object()?
+            .iter()
+            .map(|(k, v)| {
+                let bytes = STANDARD.decode(v.as_str().unwrap()).unwrap();
+                (k.clone(), String::from_utf8(bytes).unwrap())
+            })
+            .collect(),
+    )
+}
+
+fn ready(server: &FakeApiServer, name: &str) -> bool {
+    server
+        .object("connectorauth.dev", "connectorauths", Some(NS), name)
+        .and_then(|ca| ca["status"]["conditions"].as_array().cloned())
+        .into_iter()
+        .flatten()
+        .any(|c| c["type"] == "Ready" && c["status"] == "True")
+}
+
+/// The writes each replica made, by the User-Agent its client sends.
+fn writes_by(server: &FakeApiServer, who: &str) -> Vec<String> {
+    server
+        .requests()
+        .into_iter()
+        .filter(|r| r.user_agent.as_deref() == Some(who))
+        .filter(|r| {
+            matches!(
+                r.verb.as_str(),
+                "create" | "update" | "patch" | "delete" | "deletecollection"
+            )
+        })
+        .map(|r| format!("{} {} {}", r.verb, r.resource, r.name.unwrap_or_default()))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_killed_mid_refresh_hands_over_without_the_refresh_token_sent_twice() {
+    let (base, book) = rotating(2).await;
+    let server = api_server().await;
+    let client = server.client();
+    secret(
+        &client,
+        "creds",
+        &[
+            ("client_id", "rot-client"),
+            ("client_secret", "rot-secret"),
+            ("username", "rot-user"),
+            ("password", "rot-pass"),
+        ],
+    )
+    .await;
+    connector(
+        &client,
+        "crm",
+        json!({"credentialsRef": {"name": "creds"}, "oauth2": {"tokenUrl": format!("{base}/oauth/token"), "grantType": "password"}}),
+    )
+    .await;
+    let ops = start_together(&server.url(), &["op-a", "op-b", "op-c"], |_, _| {});
+    eventually(15, "first issuance", || async { ready(&server, "crm").then_some(()) }).await;
+    assert_eq!(book.grants(), ["password"]);
+    let leader = eventually(5, "a leader", || async { leaders(&ops).await.first().copied() }).await;
+    // The refresh due in about a second is held after the provider rotated the token.
+    book.ttl.store(3600, std::sync::atomic::Ordering::SeqCst);
+    let gate = book.hold_next_answer();
+    tokio::time::timeout(Duration::from_secs(10), gate.arrived())
+        .await
+        .expect("the refresh reached the provider");
+    let mut ops: Vec<Option<Operator>> = ops.into_iter().map(Some).collect();
+    ops[leader].take().unwrap().kill();
+    gate.open();
+
+    // A standby takes over within a lease duration and converges with a working token.
+    eventually(20, "a standby publishes a working token", || async {
+        let data = decoded(&server, "crm-token")?;
+        let state: Value = serde_json::from_str(&decoded(&server, "crm-connectorauth-state")?["state.json"]).ok()?;
+        let current = state["refreshToken"].as_str().is_some_and(|rt| book.is_current(rt));
+        (current && state["inFlight"].is_null() && call_api(&format!("{base}/api/me"), &data).await == 200)
+            .then_some(())
+    })
+    .await;
+    assert!(!book.family_revoked(), "the rotated refresh token was never sent again");
+    let grants = book.grants();
+    assert_eq!(grants[..2], ["password", "refresh_token"]);
+    assert!(
+        grants[2..].iter().all(|g| g == "password"),
+        "after the kill: a fresh login, never the refresh token in doubt: {grants:?}"
+    );
+    let standbys: Vec<&str> = ["op-a", "op-b", "op-c"]
+        .into_iter()
+        .enumerate()
+        .filter(|(i, _)| *i != leader)
+        .map(|(_, id)| id)
+        .collect();
+    let wrote: Vec<&str> = standbys
+        .iter()
+        .copied()
+        .filter(|id| writes_by(&server, id).iter().any(|w| w.contains("secrets")))
+        .collect();
+    assert_eq!(wrote.len(), 1, "exactly one standby took over the writing: {wrote:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consent_callback_reaching_a_standby_completes_through_the_leader_and_the_standby_writes_nothing() {
+    let (base, book) = google_with_ttl(3600).await;
+    let server = api_server().await;
+    let client = server.client();
+    secret(
+        &client,
+        "google-credentials",
+        &[("CLIENT_ID", "g-client"), ("CLIENT_SECRET", "g-secret")],
+    )
+    .await;
+    connector(
+        &client,
+        "google",
+        json!({"credentialsRef": {"name": "google-credentials"}, "oauth2": {
+            "grantType": "authorizationCode", "tokenUrl": format!("{base}/token"),
+            "clientId": "{{ CLIENT_ID }}", "clientSecret": "{{ CLIENT_SECRET }}", "clientAuth": "client_secret_post",
+            "authorizationUrl": format!("{base}/o/oauth2/v2/auth?client_id={{{{ CLIENT_ID }}}}&redirect_uri={{{{ redirect_url | urlencode }}}}&response_type=code&access_type=offline&prompt=consent"),
+        }}),
+    )
+    .await;
+    // Every replica listens on its own port; browsers are sent to one external URL, which
+    // (like a Service over all pods) may reach any of them.
+    let ports: Vec<std::net::SocketAddr> = (0..2)
+        .map(|_| {
+            std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+        })
+        .collect();
+    let listen = ports.clone();
+    let ops = start_together(&server.url(), &["op-0", "op-1"], move |id, c| {
+        let i: usize = id[3..].parse().unwrap();
+        c.consent = Some(ConsentConfig {
+            listen: listen[i],
+            external_url: "http://connector-auth.example.com".into(),
+            key_namespace: "operators".into(),
+            advertise_url: None,
+        });
+    });
+    let url = eventually(15, "a consent link", || async {
+        let ca = server.object("connectorauth.dev", "connectorauths", Some(NS), "google")?;
+        ca["status"]["authorizationUrl"].as_str().map(str::to_string)
+    })
+    .await;
+    let leader = eventually(5, "a leader", || async { leaders(&ops).await.first().copied() }).await;
+    let standby = 1 - leader;
+    let standby_id = format!("op-{standby}");
+    let before = writes_by(&server, &standby_id);
+    assert!(before.is_empty(), "a standby writes nothing: {before:?}");
+
+    // The person consents; the provider redirects to the external URL, which reaches the standby.
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let resp = http.get(&url).send().await.unwrap();
+    assert_eq!(resp.status(), 302);
+    let location = resp.headers()["location"].to_str().unwrap().to_string();
+    let query = location.split_once('?').unwrap().1;
+    let at_standby = format!("http://{}/oauth2/callback?{query}", ports[standby]);
+    let page = reqwest::get(&at_standby).await.unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(page.text().await.unwrap().contains("is authorized"));
+
+    eventually(10, "Ready after consent", || async {
+        ready(&server, "google").then_some(())
+    })
+    .await;
+    assert_eq!(
+        book.token_requests.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "one code exchange"
+    );
+    assert_eq!(
+        writes_by(&server, &standby_id),
+        Vec::<String>::new(),
+        "the standby made no write"
+    );
+    let leader_writes = writes_by(&server, &format!("op-{leader}"));
+    assert!(
+        leader_writes.contains(&"patch secrets google-token".to_string()),
+        "the leader wrote the output: {leader_writes:?}"
+    );
+    // The same link again: refused as used, through the leader, still no standby write.
+    let again = reqwest::get(&at_standby).await.unwrap();
+    assert_eq!(again.status(), 409);
+    assert_eq!(writes_by(&server, &standby_id), Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn a_resource_recreated_under_the_same_name_logs_in_afresh_and_never_sends_the_old_refresh_token() {
+    let (base, book) = rotating(3600).await;
+    let server = api_server().await;
+    let client = server.client();
+    secret(
+        &client,
+        "creds",
+        &[
+            ("client_id", "rot-client"),
+            ("client_secret", "rot-secret"),
+            ("username", "rot-user"),
+            ("password", "rot-pass"),
+        ],
+    )
+    .await;
+    let spec = json!({"credentialsRef": {"name": "creds"}, "oauth2": {"tokenUrl": format!("{base}/oauth/token"), "grantType": "password"}});
+    let old = connector(&client, "crm", spec.clone()).await;
+    let op = Operator::start(Source::Url(server.url()), "op-a", false);
+    eventually(10, "first issuance", || async { ready(&server, "crm").then_some(()) }).await;
+    op.stop().await;
+    let old_state = server
+        .object("", "secrets", Some(NS), "crm-connectorauth-state")
+        .unwrap();
+    let old_output = server.object("", "secrets", Some(NS), "crm-token").unwrap();
+    let old_rt = serde_json::from_str::<Value>(&decoded(&server, "crm-connectorauth-state").unwrap()["state.json"])
+        .unwrap()["refreshToken"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    // Deleted and recreated before garbage collection reached the old Secrets: they are
+    // still there, owned by the old uid.
+    Api::<ConnectorAuth>::namespaced(client.clone(), NS)
+        .delete("crm", &DeleteParams::default())
+        .await
+        .unwrap();
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), NS);
+    for old in [&old_state, &old_output] {
+        let mut s: Secret = serde_json::from_value(old.clone()).unwrap();
+        s.metadata.resource_version = None;
+        s.metadata.uid = None;
+        if secrets
+            .get_opt(s.metadata.name.as_deref().unwrap())
+            .await
+            .unwrap()
+            .is_none()
+        {
+            secrets.create(&PostParams::default(), &s).await.unwrap();
+        }
+    }
+    let new = connector(&client, "crm", spec).await;
+    assert_ne!(new.metadata.uid, old.metadata.uid);
+    let granted = book.grants().len();
+    let op = Operator::start(Source::Url(server.url()), "op-b", false);
+    eventually(10, "the new resource is Ready", || async {
+        let owner =
+            server.object("", "secrets", Some(NS), "crm-token")?["metadata"]["ownerReferences"][0]["uid"].clone();
+        (ready(&server, "crm") && owner == json!(new.metadata.uid)).then_some(())
+    })
+    .await;
+    assert_eq!(book.grants()[granted..], ["password"], "a fresh login, not a refresh");
+    assert!(!book.family_revoked());
+    let state: Value =
+        serde_json::from_str(&decoded(&server, "crm-connectorauth-state").unwrap()["state.json"]).unwrap();
+    assert_ne!(state["refreshToken"].as_str(), Some(old_rt.as_str()));
+    let state_owner = &server
+        .object("", "secrets", Some(NS), "crm-connectorauth-state")
+        .unwrap()["metadata"]["ownerReferences"];
+    assert_eq!(state_owner.as_array().unwrap().len(), 1);
+    assert_eq!(state_owner[0]["uid"], json!(new.metadata.uid));
+    let replaced = server
+        .objects("events.k8s.io", "events")
+        .into_iter()
+        .filter(|e| e["reason"] == "StaleSecretReplaced")
+        .count();
+    assert_eq!(replaced, 2, "one Event per replaced Secret");
+    op.stop().await;
+}
+
+#[tokio::test]
+async fn a_secret_owned_by_someone_else_is_never_read_or_written_and_the_resource_says_whose_it_is() {
+    let (base, book) = rotating(3600).await;
+    let server = api_server().await;
+    let client = server.client();
+    secret(
+        &client,
+        "creds",
+        &[
+            ("client_id", "rot-client"),
+            ("client_secret", "rot-secret"),
+            ("username", "rot-user"),
+            ("password", "rot-pass"),
+        ],
+    )
+    .await;
+    // A Secret of another tool sits where the state would go.
+    let foreign: Secret = serde_json::from_value(json!({
+        "metadata": {"name": "crm-connectorauth-state", "ownerReferences": [
+            {"apiVersion": "apps/v1", "kind": "Deployment", "name": "billing", "uid": "dep-uid-1", "controller": true}
+        ]},
+        "data": {"state.json": ByteString(br#"{"refreshToken":"rt-seed"}"#.to_vec())},
+    }))
+    .unwrap();
+    Api::<Secret>::namespaced(client.clone(), NS)
+        .create(&PostParams::default(), &foreign)
+        .await
+        .unwrap();
+    connector(
+        &client,
+        "crm",
+        json!({"credentialsRef": {"name": "creds"}, "oauth2": {"tokenUrl": format!("{base}/oauth/token"), "grantType": "password"}}),
+    )
+    .await;
+    let op = Operator::start(Source::Url(server.url()), "op-a", false);
+    let message = eventually(10, "refused", || async {
+        let ca = server.object("connectorauth.dev", "connectorauths", Some(NS), "crm")?;
+        let c = ca["status"]["conditions"]
+            .as_array()?
+            .iter()
+            .find(|c| c["type"] == "Ready" && c["reason"] == "SecretOwnedElsewhere")?
+            .clone();
+        c["message"].as_str().map(str::to_string)
+    })
+    .await;
+    assert!(message.contains("crm-connectorauth-state"), "{message}");
+    assert!(message.contains("Deployment billing"), "{message}");
+    assert_eq!(
+        book.grants(),
+        Vec::<String>::new(),
+        "no token request with someone else's Secret"
+    );
+    let writes: Vec<String> = writes_by(&server, "op-a")
+        .into_iter()
+        .filter(|w| w.contains("secrets"))
+        .collect();
+    assert_eq!(writes, Vec::<String>::new());
+    let events = server
+        .objects("events.k8s.io", "events")
+        .into_iter()
+        .filter(|e| e["reason"] == "SecretOwnedElsewhere")
+        .count();
+    assert_eq!(events, 1);
+    op.stop().await;
+}
