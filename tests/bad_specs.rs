@@ -240,3 +240,99 @@ async fn every_malformed_spec_is_refused_clearly() {
         }
     }
 }
+
+/// Resources that pass the schema but cannot work, and the reason each gets. The last two
+/// are refused before any scheme runs.
+fn runtime_refusals() -> Vec<(String, String, &'static str)> {
+    let mut cases: Vec<(String, String, &'static str)> = CORPUS
+        .iter()
+        .filter_map(|(name, spec, expect)| match expect {
+            Expect::Terminal(reason) => Some((name.to_string(), spec.to_string(), *reason)),
+            _ => None,
+        })
+        .collect();
+    cases.push((
+        "credentials in another namespace".into(),
+        "credentialsRef: {name: c, namespace: other}\napiKey: {}".into(),
+        "CrossNamespaceReference",
+    ));
+    cases.push((
+        "credentials Secret missing".into(),
+        "credentialsRef: {name: missing}\napiKey: {}".into(),
+        "CredentialsNotFound",
+    ));
+    cases
+}
+
+fn manifest(i: usize, spec: &str) -> String {
+    let spec = spec.lines().map(|l| format!("  {l}")).collect::<Vec<_>>().join("\n");
+    format!(
+        "apiVersion: connectorauth.dev/v1alpha1\nkind: ConnectorAuth\nmetadata: {{name: t{i}, namespace: ns}}\nspec:\n{spec}\n"
+    )
+}
+
+/// The same bad resource gets the same reason and message in local mode and in the
+/// controller: both run the one shared pass.
+#[tokio::test]
+async fn a_bad_resource_gets_the_same_reason_and_message_in_local_mode_and_in_the_controller() {
+    use connector_auth_operator::local::LocalRunner;
+    use connector_auth_operator::reconcile::Action;
+    use kube::api::{Api, PostParams};
+
+    let cases = runtime_refusals();
+    let tmp = tempfile::tempdir().unwrap();
+    let mut docs: Vec<String> = cases.iter().enumerate().map(|(i, (_, s, _))| manifest(i, s)).collect();
+    docs.push("apiVersion: v1\nkind: Secret\nmetadata: {name: c, namespace: ns}\nstringData: {unused: x}\n".into());
+    std::fs::write(tmp.path().join("all.yaml"), docs.join("---\n")).unwrap();
+    let out = tmp.path().join("out");
+    let mut runner = LocalRunner::new(engine(), tmp.path().join("all.yaml"), out);
+    let reports = runner.pass().await.unwrap();
+    let local: Vec<(String, String)> = reports
+        .iter()
+        .map(|r| match &r.result {
+            Err(line) => {
+                let (message, reason) = line.rsplit_once(" [").unwrap();
+                (reason.trim_end_matches(']').to_string(), message.to_string())
+            }
+            Ok(o) => match &o.action {
+                Action::Failed { error } => (error.reason().to_string(), error.to_string()),
+                other => panic!("{}: {other:?}", r.name),
+            },
+        })
+        .collect();
+
+    let server = api_server().await;
+    let client = server.client();
+    let secret: k8s_openapi::api::core::v1::Secret =
+        serde_json::from_value(serde_json::json!({"metadata": {"name": "c"}, "stringData": {"unused": "x"}})).unwrap();
+    Api::namespaced(client.clone(), "ns")
+        .create(&PostParams::default(), &secret)
+        .await
+        .unwrap();
+    let cas: Api<connector_auth_operator::api::ConnectorAuth> = Api::namespaced(client.clone(), "ns");
+    for (i, (_, spec, _)) in cases.iter().enumerate() {
+        let doc: serde_json::Value = serde_saphyr::from_str(&manifest(i, spec)).unwrap();
+        cas.create(&PostParams::default(), &serde_json::from_value(doc).unwrap())
+            .await
+            .unwrap();
+    }
+    let op = support::operator::Operator::start(support::operator::Source::Url(server.url()), "op", false);
+    for (i, (name, _, reason)) in cases.iter().enumerate() {
+        let in_cluster = eventually(10, name, || async {
+            let ca = server.object("connectorauth.dev", "connectorauths", Some("ns"), &format!("t{i}"))?;
+            let ready = ca["status"]["conditions"]
+                .as_array()?
+                .iter()
+                .find(|c| c["type"] == "Ready" && c["reason"] != "Pending")?
+                .clone();
+            Some((
+                ready["reason"].as_str()?.to_string(),
+                ready["message"].as_str()?.to_string(),
+            ))
+        })
+        .await;
+        assert_eq!(in_cluster.0, *reason, "{name}");
+        assert_eq!(local[i], in_cluster, "{name}: local mode and the controller differ");
+    }
+    op.stop().await;
+}

@@ -1,13 +1,15 @@
 //! Every scheme compiles to one generic flow: login and refresh steps (render request → send →
-//! extract), an optional static token, and an output plan. Scheme differences are defaults.
+//! extract), an optional static token, and an output plan. Scheme differences are defaults,
+//! each in a file named after its scheme (`engine/schemes/`); this file holds the shared parts.
 
 use std::collections::BTreeMap;
 
-use crate::api::{self, ClientAuth, GrantType, Method, Scheme, SuperOfficeEnvironment};
+use crate::api::{self, ClientAuth, GrantType, Method, Scheme};
 
 use super::error::{EngineError, Result};
 use super::extract::Locator;
 use super::renewal::RenewalPolicy;
+use super::schemes;
 use super::template::Templates;
 
 /// A template together with the spec field it came from (for error messages).
@@ -131,18 +133,18 @@ impl Flow {
 pub fn compile(spec: &api::ConnectorAuthSpec, templates: &Templates) -> Result<Flow> {
     let renewal = RenewalPolicy::from_spec(&spec.renewal)?;
     let mut flow = match &spec.scheme {
-        Scheme::RefreshableToken(s) => refreshable(s)?,
-        Scheme::OAuth2(s) => oauth2(
+        Scheme::RefreshableToken(s) => schemes::refreshable_token::compile(s)?,
+        Scheme::OAuth2(s) => schemes::oauth2::compile(
             "spec.oauth2",
             s,
             None,
             GrantType::ClientCredentials,
             ClientAuth::ClientSecretBasic,
         )?,
-        Scheme::ApiKey(s) => api_key(s),
-        Scheme::Jwt(s) => jwt(s)?,
-        Scheme::Tripletex(s) => tripletex(s)?,
-        Scheme::SuperOffice(s) => super_office(s)?,
+        Scheme::ApiKey(s) => schemes::api_key::compile(s),
+        Scheme::Jwt(s) => schemes::jwt::compile(s)?,
+        Scheme::Tripletex(s) => schemes::tripletex::compile(s)?,
+        Scheme::SuperOffice(s) => schemes::super_office::compile(s)?,
     };
     flow.renewal = renewal;
     apply_output(&mut flow, &spec.output);
@@ -152,7 +154,7 @@ pub fn compile(spec: &api::ConnectorAuthSpec, templates: &Templates) -> Result<F
     Ok(flow)
 }
 
-fn method(m: Option<Method>) -> reqwest::Method {
+pub(crate) fn method(m: Option<Method>) -> reqwest::Method {
     match m.unwrap_or(Method::Post) {
         Method::Get => reqwest::Method::GET,
         Method::Post => reqwest::Method::POST,
@@ -161,7 +163,7 @@ fn method(m: Option<Method>) -> reqwest::Method {
     }
 }
 
-fn request_step(name: &'static str, field: &str, r: &api::Request, extraction: Extraction) -> Result<Step> {
+pub(crate) fn request_step(name: &'static str, field: &str, r: &api::Request, extraction: Extraction) -> Result<Step> {
     if r.url.trim().is_empty() {
         return Err(EngineError::InvalidSpec {
             field: format!("{field}.url"),
@@ -205,7 +207,7 @@ fn request_step(name: &'static str, field: &str, r: &api::Request, extraction: E
     })
 }
 
-fn one(field: &str, e: &Option<api::Extract>) -> Result<Vec<Locator>> {
+pub(crate) fn one(field: &str, e: &Option<api::Extract>) -> Result<Vec<Locator>> {
     e.as_ref()
         .map(|e| Locator::compile(field, e))
         .transpose()
@@ -213,7 +215,7 @@ fn one(field: &str, e: &Option<api::Extract>) -> Result<Vec<Locator>> {
 }
 
 /// Compiles extraction settings; unset fields fall back to `defaults`.
-fn extraction(field: &str, e: &api::Extraction, defaults: &Extraction) -> Result<Extraction> {
+pub(crate) fn extraction(field: &str, e: &api::Extraction, defaults: &Extraction) -> Result<Extraction> {
     let pick = |name: &str, v: &Option<api::Extract>, d: &Vec<Locator>| -> Result<Vec<Locator>> {
         let l = one(&format!("{field}.{name}"), v)?;
         Ok(if l.is_empty() { d.clone() } else { l })
@@ -233,7 +235,7 @@ fn extraction(field: &str, e: &api::Extraction, defaults: &Extraction) -> Result
     })
 }
 
-fn json(paths: &[&str]) -> Vec<Locator> {
+pub(crate) fn json(paths: &[&str]) -> Vec<Locator> {
     paths
         .iter()
         .map(|p| Locator::json("default", p).expect("built-in JSONPath is valid"))
@@ -241,7 +243,7 @@ fn json(paths: &[&str]) -> Vec<Locator> {
 }
 
 /// RFC 6749 §5.1 response fields.
-fn oauth_defaults() -> Extraction {
+pub(crate) fn oauth_defaults() -> Extraction {
     Extraction {
         access_token: json(&["access_token"]),
         refresh_token: json(&["refresh_token"]),
@@ -252,7 +254,7 @@ fn oauth_defaults() -> Extraction {
     }
 }
 
-fn base_flow(scheme: &'static str) -> Flow {
+pub(crate) fn base_flow(scheme: &'static str) -> Flow {
     Flow {
         scheme,
         static_token: None,
@@ -274,333 +276,6 @@ fn base_flow(scheme: &'static str) -> Flow {
         },
         renewal: RenewalPolicy::default(),
     }
-}
-
-fn refreshable(s: &api::RefreshableToken) -> Result<Flow> {
-    let field = "spec.refreshableToken";
-    let login_ext = extraction(field, &s.extraction, &oauth_defaults())?;
-    let mut flow = base_flow("refreshableToken");
-    if let Some(r) = &s.refresh {
-        let ext = extraction(&format!("{field}.refresh"), &r.extraction, &login_ext)?;
-        flow.refresh = Some(request_step("refresh", &format!("{field}.refresh"), &r.request, ext)?);
-    }
-    flow.login = Some(request_step(
-        "login",
-        &format!("{field}.authorization"),
-        &s.authorization,
-        login_ext,
-    )?);
-    Ok(flow)
-}
-
-fn jwt(s: &api::Jwt) -> Result<Flow> {
-    let field = "spec.jwt";
-    let defaults = Extraction {
-        access_token: json(&["AccessToken", "access_token", "accessToken"]),
-        refresh_token: json(&["RefreshToken", "refresh_token", "refreshToken"]),
-        ..Default::default()
-    };
-    let login_ext = extraction(field, &s.extraction, &defaults)?;
-    let mut flow = base_flow("jwt");
-    if let Some(r) = &s.refresh {
-        let ext = extraction(&format!("{field}.refresh"), &r.extraction, &login_ext)?;
-        flow.refresh = Some(request_step("refresh", &format!("{field}.refresh"), &r.request, ext)?);
-    }
-    flow.login = Some(request_step("login", &format!("{field}.login"), &s.login, login_ext)?);
-    Ok(flow)
-}
-
-fn api_key(s: &api::ApiKey) -> Flow {
-    let mut flow = base_flow("apiKey");
-    flow.static_token = Some(Tmpl::new(
-        "spec.apiKey.key",
-        s.key.as_deref().unwrap_or("{{ api_key }}"),
-    ));
-    flow.default_token_type = "ApiKey";
-    flow.output.header_value = Tmpl::new("spec.output.header.value", "{{ token_format }}");
-    flow
-}
-
-fn tripletex(s: &api::Tripletex) -> Result<Flow> {
-    let base = s
-        .base_url
-        .as_deref()
-        .unwrap_or("https://tripletex.no")
-        .trim_end_matches('/');
-    let days = s.session_days.unwrap_or(1);
-    if !(1..=365).contains(&days) {
-        return Err(EngineError::InvalidSpec {
-            field: "spec.tripletex.sessionDays".into(),
-            reason: format!("{days} is outside 1..365"),
-        });
-    }
-    let consumer = s.consumer_token.as_deref().unwrap_or("{{ consumer_token }}");
-    let employee = s.employee_token.as_deref().unwrap_or("{{ employee_token }}");
-    let url = format!(
-        "{base}/v2/token/session/:create?consumerToken={{{{ ({consumer}) | urlencode }}}}&employeeToken={{{{ ({employee}) | urlencode }}}}&expirationDate={{{{ now | date_add(days={days}) | date('%Y-%m-%d') }}}}",
-        consumer = strip_braces(consumer),
-        employee = strip_braces(employee),
-    );
-    let mut flow = base_flow("tripletex");
-    flow.login = Some(Step {
-        name: "login",
-        method: reqwest::Method::PUT,
-        url: Tmpl::new("spec.tripletex", url),
-        headers: vec![],
-        body: Body::None,
-        basic_auth: None,
-        extraction: Extraction {
-            access_token: json(&["$.value.token"]),
-            expires_at: json(&["$.value.expirationDate"]),
-            ..Default::default()
-        },
-    });
-    flow.default_token_type = "Basic";
-    // Tripletex authenticates API calls as HTTP Basic with company id 0 (the employee's own
-    // company) as user name and the session token as password.
-    flow.output.header_format = Tmpl::new("spec.output.header.format", "0:{{ access_token }}");
-    flow.output.header_encode = true;
-    flow.output.header_value = Tmpl::new("spec.output.header.value", "Basic {{ token_format }}");
-    Ok(flow)
-}
-
-/// `{{ consumer_token }}` → `consumer_token`, so a template can be embedded in an expression;
-/// anything else becomes a string literal.
-fn strip_braces(t: &str) -> String {
-    let inner = t.trim();
-    if let Some(expr) = inner.strip_prefix("{{").and_then(|s| s.strip_suffix("}}"))
-        && !expr.contains("{{")
-        && !expr.contains("}}")
-    {
-        return expr.trim().to_string();
-    }
-    serde_json::to_string(t).unwrap_or_default()
-}
-
-fn super_office(s: &api::SuperOffice) -> Result<Flow> {
-    let env = match s.environment {
-        SuperOfficeEnvironment::Sod => "sod",
-        SuperOfficeEnvironment::Stage => "qaonline",
-        SuperOfficeEnvironment::Online => "online",
-    };
-    let default_url = format!("https://{env}.superoffice.com/login/common/oauth/tokens");
-    let o = &s.oauth2;
-    let claim = s
-        .ticket_claim
-        .as_deref()
-        .unwrap_or("http://schemes.superoffice.net/identity/ticket");
-    let mut flow = oauth2(
-        "spec.superOffice",
-        o,
-        Some(&default_url),
-        GrantType::RefreshToken,
-        ClientAuth::ClientSecretPost,
-    )?;
-    flow.scheme = "superOffice";
-    let ticket = (
-        "so_ticket".to_string(),
-        Locator::json("default", "id_token")?.with_claim(claim),
-    );
-    for step in [&mut flow.login, &mut flow.refresh, &mut flow.code_exchange]
-        .into_iter()
-        .flatten()
-    {
-        if !step.extraction.extras.iter().any(|(k, _)| k == "so_ticket") {
-            step.extraction.extras.push(ticket.clone());
-        }
-    }
-    flow.output.header_format = Tmpl::new("spec.output.header.format", "{{ so_ticket }}");
-    flow.output.header_value = Tmpl::new("spec.output.header.value", "SOTicket {{ token_format }}");
-    let app_token = o.client_secret.clone().unwrap_or_else(|| "{{ client_secret }}".into());
-    flow.output.extra_headers = vec![(
-        "SO-AppToken".into(),
-        Tmpl::new("spec.superOffice.clientSecret", app_token),
-    )];
-    Ok(flow)
-}
-
-fn oauth2(
-    field: &str,
-    o: &api::OAuth2,
-    default_url: Option<&str>,
-    default_grant: GrantType,
-    default_auth: ClientAuth,
-) -> Result<Flow> {
-    let grant = o.grant_type.unwrap_or(default_grant);
-    let ext = extraction(field, &o.extraction, &oauth_defaults())?;
-    let token_url = o.token_url.as_deref().or(default_url);
-    let client_id = o.client_id.clone().unwrap_or_else(|| "{{ client_id }}".into());
-    // The default secret is optional (public clients); an explicit template must resolve.
-    let (client_secret, secret_optional) = match &o.client_secret {
-        Some(s) => (s.clone(), false),
-        None => ("{{ client_secret }}".into(), true),
-    };
-    let mut extra_params: Vec<FormField> = Vec::new();
-    if !o.scopes.is_empty() {
-        extra_params.push(FormField {
-            name: "scope".into(),
-            value: Tmpl::new(format!("{field}.scopes"), o.scopes.join(" ")),
-            optional: false,
-        });
-    }
-    if let Some(a) = &o.audience {
-        extra_params.push(FormField {
-            name: "audience".into(),
-            value: Tmpl::new(format!("{field}.audience"), a),
-            optional: false,
-        });
-    }
-    for (k, v) in &o.extra_params {
-        extra_params.push(FormField {
-            name: k.clone(),
-            value: Tmpl::new(format!("{field}.extraParams.{k}"), v),
-            optional: false,
-        });
-    }
-
-    let generated = |name: &'static str, grant_fields: Vec<(&str, Tmpl, bool)>, with_scope: bool| -> Result<Step> {
-        let url = token_url.ok_or_else(|| EngineError::InvalidSpec {
-            field: format!("{field}.tokenUrl"),
-            reason: "is required unless tokenRequest and refreshRequest are both given".into(),
-        })?;
-        let mut form: Vec<FormField> = grant_fields
-            .into_iter()
-            .map(|(n, v, optional)| FormField {
-                name: n.into(),
-                value: v,
-                optional,
-            })
-            .collect();
-        if with_scope {
-            form.extend(extra_params.iter().cloned());
-        } else {
-            form.extend(extra_params.iter().filter(|f| f.name != "scope").cloned());
-        }
-        let mut basic_auth = None;
-        match o.client_auth.unwrap_or(default_auth) {
-            ClientAuth::ClientSecretBasic => {
-                basic_auth = Some((
-                    Tmpl::new(format!("{field}.clientId"), &client_id),
-                    Some(Tmpl::new(format!("{field}.clientSecret"), &client_secret)),
-                ));
-            }
-            ClientAuth::ClientSecretPost => {
-                form.push(FormField {
-                    name: "client_id".into(),
-                    value: Tmpl::new(format!("{field}.clientId"), &client_id),
-                    optional: false,
-                });
-                form.push(FormField {
-                    name: "client_secret".into(),
-                    value: Tmpl::new(format!("{field}.clientSecret"), &client_secret),
-                    optional: secret_optional,
-                });
-            }
-        }
-        let mut headers: Vec<(String, Tmpl)> = vec![("Accept".into(), Tmpl::new(field, "application/json"))];
-        headers.extend(
-            o.headers
-                .iter()
-                .map(|(k, v)| (k.clone(), Tmpl::new(format!("{field}.headers.{k}"), v))),
-        );
-        Ok(Step {
-            name,
-            method: reqwest::Method::POST,
-            url: Tmpl::new(format!("{field}.tokenUrl"), url),
-            headers,
-            body: Body::Form(form),
-            basic_auth,
-            extraction: ext.clone(),
-        })
-    };
-    let t = |suffix: &str, src: &str| Tmpl::new(format!("{field}.{suffix}"), src);
-
-    let mut flow = base_flow("oauth2");
-    // Without a refresh request and without a token URL to generate one from, tokens are
-    // permanent (ChiefOnboarding: "if refresh is not added, the token is permanent").
-    flow.refresh = match (&o.refresh_request, token_url) {
-        (Some(r), _) => Some(request_step(
-            "refresh",
-            &format!("{field}.refreshRequest"),
-            r,
-            ext.clone(),
-        )?),
-        (None, Some(_)) => Some(generated(
-            "refresh",
-            vec![
-                ("grant_type", t("grantType", "refresh_token"), false),
-                ("refresh_token", t("refreshTokenKey", "{{ refresh_token }}"), false),
-            ],
-            false,
-        )?),
-        (None, None) => None,
-    };
-    let custom_first = |name: &'static str| -> Result<Option<Step>> {
-        o.token_request
-            .as_ref()
-            .map(|r| request_step(name, &format!("{field}.tokenRequest"), r, ext.clone()))
-            .transpose()
-    };
-    match grant {
-        GrantType::ClientCredentials => {
-            flow.login = Some(match custom_first("login")? {
-                Some(s) => s,
-                None => generated(
-                    "login",
-                    vec![("grant_type", t("grantType", "client_credentials"), false)],
-                    true,
-                )?,
-            });
-        }
-        GrantType::Password => {
-            let user = o.username.clone().unwrap_or_else(|| "{{ username }}".into());
-            let pass = o.password.clone().unwrap_or_else(|| "{{ password }}".into());
-            flow.login = Some(match custom_first("login")? {
-                Some(s) => s,
-                None => generated(
-                    "login",
-                    vec![
-                        ("grant_type", t("grantType", "password"), false),
-                        ("username", t("username", &user), false),
-                        ("password", t("password", &pass), false),
-                    ],
-                    true,
-                )?,
-            });
-        }
-        GrantType::RefreshToken => {
-            flow.seed_refresh_key = Some(o.refresh_token_key.clone().unwrap_or_else(|| "refresh_token".into()));
-        }
-        GrantType::AuthorizationCode => {
-            flow.code_exchange = Some(match custom_first("code exchange")? {
-                Some(s) => s,
-                None => generated(
-                    "code exchange",
-                    vec![
-                        ("grant_type", t("grantType", "authorization_code"), false),
-                        ("code", t("grantType", "{{ code }}"), o.without_code), // withoutCode: no code in the callback
-                        ("redirect_uri", t("grantType", "{{ redirect_url }}"), true),
-                    ],
-                    false,
-                )?,
-            });
-            flow.authorization_url = o
-                .authorization_url
-                .as_ref()
-                .map(|u| Tmpl::new(format!("{field}.authorizationUrl"), u));
-            if flow.authorization_url.is_none() {
-                return Err(EngineError::InvalidSpec {
-                    field: format!("{field}.authorizationUrl"),
-                    reason: "is required for grantType authorizationCode".into(),
-                });
-            }
-            flow.without_code = o.without_code;
-            // A refresh token put into the credentials (e.g. migrated from another platform)
-            // is used instead of asking for consent again.
-            flow.seed_refresh_key = o.refresh_token_key.clone().or_else(|| Some("refresh_token".into()));
-        }
-    }
-    Ok(flow)
 }
 
 fn apply_output(flow: &mut Flow, o: &api::Output) {

@@ -8,6 +8,7 @@ pub mod flow;
 pub mod http;
 pub mod policy;
 pub mod renewal;
+pub mod schemes;
 pub mod secret;
 pub mod template;
 pub mod tls;

@@ -106,7 +106,10 @@ pub fn event_for(outcome: &Outcome, was_failing: bool, secret_name: &str) -> Opt
             note: "token obtained after failures".into(),
             action: "Refresh",
         }),
-        Action::Issued { reason, .. } if matches!(reason, Reason::RenewalDue | Reason::Expired) => None,
+        Action::Issued {
+            reason: Reason::RenewalDue | Reason::Expired,
+            ..
+        } => None,
         Action::Issued { reason, .. } => Some(EventPlan {
             warning: false,
             reason: Reason::Issued,

@@ -225,8 +225,12 @@ pub async fn reconcile<S: Store + Sync>(
         None => fingerprint.to_string(),
     };
     if let Some(retry_at) = decide::backing_off(&record, &attempt, now) {
-        let written = publish_current(engine, flow, inputs, &record, store, now).await?;
-        return Ok(outcome(Action::BackingOff, &record, Some(retry_at), written));
+        return Ok(
+            match publish_current(engine, flow, inputs, &record, store, now).await? {
+                Some(written) => outcome(Action::BackingOff, &record, Some(retry_at), written),
+                None => unpublished(outcome(Action::BackingOff, &record, Some(retry_at), false)),
+            },
+        );
     }
 
     let reason = match renewal::decide(now, record.token.as_ref(), fingerprint) {
@@ -241,7 +245,7 @@ pub async fn reconcile<S: Store + Sync>(
                 }
                 // Only the output spec is broken: report it, keep what is published, no backoff
                 // needed since no provider is called.
-                Err(error) => Ok(outcome(Action::Failed { error }, &record, until, false)),
+                Err(error) => Ok(unpublished(outcome(Action::Failed { error }, &record, until, false))),
             };
         }
         Decision::Renew { reason } => reason,
@@ -308,7 +312,9 @@ pub async fn reconcile<S: Store + Sync>(
                     let next = token.renew_at;
                     Ok(outcome(Action::Issued { reason, refreshed }, &record, next, written))
                 }
-                Err(error) => Ok(fail(store, &mut record, error, &attempt, now, unsaved).await?),
+                Err(error) => Ok(unpublished(
+                    fail(store, &mut record, error, &attempt, now, unsaved).await?,
+                )),
             }
         }
         Err(EngineError::AuthorizationRequired) => Ok(await_consent(store, record, now, unsaved).await?),
@@ -438,7 +444,8 @@ async fn fail<S: Store + Sync>(
     Ok(outcome(Action::Failed { error }, record, Some(retry_at), false))
 }
 
-/// Re-publishes the stored token if the output went missing or was edited (the store compares).
+/// Re-publishes the stored token if the output went missing or was edited (the store
+/// compares). `None` when the output spec cannot be rendered.
 async fn publish_current<S: Store + Sync>(
     engine: &Engine,
     flow: &Flow,
@@ -446,18 +453,26 @@ async fn publish_current<S: Store + Sync>(
     record: &Record,
     store: &S,
     now: Timestamp,
-) -> Result<bool, StoreError> {
+) -> Result<Option<bool>, StoreError> {
     let Some(token) = record.token.as_ref() else {
-        return Ok(false);
+        return Ok(Some(false));
     };
     if token.expires_at.is_some_and(|e| e <= now) {
-        return Ok(false);
+        return Ok(Some(false));
     }
     match engine.render_output(flow, inputs, token) {
-        Ok(data) => store.publish(&data).await,
-        // The output spec is broken; the next issuance reports it. Keep what is published.
-        Err(_) => Ok(false),
+        Ok(data) => store.publish(&data).await.map(Some),
+        // The output spec is broken: what is published (if anything) is not what the spec
+        // asks for. Kept as it is until the spec is fixed.
+        Err(_) => Ok(None),
     }
+}
+
+/// An outcome whose token could not be rendered into the output the spec asks for: no
+/// token is reported as published (the stored one is kept for when the spec is fixed).
+fn unpublished(mut o: Outcome) -> Outcome {
+    o.token = None;
+    o
 }
 
 fn outcome(action: Action, record: &Record, next: Option<Timestamp>, written: bool) -> Outcome {

@@ -44,8 +44,9 @@ impl From<&EngineError> for Refusal {
     }
 }
 
-/// What a pass came to.
+/// What a pass came to. One lives for one pass, so its size does not matter.
 #[derive(Debug, Clone, PartialEq)]
+#[allow(clippy::large_enum_variant)]
 pub enum Verdict {
     /// Not attempted: the resource cannot work as it stands.
     Refused(Refusal),

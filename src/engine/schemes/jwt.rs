@@ -1,0 +1,23 @@
+//! `jwt`: an application token exchanged for a JWT access token and refresh token (webCRM
+//! style); the expiry comes from the JWT's `exp` when the response gives none.
+
+use crate::api;
+use crate::engine::error::Result;
+use crate::engine::flow::{Extraction, Flow, base_flow, extraction, json, request_step};
+
+pub(crate) fn compile(s: &api::Jwt) -> Result<Flow> {
+    let field = "spec.jwt";
+    let defaults = Extraction {
+        access_token: json(&["AccessToken", "access_token", "accessToken"]),
+        refresh_token: json(&["RefreshToken", "refresh_token", "refreshToken"]),
+        ..Default::default()
+    };
+    let login_ext = extraction(field, &s.extraction, &defaults)?;
+    let mut flow = base_flow("jwt");
+    if let Some(r) = &s.refresh {
+        let ext = extraction(&format!("{field}.refresh"), &r.extraction, &login_ext)?;
+        flow.refresh = Some(request_step("refresh", &format!("{field}.refresh"), &r.request, ext)?);
+    }
+    flow.login = Some(request_step("login", &format!("{field}.login"), &s.login, login_ext)?);
+    Ok(flow)
+}

@@ -1,0 +1,191 @@
+//! `oauth2`: the RFC 6749 token endpoint: client credentials, password, refresh token and
+//! authorization code grants, client authentication, scopes, audience and extra parameters,
+//! custom token and refresh requests.
+
+use crate::api::{self, ClientAuth, GrantType};
+use crate::engine::error::{EngineError, Result};
+use crate::engine::flow::{Body, Flow, FormField, Step, Tmpl, base_flow, extraction, oauth_defaults, request_step};
+
+pub(crate) fn compile(
+    field: &str,
+    o: &api::OAuth2,
+    default_url: Option<&str>,
+    default_grant: GrantType,
+    default_auth: ClientAuth,
+) -> Result<Flow> {
+    let grant = o.grant_type.unwrap_or(default_grant);
+    let ext = extraction(field, &o.extraction, &oauth_defaults())?;
+    let token_url = o.token_url.as_deref().or(default_url);
+    let client_id = o.client_id.clone().unwrap_or_else(|| "{{ client_id }}".into());
+    // The default secret is optional (public clients); an explicit template must resolve.
+    let (client_secret, secret_optional) = match &o.client_secret {
+        Some(s) => (s.clone(), false),
+        None => ("{{ client_secret }}".into(), true),
+    };
+    let mut extra_params: Vec<FormField> = Vec::new();
+    if !o.scopes.is_empty() {
+        extra_params.push(FormField {
+            name: "scope".into(),
+            value: Tmpl::new(format!("{field}.scopes"), o.scopes.join(" ")),
+            optional: false,
+        });
+    }
+    if let Some(a) = &o.audience {
+        extra_params.push(FormField {
+            name: "audience".into(),
+            value: Tmpl::new(format!("{field}.audience"), a),
+            optional: false,
+        });
+    }
+    for (k, v) in &o.extra_params {
+        extra_params.push(FormField {
+            name: k.clone(),
+            value: Tmpl::new(format!("{field}.extraParams.{k}"), v),
+            optional: false,
+        });
+    }
+
+    let generated = |name: &'static str, grant_fields: Vec<(&str, Tmpl, bool)>, with_scope: bool| -> Result<Step> {
+        let url = token_url.ok_or_else(|| EngineError::InvalidSpec {
+            field: format!("{field}.tokenUrl"),
+            reason: "is required unless tokenRequest and refreshRequest are both given".into(),
+        })?;
+        let mut form: Vec<FormField> = grant_fields
+            .into_iter()
+            .map(|(n, v, optional)| FormField {
+                name: n.into(),
+                value: v,
+                optional,
+            })
+            .collect();
+        if with_scope {
+            form.extend(extra_params.iter().cloned());
+        } else {
+            form.extend(extra_params.iter().filter(|f| f.name != "scope").cloned());
+        }
+        let mut basic_auth = None;
+        match o.client_auth.unwrap_or(default_auth) {
+            ClientAuth::ClientSecretBasic => {
+                basic_auth = Some((
+                    Tmpl::new(format!("{field}.clientId"), &client_id),
+                    Some(Tmpl::new(format!("{field}.clientSecret"), &client_secret)),
+                ));
+            }
+            ClientAuth::ClientSecretPost => {
+                form.push(FormField {
+                    name: "client_id".into(),
+                    value: Tmpl::new(format!("{field}.clientId"), &client_id),
+                    optional: false,
+                });
+                form.push(FormField {
+                    name: "client_secret".into(),
+                    value: Tmpl::new(format!("{field}.clientSecret"), &client_secret),
+                    optional: secret_optional,
+                });
+            }
+        }
+        let mut headers: Vec<(String, Tmpl)> = vec![("Accept".into(), Tmpl::new(field, "application/json"))];
+        headers.extend(
+            o.headers
+                .iter()
+                .map(|(k, v)| (k.clone(), Tmpl::new(format!("{field}.headers.{k}"), v))),
+        );
+        Ok(Step {
+            name,
+            method: reqwest::Method::POST,
+            url: Tmpl::new(format!("{field}.tokenUrl"), url),
+            headers,
+            body: Body::Form(form),
+            basic_auth,
+            extraction: ext.clone(),
+        })
+    };
+    let t = |suffix: &str, src: &str| Tmpl::new(format!("{field}.{suffix}"), src);
+
+    let mut flow = base_flow("oauth2");
+    // Without a refresh request and without a token URL to generate one from, tokens are
+    // permanent (ChiefOnboarding: "if refresh is not added, the token is permanent").
+    flow.refresh = match (&o.refresh_request, token_url) {
+        (Some(r), _) => Some(request_step(
+            "refresh",
+            &format!("{field}.refreshRequest"),
+            r,
+            ext.clone(),
+        )?),
+        (None, Some(_)) => Some(generated(
+            "refresh",
+            vec![
+                ("grant_type", t("grantType", "refresh_token"), false),
+                ("refresh_token", t("refreshTokenKey", "{{ refresh_token }}"), false),
+            ],
+            false,
+        )?),
+        (None, None) => None,
+    };
+    let custom_first = |name: &'static str| -> Result<Option<Step>> {
+        o.token_request
+            .as_ref()
+            .map(|r| request_step(name, &format!("{field}.tokenRequest"), r, ext.clone()))
+            .transpose()
+    };
+    match grant {
+        GrantType::ClientCredentials => {
+            flow.login = Some(match custom_first("login")? {
+                Some(s) => s,
+                None => generated(
+                    "login",
+                    vec![("grant_type", t("grantType", "client_credentials"), false)],
+                    true,
+                )?,
+            });
+        }
+        GrantType::Password => {
+            let user = o.username.clone().unwrap_or_else(|| "{{ username }}".into());
+            let pass = o.password.clone().unwrap_or_else(|| "{{ password }}".into());
+            flow.login = Some(match custom_first("login")? {
+                Some(s) => s,
+                None => generated(
+                    "login",
+                    vec![
+                        ("grant_type", t("grantType", "password"), false),
+                        ("username", t("username", &user), false),
+                        ("password", t("password", &pass), false),
+                    ],
+                    true,
+                )?,
+            });
+        }
+        GrantType::RefreshToken => {
+            flow.seed_refresh_key = Some(o.refresh_token_key.clone().unwrap_or_else(|| "refresh_token".into()));
+        }
+        GrantType::AuthorizationCode => {
+            flow.code_exchange = Some(match custom_first("code exchange")? {
+                Some(s) => s,
+                None => generated(
+                    "code exchange",
+                    vec![
+                        ("grant_type", t("grantType", "authorization_code"), false),
+                        ("code", t("grantType", "{{ code }}"), o.without_code), // withoutCode: no code in the callback
+                        ("redirect_uri", t("grantType", "{{ redirect_url }}"), true),
+                    ],
+                    false,
+                )?,
+            });
+            flow.authorization_url = o
+                .authorization_url
+                .as_ref()
+                .map(|u| Tmpl::new(format!("{field}.authorizationUrl"), u));
+            if flow.authorization_url.is_none() {
+                return Err(EngineError::InvalidSpec {
+                    field: format!("{field}.authorizationUrl"),
+                    reason: "is required for grantType authorizationCode".into(),
+                });
+            }
+            flow.without_code = o.without_code;
+            // A refresh token put into the credentials (e.g. migrated from another platform)
+            // is used instead of asking for consent again.
+            flow.seed_refresh_key = o.refresh_token_key.clone().or_else(|| Some("refresh_token".into()));
+        }
+    }
+    Ok(flow)
+}

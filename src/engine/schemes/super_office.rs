@@ -1,0 +1,49 @@
+//! `superOffice`: OAuth2 plus `so_ticket`, a claim of the `id_token`; API calls use
+//! `Authorization: SOTicket <ticket>` and `SO-AppToken`.
+
+use crate::api::{self, ClientAuth, GrantType, SuperOfficeEnvironment};
+use crate::engine::error::Result;
+use crate::engine::extract::Locator;
+use crate::engine::flow::{Flow, Tmpl};
+
+pub(crate) fn compile(s: &api::SuperOffice) -> Result<Flow> {
+    let env = match s.environment {
+        SuperOfficeEnvironment::Sod => "sod",
+        SuperOfficeEnvironment::Stage => "qaonline",
+        SuperOfficeEnvironment::Online => "online",
+    };
+    let default_url = format!("https://{env}.superoffice.com/login/common/oauth/tokens");
+    let o = &s.oauth2;
+    let claim = s
+        .ticket_claim
+        .as_deref()
+        .unwrap_or("http://schemes.superoffice.net/identity/ticket");
+    let mut flow = super::oauth2::compile(
+        "spec.superOffice",
+        o,
+        Some(&default_url),
+        GrantType::RefreshToken,
+        ClientAuth::ClientSecretPost,
+    )?;
+    flow.scheme = "superOffice";
+    let ticket = (
+        "so_ticket".to_string(),
+        Locator::json("default", "id_token")?.with_claim(claim),
+    );
+    for step in [&mut flow.login, &mut flow.refresh, &mut flow.code_exchange]
+        .into_iter()
+        .flatten()
+    {
+        if !step.extraction.extras.iter().any(|(k, _)| k == "so_ticket") {
+            step.extraction.extras.push(ticket.clone());
+        }
+    }
+    flow.output.header_format = Tmpl::new("spec.output.header.format", "{{ so_ticket }}");
+    flow.output.header_value = Tmpl::new("spec.output.header.value", "SOTicket {{ token_format }}");
+    let app_token = o.client_secret.clone().unwrap_or_else(|| "{{ client_secret }}".into());
+    flow.output.extra_headers = vec![(
+        "SO-AppToken".into(),
+        Tmpl::new("spec.superOffice.clientSecret", app_token),
+    )];
+    Ok(flow)
+}
