@@ -10,7 +10,6 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use connector_auth_operator::engine::{self, Inputs};
 use connector_auth_operator::local::LocalRunner;
 use connector_auth_operator::reconcile::Lead;
 use connector_auth_operator::reconcile::driver::{self, Action, Record, Store, StoreError, Unsaved};
@@ -438,19 +437,7 @@ impl Store for FlakyStore {
 async fn a_rotated_refresh_token_that_cannot_be_persisted_is_held_and_never_reused() {
     let (base, book) = rotating(3600).await;
     let engine = engine();
-    let spec = spec(&format!(
-        "credentialsRef: {{name: r}}\noauth2: {{tokenUrl: '{base}/oauth/token', grantType: refreshToken}}\n"
-    ));
-    let flow = engine.compile(&spec).unwrap();
-    let inputs = Inputs {
-        credentials: creds(&[
-            ("client_id", "rot-client"),
-            ("client_secret", "rot-secret"),
-            ("refresh_token", "rt-seed"),
-        ]),
-        ..Default::default()
-    };
-    let fp = engine::fingerprint(&spec, &inputs.credentials);
+    let g = refresh_only(&engine, &base, "rt-seed");
     // The write-ahead mark is stored; then every save of the answer fails (1 + 5 retries), then
     // the disk recovers.
     let store = FlakyStore {
@@ -462,7 +449,7 @@ async fn a_rotated_refresh_token_that_cannot_be_persisted_is_held_and_never_reus
     let mut unsaved = Unsaved::default();
     let now = jiff::Timestamp::now();
 
-    let err = driver::reconcile(&engine, &flow, &inputs, &fp, &store, &mut unsaved, &Lead::always(), now)
+    let err = driver::reconcile(&engine, &g, &store, &mut unsaved, &Lead::always(), now)
         .await
         .unwrap_err();
     assert!(err.to_string().contains("disk full"));
@@ -478,7 +465,7 @@ async fn a_rotated_refresh_token_that_cannot_be_persisted_is_held_and_never_reus
 
     // Next pass: the held record is persisted first (clearing the mark), so the seed is not
     // sent again and the mark is not taken for an interrupted refresh.
-    let outcome = driver::reconcile(&engine, &flow, &inputs, &fp, &store, &mut unsaved, &Lead::always(), now)
+    let outcome = driver::reconcile(&engine, &g, &store, &mut unsaved, &Lead::always(), now)
         .await
         .unwrap();
     assert_eq!(outcome.action, Action::Kept);
@@ -494,19 +481,7 @@ async fn a_rotated_refresh_token_that_cannot_be_persisted_is_held_and_never_reus
 async fn a_process_that_dies_holding_the_answer_leaves_the_token_in_doubt_never_resent() {
     let (base, book) = rotating(3600).await;
     let engine = engine();
-    let spec = spec(&format!(
-        "credentialsRef: {{name: r}}\noauth2: {{tokenUrl: '{base}/oauth/token', grantType: refreshToken}}\n"
-    ));
-    let flow = engine.compile(&spec).unwrap();
-    let inputs = Inputs {
-        credentials: creds(&[
-            ("client_id", "rot-client"),
-            ("client_secret", "rot-secret"),
-            ("refresh_token", "rt-seed"),
-        ]),
-        ..Default::default()
-    };
-    let fp = engine::fingerprint(&spec, &inputs.credentials);
+    let g = refresh_only(&engine, &base, "rt-seed");
     let store = FlakyStore {
         ok_saves: AtomicU32::new(1),
         fail_saves: AtomicU32::new(6),
@@ -514,33 +489,15 @@ async fn a_process_that_dies_holding_the_answer_leaves_the_token_in_doubt_never_
         published: Mutex::new(None),
     };
     let now = jiff::Timestamp::now();
-    driver::reconcile(
-        &engine,
-        &flow,
-        &inputs,
-        &fp,
-        &store,
-        &mut Unsaved::default(),
-        &Lead::always(),
-        now,
-    )
-    .await
-    .unwrap_err();
+    driver::reconcile(&engine, &g, &store, &mut Unsaved::default(), &Lead::always(), now)
+        .await
+        .unwrap_err();
     assert_eq!(book.requests(), 1);
 
     // A new process: the answer (held in the old one's memory) is gone, the mark is stored.
-    let outcome = driver::reconcile(
-        &engine,
-        &flow,
-        &inputs,
-        &fp,
-        &store,
-        &mut Unsaved::default(),
-        &Lead::always(),
-        now,
-    )
-    .await
-    .unwrap();
+    let outcome = driver::reconcile(&engine, &g, &store, &mut Unsaved::default(), &Lead::always(), now)
+        .await
+        .unwrap();
     assert!(
         matches!(&outcome.action, Action::Failed { error } if error.reason() == "RefreshTokenInDoubt"),
         "{outcome:?}"
@@ -557,21 +514,10 @@ async fn a_process_that_dies_holding_the_answer_leaves_the_token_in_doubt_never_
 
     // A new onboarding token is used at once.
     book.refresh.lock().unwrap().insert("rt-new".into(), (7, true));
-    let mut inputs = inputs;
-    inputs.credentials.insert("refresh_token".into(), "rt-new".into());
-    let fp = engine::fingerprint(&spec, &inputs.credentials);
-    let outcome = driver::reconcile(
-        &engine,
-        &flow,
-        &inputs,
-        &fp,
-        &store,
-        &mut Unsaved::default(),
-        &Lead::always(),
-        now,
-    )
-    .await
-    .unwrap();
+    let g = refresh_only(&engine, &base, "rt-new");
+    let outcome = driver::reconcile(&engine, &g, &store, &mut Unsaved::default(), &Lead::always(), now)
+        .await
+        .unwrap();
     assert!(matches!(outcome.action, Action::Issued { .. }), "{outcome:?}");
     assert_eq!(book.requests(), 2);
     assert!(!book.family_revoked());

@@ -22,6 +22,14 @@ use support::*;
 
 const NS: &str = "ns";
 
+/// Credentials of the rotating provider's password grant.
+const ROTATING_LOGIN: &[(&str, &str)] = &[
+    ("client_id", "rot-client"),
+    ("client_secret", "rot-secret"),
+    ("username", "rot-user"),
+    ("password", "rot-pass"),
+];
+
 /// Starts one replica per identity, all released by one barrier at the same instant; each
 /// with leader election and whatever `configure` adds for it.
 fn start_together(
@@ -100,6 +108,11 @@ async fn three_replicas_started_at_the_same_instant_never_lead_at_once() {
     }
 }
 
+/// A password-grant resource against the rotating provider.
+fn password_grant(base: &str) -> Value {
+    json!({"credentialsRef": {"name": "creds"}, "oauth2": {"tokenUrl": format!("{base}/oauth/token"), "grantType": "password"}})
+}
+
 async fn secret(client: &kube::Client, name: &str, data: &[(&str, &str)]) {
     let s: Secret = serde_json::from_value(json!({
         "metadata": {"name": name},
@@ -168,23 +181,8 @@ async fn a_leader_killed_mid_refresh_hands_over_without_the_refresh_token_sent_t
     let (base, book) = rotating(2).await;
     let server = api_server().await;
     let client = server.client();
-    secret(
-        &client,
-        "creds",
-        &[
-            ("client_id", "rot-client"),
-            ("client_secret", "rot-secret"),
-            ("username", "rot-user"),
-            ("password", "rot-pass"),
-        ],
-    )
-    .await;
-    connector(
-        &client,
-        "crm",
-        json!({"credentialsRef": {"name": "creds"}, "oauth2": {"tokenUrl": format!("{base}/oauth/token"), "grantType": "password"}}),
-    )
-    .await;
+    secret(&client, "creds", ROTATING_LOGIN).await;
+    connector(&client, "crm", password_grant(&base)).await;
     let ops = start_together(&server.url(), &["op-a", "op-b", "op-c"], |_, _| {});
     eventually(15, "first issuance", || async { ready(&server, "crm").then_some(()) }).await;
     assert_eq!(book.grants(), ["password"]);
@@ -325,18 +323,8 @@ async fn a_resource_recreated_under_the_same_name_logs_in_afresh_and_never_sends
     let (base, book) = rotating(3600).await;
     let server = api_server().await;
     let client = server.client();
-    secret(
-        &client,
-        "creds",
-        &[
-            ("client_id", "rot-client"),
-            ("client_secret", "rot-secret"),
-            ("username", "rot-user"),
-            ("password", "rot-pass"),
-        ],
-    )
-    .await;
-    let spec = json!({"credentialsRef": {"name": "creds"}, "oauth2": {"tokenUrl": format!("{base}/oauth/token"), "grantType": "password"}});
+    secret(&client, "creds", ROTATING_LOGIN).await;
+    let spec = password_grant(&base);
     let old = connector(&client, "crm", spec.clone()).await;
     let op = Operator::start(Source::Url(server.url()), "op-a", false);
     eventually(10, "first issuance", || async { ready(&server, "crm").then_some(()) }).await;
@@ -405,17 +393,7 @@ async fn a_secret_owned_by_someone_else_is_never_read_or_written_and_the_resourc
     let (base, book) = rotating(3600).await;
     let server = api_server().await;
     let client = server.client();
-    secret(
-        &client,
-        "creds",
-        &[
-            ("client_id", "rot-client"),
-            ("client_secret", "rot-secret"),
-            ("username", "rot-user"),
-            ("password", "rot-pass"),
-        ],
-    )
-    .await;
+    secret(&client, "creds", ROTATING_LOGIN).await;
     // A Secret of another tool sits where the state would go.
     let foreign: Secret = serde_json::from_value(json!({
         "metadata": {"name": "crm-connectorauth-state", "ownerReferences": [
@@ -428,12 +406,7 @@ async fn a_secret_owned_by_someone_else_is_never_read_or_written_and_the_resourc
         .create(&PostParams::default(), &foreign)
         .await
         .unwrap();
-    connector(
-        &client,
-        "crm",
-        json!({"credentialsRef": {"name": "creds"}, "oauth2": {"tokenUrl": format!("{base}/oauth/token"), "grantType": "password"}}),
-    )
-    .await;
+    connector(&client, "crm", password_grant(&base)).await;
     let op = Operator::start(Source::Url(server.url()), "op-a", false);
     let message = eventually(10, "refused", || async {
         let ca = server.object("connectorauth.dev", "connectorauths", Some(NS), "crm")?;
@@ -468,60 +441,29 @@ async fn a_secret_owned_by_someone_else_is_never_read_or_written_and_the_resourc
 
 #[tokio::test]
 async fn a_pass_that_has_lost_the_lead_starts_no_token_request_and_writes_nothing() {
-    use connector_auth_operator::engine;
     use connector_auth_operator::local::FileStore;
     use connector_auth_operator::reconcile::Lead;
     use connector_auth_operator::reconcile::driver::{self, PassError, Unsaved};
 
     let (base, book) = rotating(3600).await;
     let engine = engine();
-    let spec = spec(&format!(
-        "credentialsRef: {{name: r}}\noauth2: {{tokenUrl: '{base}/oauth/token', grantType: refreshToken}}\n"
-    ));
-    let flow = engine.compile(&spec).unwrap();
-    let inputs = engine::Inputs {
-        credentials: creds(&[
-            ("client_id", "rot-client"),
-            ("client_secret", "rot-secret"),
-            ("refresh_token", "rt-seed"),
-        ]),
-        ..Default::default()
-    };
-    let fp = engine::fingerprint(&spec, &inputs.credentials);
+    let g = refresh_only(&engine, &base, "rt-seed");
     let tmp = tempfile::tempdir().unwrap();
     let store = FileStore::new(tmp.path(), "ns", "crm", "crm-token");
     let (lead_tx, lead_rx) = tokio::sync::watch::channel(false);
     let lost = Lead::following(lead_rx);
     let now = jiff::Timestamp::now();
-    let err = driver::reconcile(
-        &engine,
-        &flow,
-        &inputs,
-        &fp,
-        &store,
-        &mut Unsaved::default(),
-        &lost,
-        now,
-    )
-    .await
-    .unwrap_err();
+    let err = driver::reconcile(&engine, &g, &store, &mut Unsaved::default(), &lost, now)
+        .await
+        .unwrap_err();
     assert!(matches!(err, PassError::NotLeader), "{err}");
     assert_eq!(book.requests(), 0, "no token request without the lead");
     assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 0, "nothing written");
 
     lead_tx.send(true).unwrap();
-    let outcome = driver::reconcile(
-        &engine,
-        &flow,
-        &inputs,
-        &fp,
-        &store,
-        &mut Unsaved::default(),
-        &lost,
-        now,
-    )
-    .await
-    .unwrap();
+    let outcome = driver::reconcile(&engine, &g, &store, &mut Unsaved::default(), &lost, now)
+        .await
+        .unwrap();
     assert!(outcome.token.is_some());
     assert_eq!(book.requests(), 1);
 }

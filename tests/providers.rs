@@ -139,7 +139,10 @@ async fn google_authorization_code_is_exchanged_and_refresh_does_not_rotate() {
     // Without consent there is nothing to exchange: the consent URL is what the user needs.
     let err = engine.obtain(&flow, &inputs, None, &fp, now).await.unwrap_err();
     assert!(matches!(err, EngineError::AuthorizationRequired));
-    let url = engine.authorization_url(&flow, &inputs, "st4te").unwrap().unwrap();
+    let url = engine
+        .authorization_url(&flow, &inputs, "st4te", jiff::Timestamp::now())
+        .unwrap()
+        .unwrap();
     assert!(
         url.contains("redirect_uri=https%3A//operator.example.com/oauth2/callback"),
         "{url}"

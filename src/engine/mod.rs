@@ -304,11 +304,17 @@ impl Engine {
     }
 
     /// Renders the consent URL of an authorization-code flow.
-    pub fn authorization_url(&self, flow: &Flow, inputs: &Inputs, state: &str) -> Result<Option<String>> {
+    pub fn authorization_url(
+        &self,
+        flow: &Flow,
+        inputs: &Inputs,
+        state: &str,
+        now: Timestamp,
+    ) -> Result<Option<String>> {
         let Some(t) = &flow.authorization_url else {
             return Ok(None);
         };
-        let mut ctx = self.context(inputs, None, None, Timestamp::now());
+        let mut ctx = self.context(inputs, None, None, now);
         ctx.extra.insert("state".into(), state.into());
         let rendered = self.templates.render(&t.field, &t.source, &ctx)?;
         // `state` is added as a query parameter unless the template places `{{ state }}` itself.

@@ -183,9 +183,7 @@ async fn complete<H: ConsentHost>(host: &H, params: HashMap<String, String>) -> 
     let mut unsaved = core.ledger.hold(&ca).await;
     let result = driver::complete_consent(
         &core.engine,
-        &g.flow,
-        &g.inputs,
-        &g.fingerprint,
+        &g,
         &store,
         &mut unsaved,
         &state.nonce,

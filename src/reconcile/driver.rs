@@ -23,6 +23,7 @@ use backon::{ExponentialBuilder, Retryable};
 use jiff::{SignedDuration, Timestamp};
 use serde::{Deserialize, Serialize};
 
+use super::Gathered;
 use super::decide::{self, Guard};
 use super::lead::Lead;
 use crate::engine::renewal::{self, Decision};
@@ -203,17 +204,15 @@ async fn persist<S: Store + Sync>(store: &S, record: &Record, unsaved: &mut Unsa
 }
 
 /// One pass. `Err` for store failures and a lost Lease; token failures are an `Outcome`.
-#[allow(clippy::too_many_arguments)]
 pub async fn reconcile<S: Store + Sync>(
     engine: &Engine,
-    flow: &Flow,
-    inputs: &Inputs,
-    fingerprint: &str,
+    g: &Gathered,
     store: &S,
     unsaved: &mut Unsaved,
     lead: &Lead,
     now: Timestamp,
 ) -> Result<Outcome, PassError> {
+    let (flow, inputs, fingerprint) = (&g.flow, &g.inputs, g.fingerprint.as_str());
     // Anything held only in memory is saved first.
     flush(store, unsaved).await?;
     let mut record = store.load().await?.unwrap_or_default();
@@ -363,18 +362,16 @@ async fn await_consent<S: Store + Sync>(
 
 /// Completes a consent: checks the link's nonce is the one pending, exchanges the callback
 /// values for tokens, persists, publishes. The outer `Err` is a store failure or a lost Lease.
-#[allow(clippy::too_many_arguments)]
 pub async fn complete_consent<S: Store + Sync>(
     engine: &Engine,
-    flow: &Flow,
-    inputs: &Inputs,
-    fingerprint: &str,
+    g: &Gathered,
     store: &S,
     unsaved: &mut Unsaved,
     nonce: &str,
     lead: &Lead,
     now: Timestamp,
 ) -> Result<Result<Outcome, ConsentError>, PassError> {
+    let (flow, inputs, fingerprint) = (&g.flow, &g.inputs, g.fingerprint.as_str());
     flush(store, unsaved).await?;
     let mut record = store.load().await?.unwrap_or_default();
     let pending = record

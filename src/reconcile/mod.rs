@@ -258,17 +258,7 @@ impl Core {
             )));
         };
         let mut unsaved = self.ledger.hold(ca).await;
-        let result = driver::reconcile(
-            &self.engine,
-            &g.flow,
-            &g.inputs,
-            &g.fingerprint,
-            &store,
-            &mut unsaved,
-            &self.lead,
-            now,
-        )
-        .await;
+        let result = driver::reconcile(&self.engine, &g, &store, &mut unsaved, &self.lead, now).await;
         let outcome = match result {
             Ok(o) => o,
             Err(PassError::Store(e @ StoreError::OwnedElsewhere { .. })) => {
@@ -280,12 +270,12 @@ impl Core {
             }
             Err(e) => return Err(e),
         };
-        let url = self.consent_link(ca, &g, &outcome);
+        let url = self.consent_link(ca, &g, &outcome, now);
         Ok(pass(Verdict::Ran(outcome), url, store.replaced()))
     }
 
     /// The consent link for a resource awaiting consent, signed for its pending nonce.
-    fn consent_link(&self, ca: &ConnectorAuth, g: &Gathered, outcome: &Outcome) -> Option<String> {
+    fn consent_link(&self, ca: &ConnectorAuth, g: &Gathered, outcome: &Outcome, now: Timestamp) -> Option<String> {
         let key = self.consent_key.get()?;
         let pending = outcome.pending_consent.as_ref()?;
         if !matches!(
@@ -305,7 +295,7 @@ impl Core {
         };
         match self
             .engine
-            .authorization_url(&g.flow, &g.inputs, &consent::sign(key, &state))
+            .authorization_url(&g.flow, &g.inputs, &consent::sign(key, &state), now)
         {
             Ok(url) => url,
             Err(e) => {

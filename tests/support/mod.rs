@@ -836,3 +836,24 @@ pub async fn api_server() -> fake_apiserver::FakeApiServer {
 pub fn b64(s: &str) -> String {
     STANDARD.encode(s)
 }
+
+/// What the driver needs for a rotating-provider resource that can only refresh, with this
+/// onboarding refresh token in its credentials.
+pub fn refresh_only(engine: &Engine, base: &str, seed: &str) -> connector_auth_operator::reconcile::Gathered {
+    let spec = spec(&format!(
+        "credentialsRef: {{name: r}}\noauth2: {{tokenUrl: '{base}/oauth/token', grantType: refreshToken}}\n"
+    ));
+    let inputs = connector_auth_operator::engine::Inputs {
+        credentials: creds(&[
+            ("client_id", "rot-client"),
+            ("client_secret", "rot-secret"),
+            ("refresh_token", seed),
+        ]),
+        ..Default::default()
+    };
+    connector_auth_operator::reconcile::Gathered {
+        flow: engine.compile(&spec).unwrap(),
+        fingerprint: connector_auth_operator::engine::fingerprint(&spec, &inputs.credentials),
+        inputs,
+    }
+}
