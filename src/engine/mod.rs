@@ -557,3 +557,75 @@ impl Engine {
         Ok(data)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn flow(grant: &str) -> Flow {
+        let spec: crate::api::ConnectorAuthSpec = serde_json::from_value(serde_json::json!({
+            "credentialsRef": {"name": "c"},
+            "oauth2": {"tokenUrl": "https://idp.example/token", "grantType": grant},
+        }))
+        .unwrap();
+        Engine::new(HttpSettings::default()).unwrap().compile(&spec).unwrap()
+    }
+
+    fn stored(rt: Option<&str>, seed: Option<&str>, reusable: bool) -> TokenState {
+        TokenState {
+            access_token: "at".into(),
+            refresh_token: rt.map(Into::into),
+            token_type: "Bearer".into(),
+            issued_at: Timestamp::UNIX_EPOCH,
+            expires_at: None,
+            renew_at: None,
+            extras: BTreeMap::new(),
+            fingerprint: "f".into(),
+            seed_refresh_token: seed.map(|s| digest(s)),
+            refresh_token_reusable: reusable,
+        }
+    }
+
+    fn with_seed(seed: Option<&str>) -> Inputs {
+        Inputs {
+            credentials: seed
+                .map(|s| [("refresh_token".to_string(), SecretString::from(s))].into())
+                .unwrap_or_default(),
+            ..Inputs::default()
+        }
+    }
+
+    #[test]
+    fn a_new_onboarding_token_wins_once_then_the_stored_rotated_one_is_used() {
+        let f = flow("refreshToken");
+        let token = |c: RefreshChoice| c.token.map(|t| t.expose().to_string());
+        // First use of the seed.
+        let c = refresh_choice(&f, &with_seed(Some("seed-1")), None);
+        assert_eq!(token(c.clone()), Some("seed-1".into()));
+        assert!(!c.reusable, "a new seed is never known to be reusable");
+        // The seed was used and rotated: the stored token, however stale the seed in the Secret.
+        let prev = stored(Some("rt-2"), Some("seed-1"), true);
+        let c = refresh_choice(&f, &with_seed(Some("seed-1")), Some(&prev));
+        assert_eq!(token(c.clone()), Some("rt-2".into()));
+        assert!(c.reusable, "as the provider showed at the last refresh");
+        // A person put a new seed in: it wins.
+        let c = refresh_choice(&f, &with_seed(Some("seed-2")), Some(&prev));
+        assert_eq!(token(c), Some("seed-2".into()));
+        // The stored token was refused and dropped: the spent seed is not tried again.
+        let refused = stored(None, Some("seed-1"), false);
+        assert_eq!(
+            token(refresh_choice(&f, &with_seed(Some("seed-1")), Some(&refused))),
+            None
+        );
+        // An empty seed counts as none.
+        assert_eq!(token(refresh_choice(&f, &with_seed(Some("")), None)), None);
+    }
+
+    #[test]
+    fn a_flow_without_a_refresh_request_never_sends_a_refresh_token() {
+        let mut f = flow("clientCredentials");
+        f.refresh = None;
+        let prev = stored(Some("rt"), None, false);
+        assert_eq!(refresh_choice(&f, &Inputs::default(), Some(&prev)).token, None);
+    }
+}
