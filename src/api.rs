@@ -4,6 +4,8 @@
 //! move them around. Every field's doc comment becomes `kubectl explain` text, so they are
 //! written for users, not for us.
 
+pub mod strict;
+
 use std::collections::BTreeMap;
 
 use kube::{CustomResource, KubeSchema};

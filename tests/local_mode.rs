@@ -599,6 +599,34 @@ fn the_cli_refuses_manifests_the_api_server_would_refuse() {
 }
 
 #[test]
+fn the_cli_refuses_a_misspelt_field_naming_its_path_and_the_field_meant() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(
+        tmp.path().join("typo.yaml"),
+        "apiVersion: connectorauth.dev/v1alpha1\nkind: ConnectorAuth\nmetadata: {name: k, labelz: {a: b}}\nspec:\n  credentialsRef: {name: c}\n  refreshableToken:\n    authorization: {url: 'http://127.0.0.1:9/login', methd: GET}\n",
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .args(["local", "--once", "-m"])
+        .arg(tmp.path())
+        .arg("-o")
+        .arg(tmp.path().join("o"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(
+            "typo.yaml (document 1): unknown field \"metadata.labelz\" (did you mean \"labels\"?); \
+             unknown field \"spec.refreshableToken.authorization.methd\" (did you mean \"method\"?); \
+             kubectl apply would refuse them too"
+        ),
+        "{stderr}"
+    );
+    assert!(!tmp.path().join("o").join(".state").exists(), "nothing was run");
+}
+
+#[test]
 fn the_demo_issues_refreshes_and_proves_the_token_works() {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
