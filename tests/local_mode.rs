@@ -626,8 +626,8 @@ fn the_cli_refuses_a_misspelt_field_naming_its_path_and_the_field_meant() {
     assert!(!tmp.path().join("o").join(".state").exists(), "nothing was run");
 }
 
-#[test]
-fn the_demo_issues_refreshes_and_proves_the_token_works() {
+/// Runs `demo` for `duration` with tokens living `ttl`, on a free port.
+fn demo(duration: &str, ttl: &str, log_level: &str) -> std::process::Output {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -638,22 +638,22 @@ fn the_demo_issues_refreshes_and_proves_the_token_works() {
         .unwrap()
         .replace("127.0.0.1:18080", &format!("127.0.0.1:{port}"));
     std::fs::write(tmp.path().join("demo.yaml"), demo).unwrap();
-    let out = Command::new(BIN)
-        .args([
-            "demo",
-            "--duration",
-            "4s",
-            "--ttl",
-            "2s",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--manifests",
-        ])
+    Command::new(BIN)
+        .args(["--log-level", log_level, "demo", "--duration", duration, "--ttl", ttl])
+        .arg("--listen")
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--manifests")
         .arg(tmp.path())
         .arg("--output")
         .arg(tmp.path().join("out"))
+        .env_remove("NO_COLOR")
         .output()
-        .unwrap();
+        .unwrap()
+}
+
+#[test]
+fn the_demo_issues_refreshes_and_proves_the_token_works() {
+    let out = demo("4s", "2s", "warn");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -663,4 +663,13 @@ fn the_demo_issues_refreshes_and_proves_the_token_works() {
     assert!(stdout.contains(" issued "), "{stdout}");
     assert!(stdout.contains(" refreshed "), "{stdout}");
     assert!(stdout.contains("-> HTTP 200"), "{stdout}");
+}
+
+#[test]
+fn text_logs_written_to_a_pipe_carry_no_colour_codes() {
+    let out = demo("1s", "60s", "debug");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("token response"), "{stderr}");
+    assert!(!stderr.contains('\x1b'), "{stderr:?}");
 }
