@@ -18,6 +18,10 @@ use base64::Engine as _;
 use jiff::Timestamp;
 use kube::ResourceExt;
 
+mod summary;
+
+pub use summary::Summary;
+
 use crate::api::ConnectorAuth;
 use crate::consent;
 use crate::engine::driver::{self, Action, Outcome, Record, Store, StoreError, Unsaved};
@@ -613,21 +617,22 @@ impl LocalRunner {
     /// Keeps every token fresh until `shutdown` resolves. Prints a line per change.
     pub async fn run(&mut self, shutdown: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
         tokio::pin!(shutdown);
+        let mut shown = BTreeMap::new();
         loop {
             let reports = self.pass().await?;
             let now = Timestamp::now();
             let mut sleep = self.poll;
+            let previous = std::mem::take(&mut shown);
             for r in &reports {
                 if let Some(w) = r.warning_line() {
                     eprintln!("{w}");
                 }
-                let changed = match &r.result {
-                    Ok(o) => !matches!(o.action, Action::Kept | Action::BackingOff) || o.written,
-                    Err(_) => true,
-                };
-                if changed {
+                let id = (r.namespace.clone(), r.name.clone());
+                let summary = Summary::of(r);
+                if summary::worth_printing(previous.get(&id), &summary) {
                     println!("{}", r.line());
                 }
+                shown.insert(id, summary);
                 if let Ok(Outcome { next: Some(next), .. }) = &r.result {
                     let d = next.duration_since(now).as_secs_f64().max(0.05);
                     sleep = sleep.min(Duration::from_secs_f64(d));

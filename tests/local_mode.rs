@@ -626,6 +626,62 @@ fn the_cli_refuses_a_misspelt_field_naming_its_path_and_the_field_meant() {
     assert!(!tmp.path().join("o").join(".state").exists(), "nothing was run");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pending_consent_is_printed_once_not_on_every_pass() {
+    // 1 s tokens next to the consent resource: every provider request is a further pass.
+    let (base, book) = rotating(1).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let (m, out) = (tmp.path().join("m"), tmp.path().join("out"));
+    write_manifests(&m, &base, "rt-seed");
+    std::fs::write(
+        m.join("consent.yaml"),
+        r#"
+apiVersion: v1
+kind: Secret
+metadata: {name: idp-credentials}
+stringData: {client_id: c, client_secret: s}
+---
+apiVersion: connectorauth.dev/v1alpha1
+kind: ConnectorAuth
+metadata: {name: idp}
+spec:
+  credentialsRef: {name: idp-credentials}
+  oauth2:
+    grantType: authorizationCode
+    tokenUrl: "http://127.0.0.1:9/token"
+    authorizationUrl: "https://idp.example/auth?client_id={{ client_id }}&redirect_uri={{ redirect_url | urlencode }}"
+"#,
+    )
+    .unwrap();
+    let mut child = std::process::Command::new(BIN)
+        .args(["local", "--poll", "100ms", "--callback-addr", "127.0.0.1:0", "-m"])
+        .arg(&m)
+        .arg("-o")
+        .arg(&out)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut waited = Duration::ZERO;
+    while book.requests() < 4 {
+        assert!(child.try_wait().unwrap().is_none(), "local mode exited");
+        assert!(
+            waited < Duration::from_secs(60),
+            "only {} token requests",
+            book.requests()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        waited += Duration::from_millis(100);
+    }
+    child.kill().unwrap();
+    let stdout = String::from_utf8(child.wait_with_output().unwrap().stdout).unwrap();
+    let consent: Vec<&str> = stdout.lines().filter(|l| l.contains("CONSENT")).collect();
+    assert_eq!(consent.len(), 1, "{stdout}");
+    assert!(consent[0].contains("https://idp.example/auth?client_id=c"), "{stdout}");
+    let tokens = stdout.lines().filter(|l| l.starts_with("team-a/rot ")).count();
+    assert!(tokens >= 3, "each published token is printed: {stdout}");
+}
+
 /// Runs `demo` for `duration` with tokens living `ttl`, on a free port.
 fn demo(duration: &str, ttl: &str, log_level: &str) -> std::process::Output {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
