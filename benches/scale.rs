@@ -13,7 +13,10 @@
 //! `--error-rate R` (provider errors in the fault scenario, default 0.05), `--unrelated COUNT`
 //! (unrelated 100 KB Secrets, default 10000; on a real cluster 0 unless given),
 //! `--operator-args "--concurrency 64 …"` (extra flags for `run`), `--wrap "heaptrack -o FILE"`
-//! (run the operator under a profiler; RSS and CPU then describe the wrapper).
+//! (run the operator under a profiler; RSS and CPU then describe the wrapper),
+//! `--slow-state-writes-ms MS` (test API server only: each write of a private state Secret is
+//! answered MS late, so first issuances are slow and renewals are not — a cold start that
+//! outlasts the first tokens' renewal point, as seen against a busy real API server).
 //!
 //! Each size runs: cold start (N ConnectorAuths and their credentials Secrets created within one
 //! second, then the operator starts); steady state over `--ttls` TTLs (which begins with the
@@ -72,6 +75,8 @@ struct Options {
     operator_args: Vec<String>,
     /// A command the operator runs under (a profiler); RSS and CPU then describe the wrapper.
     wrap: Vec<String>,
+    /// Test API server only: how late each write of a private state Secret is answered.
+    slow_state_writes: Option<Duration>,
 }
 
 fn options() -> anyhow::Result<Options> {
@@ -84,6 +89,7 @@ fn options() -> anyhow::Result<Options> {
         unrelated: None,
         operator_args: vec![],
         wrap: vec![],
+        slow_state_writes: None,
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -106,6 +112,12 @@ fn options() -> anyhow::Result<Options> {
                 o.operator_args = value("--operator-args")?.split_whitespace().map(String::from).collect()
             }
             "--wrap" => o.wrap = value("--wrap")?.split_whitespace().map(String::from).collect(),
+            "--slow-state-writes-ms" => {
+                let ms = value("--slow-state-writes-ms")?
+                    .parse()
+                    .context("--slow-state-writes-ms")?;
+                o.slow_state_writes = Some(Duration::from_millis(ms))
+            }
             "--bench" => {} // passed by `cargo bench`
             other => bail!("unknown option {other}; see the top of benches/scale.rs"),
         }
@@ -283,9 +295,16 @@ fn namespace(cluster_prefix: &str, i: usize) -> String {
 }
 
 impl Cluster {
-    async fn fake(dir: &Path) -> Cluster {
+    async fn fake(dir: &Path, o: &Options) -> Cluster {
         let server = FakeApiServer::start().await;
         server.register("connectorauth.dev", "v1alpha1", "connectorauths", "ConnectorAuth", true);
+        if let Some(late) = o.slow_state_writes {
+            server.delay_next(
+                fake_apiserver::Delay::by(late, "-connectorauth-state")
+                    .method("PATCH")
+                    .times(u32::MAX),
+            );
+        }
         let kubeconfig = dir.join("kubeconfig");
         std::fs::write(
             &kubeconfig,
@@ -703,6 +722,16 @@ impl Operator {
     }
 }
 
+/// A benchmark that fails half-way must not leave its operator running.
+impl Drop for Operator {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 fn clock_ticks() -> f64 {
     static TICKS: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
     *TICKS.get_or_init(|| {
@@ -834,7 +863,7 @@ async fn run_size(n: usize, o: &Options, dir: &Path, rows: &mut Vec<Row>) -> any
     let cluster = if real {
         Cluster::real().await?
     } else {
-        Cluster::fake(dir).await
+        Cluster::fake(dir, o).await
     };
     let published = watch_published(cluster.client(), cluster.prefix().to_string());
     let seeded = cluster.seed(n, &token_url, 0).await?;
@@ -955,7 +984,7 @@ async fn run_size(n: usize, o: &Options, dir: &Path, rows: &mut Vec<Row>) -> any
         let cluster = if real {
             Cluster::real().await?
         } else {
-            Cluster::fake(dir).await
+            Cluster::fake(dir, o).await
         };
         let published = watch_published(cluster.client(), cluster.prefix().to_string());
         cluster.seed(n, &token_url, unrelated).await?;
