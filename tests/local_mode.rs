@@ -550,21 +550,27 @@ async fn a_process_that_dies_holding_the_answer_leaves_the_token_in_doubt_never_
     assert!(store.saved.lock().unwrap().as_ref().unwrap().in_flight.is_none());
 }
 
-#[test]
-fn the_cli_once_exits_non_zero_on_failure_and_prints_the_reason() {
+/// Runs `local --once` over one manifest file `name` holding `yaml`; the output folder is
+/// `out` beside it.
+fn local_once(name: &str, yaml: &str) -> (std::process::Output, tempfile::TempDir) {
     let tmp = tempfile::tempdir().unwrap();
-    std::fs::write(
-        tmp.path().join("bad.yaml"),
-        "apiVersion: connectorauth.dev/v1alpha1\nkind: ConnectorAuth\nmetadata: {name: k}\nspec:\n  credentialsRef: {name: c}\n  apiKey: {key: '{{ apikey }}'}\n---\napiVersion: v1\nkind: Secret\nmetadata: {name: c}\nstringData: {api_key: hunter2}\n",
-    )
-    .unwrap();
+    std::fs::write(tmp.path().join(name), yaml).unwrap();
     let out = Command::new(BIN)
         .args(["local", "--once", "--manifests"])
-        .arg(tmp.path())
+        .arg(tmp.path().join(name))
         .arg("--output")
         .arg(tmp.path().join("out"))
         .output()
         .unwrap();
+    (out, tmp)
+}
+
+#[test]
+fn the_cli_once_exits_non_zero_on_failure_and_prints_the_reason() {
+    let (out, _tmp) = local_once(
+        "bad.yaml",
+        "apiVersion: connectorauth.dev/v1alpha1\nkind: ConnectorAuth\nmetadata: {name: k}\nspec:\n  credentialsRef: {name: c}\n  apiKey: {key: '{{ apikey }}'}\n---\napiVersion: v1\nkind: Secret\nmetadata: {name: c}\nstringData: {api_key: hunter2}\n",
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{stdout}");
     assert!(
@@ -576,19 +582,10 @@ fn the_cli_once_exits_non_zero_on_failure_and_prints_the_reason() {
 
 #[test]
 fn the_cli_refuses_manifests_the_api_server_would_refuse() {
-    let tmp = tempfile::tempdir().unwrap();
-    std::fs::write(
-        tmp.path().join("two.yaml"),
+    let (out, _tmp) = local_once(
+        "two.yaml",
         "apiVersion: connectorauth.dev/v1alpha1\nkind: ConnectorAuth\nmetadata: {name: k}\nspec:\n  credentialsRef: {name: c}\n  apiKey: {}\n  jwt: {login: {url: 'https://x'}}\n",
-    )
-    .unwrap();
-    let out = Command::new(BIN)
-        .args(["local", "--once", "-m"])
-        .arg(tmp.path())
-        .arg("-o")
-        .arg(tmp.path().join("o"))
-        .output()
-        .unwrap();
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2));
     assert!(
@@ -600,19 +597,10 @@ fn the_cli_refuses_manifests_the_api_server_would_refuse() {
 
 #[test]
 fn the_cli_refuses_a_misspelt_field_naming_its_path_and_the_field_meant() {
-    let tmp = tempfile::tempdir().unwrap();
-    std::fs::write(
-        tmp.path().join("typo.yaml"),
+    let (out, tmp) = local_once(
+        "typo.yaml",
         "apiVersion: connectorauth.dev/v1alpha1\nkind: ConnectorAuth\nmetadata: {name: k, labelz: {a: b}}\nspec:\n  credentialsRef: {name: c}\n  refreshableToken:\n    authorization: {url: 'http://127.0.0.1:9/login', methd: GET}\n",
-    )
-    .unwrap();
-    let out = Command::new(BIN)
-        .args(["local", "--once", "-m"])
-        .arg(tmp.path())
-        .arg("-o")
-        .arg(tmp.path().join("o"))
-        .output()
-        .unwrap();
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(
@@ -623,7 +611,7 @@ fn the_cli_refuses_a_misspelt_field_naming_its_path_and_the_field_meant() {
         ),
         "{stderr}"
     );
-    assert!(!tmp.path().join("o").join(".state").exists(), "nothing was run");
+    assert!(!tmp.path().join("out").join(".state").exists(), "nothing was run");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
