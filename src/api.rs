@@ -4,6 +4,8 @@
 //! move them around. Every field's doc comment becomes `kubectl explain` text, so they are
 //! written for users, not for us.
 
+pub mod strict;
+
 use std::collections::BTreeMap;
 
 use kube::{CustomResource, KubeSchema};
@@ -36,6 +38,7 @@ pub const VERSION: &str = "v1alpha1";
     validation = Rule::new("!has(self.oauth2) || has(self.oauth2.tokenUrl) || has(self.oauth2.tokenRequest)").message("oauth2 needs tokenUrl (or a tokenRequest override)")
 )]
 #[serde(rename_all = "camelCase")]
+#[schemars(transform = optional_enums_are_not_nullable)]
 pub struct ConnectorAuthSpec {
     /// The Secret, in the same namespace as this ConnectorAuth, whose keys are the template
     /// variables of this scheme (for example `username`, `password`, `client_id`, `api_key`).
@@ -69,6 +72,46 @@ pub struct ConnectorAuthSpec {
     /// session cookie).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub allow_redirects: bool,
+}
+
+/// An optional enum field (`Option<Method>`) may be left out; it is not nullable. schemars
+/// spells it as nullable all the same, with `null` among the enum values, which kubectl's
+/// OpenAPI v2 validation cannot read ("unknown object type nil"). This keeps the enum and
+/// drops the null, so the API server prunes a `null` like any absent optional field.
+fn optional_enums_are_not_nullable(schema: &mut schemars::Schema) {
+    use serde_json::Value;
+    schemars::transform::transform_subschemas(&mut optional_enums_are_not_nullable, schema);
+    let Some(obj) = schema.as_object_mut() else {
+        return;
+    };
+    let is_null = |s: &Value| s.get("type") == Some(&Value::from("null"));
+    // An enum with doc comments per variant: `anyOf: [{oneOf: [..]}, {type: null}]`.
+    let enum_or_null = match obj.get("anyOf").and_then(Value::as_array).map(Vec::as_slice) {
+        Some([a, b]) if is_null(b) => Some(a),
+        Some([a, b]) if is_null(a) => Some(b),
+        _ => None,
+    };
+    if let Some(Value::Object(inner)) = enum_or_null.cloned()
+        && (inner.contains_key("oneOf") || inner.contains_key("enum"))
+    {
+        obj.remove("anyOf");
+        for (k, v) in inner {
+            obj.entry(k).or_insert(v);
+        }
+    }
+    // A plain enum: `type: [string, null], enum: [.., null]`.
+    if let Some(Value::Array(values)) = obj.get_mut("enum")
+        && values.contains(&Value::Null)
+    {
+        values.retain(|v| !v.is_null());
+        if let Some(Value::Array(types)) = obj.get_mut("type") {
+            types.retain(|t| t != "null");
+            if let [only] = types.as_slice() {
+                let only = only.clone();
+                obj.insert("type".into(), only);
+            }
+        }
+    }
 }
 
 /// A reference to the credentials Secret.

@@ -203,14 +203,23 @@ pub fn main() -> anyhow::Result<std::process::ExitCode> {
 pub fn init_tracing(filter: &str, format: LogFormat) -> anyhow::Result<()> {
     let filter =
         tracing_subscriber::EnvFilter::try_new(filter).with_context(|| format!("invalid --log-level `{filter}`"))?;
+    use std::io::IsTerminal as _;
+    let colour = log_colour(std::io::stderr().is_terminal(), std::env::var_os("NO_COLOR").as_deref());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(colour);
     let result = match format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().try_init(),
     };
     result.map_err(|e| anyhow::anyhow!("cannot initialise logging: {e}"))
+}
+
+/// Whether text logs are coloured: only on a terminal (escape codes garble files and pipes),
+/// and never while `NO_COLOR` is set to anything but the empty string (no-color.org).
+pub fn log_colour(stderr_is_terminal: bool, no_color: Option<&std::ffi::OsStr>) -> bool {
+    stderr_is_terminal && no_color.is_none_or(|v| v.is_empty())
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
@@ -417,4 +426,23 @@ async fn run_demo(args: DemoArgs) -> anyhow::Result<std::process::ExitCode> {
     } else {
         std::process::ExitCode::FAILURE
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::log_colour;
+    use std::ffi::OsStr;
+
+    #[test]
+    fn logs_are_coloured_only_on_a_terminal_without_no_color() {
+        assert!(log_colour(true, None));
+        assert!(log_colour(true, Some(OsStr::new(""))), "an empty NO_COLOR is unset");
+        assert!(!log_colour(true, Some(OsStr::new("1"))));
+        assert!(
+            !log_colour(true, Some(OsStr::new("false"))),
+            "any value means no colour"
+        );
+        assert!(!log_colour(false, None));
+        assert!(!log_colour(false, Some(OsStr::new(""))));
+    }
 }

@@ -59,6 +59,47 @@ fn crd_is_structural_with_descriptions_and_printer_columns() {
     assert!(missing.is_empty(), "{missing:#?}");
 }
 
+#[test]
+fn no_enum_in_the_crd_lists_null() {
+    // kubectl's OpenAPI v2 validation refuses the whole CRD over a `null` enum value, and an
+    // optional field is not a nullable one.
+    fn walk(path: &str, v: &serde_json::Value, enums: &mut Vec<(String, Vec<serde_json::Value>)>) {
+        match v {
+            serde_json::Value::Object(map) => {
+                for (k, child) in map {
+                    if k == "enum" {
+                        enums.push((path.to_string(), child.as_array().cloned().unwrap_or_default()));
+                    }
+                    walk(&format!("{path}.{k}"), child, enums);
+                }
+            }
+            serde_json::Value::Array(items) => {
+                for (i, child) in items.iter().enumerate() {
+                    walk(&format!("{path}[{i}]"), child, enums);
+                }
+            }
+            _ => {}
+        }
+    }
+    let crd = serde_json::to_value(<ConnectorAuth as kube::CustomResourceExt>::crd()).unwrap();
+    let mut enums = Vec::new();
+    walk("", &crd, &mut enums);
+    assert!(enums.len() >= 8, "{enums:#?}");
+    let with_null: Vec<_> = enums
+        .iter()
+        .filter(|(_, values)| values.contains(&serde_json::Value::Null))
+        .collect();
+    assert!(with_null.is_empty(), "{with_null:#?}");
+    let committed = std::fs::read_to_string("crds/connectorauth.yaml").unwrap();
+    assert!(!committed.contains("- null"), "crds/connectorauth.yaml lists null");
+
+    let method = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]["refreshableToken"]
+        ["properties"]["authorization"]["properties"]["method"];
+    assert_eq!(method["enum"], serde_json::json!(["GET", "POST", "PUT", "PATCH"]));
+    assert_eq!(method["type"], "string");
+    assert_eq!(method.get("nullable"), None);
+}
+
 fn cel_error(spec: &str) -> String {
     let yaml = format!(
         "apiVersion: connectorauth.dev/v1alpha1\nkind: ConnectorAuth\nmetadata: {{name: t, namespace: ns}}\nspec:\n{spec}"

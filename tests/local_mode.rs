@@ -524,21 +524,27 @@ async fn a_process_that_dies_holding_the_answer_leaves_the_token_in_doubt_never_
     assert!(store.saved.lock().unwrap().as_ref().unwrap().in_flight.is_none());
 }
 
-#[test]
-fn the_cli_once_exits_non_zero_on_failure_and_prints_the_reason() {
+/// Runs `local --once` over one manifest file `name` holding `yaml`; the output folder is
+/// `out` beside it.
+fn local_once(name: &str, yaml: &str) -> (std::process::Output, tempfile::TempDir) {
     let tmp = tempfile::tempdir().unwrap();
-    std::fs::write(
-        tmp.path().join("bad.yaml"),
-        "apiVersion: connectorauth.dev/v1alpha1\nkind: ConnectorAuth\nmetadata: {name: k}\nspec:\n  credentialsRef: {name: c}\n  apiKey: {key: '{{ apikey }}'}\n---\napiVersion: v1\nkind: Secret\nmetadata: {name: c}\nstringData: {api_key: hunter2}\n",
-    )
-    .unwrap();
+    std::fs::write(tmp.path().join(name), yaml).unwrap();
     let out = Command::new(BIN)
         .args(["local", "--once", "--manifests"])
-        .arg(tmp.path())
+        .arg(tmp.path().join(name))
         .arg("--output")
         .arg(tmp.path().join("out"))
         .output()
         .unwrap();
+    (out, tmp)
+}
+
+#[test]
+fn the_cli_once_exits_non_zero_on_failure_and_prints_the_reason() {
+    let (out, _tmp) = local_once(
+        "bad.yaml",
+        "apiVersion: connectorauth.dev/v1alpha1\nkind: ConnectorAuth\nmetadata: {name: k}\nspec:\n  credentialsRef: {name: c}\n  apiKey: {key: '{{ apikey }}'}\n---\napiVersion: v1\nkind: Secret\nmetadata: {name: c}\nstringData: {api_key: hunter2}\n",
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{stdout}");
     assert!(
@@ -550,19 +556,10 @@ fn the_cli_once_exits_non_zero_on_failure_and_prints_the_reason() {
 
 #[test]
 fn the_cli_refuses_manifests_the_api_server_would_refuse() {
-    let tmp = tempfile::tempdir().unwrap();
-    std::fs::write(
-        tmp.path().join("two.yaml"),
+    let (out, _tmp) = local_once(
+        "two.yaml",
         "apiVersion: connectorauth.dev/v1alpha1\nkind: ConnectorAuth\nmetadata: {name: k}\nspec:\n  credentialsRef: {name: c}\n  apiKey: {}\n  jwt: {login: {url: 'https://x'}}\n",
-    )
-    .unwrap();
-    let out = Command::new(BIN)
-        .args(["local", "--once", "-m"])
-        .arg(tmp.path())
-        .arg("-o")
-        .arg(tmp.path().join("o"))
-        .output()
-        .unwrap();
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2));
     assert!(
@@ -573,7 +570,82 @@ fn the_cli_refuses_manifests_the_api_server_would_refuse() {
 }
 
 #[test]
-fn the_demo_issues_refreshes_and_proves_the_token_works() {
+fn the_cli_refuses_a_misspelt_field_naming_its_path_and_the_field_meant() {
+    let (out, tmp) = local_once(
+        "typo.yaml",
+        "apiVersion: connectorauth.dev/v1alpha1\nkind: ConnectorAuth\nmetadata: {name: k, labelz: {a: b}}\nspec:\n  credentialsRef: {name: c}\n  refreshableToken:\n    authorization: {url: 'http://127.0.0.1:9/login', methd: GET}\n",
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(
+            "typo.yaml (document 1): unknown field \"metadata.labelz\" (did you mean \"labels\"?); \
+             unknown field \"spec.refreshableToken.authorization.methd\" (did you mean \"method\"?); \
+             kubectl apply would refuse them too"
+        ),
+        "{stderr}"
+    );
+    assert!(!tmp.path().join("out").join(".state").exists(), "nothing was run");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pending_consent_is_printed_once_not_on_every_pass() {
+    // 1 s tokens next to the consent resource: every provider request is a further pass.
+    let (base, book) = rotating(1).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let (m, out) = (tmp.path().join("m"), tmp.path().join("out"));
+    write_manifests(&m, &base, "rt-seed");
+    std::fs::write(
+        m.join("consent.yaml"),
+        r#"
+apiVersion: v1
+kind: Secret
+metadata: {name: idp-credentials}
+stringData: {client_id: c, client_secret: s}
+---
+apiVersion: connectorauth.dev/v1alpha1
+kind: ConnectorAuth
+metadata: {name: idp}
+spec:
+  credentialsRef: {name: idp-credentials}
+  oauth2:
+    grantType: authorizationCode
+    tokenUrl: "http://127.0.0.1:9/token"
+    authorizationUrl: "https://idp.example/auth?client_id={{ client_id }}&redirect_uri={{ redirect_url | urlencode }}"
+"#,
+    )
+    .unwrap();
+    let mut child = std::process::Command::new(BIN)
+        .args(["local", "--poll", "100ms", "--callback-addr", "127.0.0.1:0", "-m"])
+        .arg(&m)
+        .arg("-o")
+        .arg(&out)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut waited = Duration::ZERO;
+    while book.requests() < 4 {
+        assert!(child.try_wait().unwrap().is_none(), "local mode exited");
+        assert!(
+            waited < Duration::from_secs(60),
+            "only {} token requests",
+            book.requests()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        waited += Duration::from_millis(100);
+    }
+    child.kill().unwrap();
+    let stdout = String::from_utf8(child.wait_with_output().unwrap().stdout).unwrap();
+    let consent: Vec<&str> = stdout.lines().filter(|l| l.contains("CONSENT")).collect();
+    assert_eq!(consent.len(), 1, "{stdout}");
+    assert!(consent[0].contains("https://idp.example/auth?client_id=c"), "{stdout}");
+    let tokens = stdout.lines().filter(|l| l.starts_with("team-a/rot ")).count();
+    assert!(tokens >= 3, "each published token is printed: {stdout}");
+}
+
+/// Runs `demo` for `duration` with tokens living `ttl`, on a free port.
+fn demo(duration: &str, ttl: &str, log_level: &str) -> std::process::Output {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -584,22 +656,22 @@ fn the_demo_issues_refreshes_and_proves_the_token_works() {
         .unwrap()
         .replace("127.0.0.1:18080", &format!("127.0.0.1:{port}"));
     std::fs::write(tmp.path().join("demo.yaml"), demo).unwrap();
-    let out = Command::new(BIN)
-        .args([
-            "demo",
-            "--duration",
-            "4s",
-            "--ttl",
-            "2s",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--manifests",
-        ])
+    Command::new(BIN)
+        .args(["--log-level", log_level, "demo", "--duration", duration, "--ttl", ttl])
+        .arg("--listen")
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--manifests")
         .arg(tmp.path())
         .arg("--output")
         .arg(tmp.path().join("out"))
+        .env_remove("NO_COLOR")
         .output()
-        .unwrap();
+        .unwrap()
+}
+
+#[test]
+fn the_demo_issues_refreshes_and_proves_the_token_works() {
+    let out = demo("4s", "2s", "warn");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -609,4 +681,13 @@ fn the_demo_issues_refreshes_and_proves_the_token_works() {
     assert!(stdout.contains(" issued "), "{stdout}");
     assert!(stdout.contains(" refreshed "), "{stdout}");
     assert!(stdout.contains("-> HTTP 200"), "{stdout}");
+}
+
+#[test]
+fn text_logs_written_to_a_pipe_carry_no_colour_codes() {
+    let out = demo("1s", "60s", "debug");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("token response"), "{stderr}");
+    assert!(!stderr.contains('\x1b'), "{stderr:?}");
 }

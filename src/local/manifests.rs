@@ -82,6 +82,7 @@ pub fn load_manifests(path: &Path) -> anyhow::Result<Manifests> {
             if doc.is_null() {
                 continue;
             }
+            crate::api::strict::check(&doc).map_err(|e| anyhow::anyhow!("{}: {e}", at()))?;
             match doc.get("kind").and_then(|k| k.as_str()) {
                 Some("ConnectorAuth") => {
                     if let Err(e) = crate::api::validate_document(&doc) {

@@ -10,6 +10,7 @@
 pub mod files;
 pub mod manifests;
 pub mod report;
+mod summary;
 
 use std::collections::BTreeSet;
 use std::fs;
@@ -25,11 +26,12 @@ use crate::api::ConnectorAuth;
 use crate::engine::{Engine, tls};
 use crate::reconcile::callback::{self, CALLBACK_PATH, Consent, ConsentHost};
 use crate::reconcile::{
-    Action, Adapter, Core, Data, Lead, Outcome, Pass, Source, StoreError, Verdict, namespace_of, output_secret_name,
+    Adapter, Core, Data, Lead, Outcome, Pass, Source, StoreError, Verdict, namespace_of, output_secret_name,
 };
 pub use files::FileStore;
 pub use manifests::{ConfigMapManifest, Manifests, SecretManifest, load_manifests};
 pub use report::{Report, failed};
+pub use summary::Summary;
 
 /// The output Secret name of a resource.
 pub fn secret_name(ca: &ConnectorAuth) -> String {
@@ -175,21 +177,22 @@ impl LocalRunner {
     /// Keeps every token fresh until `shutdown` resolves. Prints a line per change.
     pub async fn run(&mut self, shutdown: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
         tokio::pin!(shutdown);
+        let mut shown = std::collections::BTreeMap::new();
         loop {
             let reports = self.pass().await?;
             let now = Timestamp::now();
             let mut sleep = self.poll;
+            let previous = std::mem::take(&mut shown);
             for r in &reports {
                 if let Some(w) = r.warning_line() {
                     eprintln!("{w}");
                 }
-                let changed = match &r.result {
-                    Ok(o) => !matches!(o.action, Action::Kept | Action::BackingOff) || o.written,
-                    Err(_) => true,
-                };
-                if changed {
+                let id = (r.namespace.clone(), r.name.clone());
+                let summary = Summary::of(r);
+                if summary::worth_printing(previous.get(&id), &summary) {
                     println!("{}", r.line());
                 }
+                shown.insert(id, summary);
                 if let Ok(Outcome { next: Some(next), .. }) = &r.result {
                     let d = next.duration_since(now).as_secs_f64().max(0.05);
                     sleep = sleep.min(Duration::from_secs_f64(d));
