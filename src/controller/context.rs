@@ -11,8 +11,9 @@ use kube::{Client, Resource, ResourceExt};
 
 use super::config::{Config, LeaderElection};
 use super::events::Publisher;
-use super::metrics::{Metrics, ResourceLabels};
+use super::metrics::{FailingLabels, Metrics, ResourceLabels};
 use super::report;
+use super::status::Health;
 use super::store::{KubeStore, Memory};
 use crate::api::{ConnectorAuth, ConnectorAuthStatus};
 use crate::engine::Engine;
@@ -32,6 +33,9 @@ pub struct Context {
     /// The status last written per resource (uid). Our own Secret writes trigger reconciles
     /// that may still see the previous status in the cache; this avoids patching it twice.
     written_status: Mutex<BTreeMap<String, ConnectorAuthStatus>>,
+    /// The `reason` label of each resource's `refresh_failing` series, to remove it when the
+    /// resource recovers (only failing resources are here).
+    failing: Mutex<BTreeMap<(String, String), String>>,
 }
 
 impl Context {
@@ -55,6 +59,7 @@ impl Context {
             election,
             memory: Memory::default(),
             written_status: Mutex::default(),
+            failing: Mutex::default(),
         }))
     }
 
@@ -96,6 +101,43 @@ impl Context {
             namespace: ca.namespace().unwrap_or_default(),
             name: ca.name_any(),
         });
+        self.observe_health(ca, &Health::default());
+    }
+
+    /// Keeps the per-resource alerting series (`refresh_failing`, `consent_required`) in step
+    /// with what the resource's status says.
+    pub(crate) fn observe_health(&self, ca: &ConnectorAuth, health: &Health) {
+        let (namespace, name) = (ca.namespace().unwrap_or_default(), ca.name_any());
+        let resource = ResourceLabels {
+            namespace: namespace.clone(),
+            name: name.clone(),
+        };
+        if health.consent_required {
+            self.metrics.consent_required.get_or_create(&resource).set(1);
+        } else {
+            self.metrics.consent_required.remove(&resource);
+        }
+        let key = (namespace.clone(), name.clone());
+        let mut failing = self.failing.lock().expect("lock");
+        let previous = failing.remove(&key);
+        if let Some(reason) = previous.filter(|p| health.failing.as_ref() != Some(p)) {
+            self.metrics.failing.remove(&FailingLabels {
+                namespace: namespace.clone(),
+                name: name.clone(),
+                reason,
+            });
+        }
+        if let Some(reason) = &health.failing {
+            self.metrics
+                .failing
+                .get_or_create(&FailingLabels {
+                    namespace,
+                    name,
+                    reason: reason.clone(),
+                })
+                .set(1);
+            failing.insert(key, reason.clone());
+        }
     }
 }
 

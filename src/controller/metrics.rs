@@ -24,6 +24,14 @@ pub struct OutcomeLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FailingLabels {
+    pub namespace: String,
+    pub name: String,
+    /// The reason of the failure.
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReasonLabels {
     pub reason: String,
 }
@@ -46,6 +54,11 @@ pub struct Metrics {
     pub skipped_writes: Family<WriteLabels, Counter>,
     /// 1 while this replica leads (and so may write), else 0.
     pub leader: Gauge,
+    /// 1 per resource that cannot renew (refused, or renewal failing); no series otherwise,
+    /// so a healthy fleet costs nothing here.
+    pub failing: Family<FailingLabels, Gauge>,
+    /// 1 per resource waiting for a person to grant consent; no series otherwise.
+    pub consent_required: Family<ResourceLabels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -95,7 +108,21 @@ impl Default for Metrics {
             "1 while this replica holds the Lease and so may send token requests and write",
             leader.clone(),
         );
+        let failing = Family::<FailingLabels, Gauge>::default();
+        registry.register(
+            "refresh_failing",
+            "1 while a resource cannot renew its token (reason: why); absent otherwise",
+            failing.clone(),
+        );
+        let consent_required = Family::<ResourceLabels, Gauge>::default();
+        registry.register(
+            "consent_required",
+            "1 while a resource waits for a person to grant consent; absent otherwise",
+            consent_required.clone(),
+        );
         Metrics {
+            failing,
+            consent_required,
             leader,
             registry: Arc::new(registry),
             token_expiry,

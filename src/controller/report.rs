@@ -195,6 +195,7 @@ async fn write_status(
         now,
     );
     status::warn_insecure_tls(&mut next, previous.as_ref(), &ca.spec, generation, now);
+    ctx.observe_health(ca, &status::health(&next));
     if let Some(c) = status::raised(previous.as_ref(), &next, status::INSECURE_TLS) {
         warn!(reason = %c.reason, "TLS verification of token requests is disabled");
         let ev = plan(true, Reason::InsecureSkipVerify, c.message.clone(), "Validate");

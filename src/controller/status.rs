@@ -160,6 +160,35 @@ pub fn raised<'a>(
     (!previous.is_some_and(is_true)).then_some(c)
 }
 
+/// What a status says for alerting: the reason renewal is failing (if it is, other than for
+/// consent), and whether a person must grant consent.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Health {
+    pub failing: Option<String>,
+    pub consent_required: bool,
+}
+
+/// Reads a status for the per-resource alerting metrics.
+pub fn health(status: &ConnectorAuthStatus) -> Health {
+    let find = |type_: &str, value: &str| {
+        status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == type_ && c.status == value)
+            .map(|c| c.reason.as_str())
+    };
+    let consent = Reason::AuthorizationRequired.as_str();
+    let renewal = find(REFRESH_FAILING, "True");
+    let not_ready = find(READY, "False");
+    Health {
+        consent_required: renewal == Some(consent) || not_ready == Some(consent),
+        failing: renewal
+            .or(not_ready)
+            .filter(|r| *r != consent && *r != Reason::Pending.as_str())
+            .map(str::to_string),
+    }
+}
+
 fn cond(type_: &str, status: bool, reason: &str, message: &str, generation: Option<i64>) -> Condition {
     Condition {
         type_: type_.into(),
@@ -434,6 +463,32 @@ mod tests {
         assert!(s3.conditions.iter().all(|c| c.type_ != INSECURE_TLS), "gone once unset");
         let s4 = at("2026-01-01T00:40:00Z", Some(&s3), true);
         assert!(raised(Some(&s3), &s4, INSECURE_TLS).is_some(), "set again: a new Event");
+    }
+
+    #[test]
+    fn health_separates_failing_renewals_from_consent_and_from_pending() {
+        let status = |conds: &[(&str, bool, &str)]| ConnectorAuthStatus {
+            conditions: conds.iter().map(|(t, v, r)| cond(t, *v, r, "m", None)).collect(),
+            ..Default::default()
+        };
+        let h = health(&status(&[(READY, true, "TokenValid")]));
+        assert_eq!(h, Health::default());
+        let h = health(&status(&[(READY, false, "Pending")]));
+        assert_eq!(h, Health::default(), "not yet issued is not failing");
+        let h = health(&status(&[
+            (READY, true, "TokenValid"),
+            (REFRESH_FAILING, true, "RateLimited"),
+        ]));
+        assert_eq!(h.failing.as_deref(), Some("RateLimited"));
+        let h = health(&status(&[(READY, false, "CredentialsNotFound")]));
+        assert_eq!(h.failing.as_deref(), Some("CredentialsNotFound"));
+        let h = health(&status(&[(READY, false, "AuthorizationRequired")]));
+        assert_eq!((h.failing, h.consent_required), (None, true));
+        let h = health(&status(&[
+            (READY, true, "TokenValid"),
+            (REFRESH_FAILING, true, "AuthorizationRequired"),
+        ]));
+        assert_eq!((h.failing, h.consent_required), (None, true));
     }
 
     #[test]
