@@ -208,7 +208,7 @@ fn namespace(cluster_prefix: &str, i: usize) -> String {
 impl Cluster {
     async fn fake(dir: &Path) -> Cluster {
         let server = FakeApiServer::start().await;
-        server.register("connectorauth.dev", "v1alpha1", "connectorauths", "ConnectorAuth", true);
+        server.register_crd(&<ConnectorAuth as kube::CustomResourceExt>::crd());
         let kubeconfig = dir.join("kubeconfig");
         std::fs::write(
             &kubeconfig,
