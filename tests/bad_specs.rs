@@ -189,6 +189,31 @@ const CORPUS: &[(&str, &str, Expect)] = &[
         Expect::Apply("tls.clientCertificateRef.name must not be empty"),
     ),
     (
+        "output Secret name with capitals",
+        "credentialsRef: {name: c}\napiKey: {}\noutput: {secretName: Crm_Token}",
+        Expect::Apply("output.secretName must be a valid Secret name"),
+    ),
+    (
+        "output Secret name ending with a dot",
+        "credentialsRef: {name: c}\napiKey: {}\noutput: {secretName: crm.}",
+        Expect::Apply("output.secretName must be a valid Secret name"),
+    ),
+    (
+        "template key with a space",
+        "credentialsRef: {name: c}\napiKey: {}\noutput: {template: {'api key': x}}",
+        Expect::Apply("output.template keys must be valid Secret keys"),
+    ),
+    (
+        "template key starting with two dots",
+        "credentialsRef: {name: c}\napiKey: {}\noutput: {template: {'..data': x}}",
+        Expect::Apply("output.template keys must be valid Secret keys"),
+    ),
+    (
+        "extracted value under a key with a slash",
+        "credentialsRef: {name: c}\noauth2: {tokenUrl: 'https://x', extras: {'a/b': {jsonPath: a}}}",
+        Expect::Apply("extras keys must be valid Secret keys"),
+    ),
+    (
         "CA bundle from an unknown kind",
         "credentialsRef: {name: c}\napiKey: {}\ntls: {caBundleRef: {kind: Node, name: ca}}",
         Expect::Shape,
@@ -239,4 +264,15 @@ async fn every_malformed_spec_is_refused_clearly() {
             }
         }
     }
+}
+
+#[test]
+fn valid_secret_names_and_keys_are_accepted() {
+    let doc: serde_json::Value = serde_saphyr::from_str(
+        "apiVersion: connectorauth.dev/v1alpha1\nkind: ConnectorAuth\nmetadata: {name: t, namespace: ns}\nspec:\n  \
+         credentialsRef: {name: c}\n  oauth2: {tokenUrl: 'https://x', extras: {instance_url: {jsonPath: a}}}\n  \
+         output: {secretName: crm.token-1, template: {KEY_name.1: x, a-b: y}}",
+    )
+    .unwrap();
+    validate_document(&doc).unwrap();
 }
