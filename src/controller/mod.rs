@@ -228,7 +228,18 @@ pub async fn reconcile(ca: Arc<ConnectorAuth>, ctx: Arc<Context>) -> Result<Requ
     if !unsaved.is_empty() {
         ctx.unsaved.lock().expect("lock").insert(uid, unsaved);
     }
-    let outcome = result.map_err(Error::Store)?;
+    let outcome = match result {
+        Ok(outcome) => outcome,
+        // The API server refuses this Secret write as invalid and will refuse it again: say so
+        // rather than retry in a loop.
+        Err(e) => match e.source.downcast_ref::<store::Rejected>() {
+            Some(r) => {
+                let r = refused(r.reason, r.message.clone());
+                return refuse(&ca, &ctx, r, Some(Duration::from_secs(300))).await;
+            }
+            None => return Err(Error::Store(e)),
+        },
+    };
     let writes = store.writes.load(std::sync::atomic::Ordering::Relaxed);
     ctx.metrics.write("secret", writes > 0);
     observe(&ca, &ctx, &outcome, started.elapsed());
@@ -387,13 +398,25 @@ async fn patch_status(ca: &ConnectorAuth, ctx: &Context, status: crate::api::Con
     }
     let api: Api<ConnectorAuth> = Api::namespaced(ctx.client.clone(), &ca.namespace().unwrap_or_default());
     let patch = json!({ "apiVersion": ConnectorAuth::api_version(&()), "kind": "ConnectorAuth", "status": status });
-    api.patch_status(
-        &ca.name_any(),
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&patch),
-    )
-    .await
-    .map_err(Error::Kube)?;
+    match api
+        .patch_status(
+            &ca.name_any(),
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&patch),
+        )
+        .await
+    {
+        Ok(_) => {}
+        // Refused as invalid (e.g. by a CRD older than this operator): retrying cannot help and
+        // the status cannot say so, an Event can.
+        Err(kube::Error::Api(s)) if s.code == 422 => {
+            warn!(message = %s.message, "the API server refused the status");
+            let note = format!("the API server refused the status: {}", s.message);
+            publish_event(ca, ctx, EventType::Warning, status::STATUS_REJECTED, &note, "Validate").await;
+            return Ok(());
+        }
+        Err(e) => return Err(Error::Kube(e)),
+    }
     ctx.written_status.lock().expect("lock").insert(uid, status);
     ctx.metrics.write("status", true);
     Ok(())

@@ -13,6 +13,8 @@ pub const REFRESH_FAILING: &str = "RefreshFailing";
 pub const INSECURE_TLS: &str = "InsecureTLS";
 /// Reason of the `InsecureTLS` condition and of its Warning Event.
 pub const INSECURE_SKIP_VERIFY: &str = "InsecureSkipVerify";
+/// Reason of the Warning Event when the API server refuses a status write as invalid.
+pub const STATUS_REJECTED: &str = "StatusRejected";
 
 /// Why a resource could not even be attempted.
 #[derive(Debug, Clone, PartialEq)]

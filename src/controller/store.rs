@@ -37,9 +37,37 @@ const ANN_RENEW: &str = "connectorauth.dev/renew-at";
 const ANN_EXTRAS: &str = "connectorauth.dev/extras";
 const ANN_DIGEST: &str = "connectorauth.dev/data-digest";
 
-/// Name of the private state Secret of a ConnectorAuth.
+/// Condition reason when a Secret to write is controlled by another owner (the API server
+/// allows one controller per object).
+pub const SECRET_CONTROLLED_BY_ANOTHER: &str = "SecretControlledByAnother";
+/// Condition reason when the API server refuses a Secret write as invalid for any other reason.
+pub const SECRET_REJECTED: &str = "SecretRejected";
+
+/// Name of the private state Secret of a ConnectorAuth: `<name>-connectorauth-state`, or, for
+/// names too long for that (object names go up to 253 characters), a shortened name ending in
+/// a digest of the whole one, so that no two resources share a state Secret.
 pub fn state_secret_name(ca_name: &str) -> String {
-    format!("{ca_name}-connectorauth-state")
+    const SUFFIX: &str = "-connectorauth-state";
+    if ca_name.len() + SUFFIX.len() <= 253 {
+        return format!("{ca_name}{SUFFIX}");
+    }
+    let digest: String = Sha256::digest(ca_name.as_bytes())[..5]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let kept = &ca_name[..253 - SUFFIX.len() - digest.len() - 1];
+    format!("{}-{digest}{SUFFIX}", kept.trim_end_matches(['-', '.']))
+}
+
+/// A Secret write the API server refused as invalid (422). The same write would be refused
+/// again, so the controller reports it (a condition and an Event) instead of retrying it.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct Rejected {
+    /// [`SECRET_CONTROLLED_BY_ANOTHER`] or [`SECRET_REJECTED`].
+    pub reason: &'static str,
+    /// Names the Secret and why (the API server's message, or the other controller).
+    pub message: String,
 }
 
 /// What the state Secret holds.
@@ -121,7 +149,57 @@ impl KubeStore {
     }
 
     fn labels(&self, role: &str) -> serde_json::Value {
-        json!({ MANAGED_BY.0: MANAGED_BY.1, NAME_LABEL: self.ca_name, ROLE_LABEL: role })
+        let mut labels = json!({ MANAGED_BY.0: MANAGED_BY.1, ROLE_LABEL: role });
+        // A label value has at most 63 characters, a name up to 253: longer names go without
+        // this label rather than have every write refused.
+        if self.ca_name.len() <= 63 {
+            labels[NAME_LABEL] = json!(self.ca_name);
+        }
+        labels
+    }
+
+    /// The error of a failed Secret write: a refusal as invalid becomes [`Rejected`], naming
+    /// the Secret and, when it already has another controller, that controller.
+    async fn write_error(&self, name: &str, what: String, e: kube::Error) -> StoreError {
+        let kube::Error::Api(status) = &e else {
+            return StoreError::new(what, e);
+        };
+        if status.code != 422 {
+            return StoreError::new(what, e);
+        }
+        let ns = self.secrets.namespace().unwrap_or_default();
+        let causes = status.details.iter().flat_map(|d| d.causes.iter());
+        let second_controller = causes.into_iter().any(|c| {
+            c.field == "metadata.ownerReferences" && c.message.contains("Only one reference can have Controller")
+        });
+        let other = if second_controller {
+            self.secrets.get_opt(name).await.ok().flatten().and_then(|s| {
+                s.owner_references()
+                    .iter()
+                    .find(|o| o.controller == Some(true) && o.uid != self.owner.uid)
+                    .map(|o| format!("{} {}", o.kind, o.name))
+            })
+        } else {
+            None
+        };
+        let remedy = if name == self.output_name {
+            "choose another output.secretName, or remove that owner reference"
+        } else {
+            "remove that owner reference"
+        };
+        let rejected = match other {
+            Some(other) => Rejected {
+                reason: SECRET_CONTROLLED_BY_ANOTHER,
+                message: format!(
+                    "Secret {ns}/{name} is controlled by {other}, and an object has only one controller: {remedy}"
+                ),
+            },
+            None => Rejected {
+                reason: SECRET_REJECTED,
+                message: format!("the API server refused Secret {ns}/{name}: {}", status.message),
+            },
+        };
+        StoreError::new(what, rejected)
     }
 
     async fn get(&self, name: &str) -> Result<Option<Secret>, StoreError> {
@@ -272,10 +350,13 @@ impl Store for KubeStore {
             "type": "Opaque",
             "data": { STATE_KEY: ByteString(bytes) },
         });
-        self.secrets
+        if let Err(e) = self
+            .secrets
             .patch(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch))
             .await
-            .map_err(|e| StoreError::new(format!("writing state Secret {name}"), e))?;
+        {
+            return Err(self.write_error(&name, format!("writing state Secret {name}"), e).await);
+        }
         self.writes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         *self.observed_private.lock().expect("lock") = Some(private);
         Ok(())
@@ -329,7 +410,7 @@ impl Store for KubeStore {
             "type": "Opaque",
             "data": encoded,
         });
-        let written = self
+        let written = match self
             .secrets
             .patch(
                 &self.output_name,
@@ -337,9 +418,31 @@ impl Store for KubeStore {
                 &Patch::Apply(&patch),
             )
             .await
-            .map_err(|e| StoreError::new(format!("writing Secret {}", self.output_name), e))?;
+        {
+            Ok(written) => written,
+            Err(e) => {
+                let what = format!("writing Secret {}", self.output_name);
+                return Err(self.write_error(&self.output_name, what, e).await);
+            }
+        };
         self.writes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         *self.observed_output.lock().expect("lock") = Some(written);
         Ok(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn state_secret_names_fit_every_resource_name() {
+        assert_eq!(state_secret_name("crm"), "crm-connectorauth-state");
+        let longest = "a".repeat(253);
+        let name = state_secret_name(&longest);
+        assert_eq!(name.len(), 253);
+        assert!(name.ends_with("-connectorauth-state"));
+        let other = state_secret_name(&format!("{}b", "a".repeat(252)));
+        assert_ne!(name, other, "distinct resources, distinct state Secrets");
     }
 }
