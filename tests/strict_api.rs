@@ -266,37 +266,3 @@ async fn a_status_the_api_server_refuses_is_reported_in_an_event() {
     assert!(note.contains("status.scheme: Unsupported value: \"oauth2\""), "{note}");
     op.stop().await;
 }
-
-#[tokio::test]
-async fn a_repeat_of_an_expired_event_starts_a_new_one() {
-    use connector_auth_operator::controller::events::{Event, EventType, Publisher};
-    let server = api_server().await;
-    server.set_event_ttl(Duration::from_millis(200));
-    let publisher = Publisher::new(server.client(), "connector-auth-operator", "test-0");
-    let regarding = k8s_openapi::api::core::v1::ObjectReference {
-        api_version: Some("connectorauth.dev/v1alpha1".into()),
-        kind: Some("ConnectorAuth".into()),
-        name: Some("crm".into()),
-        namespace: Some(NS.into()),
-        uid: Some("uid-1".into()),
-        ..Default::default()
-    };
-    let failed = Event {
-        type_: EventType::Warning,
-        reason: "ProviderUnavailable",
-        note: "token endpoint answered HTTP 503",
-        action: "Refresh",
-    };
-    publisher.publish(&failed, &regarding).await.unwrap();
-    let first = server.objects("events.k8s.io", "events")[0]["metadata"]["name"].clone();
-    eventually(10, "the Event expired", || async {
-        Some(()).filter(|_| server.objects("events.k8s.io", "events").is_empty())
-    })
-    .await;
-    // Within the series window, so the publisher bumps the series of an Event that is gone.
-    publisher.publish(&failed, &regarding).await.unwrap();
-    let events = server.objects("events.k8s.io", "events");
-    assert_eq!(events.len(), 1, "{events:#?}");
-    assert_ne!(events[0]["metadata"]["name"], first);
-    assert!(events[0]["series"].is_null());
-}

@@ -583,25 +583,7 @@ impl Node {
                 node.check(item, self.correlate(old, item), &format!("{path}[{i}]"), out);
             }
         }
-        let size = items.len() as i64;
-        if let Some(min) = self.min_items
-            && size < min
-        {
-            out.push(Found::Other {
-                name: path.to_string(),
-                value: size.into(),
-                message: format!("{path} in body should have at least {min} items"),
-            });
-        }
-        if let Some(max) = self.max_items
-            && size > max
-        {
-            out.push(Found::TooMany {
-                name: path.to_string(),
-                actual: size,
-                max,
-            });
-        }
+        check_count((self.min_items, self.max_items), items.len(), "items", path, out);
         if self.unique_items && items.iter().enumerate().any(|(i, a)| items[..i].contains(a)) {
             out.push(Found::Other {
                 name: path.to_string(),
@@ -612,25 +594,13 @@ impl Node {
     }
 
     fn check_object(&self, map: &Map<String, Value>, old: Option<&Value>, path: &str, out: &mut Vec<Found>) {
-        let size = map.len() as i64;
-        if let Some(min) = self.min_properties
-            && size < min
-        {
-            out.push(Found::Other {
-                name: path.to_string(),
-                value: size.into(),
-                message: format!("{path} in body should have at least {min} properties"),
-            });
-        }
-        if let Some(max) = self.max_properties
-            && size > max
-        {
-            out.push(Found::TooMany {
-                name: path.to_string(),
-                actual: size,
-                max,
-            });
-        }
+        check_count(
+            (self.min_properties, self.max_properties),
+            map.len(),
+            "properties",
+            path,
+            out,
+        );
         let old_field = |k: &str| old.and_then(|o| o.get(k));
         if let Some(additional) = &self.additional {
             for (k, v) in map {
@@ -707,6 +677,30 @@ impl Node {
             Some("FieldValueDuplicate") => FieldError::duplicate(at.text(), shown),
             _ => FieldError::invalid_with(at.text(), shown, detail),
         }
+    }
+}
+
+/// `minItems`/`maxItems` or `minProperties`/`maxProperties` (`what`): too few is an invalid
+/// value, too many is `TooMany`.
+fn check_count(bounds: (Option<i64>, Option<i64>), size: usize, what: &str, path: &str, out: &mut Vec<Found>) {
+    let size = size as i64;
+    if let Some(min) = bounds.0
+        && size < min
+    {
+        out.push(Found::Other {
+            name: path.to_string(),
+            value: size.into(),
+            message: format!("{path} in body should have at least {min} {what}"),
+        });
+    }
+    if let Some(max) = bounds.1
+        && size > max
+    {
+        out.push(Found::TooMany {
+            name: path.to_string(),
+            actual: size,
+            max,
+        });
     }
 }
 

@@ -680,11 +680,18 @@ impl Store {
         body: Value,
         opts: &WriteOpts,
     ) -> Result<Arc<Value>, ApiError> {
-        let info = self.info(ck)?;
-        let obj = self.prepare_create(&info, ns, body, None)?;
-        let created = self.insert_new(ck, &info, ns, obj, opts, None);
+        self.settled(|store| {
+            let info = store.info(ck)?;
+            let obj = store.prepare_create(&info, ns, body, None)?;
+            store.insert_new(ck, &info, ns, obj, opts, None)
+        })
+    }
+
+    /// Runs a write, then the garbage collection it gave rise to (see [`Store::settle`]).
+    fn settled<T>(&mut self, write: impl FnOnce(&mut Self) -> T) -> T {
+        let result = write(self);
         self.settle();
-        created
+        result
     }
 
     fn insert_new(
@@ -729,9 +736,7 @@ impl Store {
         target: Target,
         opts: &WriteOpts,
     ) -> Result<(Arc<Value>, bool), ApiError> {
-        let updated = self.replace(ck, ns, name, body, target, opts);
-        self.settle();
-        updated
+        self.settled(|store| store.replace(ck, ns, name, body, target, opts))
     }
 
     fn replace(
@@ -768,9 +773,7 @@ impl Store {
         target: Target,
         opts: &WriteOpts,
     ) -> Result<(Arc<Value>, bool), ApiError> {
-        let patched = self.patch_object(ck, ns, name, kind, body, target, opts);
-        self.settle();
-        patched
+        self.settled(|store| store.patch_object(ck, ns, name, kind, body, target, opts))
     }
 
     #[allow(clippy::too_many_arguments)]

@@ -173,13 +173,7 @@ async fn secret_type_is_immutable_and_so_is_the_data_of_an_immutable_secret() {
         .create(&PostParams::default(), &secret("s", &[("a", b"1")]))
         .await
         .unwrap();
-    let retyped = secrets
-        .patch(
-            "s",
-            &PatchParams::default(),
-            &Patch::Merge(json!({ "type": "example.com/custom" })),
-        )
-        .await;
+    let retyped = merge(&secrets, "s", json!({ "type": "example.com/custom" })).await;
     assert_eq!(
         refusal(retyped.unwrap_err()),
         invalid(
@@ -194,13 +188,7 @@ async fn secret_type_is_immutable_and_so_is_the_data_of_an_immutable_secret() {
     let mut frozen = secret("frozen", &[("a", b"1")]);
     frozen.immutable = Some(true);
     secrets.create(&PostParams::default(), &frozen).await.unwrap();
-    let changed = secrets
-        .patch(
-            "frozen",
-            &PatchParams::default(),
-            &Patch::Merge(json!({ "data": { "a": "Mg==" } })),
-        )
-        .await;
+    let changed = merge(&secrets, "frozen", json!({ "data": { "a": "Mg==" } })).await;
     assert_eq!(
         refusal(changed.unwrap_err()),
         invalid(
@@ -212,12 +200,7 @@ async fn secret_type_is_immutable_and_so_is_the_data_of_an_immutable_secret() {
         )
     );
     // Metadata may still change.
-    secrets
-        .patch(
-            "frozen",
-            &PatchParams::default(),
-            &Patch::Merge(json!({ "metadata": { "labels": { "a": "b" } } })),
-        )
+    merge(&secrets, "frozen", json!({ "metadata": { "labels": { "a": "b" } } }))
         .await
         .unwrap();
 }
@@ -245,6 +228,14 @@ async fn string_data_is_stored_as_data_and_data_must_be_base64() {
         r.message,
         "Secret in version \"v1\" cannot be handled as a Secret: illegal base64 data at input byte 3"
     );
+}
+
+/// A JSON merge patch.
+async fn merge<K>(api: &Api<K>, name: &str, patch: Value) -> Result<K, kube::Error>
+where
+    K: Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    api.patch(name, &PatchParams::default(), &Patch::Merge(&patch)).await
 }
 
 fn owner(cm: &ConfigMap, controller: bool) -> Value {
@@ -494,13 +485,7 @@ async fn custom_resources_are_validated_on_every_write() {
     let refused = api.replace("w", &PostParams::default(), &replaced).await;
     assert_eq!(refusal(refused.unwrap_err()), red);
 
-    let refused = api
-        .patch(
-            "w",
-            &PatchParams::default(),
-            &Patch::Merge(json!({ "spec": { "color": "red" } })),
-        )
-        .await;
+    let refused = merge(&api, "w", json!({ "spec": { "color": "red" } })).await;
     assert_eq!(refusal(refused.unwrap_err()), red);
 
     let apply = json!({ "apiVersion": "example.dev/v1", "kind": "Widget", "spec": { "size": 7, "color": "red" } });
@@ -528,13 +513,7 @@ async fn custom_resources_are_validated_on_every_write() {
     );
 
     // A rule on a map reports the map, without its value.
-    let refused = api
-        .patch(
-            "w",
-            &PatchParams::default(),
-            &Patch::Merge(json!({ "spec": { "tags": { "Upper": "x" } } })),
-        )
-        .await;
+    let refused = merge(&api, "w", json!({ "spec": { "tags": { "Upper": "x" } } })).await;
     assert_eq!(
         refusal(refused.unwrap_err()),
         invalid(
@@ -632,20 +611,10 @@ async fn unchanged_invalid_values_do_not_block_updates() {
         .await
         .unwrap();
     server.register_crd(&widget_crd());
-    api.patch(
-        "w",
-        &PatchParams::default(),
-        &Patch::Merge(json!({ "metadata": { "labels": { "a": "b" } } })),
-    )
-    .await
-    .expect("ratcheting: the unchanged size is not checked again");
-    let refused = api
-        .patch(
-            "w",
-            &PatchParams::default(),
-            &Patch::Merge(json!({ "spec": { "size": 60 } })),
-        )
-        .await;
+    merge(&api, "w", json!({ "metadata": { "labels": { "a": "b" } } }))
+        .await
+        .expect("ratcheting: the unchanged size is not checked again");
+    let refused = merge(&api, "w", json!({ "spec": { "size": 60 } })).await;
     assert_eq!(refusal(refused.unwrap_err()).code, 422);
 }
 
@@ -659,18 +628,26 @@ fn owner_ref(cm: &ConfigMap) -> Value {
     json!({ "apiVersion": "v1", "kind": "ConfigMap", "name": cm.name_any(), "uid": cm.uid().unwrap() })
 }
 
-#[tokio::test]
-async fn garbage_collection_can_come_late_and_still_collects_after_a_recreate() {
-    let server = FakeApiServer::start().await;
-    server.set_gc_delay(Some(Duration::from_secs(3600)));
+/// A server whose garbage collection waits `delay`, a ConfigMap "owner" and a Secret "child" it
+/// owns; returns the Secrets API and the owner.
+async fn owner_and_child(server: &FakeApiServer, delay: Duration) -> (Api<Secret>, ConfigMap) {
+    server.set_gc_delay(Some(delay));
     let client = server.client();
-    let cms: Api<ConfigMap> = Api::default_namespaced(client.clone());
     let secrets: Api<Secret> = Api::default_namespaced(client.clone());
     let owner = config_maps(&client, &["owner"]).await.remove(0);
     secrets
         .create(&PostParams::default(), &dependent("child", &owner))
         .await
         .unwrap();
+    (secrets, owner)
+}
+
+#[tokio::test]
+async fn garbage_collection_can_come_late_and_still_collects_after_a_recreate() {
+    let server = FakeApiServer::start().await;
+    let (secrets, owner) = owner_and_child(&server, Duration::from_secs(3600)).await;
+    let client = server.client();
+    let cms: Api<ConfigMap> = Api::default_namespaced(client.clone());
 
     // Delete and recreate the owner before the collector comes round.
     cms.delete("owner", &DeleteParams::default()).await.unwrap();
@@ -722,15 +699,8 @@ async fn dependents_of_owners_that_never_existed_are_collected() {
 #[tokio::test]
 async fn delayed_garbage_collection_happens_on_its_own() {
     let server = FakeApiServer::start().await;
-    server.set_gc_delay(Some(Duration::from_millis(50)));
-    let client = server.client();
-    let secrets: Api<Secret> = Api::default_namespaced(client.clone());
-    let owner = config_maps(&client, &["owner"]).await.remove(0);
-    secrets
-        .create(&PostParams::default(), &dependent("child", &owner))
-        .await
-        .unwrap();
-    Api::<ConfigMap>::default_namespaced(client)
+    let (secrets, _owner) = owner_and_child(&server, Duration::from_millis(50)).await;
+    Api::<ConfigMap>::default_namespaced(server.client())
         .delete("owner", &DeleteParams::default())
         .await
         .unwrap();
@@ -772,7 +742,7 @@ async fn events_expire_after_their_ttl() {
     }
     // A series bump on the expired Event finds nothing, as on a cluster.
     let bump = json!({ "series": { "count": 2, "lastObservedTime": "2030-01-01T00:00:01.000000Z" } });
-    let gone = events.patch("e", &PatchParams::default(), &Patch::Merge(&bump)).await;
+    let gone = merge(&events, "e", bump).await;
     assert_eq!(refusal(gone.unwrap_err()).code, 404);
 }
 
@@ -816,7 +786,7 @@ async fn events_k8s_io_names_and_fields_are_validated() {
         .await
         .unwrap();
     let bump = json!({ "series": { "count": 1, "lastObservedTime": "2030-01-01T00:00:01.000000Z" } });
-    let refused = events.patch("e", &PatchParams::default(), &Patch::Merge(&bump)).await;
+    let refused = merge(&events, "e", bump).await;
     assert_eq!(
         refusal(refused.unwrap_err()),
         invalid(
@@ -827,13 +797,7 @@ async fn events_k8s_io_names_and_fields_are_validated() {
             "Invalid value: \"\": should be at least 2"
         )
     );
-    let refused = events
-        .patch(
-            "e",
-            &PatchParams::default(),
-            &Patch::Merge(json!({ "note": "changed" })),
-        )
-        .await;
+    let refused = merge(&events, "e", json!({ "note": "changed" })).await;
     assert_eq!(
         refusal(refused.unwrap_err()),
         invalid(
