@@ -410,7 +410,7 @@ pub struct Output {
     /// `.`, at most 253 characters). Default `<name>-token`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 253))]
-    #[x_kube(validation = Rule::new(SECRET_NAME_RULE).message("output.secretName must be a valid Secret name: lower case alphanumeric characters, '-' or '.', starting and ending with an alphanumeric character"))]
+    #[x_kube(validation = Rule::new(SECRET_NAME_RULE).message("output.secretName must be a valid Secret name: at most 253 lower case alphanumeric characters, '-' or '.', starting and ending with an alphanumeric character"))]
     pub secret_name: Option<String>,
     /// How a client presents the token (Locoia's header configuration).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -426,9 +426,11 @@ pub struct Output {
     pub expose_refresh_token: bool,
 }
 
-/// A Secret name is a DNS-1123 subdomain (its length is bounded by `maxLength`, which also keeps
-/// the rule's estimated cost low).
-const SECRET_NAME_RULE: &str = "self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*$')";
+/// A Secret name is a DNS-1123 subdomain. The field's `maxLength` bounds it too (and keeps the
+/// rule's estimated cost low); the rule repeats it for [`validate_document`], which runs the CEL
+/// rules alone.
+const SECRET_NAME_RULE: &str =
+    "self.size() <= 253 && self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*$')";
 
 /// Every key of a map is a valid Secret key (`IsConfigMapKey`).
 const SECRET_KEYS_RULE: &str =

@@ -276,3 +276,17 @@ fn valid_secret_names_and_keys_are_accepted() {
     .unwrap();
     validate_document(&doc).unwrap();
 }
+
+#[test]
+fn an_output_secret_name_over_253_characters_is_refused() {
+    let doc = |name: &str| -> serde_json::Value {
+        serde_saphyr::from_str(&format!(
+            "apiVersion: connectorauth.dev/v1alpha1\nkind: ConnectorAuth\nmetadata: {{name: t, namespace: ns}}\n\
+             spec:\n  credentialsRef: {{name: c}}\n  apiKey: {{}}\n  output: {{secretName: {name}}}"
+        ))
+        .unwrap()
+    };
+    validate_document(&doc(&"a".repeat(253))).unwrap();
+    let err = validate_document(&doc(&"a".repeat(254))).unwrap_err();
+    assert!(err.contains("output.secretName must be a valid Secret name"), "{err}");
+}
