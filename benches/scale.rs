@@ -297,7 +297,7 @@ fn namespace(cluster_prefix: &str, i: usize) -> String {
 impl Cluster {
     async fn fake(dir: &Path, o: &Options) -> Cluster {
         let server = FakeApiServer::start().await;
-        server.register("connectorauth.dev", "v1alpha1", "connectorauths", "ConnectorAuth", true);
+        server.register_crd(&<ConnectorAuth as kube::CustomResourceExt>::crd());
         if let Some(late) = o.slow_state_writes {
             server.delay_next(
                 fake_apiserver::Delay::by(late, "-connectorauth-state")

@@ -229,7 +229,7 @@ impl Extract {
 }
 
 /// How the values of a token response are read.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, schemars::JsonSchema)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Extraction {
     /// Where the access token is. Default: `jsonPath: $.access_token`.
@@ -249,8 +249,10 @@ pub struct Extraction {
     /// Where the token type is (e.g. `token_type`). Default `Bearer`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token_type: Option<Extract>,
-    /// Further values to extract and publish, by output key (e.g. `instance_url`).
+    /// Further values to extract and publish, by output key (e.g. `instance_url`). Keys are
+    /// Secret keys: at most 253 alphanumeric characters, `-`, `_` or `.`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[x_kube(validation = Rule::new(SECRET_KEYS_RULE).message("extras keys must be valid Secret keys: at most 253 alphanumeric characters, '-', '_' or '.', and not '.', '..' or starting with '..'"))]
     pub extras: BTreeMap<String, Extract>,
 }
 
@@ -444,23 +446,38 @@ pub struct SuperOffice {
 }
 
 /// How the token is published.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, schemars::JsonSchema)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Output {
-    /// Name of the generated Secret. Default `<name>-token`.
+    /// Name of the generated Secret: a DNS-1123 subdomain (lower case alphanumerics, `-` and
+    /// `.`, at most 253 characters). Default `<name>-token`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 253))]
+    #[x_kube(validation = Rule::new(SECRET_NAME_RULE).message("output.secretName must be a valid Secret name: at most 253 lower case alphanumeric characters, '-' or '.', starting and ending with an alphanumeric character"))]
     pub secret_name: Option<String>,
     /// How a client presents the token (Locoia's header configuration).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub header: Option<HeaderOutput>,
-    /// Extra keys of the generated Secret; each value is a template.
+    /// Extra keys of the generated Secret; each value is a template. Keys are Secret keys: at
+    /// most 253 alphanumeric characters, `-`, `_` or `.`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[x_kube(validation = Rule::new(SECRET_KEYS_RULE).message("output.template keys must be valid Secret keys: at most 253 alphanumeric characters, '-', '_' or '.', and not '.', '..' or starting with '..'"))]
     pub template: BTreeMap<String, String>,
     /// Also publish `refresh_token` in the generated Secret. Default false: the refresh token
     /// stays in the operator's private state.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub expose_refresh_token: bool,
 }
+
+/// A Secret name is a DNS-1123 subdomain. The field's `maxLength` bounds it too (and keeps the
+/// rule's estimated cost low); the rule repeats it for [`validate_document`], which runs the CEL
+/// rules alone.
+const SECRET_NAME_RULE: &str =
+    "self.size() <= 253 && self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*$')";
+
+/// Every key of a map is a valid Secret key (`IsConfigMapKey`).
+const SECRET_KEYS_RULE: &str =
+    "self.all(k, k.size() <= 253 && k.matches('^[-._a-zA-Z0-9]+$') && k != '.' && !k.startsWith('..'))";
 
 impl Output {
     fn is_empty(&self) -> bool {

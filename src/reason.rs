@@ -65,6 +65,10 @@ reasons! {
     CredentialsNotFound,
     /// A Secret the resource would write belongs to someone else.
     SecretOwnedElsewhere,
+    /// The API server refused a Secret write as invalid.
+    SecretRejected,
+    /// The API server refused a status write as invalid (e.g. an outdated CRD).
+    StatusRejected,
 
     // Engine errors (see `EngineError::reason`).
     InvalidSpec,

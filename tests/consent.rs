@@ -37,8 +37,7 @@ fn free_port() -> std::net::SocketAddr {
 /// serving the callback.
 async fn google_env(ttl: u64) -> Env {
     let (base, book) = google_with_ttl(ttl).await;
-    let server = FakeApiServer::start().await;
-    server.register("connectorauth.dev", "v1alpha1", "connectorauths", "ConnectorAuth", true);
+    let server = api_server().await;
     let client = server.client();
     let secrets: Api<Secret> = Api::namespaced(client.clone(), NS);
     let creds: Secret = serde_json::from_value(json!({"metadata": {"name": "google-credentials"},
@@ -380,8 +379,7 @@ async fn a_revoked_refresh_token_asks_for_consent_again_with_a_fresh_url() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn superoffice_consent_yields_a_working_ticket() {
     let (base, _book) = superoffice().await;
-    let server = FakeApiServer::start().await;
-    server.register("connectorauth.dev", "v1alpha1", "connectorauths", "ConnectorAuth", true);
+    let server = api_server().await;
     let client = server.client();
     let creds: Secret = serde_json::from_value(json!({"metadata": {"name": "so-credentials"},
         "data": {"client_id": k8s_openapi::ByteString(b"so-client".to_vec()), "client_secret": k8s_openapi::ByteString(b"so-app-secret".to_vec())}}))

@@ -508,10 +508,15 @@ async fn a_missing_crd_gives_an_actionable_error() {
     }
 }
 
-#[tokio::test]
-async fn events_repeat_as_a_series_and_differ_by_note() {
-    use connector_auth_operator::controller::events::{Event, EventType, Publisher};
-    let server = api_server().await;
+/// An Event publisher, the ConnectorAuth "crm" as the object Events are about, and a Warning.
+fn outage(
+    server: &FakeApiServer,
+) -> (
+    controller::events::Publisher,
+    k8s_openapi::api::core::v1::ObjectReference,
+    controller::events::Event<'static>,
+) {
+    use controller::events::{Event, EventType, Publisher};
     let publisher = Publisher::new(server.client(), "connector-auth-operator", "test-0");
     let regarding = k8s_openapi::api::core::v1::ObjectReference {
         api_version: Some("connectorauth.dev/v1alpha1".into()),
@@ -527,6 +532,14 @@ async fn events_repeat_as_a_series_and_differ_by_note() {
         note: "token endpoint answered HTTP 503",
         action: "Refresh",
     };
+    (publisher, regarding, failed)
+}
+
+#[tokio::test]
+async fn events_repeat_as_a_series_and_differ_by_note() {
+    use connector_auth_operator::controller::events::Event;
+    let server = api_server().await;
+    let (publisher, regarding, failed) = outage(&server);
     for _ in 0..3 {
         publisher.publish(&failed, &regarding).await.unwrap();
     }
@@ -600,4 +613,23 @@ async fn a_deleted_resource_leaves_no_per_resource_metric_behind() {
     })
     .await;
     op.stop().await;
+}
+
+#[tokio::test]
+async fn a_repeat_of_an_expired_event_starts_a_new_one() {
+    let server = api_server().await;
+    server.set_event_ttl(Duration::from_millis(200));
+    let (publisher, regarding, failed) = outage(&server);
+    publisher.publish(&failed, &regarding).await.unwrap();
+    let first = server.objects("events.k8s.io", "events")[0]["metadata"]["name"].clone();
+    eventually(10, "the Event expired", || async {
+        Some(()).filter(|_| server.objects("events.k8s.io", "events").is_empty())
+    })
+    .await;
+    // Within the series window, so the publisher bumps the series of an Event that is gone.
+    publisher.publish(&failed, &regarding).await.unwrap();
+    let events = server.objects("events.k8s.io", "events");
+    assert_eq!(events.len(), 1, "{events:#?}");
+    assert_ne!(events[0]["metadata"]["name"], first);
+    assert!(events[0]["series"].is_null());
 }

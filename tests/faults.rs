@@ -15,8 +15,7 @@ use support::*;
 
 async fn setup(ttl: u64) -> (FakeApiServer, kube::Client, String, std::sync::Arc<Book>) {
     let (base, book) = rotating(ttl).await;
-    let server = FakeApiServer::start().await;
-    server.register("connectorauth.dev", "v1alpha1", "connectorauths", "ConnectorAuth", true);
+    let server = api_server().await;
     let client = server.client();
     let b = |v: &str| k8s_openapi::ByteString(v.as_bytes().to_vec());
     let creds: Secret = serde_json::from_value(json!({"metadata": {"name": "c"},

@@ -57,7 +57,7 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 use support::operator::{Operator, Source};
-use support::{Book, call_api, rotating};
+use support::{Book, api_server, call_api, rotating};
 
 const NS: &str = "ns";
 const CREDENTIALS: &str = "creds";
@@ -115,8 +115,7 @@ impl World {
     async fn new(scheme: Scheme) -> World {
         // First tokens live 2 s, so the refresh under test comes about 1.3 s after issuance.
         let (base, book) = rotating(2).await;
-        let server = FakeApiServer::start().await;
-        server.register("connectorauth.dev", "v1alpha1", "connectorauths", "ConnectorAuth", true);
+        let server = api_server().await;
         let client = server.client();
         let mut data = vec![("client_id", "rot-client"), ("client_secret", "rot-secret")];
         let grant = match scheme {

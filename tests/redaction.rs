@@ -10,7 +10,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use connector_auth_operator::api::ConnectorAuth;
-use fake_apiserver::FakeApiServer;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, DeleteParams, PostParams};
 use serde_json::json;
@@ -45,8 +44,7 @@ async fn no_secret_value_appears_in_trace_logs_events_status_or_errors() {
         .init();
 
     let (base, book) = rotating(2).await;
-    let server = FakeApiServer::start().await;
-    server.register("connectorauth.dev", "v1alpha1", "connectorauths", "ConnectorAuth", true);
+    let server = api_server().await;
     let client = server.client();
     let secrets: Api<Secret> = Api::namespaced(client.clone(), "ns");
     let b = |v: &str| k8s_openapi::ByteString(v.as_bytes().to_vec());

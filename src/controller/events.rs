@@ -22,6 +22,37 @@ use serde_json::json;
 /// How long a published Event absorbs identical repeats (as kube's recorder and client-go).
 pub const SERIES_WINDOW: SignedDuration = SignedDuration::from_mins(6);
 
+/// Limits the API server enforces on `events.k8s.io/v1` Events: longer values are refused.
+const MAX_NAME: usize = 253;
+const MAX_NOTE: usize = 1024;
+const MAX_INSTANCE: usize = 128;
+
+/// The Event's name, `<object>.<time in hex>` as client-go makes it, but within the 253
+/// characters a name may have: object names may be that long themselves, so theirs is cut.
+pub fn event_name(object: &str, nanos: i128) -> String {
+    let suffix = format!(".{nanos:x}");
+    let kept = cut(object, MAX_NAME - suffix.len());
+    // A DNS subdomain's parts end with a letter or digit.
+    format!("{}{suffix}", kept.trim_end_matches(['-', '.']))
+}
+
+/// The longest prefix of `s` of at most `max` bytes.
+fn cut(s: &str, max: usize) -> &str {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+/// A note within the API server's limit, marked `…` where it was cut.
+fn note(text: &str) -> String {
+    if text.len() <= MAX_NOTE {
+        return text.to_string();
+    }
+    format!("{}…", cut(text, MAX_NOTE - '…'.len_utf8()))
+}
+
 /// Normal or Warning.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum EventType {
@@ -105,10 +136,9 @@ impl Publisher {
         ns: &str,
         now: Timestamp,
     ) -> Result<Published, kube::Error> {
-        let name = format!(
-            "{}.{:x}",
+        let name = event_name(
             regarding.name.as_deref().unwrap_or(&self.controller),
-            now.as_nanosecond()
+            now.as_nanosecond(),
         );
         let event = K8sEvent {
             metadata: ObjectMeta {
@@ -118,12 +148,12 @@ impl Publisher {
             },
             action: Some(ev.action.into()),
             reason: Some(ev.reason.into()),
-            note: Some(ev.note.into()),
+            note: Some(note(ev.note)),
             type_: Some(ev.type_.as_str().into()),
             event_time: Some(MicroTime(now)),
             regarding: Some(regarding.clone()),
             reporting_controller: Some(self.controller.clone()),
-            reporting_instance: Some(self.instance.clone()),
+            reporting_instance: Some(cut(&self.instance, MAX_INSTANCE).to_string()),
             ..Default::default()
         };
         api.create(&PostParams::default(), &event).await?;
@@ -185,6 +215,29 @@ mod tests {
 
     fn at(secs: i64) -> Timestamp {
         Timestamp::from_second(1_800_000_000 + secs).unwrap()
+    }
+
+    #[test]
+    fn event_names_stay_within_253_characters() {
+        let nanos = 1_800_000_000_000_000_000;
+        assert_eq!(event_name("crm", nanos), "crm.18fae27693b40000");
+        let long = format!("crm-{}", "a".repeat(249));
+        let name = event_name(&long, nanos);
+        assert_eq!(name.len(), 253);
+        assert!(name.starts_with("crm-aaa") && name.ends_with(".18fae27693b40000"));
+        // Cut where a part ends with a dash or dot, the part still ends alphanumeric.
+        let dashed = format!("{}-{}", "a".repeat(235), "b".repeat(17));
+        assert_eq!(
+            event_name(&dashed, nanos),
+            format!("{}.18fae27693b40000", "a".repeat(235))
+        );
+    }
+
+    #[test]
+    fn long_notes_are_cut_to_the_api_limit() {
+        assert_eq!(note("short"), "short");
+        let cut = note(&"é".repeat(600));
+        assert!(cut.len() <= 1024 && cut.ends_with('…'), "{}", cut.len());
     }
 
     #[test]

@@ -29,9 +29,16 @@ pub async fn reconcile(ca: Arc<ConnectorAuth>, ctx: Arc<Context>) -> Result<Requ
     let pass = ctx.core.reconcile(ctx.as_ref(), &ca, now).await.map_err(Error::Pass)?;
     report::pass(&ctx, &ca, &pass, started.elapsed(), now).await?;
     Ok(match &pass.verdict {
-        // The Secret watch brings a created credentials Secret promptly; the requeue is a
-        // safety net.
-        Verdict::Refused(r) if r.reason == Reason::CredentialsNotFound => Requeue::requeue(Duration::from_secs(300)),
+        // The Secret watch brings a created credentials Secret (or a freed Secret name)
+        // promptly; the requeue is a safety net, and what retries a write the API server refused.
+        Verdict::Refused(r)
+            if matches!(
+                r.reason,
+                Reason::CredentialsNotFound | Reason::SecretOwnedElsewhere | Reason::SecretRejected
+            ) =>
+        {
+            Requeue::requeue(Duration::from_secs(300))
+        }
         Verdict::Refused(_) => Requeue::await_change(),
         Verdict::Ran(o) => match o.next {
             Some(next) => Requeue::requeue(until(next, Timestamp::now())),

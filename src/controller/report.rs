@@ -211,13 +211,25 @@ async fn patch_status(ctx: &Context, ca: &ConnectorAuth, status: ConnectorAuthSt
     }
     let api: Api<ConnectorAuth> = Api::namespaced(ctx.client.clone(), &ca.namespace().unwrap_or_default());
     let patch = json!({ "apiVersion": ConnectorAuth::api_version(&()), "kind": "ConnectorAuth", "status": status });
-    api.patch_status(
-        &ca.name_any(),
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&patch),
-    )
-    .await
-    .map_err(Error::Kube)?;
+    match api
+        .patch_status(
+            &ca.name_any(),
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&patch),
+        )
+        .await
+    {
+        Ok(_) => {}
+        // Refused as invalid (e.g. by a CRD older than this operator): retrying cannot help and
+        // the status cannot say so; an Event can.
+        Err(kube::Error::Api(s)) if s.code == 422 => {
+            warn!(message = %s.message, "the API server refused the status");
+            let note = format!("the API server refused the status: {}", s.message);
+            publish(ctx, ca, &plan(true, Reason::StatusRejected, note, "Validate")).await;
+            return Ok(());
+        }
+        Err(e) => return Err(Error::Kube(e)),
+    }
     ctx.wrote_status(ca, status);
     ctx.metrics.write("status", true);
     Ok(())

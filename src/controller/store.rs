@@ -39,9 +39,22 @@ const ANN_RENEW: &str = "connectorauth.dev/renew-at";
 const ANN_EXTRAS: &str = "connectorauth.dev/extras";
 const ANN_DIGEST: &str = "connectorauth.dev/data-digest";
 
-/// Name of the private state Secret of a ConnectorAuth.
+/// Name of the private state Secret of a ConnectorAuth: `<name>-connectorauth-state`, or, for
+/// names too long for that (object names go up to 253 characters), a shortened name ending in
+/// a digest of the whole one, so that no two resources share a state Secret.
+pub const STATE_SUFFIX: &str = "-connectorauth-state";
+
 pub fn state_secret_name(ca_name: &str) -> String {
-    format!("{ca_name}-connectorauth-state")
+    const SUFFIX: &str = STATE_SUFFIX;
+    if ca_name.len() + SUFFIX.len() <= 253 {
+        return format!("{ca_name}{SUFFIX}");
+    }
+    let digest: String = Sha256::digest(ca_name.as_bytes())[..5]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let kept = &ca_name[..253 - SUFFIX.len() - digest.len() - 1];
+    format!("{}-{digest}{SUFFIX}", kept.trim_end_matches(['-', '.']))
 }
 
 /// What the state Secret holds.
@@ -127,7 +140,9 @@ pub fn ownership(secret: &Secret, ca_name: &str, uid: &str) -> Ownership {
     if owners.iter().any(|o| o.uid == uid) {
         return Ownership::Ours;
     }
-    let ours_by_label = secret.labels().get(NAME_LABEL).map(String::as_str) == Some(ca_name)
+    // Names over 63 characters carry no name label (a label value's limit).
+    let name_label = secret.labels().get(NAME_LABEL).map(String::as_str);
+    let ours_by_label = (name_label == Some(ca_name) || (name_label.is_none() && ca_name.len() > 63))
         && secret.labels().get(MANAGED_BY.0).map(String::as_str) == Some(MANAGED_BY.1);
     let earlier_self = !owners.is_empty()
         && owners
@@ -179,14 +194,62 @@ impl KubeStore {
                 Ok(None)
             }
             Ownership::Foreign(owner) => Err(StoreError::OwnedElsewhere {
-                secret: name.to_string(),
+                secret: format!("{}/{name}", self.secrets.namespace().unwrap_or_default()),
                 owner,
             }),
         }
     }
 
     fn labels(&self, role: &str) -> serde_json::Value {
-        json!({ MANAGED_BY.0: MANAGED_BY.1, NAME_LABEL: self.ca_name, ROLE_LABEL: role })
+        let mut labels = json!({ MANAGED_BY.0: MANAGED_BY.1, ROLE_LABEL: role });
+        // A label value has at most 63 characters, a name up to 253: longer names go without
+        // this label rather than have every write refused.
+        if self.ca_name.len() <= 63 {
+            labels[NAME_LABEL] = json!(self.ca_name);
+        }
+        labels
+    }
+
+    /// The error of a failed Secret write: a refusal as invalid becomes
+    /// [`StoreError::Rejected`] (or [`StoreError::OwnedElsewhere`] for another controller), naming
+    /// the Secret and, when it already has another controller, that controller.
+    async fn write_error(&self, name: &str, what: String, e: kube::Error) -> StoreError {
+        let kube::Error::Api(status) = &e else {
+            return StoreError::new(what, e);
+        };
+        if status.code != 422 {
+            return StoreError::new(what, e);
+        }
+        let ns = self.secrets.namespace().unwrap_or_default();
+        let causes = status.details.iter().flat_map(|d| d.causes.iter());
+        let second_controller = causes.into_iter().any(|c| {
+            c.field == "metadata.ownerReferences" && c.message.contains("Only one reference can have Controller")
+        });
+        let other = if second_controller {
+            self.secrets.get_opt(name).await.ok().flatten().and_then(|s| {
+                s.owner_references()
+                    .iter()
+                    .find(|o| o.controller == Some(true) && o.uid != self.owner.uid)
+                    .map(|o| format!("{} {}", o.kind, o.name))
+            })
+        } else {
+            None
+        };
+        let remedy = if name == self.output_name {
+            "choose another output.secretName, or remove that owner reference"
+        } else {
+            "remove that owner reference"
+        };
+        match other {
+            Some(owner) => StoreError::OwnedElsewhere {
+                secret: format!("{ns}/{name}"),
+                owner: format!("{owner} as its controller ({remedy})"),
+            },
+            None => StoreError::Rejected {
+                secret: format!("{ns}/{name}"),
+                message: status.message.clone(),
+            },
+        }
     }
 
     async fn get(&self, name: &str) -> Result<Option<Secret>, StoreError> {
@@ -338,10 +401,13 @@ impl Store for KubeStore {
             "type": "Opaque",
             "data": { STATE_KEY: ByteString(bytes) },
         });
-        self.secrets
+        if let Err(e) = self
+            .secrets
             .patch(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch))
             .await
-            .map_err(|e| StoreError::new(format!("writing state Secret {name}"), e))?;
+        {
+            return Err(self.write_error(&name, format!("writing state Secret {name}"), e).await);
+        }
         self.metrics.write("state", true);
         *self.observed_private.lock().expect("lock") = Some(private);
         Ok(())
@@ -363,12 +429,7 @@ impl Store for KubeStore {
                 );
             }
         }
-        let labels: BTreeMap<String, String> = [
-            (MANAGED_BY.0.to_string(), MANAGED_BY.1.to_string()),
-            (NAME_LABEL.to_string(), self.ca_name.clone()),
-            (ROLE_LABEL.to_string(), "output".to_string()),
-        ]
-        .into();
+        let labels: BTreeMap<String, String> = serde_json::from_value(self.labels("output")).expect("string labels");
         if let Some(existing) = self.observed_output.lock().expect("lock").as_ref() {
             let view = OutputView {
                 data: &decoded(existing),
@@ -397,7 +458,7 @@ impl Store for KubeStore {
             "type": "Opaque",
             "data": encoded,
         });
-        let written = self
+        let written = match self
             .secrets
             .patch(
                 &self.output_name,
@@ -405,7 +466,13 @@ impl Store for KubeStore {
                 &Patch::Apply(&patch),
             )
             .await
-            .map_err(|e| StoreError::new(format!("writing Secret {}", self.output_name), e))?;
+        {
+            Ok(written) => written,
+            Err(e) => {
+                let what = format!("writing Secret {}", self.output_name);
+                return Err(self.write_error(&self.output_name, what, e).await);
+            }
+        };
         self.metrics.write("output", true);
         *self.observed_output.lock().expect("lock") = Some(written);
         Ok(true)
@@ -413,5 +480,21 @@ impl Store for KubeStore {
 
     fn replaced(&self) -> Vec<String> {
         self.replaced.lock().expect("lock").clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn state_secret_names_fit_every_resource_name() {
+        assert_eq!(state_secret_name("crm"), "crm-connectorauth-state");
+        let longest = "a".repeat(253);
+        let name = state_secret_name(&longest);
+        assert_eq!(name.len(), 253);
+        assert!(name.ends_with("-connectorauth-state"));
+        let other = state_secret_name(&format!("{}b", "a".repeat(252)));
+        assert_ne!(name, other, "distinct resources, distinct state Secrets");
     }
 }

@@ -17,7 +17,7 @@ use tracing::debug;
 
 use super::context::Context;
 use super::pass::{error_policy, reconcile};
-use super::store::ROLE_LABEL;
+use super::store::{ROLE_LABEL, STATE_SUFFIX};
 use crate::api::ConnectorAuth;
 use crate::engine::tls::{self, Kind};
 
@@ -40,6 +40,16 @@ fn affected(reader: &Reader<ConnectorAuth>, secret: &PartialObjectMeta<Secret>) 
             ca.spec.credentials_ref.name == name || tls::references_object(&ca.spec, Kind::Secret, name)
         }));
     }
+    // A resource refused because its output or state name was taken hears when it is freed.
+    // (Compared without building names: this runs for every Secret event and cached resource.)
+    refs.extend(readers(reader, ns, |ca| {
+        let own = ca.metadata.name.as_deref().unwrap_or_default();
+        let output = match ca.spec.output.secret_name.as_deref() {
+            Some(n) => n == name,
+            None => name.strip_suffix("-token") == Some(own),
+        };
+        output || name.strip_suffix(STATE_SUFFIX) == Some(own)
+    }));
     refs
 }
 

@@ -97,6 +97,9 @@ pub enum StoreError {
         "Secret {secret} already exists and belongs to {owner}, not to this resource; delete it or choose another name"
     )]
     OwnedElsewhere { secret: String, owner: String },
+    /// The API server refused a write as invalid: the same write would be refused again.
+    #[error("the API server refused Secret {secret}: {message}")]
+    Rejected { secret: String, message: String },
 }
 
 impl StoreError {

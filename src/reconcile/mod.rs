@@ -261,9 +261,13 @@ impl Core {
         let result = driver::reconcile(&self.engine, &g, &store, &mut unsaved, &self.lead, now).await;
         let outcome = match result {
             Ok(o) => o,
-            Err(PassError::Store(e @ StoreError::OwnedElsewhere { .. })) => {
+            Err(PassError::Store(e @ (StoreError::OwnedElsewhere { .. } | StoreError::Rejected { .. }))) => {
+                let reason = match e {
+                    StoreError::OwnedElsewhere { .. } => Reason::SecretOwnedElsewhere,
+                    _ => Reason::SecretRejected,
+                };
                 let refusal = Refusal {
-                    reason: Reason::SecretOwnedElsewhere,
+                    reason,
                     message: e.to_string(),
                 };
                 return Ok(pass(Verdict::Refused(refusal), None, store.replaced()));

@@ -825,10 +825,11 @@ where
     }
 }
 
-/// The in-process API server with the ConnectorAuth resource registered.
+/// The in-process API server with the ConnectorAuth CRD installed: every write is checked
+/// against the CRD's schema and CEL rules, as a real API server checks it.
 pub async fn api_server() -> fake_apiserver::FakeApiServer {
     let server = fake_apiserver::FakeApiServer::start().await;
-    server.register("connectorauth.dev", "v1alpha1", "connectorauths", "ConnectorAuth", true);
+    server.register_crd(&<connector_auth_operator::api::ConnectorAuth as kube::CustomResourceExt>::crd());
     server
 }
 

@@ -10,9 +10,59 @@
 //!   another apply manager also applies them, or someone else changed them since;
 //! * a non-forced apply that changes a field owned by someone else is a conflict
 //!   (kube-lease-manager's mutual exclusion relies on this);
-//! * lists are atomic (replaced whole), unlike real SSA's `listType=map/set` merging.
+//! * lists are atomic (replaced whole), except `metadata.ownerReferences`, which is merged by
+//!   `uid` as real SSA merges it (`listType=map`): while being merged it is held as a map keyed
+//!   by `uid` (see [`key_lists`]), so ownership works per reference as for any map.
 
 use serde_json::{Map, Value};
+
+/// Lists server-side apply merges by key: (pointer to the map holding the list, list field, key).
+const KEYED_LISTS: [(&str, &str, &str); 1] = [("/metadata", "ownerReferences", "uid")];
+
+/// Turns the keyed lists of an object into maps from key to item.
+pub(crate) fn key_lists(obj: &mut Value) {
+    for (parent, field, key) in KEYED_LISTS {
+        if let Some(Value::Object(holder)) = obj.pointer_mut(parent)
+            && let Some(Value::Array(items)) = holder.get(field)
+        {
+            let keyed: Map<String, Value> = items.iter().map(|item| (item_key(item, key), item.clone())).collect();
+            holder.insert(field.to_string(), Value::Object(keyed));
+        }
+    }
+}
+
+fn item_key(item: &Value, key: &str) -> String {
+    item.get(key).and_then(Value::as_str).unwrap_or_default().to_string()
+}
+
+/// Turns keyed maps back into lists: items of the live object keep their place, new ones follow
+/// in the order they were applied (as structured-merge-diff orders them).
+pub(crate) fn unkey_lists(obj: &mut Value, live: &Value, applied: &Value) {
+    for (parent, field, key) in KEYED_LISTS {
+        let Some(Value::Object(holder)) = obj.pointer_mut(parent) else {
+            continue;
+        };
+        let Some(Value::Object(mut keyed)) = holder.remove(field) else {
+            continue;
+        };
+        let order = |v: &Value| -> Vec<String> {
+            v.pointer(&format!("{parent}/{field}"))
+                .and_then(Value::as_array)
+                .map(|items| items.iter().map(|i| item_key(i, key)).collect())
+                .unwrap_or_default()
+        };
+        let mut items = Vec::new();
+        for k in order(live).into_iter().chain(order(applied)) {
+            if let Some(item) = keyed.remove(&k) {
+                items.push(item);
+            }
+        }
+        items.extend(keyed.into_iter().map(|(_, item)| item));
+        if !items.is_empty() {
+            holder.insert(field.to_string(), Value::Array(items));
+        }
+    }
+}
 
 /// Another manager's view of the object: its name and last applied configuration.
 pub(crate) type Other<'a> = (&'a str, &'a Value);
@@ -197,6 +247,22 @@ mod tests {
         let mut live = json!({ "data": { "x": "1" }, "type": "Opaque" });
         prune(&mut live, &last, &json!({}), &[]);
         assert_eq!(live, json!({ "type": "Opaque" }));
+    }
+
+    #[test]
+    fn owner_references_merge_by_uid() {
+        let live = json!({ "metadata": { "ownerReferences": [{ "uid": "a", "kind": "X" }] } });
+        let applied = json!({ "metadata": { "ownerReferences": [{ "uid": "b", "kind": "Y" }] } });
+        let mut merged = live.clone();
+        key_lists(&mut merged);
+        let mut config = applied.clone();
+        key_lists(&mut config);
+        json_patch::merge(&mut merged, &config);
+        unkey_lists(&mut merged, &live, &applied);
+        assert_eq!(
+            merged,
+            json!({ "metadata": { "ownerReferences": [{ "uid": "a", "kind": "X" }, { "uid": "b", "kind": "Y" }] } })
+        );
     }
 
     #[test]

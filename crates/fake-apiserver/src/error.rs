@@ -6,7 +6,19 @@
 
 use serde_json::{Value, json};
 
+use crate::field::{FieldError, aggregate};
 use crate::registry::ResourceInfo;
+
+/// `StatusDetails` without its empty fields (they are `omitempty`).
+fn details(name: &str, group: &str, kind: &str) -> Value {
+    let mut d = serde_json::Map::new();
+    for (key, value) in [("name", name), ("group", group), ("kind", kind)] {
+        if !value.is_empty() {
+            d.insert(key.to_string(), Value::String(value.to_string()));
+        }
+    }
+    Value::Object(d)
+}
 
 /// An error answered with an HTTP status code and a `Status` body, like a real API server.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -62,7 +74,7 @@ impl ApiError {
     }
 
     fn with_details(mut self, info: &ResourceInfo, name: &str) -> Self {
-        self.details = Some(json!({ "name": name, "group": info.group, "kind": info.plural }));
+        self.details = Some(details(name, &info.group, &info.plural));
         self
     }
 
@@ -115,13 +127,34 @@ impl ApiError {
         Self::new(400, "BadRequest", message)
     }
 
-    pub(crate) fn invalid(info: &ResourceInfo, name: &str, message: &str) -> Self {
-        Self::new(
-            422,
-            "Invalid",
-            format!("{} \"{name}\" is invalid: {message}", info.kind),
-        )
-        .with_details(info, name)
+    /// `422 Invalid` for the given field errors, as `errors.NewInvalid` builds it: the message
+    /// names the kind (`Secret`, `ConnectorAuth.connectorauth.dev`) and joins the errors; each
+    /// error becomes a cause. `details.kind` is the kind here, not the resource.
+    pub(crate) fn invalid(info: &ResourceInfo, name: &str, errors: &[FieldError]) -> Self {
+        let kind = if info.group.is_empty() {
+            info.kind.clone()
+        } else {
+            format!("{}.{}", info.kind, info.group)
+        };
+        let message = if errors.is_empty() {
+            format!("{kind} \"{name}\" is invalid")
+        } else {
+            format!("{kind} \"{name}\" is invalid: {}", aggregate(errors))
+        };
+        let mut details = details(name, &info.group, &info.kind);
+        let causes: Vec<Value> = errors
+            .iter()
+            .map(|e| json!({ "reason": e.kind.reason(), "message": e.body(), "field": e.field }))
+            .collect();
+        if !causes.is_empty() {
+            details["causes"] = Value::Array(causes);
+        }
+        Self {
+            code: 422,
+            reason: "Invalid".to_string(),
+            message,
+            details: Some(details),
+        }
     }
 
     pub(crate) fn method_not_allowed() -> Self {

@@ -12,6 +12,17 @@
 //! read objects directly, inject faults ([`Fault`]) and hold or slow down requests
 //! ([`Delay`], [`Gate`]).
 //!
+//! It refuses what a real server refuses, with the same `422 Invalid` answer (message and
+//! `details.causes`, worded as Kubernetes 1.36 words them): object metadata of every kind
+//! (names, namespaces, labels, annotations, finalizers, owner references with at most one
+//! controller), Secrets and ConfigMaps (key syntax, 1 MiB of data, immutable `type`, and
+//! `data` of `immutable` ones), `events.k8s.io` Events (names, field lengths, series, fields
+//! that may not change) and Leases. Custom resources registered with
+//! [`FakeApiServer::register_crd`] are pruned to their CRD's structural schema and checked
+//! against it and its `x-kubernetes-validations` CEL rules. Garbage collection can be made
+//! asynchronous ([`FakeApiServer::set_gc_delay`]) and Events expire
+//! ([`FakeApiServer::set_event_ttl`]), as on a cluster.
+//!
 //! ```no_run
 //! # async fn demo() {
 //! use fake_apiserver::FakeApiServer;
@@ -24,16 +35,28 @@
 //!
 //! # Where it differs from a real API server
 //!
-//! * No authentication, admission, schema validation or defaulting beyond Secret
-//!   `type: Opaque` and Namespace `status.phase: Active`; namespaces need not exist.
+//! * No authentication or admission. Validation covers the kinds served here (Secrets,
+//!   ConfigMaps, ServiceAccounts, Events, Namespaces, Leases, custom resources), and not every
+//!   rule of theirs (e.g. not the contents of typed Secrets beyond their required keys); the
+//!   only defaulting is Secret `type: Opaque` and Namespace `status.phase: Active`; namespaces
+//!   need not exist.
+//! * Custom resources registered with [`register`](FakeApiServer::register) or
+//!   [`register_resource`](FakeApiServer::register_resource) (no CRD) take any content. With a
+//!   CRD: no defaulting from its `default`s, no `format` checks, no `x-kubernetes-list-type`
+//!   invariants, `metadata` is not pruned, and a failing `oneOf` reports the errors of the
+//!   branch with the fewest (not kube-openapi's "best match"). Ratcheting skips every check of
+//!   a value an update leaves unchanged, transition rules (`oldSelf`) included.
 //! * Server-side apply approximates field ownership from each manager's last
-//!   applied configuration (see the `apply` module); lists are atomic, and no
-//!   `managedFields` are returned.
+//!   applied configuration (see the `apply` module); lists are atomic except
+//!   `metadata.ownerReferences` (merged by `uid`), and no `managedFields` are returned.
+//!   Unknown fields in an applied configuration are pruned, not refused.
 //! * Strategic merge patches are applied as JSON merge patches.
 //! * Every object gets `metadata.generation` (real Secrets/ConfigMaps have none).
-//! * Garbage collection runs synchronously inside the delete; `Foreground`
-//!   propagation behaves like `Background`, and dependents with a dangling owner
-//!   from the start are left alone.
+//! * Garbage collection runs synchronously inside the request that deletes an owner (or writes
+//!   a dependent whose owner does not exist) unless [`set_gc_delay`](FakeApiServer::set_gc_delay)
+//!   defers it. `Foreground` propagation behaves like `Background`; `Orphan` removes the
+//!   references from dependents at once. Owners of kinds this server does not serve are never
+//!   considered missing.
 //! * Lists always show the latest state (`resourceVersion`/`resourceVersionMatch`
 //!   are ignored); continuation pages show current objects, not a snapshot.
 //! * Watches send no periodic bookmarks, only the `k8s.io/initial-events-end`
@@ -43,18 +66,22 @@
 
 mod apply;
 mod error;
+mod field;
 mod gate;
 mod http;
 mod meta;
 mod registry;
+mod schema;
 mod selector;
 mod store;
+mod validation;
 mod watch;
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::Duration;
 
+use serde::Serialize;
 use serde_json::Value;
 use tokio::sync::{oneshot, watch as notify};
 
@@ -69,6 +96,10 @@ use store::{DeleteOpts, Deleted, Store, WriteOpts};
 /// Watches that fall further behind get `410 Gone` and must relist, as with a
 /// real server's watch cache.
 pub const DEFAULT_HISTORY_LIMIT: usize = 20_000;
+
+/// How long an Event lives after its last write, by default: kube-apiserver's `--event-ttl`
+/// default.
+pub const DEFAULT_EVENT_TTL: Duration = Duration::from_secs(60 * 60);
 
 /// One HTTP request received by the fake server, recorded before it is handled.
 #[derive(Clone, Debug, PartialEq)]
@@ -286,6 +317,8 @@ pub struct FakeApiServer {
     shared: Arc<Shared>,
     addr: SocketAddr,
     shutdown: Option<oneshot::Sender<()>>,
+    /// Ends the background task that runs deferred garbage collection and Event expiry.
+    stop: notify::Sender<bool>,
 }
 
 impl FakeApiServer {
@@ -293,7 +326,7 @@ impl FakeApiServer {
     /// inside a tokio runtime, which the server then lives on.
     pub async fn start() -> Self {
         let shared = Arc::new(Shared {
-            store: Mutex::new(Store::new(DEFAULT_HISTORY_LIMIT)),
+            store: Mutex::new(Store::new(DEFAULT_HISTORY_LIMIT, DEFAULT_EVENT_TTL)),
             log: Mutex::new(RequestLog::default()),
             closer: notify::channel(0).0,
         });
@@ -311,10 +344,13 @@ impl FakeApiServer {
                 eprintln!("fake-apiserver: server error: {err}");
             }
         });
+        let (stop, stopped) = notify::channel(false);
+        tokio::spawn(run_deferred(Arc::downgrade(&shared), stopped));
         Self {
             shared,
             addr,
             shutdown: Some(shutdown),
+            stop,
         }
     }
 
@@ -340,6 +376,24 @@ impl FakeApiServer {
     /// replaces its definition and keeps its objects.
     pub fn register_resource(&self, def: ResourceDef) {
         self.shared.store().register(ResourceInfo::custom(def));
+    }
+
+    /// Registers a custom resource from its `CustomResourceDefinition`
+    /// (`apiextensions.k8s.io/v1`, e.g. `kube::CustomResourceExt::crd()` or a parsed manifest),
+    /// like installing the CRD: its storage version is served, with the CRD's scope and
+    /// `/status` subresource, and every write is checked against its schema as a real server
+    /// checks it. Unknown fields are pruned; values the structural schema or its
+    /// `x-kubernetes-validations` (CEL) rules refuse are answered `422 Invalid`, on create,
+    /// update, patch, apply and `/status` alike.
+    ///
+    /// # Panics
+    ///
+    /// If the CRD lacks group, names, scope or versions, or its schema has an invalid pattern
+    /// or a CEL rule that does not compile (a real server refuses such a CRD).
+    pub fn register_crd(&self, crd: &impl Serialize) {
+        let crd = serde_json::to_value(crd).expect("the CRD serializes to JSON");
+        let info = ResourceInfo::from_crd(&crd).unwrap_or_else(|e| panic!("register_crd: {e}"));
+        self.shared.store().register(info);
     }
 
     /// Every request received so far, in order.
@@ -446,6 +500,55 @@ impl FakeApiServer {
     pub fn set_history_limit(&self, limit: usize) {
         self.shared.store().history_limit = limit.max(1);
     }
+
+    /// Makes garbage collection asynchronous, as on a real cluster where
+    /// kube-controller-manager does it: dependents of a deleted owner (and objects whose
+    /// owners never existed) are collected `delay` after the request that gave rise to it,
+    /// checking again then whether their owners exist. `None` (the default) collects inside
+    /// that request, before it is answered.
+    pub fn set_gc_delay(&self, delay: Option<Duration>) {
+        self.shared.store().gc_delay = delay;
+    }
+
+    /// Runs the garbage collection scheduled by [`set_gc_delay`](Self::set_gc_delay) now,
+    /// however long it still had to wait: tests can hold it back with a long delay, arrange a
+    /// race, then let it happen.
+    pub fn run_garbage_collection(&self) {
+        self.shared.store().run_gc_now();
+    }
+
+    /// Sets how long an Event (core or `events.k8s.io`) lives after its last write (default
+    /// [`DEFAULT_EVENT_TTL`], like kube-apiserver's `--event-ttl`); applies to Events written
+    /// from now on. An expired Event is deleted, with a `DELETED` watch event.
+    pub fn set_event_ttl(&self, ttl: Duration) {
+        self.shared.store().event_ttl = ttl;
+    }
+}
+
+/// Runs deferred work (asynchronous garbage collection, Event expiry) when due, until the
+/// server is dropped.
+async fn run_deferred(shared: Weak<Shared>, mut stopped: notify::Receiver<bool>) {
+    loop {
+        let Some(strong) = shared.upgrade() else { return };
+        let (next, wake) = {
+            let store = strong.store();
+            (store.next_due(), store.wake.clone())
+        };
+        drop(strong);
+        let due = async {
+            match next {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = wake.notified() => {}
+            _ = due => {}
+            _ = stopped.wait_for(|s| *s) => return,
+        }
+        let Some(strong) = shared.upgrade() else { return };
+        strong.store().run_due(tokio::time::Instant::now());
+    }
 }
 
 impl Drop for FakeApiServer {
@@ -453,6 +556,7 @@ impl Drop for FakeApiServer {
         if let Some(shutdown) = self.shutdown.take() {
             let _ = shutdown.send(());
         }
+        let _ = self.stop.send(true);
         // Streaming responses would otherwise keep graceful shutdown waiting.
         self.shared.close_watches();
     }

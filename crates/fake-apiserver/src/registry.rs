@@ -1,5 +1,11 @@
 //! Which resources the fake server serves, and how each one behaves.
 
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use crate::schema::CrdSchema;
+
 /// Describes a resource type to serve, e.g. a CRD. See [`crate::FakeApiServer::register_resource`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ResourceDef {
@@ -53,6 +59,8 @@ pub(crate) struct ResourceInfo {
     /// An immediate delete answers with the deleted object (custom resources)
     /// instead of a `Status` with `status: Success` (built-in types).
     pub return_deleted_object: bool,
+    /// The CRD's schema, for custom resources registered from their CRD.
+    pub schema: Option<Arc<CrdSchema>>,
 }
 
 impl ResourceInfo {
@@ -66,7 +74,49 @@ impl ResourceInfo {
             status_subresource: def.status_subresource,
             allow_create_on_update: false,
             return_deleted_object: true,
+            schema: None,
         }
+    }
+
+    /// A custom resource from its `CustomResourceDefinition` (`apiextensions.k8s.io/v1`): the
+    /// storage version (else the first served one), its scope, `/status` subresource and schema.
+    pub(crate) fn from_crd(crd: &Value) -> Result<Self, String> {
+        let text = |v: &Value, pointer: &str| {
+            v.pointer(pointer)
+                .and_then(Value::as_str)
+                .filter(|s| !s.is_empty())
+                .map(String::from)
+                .ok_or_else(|| format!("the CRD has no {pointer}"))
+        };
+        let versions = crd
+            .pointer("/spec/versions")
+            .and_then(Value::as_array)
+            .ok_or("the CRD has no /spec/versions")?;
+        let version = versions
+            .iter()
+            .find(|v| v.get("storage").and_then(Value::as_bool) == Some(true))
+            .or_else(|| {
+                versions
+                    .iter()
+                    .find(|v| v.get("served").and_then(Value::as_bool) != Some(false))
+            })
+            .ok_or("the CRD serves no version")?;
+        let schema = match version.pointer("/schema/openAPIV3Schema") {
+            Some(s) => Some(Arc::new(CrdSchema::parse(s)?)),
+            None => None,
+        };
+        let def = ResourceDef::new(
+            &text(crd, "/spec/group")?,
+            &text(version, "/name")?,
+            &text(crd, "/spec/names/plural")?,
+            &text(crd, "/spec/names/kind")?,
+            text(crd, "/spec/scope")? == "Namespaced",
+        )
+        .with_status(version.pointer("/subresources/status").is_some());
+        Ok(Self {
+            schema,
+            ..Self::custom(def)
+        })
     }
 
     fn builtin(group: &str, plural: &str, kind: &str, namespaced: bool) -> Self {
@@ -122,5 +172,10 @@ impl ResourceInfo {
 
     pub(crate) fn is_namespaces(&self) -> bool {
         self.group.is_empty() && self.plural == "namespaces"
+    }
+
+    /// Core and `events.k8s.io` Events, which expire after the event TTL.
+    pub(crate) fn is_events(&self) -> bool {
+        self.plural == "events" && (self.group.is_empty() || self.group == "events.k8s.io")
     }
 }

@@ -1,22 +1,28 @@
-//! The object store: every write path (create, update, patch, apply, delete), the
-//! owner-reference garbage collector and the per-resource watch history.
+//! The object store: every write path (create, update, patch, apply, delete) with the
+//! validation real servers do, the owner-reference garbage collector, Event expiry and the
+//! per-resource watch history.
 //!
 //! Everything here runs under the server's single mutex and never awaits.
 //! Objects are kept as `Arc<Value>` so reads (get, list, watch) only clone
 //! pointers under the lock and serialize after releasing it.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap, VecDeque};
 use std::ops::Bound;
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde_json::{Value, json};
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
+use tokio::time::Instant;
 
 use crate::apply;
 use crate::error::ApiError;
+use crate::field::FieldError;
 use crate::meta::{self, meta_mut};
 use crate::registry::ResourceInfo;
 use crate::selector::{FieldSelector, LabelSelector};
+use crate::validation;
 
 /// `(group, plural)` of a resource.
 pub(crate) type CollKey = (String, String);
@@ -120,6 +126,13 @@ pub(crate) enum Deleted {
     Removed(Arc<Value>),
 }
 
+/// Counts of an object's owner references that resolve, and that do not.
+#[derive(Default)]
+struct Owners {
+    solid: usize,
+    dangling: usize,
+}
+
 /// Label/field/name filter of list and watch requests.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Filter {
@@ -152,6 +165,23 @@ struct Entry {
     applied: BTreeMap<String, Value>,
     /// Field manager of the last non-apply write, blamed for apply conflicts.
     updater: Option<String>,
+    /// When an Event expires (its TTL counts from its last write).
+    expires: Option<Instant>,
+}
+
+/// Work of the garbage collector: look at the dependents of a deleted owner, or at one object
+/// whose owners may be gone (or may never have existed).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Gc {
+    Owner(String),
+    Dependent(ObjRef),
+}
+
+/// Deferred work, run by the server's background task when due.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Timer {
+    Gc(Gc),
+    Expire(ObjRef),
 }
 
 /// All objects of one resource plus its watch history.
@@ -217,6 +247,15 @@ pub(crate) struct Store {
     uid_index: HashMap<String, ObjRef>,
     /// owner uid → objects listing it in ownerReferences, for garbage collection.
     dependents: HashMap<String, BTreeSet<ObjRef>>,
+    /// How long garbage collection waits; `None`: it runs inside the request that deletes.
+    pub gc_delay: Option<Duration>,
+    /// How long an Event lives after its last write.
+    pub event_ttl: Duration,
+    /// Garbage collection found by the request being handled, done when it ends.
+    pending: Vec<Gc>,
+    timers: BinaryHeap<Reverse<(Instant, Timer)>>,
+    /// Wakes the background task when a timer is added.
+    pub wake: Arc<Notify>,
 }
 
 fn key_of(ns: &str, name: &str) -> ObjKey {
@@ -224,7 +263,7 @@ fn key_of(ns: &str, name: &str) -> ObjKey {
 }
 
 impl Store {
-    pub(crate) fn new(history_limit: usize) -> Self {
+    pub(crate) fn new(history_limit: usize, event_ttl: Duration) -> Self {
         let mut store = Self {
             rv: 0,
             compacted_rv: 0,
@@ -232,6 +271,11 @@ impl Store {
             collections: HashMap::new(),
             uid_index: HashMap::new(),
             dependents: HashMap::new(),
+            gc_delay: None,
+            event_ttl,
+            pending: Vec::new(),
+            timers: BinaryHeap::new(),
+            wake: Arc::new(Notify::new()),
         };
         for info in ResourceInfo::builtins() {
             store.register(info);
@@ -365,21 +409,29 @@ impl Store {
     }
 
     /// Persists `obj` as the new version of an object: assigns a fresh
-    /// resourceVersion, maintains the owner index and records a watch event.
+    /// resourceVersion, maintains the owner index and records a watch event. An Event's TTL
+    /// starts again; an object some of whose owners do not exist is left to the garbage
+    /// collector.
     fn commit(&mut self, ck: &CollKey, ns: &str, name: &str, mut obj: Value) -> Arc<Value> {
         let rv = self.next_rv();
         meta_mut(&mut obj).insert("resourceVersion".into(), Value::String(rv.to_string()));
         let obj = Arc::new(obj);
         let limit = self.history_limit;
+        let expires = Instant::now() + self.event_ttl;
         let coll = self.coll_mut(ck);
+        let expires = coll.info.is_events().then_some(expires);
         let key = key_of(ns, name);
         let old = match coll.objects.get_mut(&key) {
-            Some(entry) => Some(std::mem::replace(&mut entry.obj, obj.clone())),
+            Some(entry) => {
+                entry.expires = expires;
+                Some(std::mem::replace(&mut entry.obj, obj.clone()))
+            }
             None => {
                 let entry = Entry {
                     obj: obj.clone(),
                     applied: BTreeMap::new(),
                     updater: None,
+                    expires,
                 };
                 coll.objects.insert(key.clone(), entry);
                 None
@@ -399,7 +451,13 @@ impl Store {
         };
         coll.record(change, limit);
         let r = ObjRef { coll: ck.clone(), key };
+        if let (None, Some(at)) = (&old, expires) {
+            self.schedule(at, Timer::Expire(r.clone()));
+        }
         self.reindex(&r, old.as_deref(), Some(&obj));
+        if self.owners(&obj).dangling > 0 {
+            self.pending.push(Gc::Dependent(r));
+        }
         obj
     }
 
@@ -479,11 +537,8 @@ impl Store {
             (None, None) => match meta::meta_str(&obj, "generateName") {
                 Some(prefix) => meta::generate_name(prefix),
                 None => {
-                    return Err(ApiError::invalid(
-                        info,
-                        "",
-                        "metadata.name: Required value: name or generateName is required",
-                    ));
+                    let missing = FieldError::required("metadata.name", "name or generateName is required");
+                    return Err(ApiError::invalid(info, "", &[missing]));
                 }
             },
         };
@@ -502,7 +557,8 @@ impl Store {
         meta.insert("uid".into(), Value::String(meta::new_uid()));
         meta.insert("creationTimestamp".into(), Value::String(meta::now_rfc3339()));
         meta.insert("generation".into(), json!(1));
-        apply_defaults(info, &mut obj);
+        prune_and_default(info, &mut obj)?;
+        check(info, &obj, None, Target::Main)?;
         Ok(obj)
     }
 
@@ -542,6 +598,10 @@ impl Store {
                 Some(status) => root.insert("status".into(), status),
                 None => root.remove("status"),
             };
+            if let Some(schema) = &info.schema {
+                schema.prune(&mut result);
+            }
+            check(info, &result, Some(old), Target::Status)?;
             return Ok(result);
         }
         meta::restore_system_fields(&mut new, old);
@@ -561,21 +621,12 @@ impl Store {
                 None => root.remove("status"),
             };
         }
-        if meta::is_deleting(old) {
-            let before = meta::finalizers(old);
-            if meta::finalizers(&new).iter().any(|f| !before.contains(f)) {
-                return Err(ApiError::invalid(
-                    info,
-                    name,
-                    "metadata.finalizers: Forbidden: no new finalizers can be added if the object is being deleted",
-                ));
-            }
-        }
-        apply_defaults(info, &mut new);
+        prune_and_default(info, &mut new)?;
         let generation = old.pointer("/metadata/generation").and_then(Value::as_i64).unwrap_or(1);
         if meta::spec_changed(old, &new, info.status_subresource) {
             meta_mut(&mut new).insert("generation".into(), json!(generation + 1));
         }
+        check(info, &new, Some(old), Target::Main)?;
         Ok(new)
     }
 
@@ -616,7 +667,7 @@ impl Store {
             && meta::finalizers(&stored).is_empty()
             && let Some(removed) = self.remove(&r)
         {
-            self.collect_garbage(r.coll, removed);
+            self.removed(r.coll, removed);
         }
         stored
     }
@@ -629,9 +680,18 @@ impl Store {
         body: Value,
         opts: &WriteOpts,
     ) -> Result<Arc<Value>, ApiError> {
-        let info = self.info(ck)?;
-        let obj = self.prepare_create(&info, ns, body, None)?;
-        self.insert_new(ck, &info, ns, obj, opts, None)
+        self.settled(|store| {
+            let info = store.info(ck)?;
+            let obj = store.prepare_create(&info, ns, body, None)?;
+            store.insert_new(ck, &info, ns, obj, opts, None)
+        })
+    }
+
+    /// Runs a write, then the garbage collection it gave rise to (see [`Store::settle`]).
+    fn settled<T>(&mut self, write: impl FnOnce(&mut Self) -> T) -> T {
+        let result = write(self);
+        self.settle();
+        result
     }
 
     fn insert_new(
@@ -676,6 +736,18 @@ impl Store {
         target: Target,
         opts: &WriteOpts,
     ) -> Result<(Arc<Value>, bool), ApiError> {
+        self.settled(|store| store.replace(ck, ns, name, body, target, opts))
+    }
+
+    fn replace(
+        &mut self,
+        ck: &CollKey,
+        ns: &str,
+        name: &str,
+        body: Value,
+        target: Target,
+        opts: &WriteOpts,
+    ) -> Result<(Arc<Value>, bool), ApiError> {
         let info = self.info(ck)?;
         let Some(old) = self.get(ck, ns, name).cloned() else {
             if target == Target::Main && info.allow_create_on_update {
@@ -692,6 +764,20 @@ impl Store {
     /// `PATCH` with a merge, strategic-merge, JSON or apply patch.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn patch(
+        &mut self,
+        ck: &CollKey,
+        ns: &str,
+        name: &str,
+        kind: PatchKind,
+        body: Value,
+        target: Target,
+        opts: &WriteOpts,
+    ) -> Result<(Arc<Value>, bool), ApiError> {
+        self.settled(|store| store.patch_object(ck, ns, name, kind, body, target, opts))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn patch_object(
         &mut self,
         ck: &CollKey,
         ns: &str,
@@ -721,8 +807,13 @@ impl Store {
             PatchKind::Json => {
                 let ops: json_patch::Patch = serde_json::from_value(body)
                     .map_err(|e| ApiError::bad_request(format!("invalid JSON patch: {e}")))?;
-                json_patch::patch(&mut candidate, &ops.0).map_err(|e| {
-                    ApiError::invalid(&info, name, &format!("the JSON patch could not be applied: {e}"))
+                // Real servers do not say why (`NewGenericServerResponse(422, ...)`).
+                json_patch::patch(&mut candidate, &ops.0).map_err(|_| {
+                    ApiError::new(
+                        422,
+                        "Invalid",
+                        "the server rejected our request due to an error in our request",
+                    )
                 })?;
             }
             PatchKind::Apply => unreachable!("handled above"),
@@ -762,6 +853,7 @@ impl Store {
             Target::Status => format!("{manager}/status"),
         };
         let mut config = apply::managed_config(body.clone());
+        apply::key_lists(&mut config);
         if let Some(root) = config.as_object_mut() {
             match target {
                 Target::Status => root.retain(|k, _| k == "status"),
@@ -789,6 +881,8 @@ impl Store {
         {
             return Err(ApiError::stale_resource_version(info, name));
         }
+        let mut keyed = (*old).clone();
+        apply::key_lists(&mut keyed);
         let last = entry.applied.get(&manager_key);
         let others: Vec<apply::Other<'_>> = entry
             .applied
@@ -798,7 +892,7 @@ impl Store {
             .collect();
         if !opts.force {
             let updater = entry.updater.as_deref().unwrap_or("unknown");
-            let found = apply::conflicts(&old, &config, last, &others, updater);
+            let found = apply::conflicts(&keyed, &config, last, &others, updater);
             if !found.is_empty() {
                 let list: Vec<String> = found
                     .iter()
@@ -816,11 +910,12 @@ impl Store {
                 ));
             }
         }
-        let mut candidate = (*old).clone();
+        let mut candidate = keyed;
         if let Some(last) = last {
             apply::prune(&mut candidate, last, &config, &others);
         }
         json_patch::merge(&mut candidate, &config);
+        apply::unkey_lists(&mut candidate, &old, &body);
         let new = self.prepare_update(info, &old, candidate, target)?;
         let stored = self.finish_write(ck, &old, new, opts, None);
         if !opts.dry_run
@@ -870,11 +965,13 @@ impl Store {
             key: key_of(ns, name),
         };
         let outcome = self.delete_one(&r).ok_or_else(|| ApiError::not_found(&info, name))?;
-        if let Deleted::Removed(obj) = &outcome
-            && !opts.orphan
-        {
-            self.collect_garbage(r.coll, obj.clone());
+        if let Deleted::Removed(obj) = &outcome {
+            if opts.orphan {
+                self.orphan_dependents(uid);
+            }
+            self.removed(r.coll, obj.clone());
         }
+        self.settle();
         Ok(outcome)
     }
 
@@ -893,24 +990,19 @@ impl Store {
         Some(Deleted::Pending(self.commit(&r.coll, &r.key.0, &r.key.1, pending)))
     }
 
-    /// Background garbage collection, done synchronously: deletes objects whose
-    /// owners are all gone, and the contents of deleted namespaces, recursively.
-    fn collect_garbage(&mut self, coll: CollKey, removed: Arc<Value>) {
-        let mut queue = VecDeque::from([(coll, removed)]);
+    /// After an object is gone: the contents of a deleted namespace go at once (the namespace
+    /// controller's work); its dependents are left to the garbage collector.
+    fn removed(&mut self, coll: CollKey, gone: Arc<Value>) {
+        let mut queue = VecDeque::from([(coll, gone)]);
         while let Some((coll, obj)) = queue.pop_front() {
-            let mut victims = BTreeSet::new();
-            if let Some(deps) = meta::uid(&obj).and_then(|uid| self.dependents.remove(uid)) {
-                for dep in deps {
-                    let orphaned = self
-                        .get_ref(&dep)
-                        .is_some_and(|d| meta::owner_uids(d).iter().all(|u| !self.uid_index.contains_key(*u)));
-                    if orphaned {
-                        victims.insert(dep);
-                    }
-                }
+            if let Some(uid) = meta::uid(&obj)
+                && self.dependents.contains_key(uid)
+            {
+                self.pending.push(Gc::Owner(uid.to_string()));
             }
             if coll.0.is_empty() && coll.1 == "namespaces" {
                 let ns = meta::name(&obj).unwrap_or_default();
+                let mut victims = Vec::new();
                 for (ck, c) in &self.collections {
                     if c.info.namespaced {
                         victims.extend(c.range(Some(ns), None).map(|(key, _)| ObjRef {
@@ -919,13 +1011,192 @@ impl Store {
                         }));
                     }
                 }
-            }
-            for victim in victims {
-                if let Some(Deleted::Removed(gone)) = self.delete_one(&victim) {
-                    queue.push_back((victim.coll, gone));
+                for victim in victims {
+                    if let Some(Deleted::Removed(gone)) = self.delete_one(&victim) {
+                        queue.push_back((victim.coll, gone));
+                    }
                 }
             }
         }
+    }
+
+    /// `propagationPolicy: Orphan`: dependents lose their reference to the deleted owner.
+    fn orphan_dependents(&mut self, uid: &str) {
+        let deps: Vec<ObjRef> = self
+            .dependents
+            .get(uid)
+            .map(|d| d.iter().cloned().collect())
+            .unwrap_or_default();
+        for dep in deps {
+            self.drop_owner_refs(&dep, |r| r.get("uid").and_then(Value::as_str) == Some(uid));
+        }
+    }
+
+    /// Rewrites an object without the owner references `drop` selects.
+    fn drop_owner_refs(&mut self, r: &ObjRef, drop: impl Fn(&Value) -> bool) {
+        let Some(obj) = self.get_ref(r) else { return };
+        let mut kept = (**obj).clone();
+        if let Some(Value::Array(refs)) = meta_mut(&mut kept).get_mut("ownerReferences") {
+            refs.retain(|o| !drop(o));
+            if refs.is_empty() {
+                meta_mut(&mut kept).remove("ownerReferences");
+            }
+        }
+        self.commit(&r.coll, &r.key.0, &r.key.1, kept);
+    }
+
+    /// Whether an owner reference points at an object that does not exist: nothing has its
+    /// uid, though its kind is served here (an owner of a kind this server does not know is
+    /// left alone, as real garbage collection cannot look it up either).
+    fn dangling(&self, owner: &Value) -> bool {
+        let uid = owner.get("uid").and_then(Value::as_str).unwrap_or_default();
+        if self.uid_index.contains_key(uid) {
+            return false;
+        }
+        let api_version = owner.get("apiVersion").and_then(Value::as_str).unwrap_or_default();
+        let kind = owner.get("kind").and_then(Value::as_str).unwrap_or_default();
+        let Some((group, _)) = validation::parse_group_version(api_version) else {
+            return false;
+        };
+        self.collections
+            .values()
+            .any(|c| c.info.group == group && c.info.kind == kind)
+    }
+
+    /// How many of an object's owners exist (or cannot be checked), and how many do not.
+    fn owners(&self, obj: &Value) -> Owners {
+        let mut owners = Owners::default();
+        for owner in obj
+            .pointer("/metadata/ownerReferences")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            if self.dangling(owner) {
+                owners.dangling += 1;
+            } else {
+                owners.solid += 1;
+            }
+        }
+        owners
+    }
+
+    /// What the garbage collector does about one object: with all its owners gone it is
+    /// deleted; with some gone, its references to those are removed.
+    fn collect_dependent(&mut self, r: &ObjRef) {
+        let Some(obj) = self.get_ref(r).cloned() else { return };
+        let owners = self.owners(&obj);
+        if owners.dangling == 0 {
+            return;
+        }
+        if owners.solid > 0 {
+            let dangling: Vec<Value> = obj
+                .pointer("/metadata/ownerReferences")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter(|o| self.dangling(o))
+                .cloned()
+                .collect();
+            self.drop_owner_refs(r, |o| dangling.contains(o));
+            return;
+        }
+        if let Some(Deleted::Removed(gone)) = self.delete_one(r) {
+            self.removed(r.coll.clone(), gone);
+        }
+    }
+
+    fn collect(&mut self, work: Gc) {
+        match work {
+            Gc::Owner(uid) => {
+                let deps: Vec<ObjRef> = self
+                    .dependents
+                    .get(&uid)
+                    .map(|d| d.iter().cloned().collect())
+                    .unwrap_or_default();
+                for dep in deps {
+                    self.collect_dependent(&dep);
+                }
+            }
+            Gc::Dependent(r) => self.collect_dependent(&r),
+        }
+    }
+
+    /// Ends a request's work: the garbage collection it gave rise to runs now (synchronous
+    /// mode, the default) or is scheduled after the configured delay.
+    pub(crate) fn settle(&mut self) {
+        match self.gc_delay {
+            None => {
+                while let Some(work) = self.pending.pop() {
+                    self.collect(work);
+                }
+            }
+            Some(delay) => {
+                let at = Instant::now() + delay;
+                for work in std::mem::take(&mut self.pending) {
+                    self.schedule(at, Timer::Gc(work));
+                }
+            }
+        }
+    }
+
+    fn schedule(&mut self, at: Instant, timer: Timer) {
+        self.timers.push(Reverse((at, timer)));
+        self.wake.notify_one();
+    }
+
+    /// When the next deferred work is due.
+    pub(crate) fn next_due(&self) -> Option<Instant> {
+        self.timers.peek().map(|Reverse((at, _))| *at)
+    }
+
+    /// Does all scheduled garbage collection at once, due or not.
+    pub(crate) fn run_gc_now(&mut self) {
+        let (gc, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut self.timers)
+            .into_iter()
+            .partition(|Reverse((_, t))| matches!(t, Timer::Gc(_)));
+        self.timers = rest.into_iter().collect();
+        let mut gc: Vec<(Instant, Timer)> = gc.into_iter().map(|Reverse(t)| t).collect();
+        gc.sort();
+        for (_, timer) in gc {
+            if let Timer::Gc(work) = timer {
+                self.collect(work);
+            }
+        }
+        // Cascades go on at once too.
+        while !self.pending.is_empty() {
+            for work in std::mem::take(&mut self.pending) {
+                self.collect(work);
+            }
+        }
+    }
+
+    /// Does the deferred work due by `now`: garbage collection and expired Events.
+    pub(crate) fn run_due(&mut self, now: Instant) {
+        while let Some(Reverse((at, _))) = self.timers.peek()
+            && *at <= now
+        {
+            let Some(Reverse((_, timer))) = self.timers.pop() else {
+                break;
+            };
+            match timer {
+                Timer::Gc(work) => self.collect(work),
+                Timer::Expire(r) => {
+                    let entry = self.collections.get(&r.coll).and_then(|c| c.objects.get(&r.key));
+                    match entry.and_then(|e| e.expires) {
+                        Some(at) if at <= now => {
+                            if let Some(gone) = self.remove(&r) {
+                                self.removed(r.coll.clone(), gone);
+                            }
+                        }
+                        // Written again since: its TTL started over.
+                        Some(at) => self.timers.push(Reverse((at, Timer::Expire(r)))),
+                        None => {}
+                    }
+                }
+            }
+        }
+        self.settle();
     }
 
     /// Live objects of a resource, for [`crate::FakeApiServer::objects`].
@@ -955,6 +1226,30 @@ fn set_type_meta(info: &ResourceInfo, obj: &mut Value) {
     let root = obj.as_object_mut().expect("objects are maps");
     root.insert("apiVersion".into(), Value::String(info.api_version()));
     root.insert("kind".into(), Value::String(info.kind.clone()));
+}
+
+/// What decoding a request does before validation: unknown fields of custom resources pruned,
+/// a Secret's `stringData` moved into `data`, defaults set.
+fn prune_and_default(info: &ResourceInfo, obj: &mut Value) -> Result<(), ApiError> {
+    if let Some(schema) = &info.schema {
+        schema.prune(obj);
+    }
+    validation::normalize_secret(info, obj)?;
+    apply_defaults(info, obj);
+    Ok(())
+}
+
+/// Validates an object about to be stored (`old`: the stored version, for updates): metadata,
+/// the rules of its kind, its CRD's schema.
+fn check(info: &ResourceInfo, new: &Value, old: Option<&Value>, target: Target) -> Result<(), ApiError> {
+    let mut errors = validation::validate(info, new, old);
+    if let Some(schema) = &info.schema {
+        errors = schema.validate(new, old, target == Target::Status, errors);
+    }
+    if errors.is_empty() {
+        return Ok(());
+    }
+    Err(ApiError::invalid(info, meta::name(new).unwrap_or_default(), &errors))
 }
 
 /// Defaulting real servers do for the built-in types.
