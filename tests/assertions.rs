@@ -936,3 +936,81 @@ async fn neither_the_key_nor_an_assertion_appears_in_trace_logs_errors_or_the_ou
         assert!(!h.contains("kid-4f2a\",\"private_key"), "the key file leaked");
     }
 }
+
+// --- the controller ----------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_controller_publishes_a_service_account_token_and_keeps_keys_and_assertions_out_of_events_and_status() {
+    use connector_auth_operator::api::ConnectorAuth;
+    use k8s_openapi::api::core::v1::Secret;
+    use kube::api::{Api, PostParams};
+    use support::operator::{Operator, Source};
+
+    let key = rsa_key();
+    let v = Arc::new(google_verifier(&key));
+    let base = token_endpoint(v.clone(), Some(SCOPE)).await;
+    let server = api_server().await;
+    let client = server.client();
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), "ns");
+    let file = google_key_file(&key, SA);
+    let creds: Secret =
+        serde_json::from_value(json!({"metadata": {"name": "google-sa"}, "stringData": {"key.json": file}})).unwrap();
+    secrets.create(&PostParams::default(), &creds).await.unwrap();
+    let cas: Api<ConnectorAuth> = Api::namespaced(client.clone(), "ns");
+    for (name, extra) in [
+        ("drive", ""),
+        ("wrong-aud", "    claims: {aud: \"https://example.com\"}\n"),
+    ] {
+        let spec: Value = serde_saphyr::from_str(&google_spec(&base, extra)).unwrap();
+        let ca: ConnectorAuth = serde_json::from_value(json!({
+            "apiVersion": "connectorauth.dev/v1alpha1", "kind": "ConnectorAuth",
+            "metadata": {"name": name, "namespace": "ns"}, "spec": spec,
+        }))
+        .unwrap();
+        cas.create(&PostParams::default(), &ca).await.unwrap();
+    }
+    let op = Operator::start(Source::Url(server.url()), "op", false);
+    let token = eventually(10, "the token is published", || async {
+        let s = server.object("", "secrets", Some("ns"), "drive-token")?;
+        let t = s["data"]["access_token"].as_str()?.to_string();
+        Some(String::from_utf8(STANDARD.decode(t).unwrap()).unwrap())
+    })
+    .await;
+    assert!(token.starts_with("ya29."));
+    let reason = eventually(10, "the refused resource reports why", || async {
+        let ca = server.object("connectorauth.dev", "connectorauths", Some("ns"), "wrong-aud")?;
+        let ready = ca["status"]["conditions"]
+            .as_array()?
+            .iter()
+            .find(|c| c["type"] == "Ready" && c["reason"] != "Pending")?
+            .clone();
+        Some(ready["reason"].as_str()?.to_string())
+    })
+    .await;
+    assert_eq!(reason, "InvalidGrant");
+    op.stop().await;
+
+    let events = serde_json::to_string(&server.objects("events.k8s.io", "events")).unwrap();
+    assert!(events.contains("InvalidGrant"), "the refusal was recorded as an Event");
+    let status = serde_json::to_string(&server.objects("connectorauth.dev", "connectorauths")).unwrap();
+    let output = server.object("", "secrets", Some("ns"), "drive-token").unwrap();
+    let output: Vec<String> = output["data"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|v| String::from_utf8(STANDARD.decode(v.as_str().unwrap()).unwrap()).unwrap())
+        .collect();
+    let output = output.join("\n");
+    let sent = v.raw.lock().unwrap().clone();
+    assert!(sent.len() >= 2, "both resources sent assertions");
+    let key_lines: Vec<&str> = key.pem.lines().filter(|l| !l.starts_with("-----")).collect();
+    for (what, h) in [("Events", &events), ("status", &status), ("the output Secret", &output)] {
+        for jwt in &sent {
+            let signature = jwt.rsplit('.').next().unwrap();
+            assert!(!h.contains(signature), "an assertion leaked into {what}");
+        }
+        for line in &key_lines {
+            assert!(!h.contains(line), "key material leaked into {what}");
+        }
+    }
+}

@@ -197,7 +197,7 @@ const CORPUS: &[(&str, &str, Expect)] = &[
         "CA bundle without a kind",
         "credentialsRef: {name: c}\napiKey: {}\ntls: {caBundleRef: {name: ca}}",
         Expect::Shape,
-    ),    // Signed assertions and chained steps.
+    ), // Signed assertions and chained steps.
     (
         "jwtBearer grant without an assertion",
         "credentialsRef: {name: c}\noauth2: {tokenUrl: 'https://x', grantType: jwtBearer}",
