@@ -1014,3 +1014,73 @@ async fn the_controller_publishes_a_service_account_token_and_keeps_keys_and_ass
         }
     }
 }
+
+#[test]
+fn every_supported_algorithm_signs_what_the_public_key_verifies_with_the_kid_set() {
+    use connector_auth_operator::api::{JwtAlgorithm as J, SignedAssertion};
+    use connector_auth_operator::engine::assertion::{Defaults, Plan, SigningKey, sign};
+
+    let gen_key = |alg: &'static rcgen::SignatureAlgorithm| {
+        let k = rcgen::KeyPair::generate_for(alg).unwrap();
+        (k.serialize_pem(), k.public_key_pem())
+    };
+    let rsa = gen_key(&rcgen::PKCS_RSA_SHA256);
+    let p256 = gen_key(&rcgen::PKCS_ECDSA_P256_SHA256);
+    let p384 = gen_key(&rcgen::PKCS_ECDSA_P384_SHA384);
+    let ed = gen_key(&rcgen::PKCS_ED25519);
+    let cases = [
+        (&rsa, J::RS256, Algorithm::RS256),
+        (&rsa, J::RS384, Algorithm::RS384),
+        (&rsa, J::RS512, Algorithm::RS512),
+        (&rsa, J::PS256, Algorithm::PS256),
+        (&rsa, J::PS384, Algorithm::PS384),
+        (&rsa, J::PS512, Algorithm::PS512),
+        (&p256, J::ES256, Algorithm::ES256),
+        (&p384, J::ES384, Algorithm::ES384),
+        (&ed, J::EdDSA, Algorithm::EdDSA),
+    ];
+    let plan = Plan::compile(
+        "spec.x",
+        "x",
+        &SignedAssertion::default(),
+        Defaults {
+            claims: vec![],
+            lifetime: "2m",
+            backdate_secs: 0,
+            not_before: true,
+            jti: true,
+            iss_from_key_file: false,
+        },
+    )
+    .unwrap();
+    for ((pem, public), asked, alg) in cases {
+        let key = SigningKey::load(pem).unwrap();
+        assert_eq!(key.algorithm(Some(asked)).unwrap(), alg);
+        let claims = serde_json::Map::from_iter([("iss".to_string(), json!("me"))]);
+        let jwt = sign(
+            &key,
+            alg,
+            Some("kid-1".into()),
+            None,
+            claims,
+            jiff::Timestamp::now(),
+            &plan,
+            "jti-1",
+        )
+        .unwrap();
+        let decoding = match alg {
+            Algorithm::ES256 | Algorithm::ES384 => DecodingKey::from_ec_pem(public.as_bytes()),
+            Algorithm::EdDSA => DecodingKey::from_ed_pem(public.as_bytes()),
+            _ => DecodingKey::from_rsa_pem(public.as_bytes()),
+        }
+        .unwrap();
+        let mut v = Validation::new(alg);
+        v.validate_aud = false;
+        v.validate_nbf = true;
+        v.set_issuer(&["me"]);
+        let data = jsonwebtoken::decode::<Value>(&jwt, &decoding, &v).unwrap_or_else(|e| panic!("{asked:?}: {e}"));
+        assert_eq!(data.header.kid.as_deref(), Some("kid-1"));
+        assert_eq!(data.claims["jti"], "jti-1");
+        assert_eq!(data.claims["nbf"], data.claims["iat"]);
+    }
+}

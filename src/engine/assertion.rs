@@ -58,6 +58,8 @@ pub struct Defaults<'a> {
     pub backdate_secs: i64,
     pub not_before: bool,
     pub jti: bool,
+    /// A JSON key file's `client_email` is the default `iss` (Google service accounts).
+    pub iss_from_key_file: bool,
 }
 
 impl Plan {
@@ -96,7 +98,7 @@ impl Plan {
                     (k, t)
                 })
                 .collect(),
-            iss_from_key_file: !s.claims.contains_key("iss"),
+            iss_from_key_file: d.iss_from_key_file && !s.claims.contains_key("iss"),
             lifetime_secs,
             backdate_secs: d.backdate_secs,
             not_before: d.not_before,

@@ -35,6 +35,7 @@ pub(crate) fn compile(s: &api::GithubApp) -> Result<Flow> {
             backdate_secs: 60,
             not_before: false,
             jti: false,
+            iss_from_key_file: false,
         },
     )?;
     if plan.lifetime_secs + plan.backdate_secs > 600 {

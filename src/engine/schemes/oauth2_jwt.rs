@@ -74,6 +74,7 @@ pub(crate) fn plans(
                     backdate_secs: 0,
                     not_before: false,
                     jti: true,
+                    iss_from_key_file: true,
                 },
             )?);
         }
@@ -96,6 +97,7 @@ pub(crate) fn plans(
                 backdate_secs: 0,
                 not_before: true,
                 jti: true,
+                iss_from_key_file: false,
             },
         )?),
         (true, None) => return Err(missing(field, "clientAssertion", "clientAuth private_key_jwt")),
