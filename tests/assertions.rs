@@ -1084,3 +1084,42 @@ fn every_supported_algorithm_signs_what_the_public_key_verifies_with_the_kid_set
         assert_eq!(data.claims["nbf"], data.claims["iat"]);
     }
 }
+
+#[tokio::test]
+async fn local_mode_issues_tokens_for_a_service_account_and_a_chained_login() {
+    use connector_auth_operator::local::LocalRunner;
+
+    let key = rsa_key();
+    let v = Arc::new(google_verifier(&key));
+    let base = token_endpoint(v.clone(), Some(SCOPE)).await;
+    let chain_base = two_step_provider().await;
+    let indent = |yaml: &str| {
+        yaml.trim()
+            .lines()
+            .map(|l| format!("  {l}"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let file = serde_json::to_string(&google_key_file(&key, SA)).unwrap();
+    let manifests = format!(
+        "apiVersion: connectorauth.dev/v1alpha1\nkind: ConnectorAuth\nmetadata: {{name: drive, namespace: ns}}\nspec:\n{}\n---\n\
+         apiVersion: connectorauth.dev/v1alpha1\nkind: ConnectorAuth\nmetadata: {{name: erp, namespace: ns}}\nspec:\n{}\n---\n\
+         apiVersion: v1\nkind: Secret\nmetadata: {{name: google-sa, namespace: ns}}\nstringData:\n  key.json: {file}\n---\n\
+         apiVersion: v1\nkind: Secret\nmetadata: {{name: c, namespace: ns}}\nstringData: {{username: svc, password: 'pw&1'}}\n",
+        indent(&google_spec(&base, "")),
+        indent(&chained_spec(&chain_base)),
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("all.yaml"), manifests).unwrap();
+    let out = tmp.path().join("out");
+    let mut runner = LocalRunner::new(engine(), tmp.path().join("all.yaml"), out.clone());
+    let reports = runner.pass().await.unwrap();
+    assert_eq!(reports.len(), 2);
+    for r in &reports {
+        assert!(r.result.is_ok(), "{}: {:?}", r.name, r.result.as_ref().err());
+    }
+    let google = std::fs::read_to_string(out.join("ns/drive-token/access_token")).unwrap();
+    assert!(google.starts_with("ya29."), "{google}");
+    let erp = std::fs::read_to_string(out.join("ns/erp-token/access_token")).unwrap();
+    assert!(erp.starts_with("tok-"), "{erp}");
+}
