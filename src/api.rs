@@ -34,8 +34,12 @@ pub const VERSION: &str = "v1alpha1";
 )]
 #[derive(KubeSchema)]
 #[x_kube(
-    validation = Rule::new("[has(self.refreshableToken), has(self.oauth2), has(self.apiKey), has(self.jwt), has(self.tripletex), has(self.superOffice)].filter(x, x).size() == 1").message("exactly one scheme must be set: refreshableToken, oauth2, apiKey, jwt, tripletex or superOffice"),
-    validation = Rule::new("!has(self.oauth2) || has(self.oauth2.tokenUrl) || has(self.oauth2.tokenRequest)").message("oauth2 needs tokenUrl (or a tokenRequest override)")
+    validation = Rule::new("[has(self.refreshableToken), has(self.oauth2), has(self.apiKey), has(self.jwt), has(self.tripletex), has(self.superOffice), has(self.githubApp)].filter(x, x).size() == 1").message("exactly one scheme must be set: refreshableToken, oauth2, apiKey, jwt, tripletex, superOffice or githubApp"),
+    validation = Rule::new("!has(self.oauth2) || has(self.oauth2.tokenUrl) || has(self.oauth2.tokenRequest)").message("oauth2 needs tokenUrl (or a tokenRequest override)"),
+    // Signed assertions (RFC 7523): each JWT block belongs to the grant or client
+    // authentication that sends it.
+    validation = Rule::new("!has(self.oauth2) || (has(self.oauth2.grantType) && self.oauth2.grantType == 'jwtBearer') == has(self.oauth2.assertion)").message("oauth2.assertion is required by, and only used with, grantType jwtBearer"),
+    validation = Rule::new("!has(self.oauth2) || (has(self.oauth2.clientAuth) && self.oauth2.clientAuth == 'private_key_jwt') == has(self.oauth2.clientAssertion)").message("oauth2.clientAssertion is required by, and only used with, clientAuth private_key_jwt")
 )]
 #[serde(rename_all = "camelCase")]
 #[schemars(transform = optional_enums_are_not_nullable)]
@@ -147,6 +151,9 @@ pub enum Scheme {
     Tripletex(Box<Tripletex>),
     /// SuperOffice: OAuth 2.0 plus the `so_ticket` taken from the id_token.
     SuperOffice(Box<SuperOffice>),
+    /// GitHub App installation tokens: a JWT signed with the app's private key is exchanged
+    /// for an installation access token.
+    GithubApp(Box<GithubApp>),
 }
 
 impl Scheme {
@@ -159,6 +166,7 @@ impl Scheme {
             Scheme::Jwt(_) => "jwt",
             Scheme::Tripletex(_) => "tripletex",
             Scheme::SuperOffice(_) => "superOffice",
+            Scheme::GithubApp(_) => "githubApp",
         }
     }
 }
@@ -270,6 +278,12 @@ pub struct RefreshRequest {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RefreshableToken {
+    /// Requests sent in order before the `authorization` request, for logins that take
+    /// several calls (log in → session → token). Each step's extracted values are template
+    /// variables of the later steps and of `authorization`: `{{ steps.<name>.<key> }}`.
+    /// A failing step is named in the error. The `refresh` request runs without them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub steps: Vec<ChainStep>,
     /// The login request, sent with the credentials (Locoia: `authorization_request_*`).
     pub authorization: Request,
     #[serde(flatten)]
@@ -278,6 +292,22 @@ pub struct RefreshableToken {
     /// `refresh_request_*`). Without it the login request is repeated to renew.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refresh: Option<RefreshRequest>,
+}
+
+/// One request of a chained login (`refreshableToken.steps`).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ChainStep {
+    /// The step's name: `{{ steps.<name>.<key> }}` in later templates, and in errors.
+    #[x_kube(validation = Rule::new("self.matches('^[A-Za-z_][A-Za-z0-9_]*$')").message("a step name is a letter or underscore followed by letters, digits or underscores"))]
+    pub name: String,
+    /// The request: `url`, `method`, `headers`, `body` or `form`, as in `authorization`.
+    #[serde(flatten)]
+    pub request: Request,
+    /// Values to extract from the response, by key, e.g.
+    /// `{session_id: {cookie: SESSION}, user: {jsonPath: data.user_id}}`. Each must be found.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub extract: BTreeMap<String, Extract>,
 }
 
 /// OAuth 2.0 grant type.
@@ -293,6 +323,10 @@ pub enum GrantType {
     AuthorizationCode,
     /// `password`: resource owner password credentials.
     Password,
+    /// `urn:ietf:params:oauth:grant-type:jwt-bearer` (RFC 7523 §2.1): the operator signs a JWT
+    /// (`assertion`) with a private key and exchanges it (Google service accounts, Salesforce
+    /// and DocuSign JWT flows). `scopes` go into the JWT's `scope` claim.
+    JwtBearer,
 }
 
 /// How the OAuth 2.0 client authenticates at the token endpoint.
@@ -303,6 +337,12 @@ pub enum ClientAuth {
     ClientSecretBasic,
     /// `client_id` and `client_secret` in the form body.
     ClientSecretPost,
+    /// A JWT signed with the client's private key (`clientAssertion`), sent as
+    /// `client_assertion` (RFC 7523 §2.2, OpenID Connect Core §9); no client secret.
+    PrivateKeyJwt,
+    /// No client authentication: the grant itself proves who is asking (the default of grant
+    /// `jwtBearer`, and public clients).
+    None,
 }
 
 /// An OAuth 2.0 token endpoint.
@@ -324,8 +364,9 @@ pub struct OAuth2 {
     /// Client secret template. Default `{{ client_secret }}` (may be absent for public clients).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_secret: Option<String>,
-    /// Client authentication method: `client_secret_basic` (default for oauth2) or
-    /// `client_secret_post` (default for superOffice).
+    /// Client authentication method: `client_secret_basic` (default for oauth2),
+    /// `client_secret_post` (default for superOffice), `private_key_jwt` (with
+    /// `clientAssertion`) or `none` (default for grantType jwtBearer).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_auth: Option<ClientAuth>,
     /// Scopes requested (space-joined into `scope`).
@@ -364,6 +405,16 @@ pub struct OAuth2 {
     /// Replaces the generated refresh request entirely (ChiefOnboarding: `refresh`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refresh_request: Option<Request>,
+    /// The JWT of grant `jwtBearer`, sent as `assertion`. Default claims: `iss` (the key
+    /// file's `client_email`, else `{{ client_id }}`), `aud` (the token URL), `scope` (the
+    /// `scopes`), `iat`, `exp`, `jti`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub assertion: Option<SignedAssertion>,
+    /// The JWT of client authentication `private_key_jwt`, sent as `client_assertion` with
+    /// every token request. Default claims: `iss` and `sub` (the `clientId`), `aud` (the token
+    /// URL), `iat`, `nbf`, `exp` and a fresh `jti`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_assertion: Option<SignedAssertion>,
     /// Response extraction overrides. Defaults follow RFC 6749 (`access_token`,
     /// `refresh_token`, `expires_in`, `token_type`).
     #[serde(flatten)]
@@ -444,6 +495,92 @@ pub struct SuperOffice {
     #[serde(flatten)]
     pub oauth2: OAuth2,
 }
+
+// --- Signed assertions (RFC 7523) and GitHub Apps -------------------------------------------
+
+/// A JWT the operator signs with a private key from the credentials Secret, afresh for every
+/// request. Claims are templates over the credentials keys, `now` and `token_url` (the URL
+/// of the request the JWT is sent with); `iat`, `exp` (and where the flow needs them `nbf`
+/// and `jti`) are set by the operator.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SignedAssertion {
+    /// Credentials key holding the private key: PEM (PKCS#8 `PRIVATE KEY`, PKCS#1
+    /// `RSA PRIVATE KEY` or SEC1 `EC PRIVATE KEY`), or a JSON key file with a `private_key`
+    /// field, such as a Google service-account key (its `client_email` is then the default
+    /// `iss`, its `private_key_id` the default `kid`). Default `private_key`; `tls.key` when the
+    /// credentials Secret is a kubernetes.io/tls Secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self.size() > 0").message("privateKeyKey must not be empty"))]
+    pub private_key_key: Option<String>,
+    /// Credentials key holding the key's PEM certificate (e.g. `tls.crt`). Its SHA-1 and SHA-256
+    /// thumbprints are sent as the `x5t` and `x5t#S256` headers, as Microsoft Entra ID
+    /// certificate credentials require; the key must belong to it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate_key: Option<String>,
+    /// Signing algorithm. Default from the key: RS256 for RSA, ES256 for P-256, ES384 for
+    /// P-384, EdDSA for Ed25519.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub algorithm: Option<JwtAlgorithm>,
+    /// The `kid` header, a template. Default: the key file's `private_key_id`, else none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_id: Option<String>,
+    /// Claims by name; each value is a template rendered to a string, e.g.
+    /// `sub: "{{ delegated_user }}"`. They add to or replace the default claims; an empty
+    /// value removes a default claim.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub claims: BTreeMap<String, String>,
+    /// How long the JWT is valid (`exp` - `iat`), e.g. `2m`. Default `2m` (GitHub Apps: `9m`);
+    /// Salesforce accepts at most 3 minutes, Google and DocuSign at most an hour.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new(DURATION_RULE).message("lifetime must be a duration such as 30s, 2m or 1h"))]
+    pub lifetime: Option<String>,
+}
+
+/// A JWS signing algorithm (RFC 7518).
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, schemars::JsonSchema)]
+pub enum JwtAlgorithm {
+    RS256,
+    RS384,
+    RS512,
+    PS256,
+    PS384,
+    PS512,
+    ES256,
+    ES384,
+    EdDSA,
+}
+
+/// GitHub App installation tokens. The operator signs an app JWT (RS256, `iss` = the app id,
+/// valid for `assertion.lifetime`, default 9 minutes, `iat` 60 seconds in the past against
+/// clock drift) and posts it to `POST {apiUrl}/app/installations/{installationId}/access_tokens`.
+/// The installation token lives an hour and is renewed ahead of expiry (see `renewal`).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct GithubApp {
+    /// The app's id (or client id), a template. Default `{{ app_id }}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app_id: Option<String>,
+    /// The installation id, a template. Default `{{ installation_id }}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub installation_id: Option<String>,
+    /// REST API base URL. Default `https://api.github.com`; GitHub Enterprise Server:
+    /// `https://HOST/api/v3`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_url: Option<String>,
+    /// Restrict the token to these repositories (names, without owner).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub repositories: Vec<String>,
+    /// Restrict the token's permissions, e.g. `{contents: read, issues: write}`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub permissions: BTreeMap<String, String>,
+    /// The app JWT: which credentials key holds the app's private key (default
+    /// `private_key`; the `.pem` GitHub lets you download), claims, lifetime.
+    #[serde(default)]
+    pub assertion: SignedAssertion,
+}
+
+// --- end of signed assertions -----------------------------------------------------------------
 
 /// How the token is published.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, KubeSchema)]

@@ -78,6 +78,7 @@ reasons! {
     ReferenceNotFound,
     #[allow(clippy::upper_case_acronyms)]
     InvalidTLSMaterial,
+    InvalidKey,
     InvalidRequest,
     TokenUrlForbidden,
     InvalidGrant,

@@ -192,9 +192,24 @@ fn every_example_is_valid_compiles_and_has_its_credentials() {
                 "code",
                 "state",
                 "so_ticket",
+                // Signed assertions and chained steps.
+                "assertion",
+                "client_assertion",
+                "github_app_jwt",
+                "token_url",
+                "steps",
             ];
-            // The default `{{ client_secret }}` is optional (public clients).
-            for t in flow_templates(&flow).into_iter().filter(|t| t != "{{ client_secret }}") {
+            // The default `{{ client_secret }}` is optional (public clients); a signed
+            // assertion's default `iss` gives way to a JSON key file's `client_email`.
+            let optional = |t: &connector_auth_operator::engine::flow::Tmpl| {
+                t.source == "{{ client_secret }}" || (t.field.ends_with(".claims.iss") && t.source == "{{ client_id }}")
+            };
+            for t in flow
+                .templates()
+                .into_iter()
+                .filter(|t| !optional(t))
+                .map(|t| t.source.clone())
+            {
                 for var in engine.templates().variables(&t) {
                     assert!(
                         secret.data.contains_key(&var) || provided.contains(&var.as_str()),
@@ -208,8 +223,4 @@ fn every_example_is_valid_compiles_and_has_its_credentials() {
     }
     assert!(seen >= 11, "one example per seed system plus the demo, found {seen}");
     assert!(Path::new("examples/demo").exists());
-}
-
-fn flow_templates(flow: &connector_auth_operator::engine::Flow) -> Vec<String> {
-    flow.templates().into_iter().map(|t| t.source.clone()).collect()
 }

@@ -90,7 +90,7 @@ const CORPUS: &[(&str, &str, Expect)] = &[
     ),
     (
         "unknown client auth",
-        "credentialsRef: {name: c}\noauth2: {tokenUrl: 'https://x', clientAuth: private_key_jwt}",
+        "credentialsRef: {name: c}\noauth2: {tokenUrl: 'https://x', clientAuth: client_secret_jwt}",
         Expect::Shape,
     ),
     (
@@ -222,6 +222,51 @@ const CORPUS: &[(&str, &str, Expect)] = &[
         "CA bundle without a kind",
         "credentialsRef: {name: c}\napiKey: {}\ntls: {caBundleRef: {name: ca}}",
         Expect::Shape,
+    ), // Signed assertions and chained steps.
+    (
+        "jwtBearer grant without an assertion",
+        "credentialsRef: {name: c}\noauth2: {tokenUrl: 'https://x', grantType: jwtBearer}",
+        Expect::Apply("oauth2.assertion is required by, and only used with, grantType jwtBearer"),
+    ),
+    (
+        "client assertion without private_key_jwt",
+        "credentialsRef: {name: c}\noauth2: {tokenUrl: 'https://x', clientAssertion: {}}",
+        Expect::Apply("oauth2.clientAssertion is required by, and only used with, clientAuth private_key_jwt"),
+    ),
+    (
+        "assertion lifetime in words",
+        "credentialsRef: {name: c}\noauth2: {tokenUrl: 'https://x', grantType: jwtBearer, assertion: {lifetime: soon}}",
+        Expect::Apply("lifetime must be a duration"),
+    ),
+    (
+        "unknown signing algorithm",
+        "credentialsRef: {name: c}\noauth2: {tokenUrl: 'https://x', grantType: jwtBearer, assertion: {algorithm: HS256}}",
+        Expect::Shape,
+    ),
+    (
+        "chained step named with a dash",
+        "credentialsRef: {name: c}\nrefreshableToken:\n  steps: [{name: log-in, url: 'https://x', extract: {a: {jsonPath: a}}}]\n  authorization: {url: 'https://x'}",
+        Expect::Apply("a step name is a letter or underscore"),
+    ),
+    (
+        "jwtBearer grant without its key in the credentials",
+        "credentialsRef: {name: c}\noauth2: {tokenUrl: 'https://x', grantType: jwtBearer, assertion: {claims: {iss: me}}}",
+        Expect::Terminal("MissingCredential"),
+    ),
+    (
+        "assertion setting exp itself",
+        "credentialsRef: {name: c}\noauth2: {tokenUrl: 'https://x', grantType: jwtBearer, assertion: {claims: {exp: '1'}}}",
+        Expect::Terminal("InvalidSpec"),
+    ),
+    (
+        "GitHub app JWT valid for an hour",
+        "credentialsRef: {name: c}\ngithubApp: {appId: '1', installationId: '2', assertion: {lifetime: 1h}}",
+        Expect::Terminal("InvalidSpec"),
+    ),
+    (
+        "chained step that extracts nothing",
+        "credentialsRef: {name: c}\nrefreshableToken:\n  steps: [{name: login, url: 'https://x'}]\n  authorization: {url: 'https://x'}",
+        Expect::Terminal("InvalidSpec"),
     ),
 ];
 

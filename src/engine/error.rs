@@ -41,6 +41,17 @@ pub enum EngineError {
     #[error("{field}: {reason}")]
     TlsMaterial { field: String, reason: String },
 
+    /// The signing key of a signed assertion is unusable: not a private key, not the kind the
+    /// algorithm needs, not PEM or JSON, or not the key of its certificate. Names the Secret
+    /// and key, never their content.
+    #[error("{field}: key `{key}` of Secret {secret} {reason}")]
+    InvalidKey {
+        field: String,
+        secret: String,
+        key: String,
+        reason: String,
+    },
+
     /// The rendered request is not sendable (bad URL, bad header).
     #[error("{step} request: {reason}")]
     InvalidRequest { step: String, reason: String },
@@ -163,6 +174,7 @@ impl EngineError {
             EngineError::MissingCredential { .. } => Reason::MissingCredential,
             EngineError::MissingReference { .. } => Reason::ReferenceNotFound,
             EngineError::TlsMaterial { .. } => Reason::InvalidTLSMaterial,
+            EngineError::InvalidKey { .. } => Reason::InvalidKey,
             EngineError::InvalidRequest { .. } => Reason::InvalidRequest,
             EngineError::Forbidden { .. } => Reason::TokenUrlForbidden,
             EngineError::Rejected {

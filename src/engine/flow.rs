@@ -6,6 +6,8 @@ use std::collections::BTreeMap;
 
 use crate::api::{self, ClientAuth, GrantType, Method, Scheme};
 
+use super::assertion;
+use super::chain::ChainStep;
 use super::error::{EngineError, Result};
 use super::extract::Locator;
 use super::renewal::RenewalPolicy;
@@ -99,6 +101,10 @@ pub struct Flow {
     pub default_token_type: &'static str,
     pub output: OutputPlan,
     pub renewal: RenewalPolicy,
+    /// JWTs signed for each request that uses their variable (see `engine::assertion`).
+    pub assertions: Vec<assertion::Plan>,
+    /// Requests sent in order before `login` (see `engine::chain`).
+    pub chain: Vec<ChainStep>,
 }
 
 impl Flow {
@@ -107,7 +113,15 @@ impl Flow {
         let mut all: Vec<&Tmpl> = Vec::new();
         all.extend(self.static_token.iter());
         all.extend(self.authorization_url.iter());
-        for step in [&self.login, &self.refresh, &self.code_exchange].into_iter().flatten() {
+        for plan in &self.assertions {
+            all.extend(plan.templates());
+        }
+        let chained = self.chain.iter().map(|c| &c.step);
+        for step in [&self.login, &self.refresh, &self.code_exchange]
+            .into_iter()
+            .flatten()
+            .chain(chained)
+        {
             all.push(&step.url);
             all.extend(step.headers.iter().map(|(_, t)| t));
             match &step.body {
@@ -145,7 +159,11 @@ pub fn compile(spec: &api::ConnectorAuthSpec, templates: &Templates) -> Result<F
         Scheme::Jwt(s) => schemes::jwt::compile(s)?,
         Scheme::Tripletex(s) => schemes::tripletex::compile(s)?,
         Scheme::SuperOffice(s) => schemes::super_office::compile(s)?,
+        Scheme::GithubApp(s) => schemes::github_app::compile(s)?,
     };
+    for plan in &mut flow.assertions {
+        plan.secret = spec.credentials_ref.name.clone();
+    }
     flow.renewal = renewal;
     apply_output(&mut flow, &spec.output);
     for t in flow.templates() {
@@ -275,6 +293,8 @@ pub(crate) fn base_flow(scheme: &'static str) -> Flow {
             expose_refresh_token: false,
         },
         renewal: RenewalPolicy::default(),
+        assertions: vec![],
+        chain: vec![],
     }
 }
 

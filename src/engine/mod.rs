@@ -2,6 +2,8 @@
 //! expiry maths — and no Kubernetes. Adapters (controller, local mode) feed it a spec, the
 //! credentials and the stored token state, and persist what it returns.
 
+pub mod assertion;
+pub mod chain;
 pub mod error;
 pub mod extract;
 pub mod flow;
@@ -263,6 +265,7 @@ impl Engine {
         }
         if let Some(step) = &flow.login {
             let ctx = self.context(inputs, prev, None, now);
+            let ctx = self.run_chain(flow, inputs, ctx, now).await?;
             let mut t = self.run_step(step, &ctx, inputs, flow, None, now).await?;
             t.fingerprint = fingerprint.into();
             t.seed_refresh_token = seed_digest;
@@ -422,7 +425,7 @@ impl Engine {
         used_refresh_token: Option<&SecretString>,
         now: Timestamp,
     ) -> Result<TokenState> {
-        let req = self.build_request(step, ctx)?;
+        let req = self.build_request(step, &self.with_assertions(flow, step, ctx, now)?)?;
         let options = inputs.client_options()?;
         let started = std::time::Instant::now();
         let resp = self.http.send(step.name, req, options).await?;

@@ -54,8 +54,24 @@ impl TemplateContext {
         if let Some(r) = &self.redirect_url {
             map.insert("redirect_url".into(), Value::from(r.as_str()));
         }
+        // Values of chained steps (`steps.<step>.<key>`) nest, so `{{ steps.login.id }}` works.
+        let mut steps: BTreeMap<String, BTreeMap<String, Value>> = BTreeMap::new();
         for (k, v) in &self.extra {
-            map.insert(k.clone(), Value::from(v.expose()));
+            match k.strip_prefix("steps.").and_then(|r| r.split_once('.')) {
+                Some((step, key)) => {
+                    steps
+                        .entry(step.to_string())
+                        .or_default()
+                        .insert(key.to_string(), Value::from(v.expose()));
+                }
+                None => {
+                    map.insert(k.clone(), Value::from(v.expose()));
+                }
+            }
+        }
+        if !steps.is_empty() {
+            let steps: BTreeMap<String, Value> = steps.into_iter().map(|(k, v)| (k, Value::from(v))).collect();
+            map.insert("steps".into(), Value::from(steps));
         }
         let now = self.now.unwrap_or_else(Timestamp::now);
         map.insert("now".into(), Value::from(now.to_string()));

@@ -2,8 +2,10 @@
 //! filling in its defaults.
 
 pub mod api_key;
+pub mod github_app;
 pub mod jwt;
 pub mod oauth2;
+pub mod oauth2_jwt;
 pub mod refreshable_token;
 pub mod super_office;
 pub mod tripletex;

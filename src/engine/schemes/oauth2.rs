@@ -5,6 +5,7 @@
 use crate::api::{self, ClientAuth, GrantType};
 use crate::engine::error::{EngineError, Result};
 use crate::engine::flow::{Body, Flow, FormField, Step, Tmpl, base_flow, extraction, oauth_defaults, request_step};
+use crate::engine::schemes::oauth2_jwt;
 
 pub(crate) fn compile(
     field: &str,
@@ -14,6 +15,9 @@ pub(crate) fn compile(
     default_auth: ClientAuth,
 ) -> Result<Flow> {
     let grant = o.grant_type.unwrap_or(default_grant);
+    let auth = o
+        .client_auth
+        .unwrap_or(oauth2_jwt::default_client_auth(grant, default_auth));
     let ext = extraction(field, &o.extraction, &oauth_defaults())?;
     let token_url = o.token_url.as_deref().or(default_url);
     let client_id = o.client_id.clone().unwrap_or_else(|| "{{ client_id }}".into());
@@ -64,7 +68,7 @@ pub(crate) fn compile(
             form.extend(extra_params.iter().filter(|f| f.name != "scope").cloned());
         }
         let mut basic_auth = None;
-        match o.client_auth.unwrap_or(default_auth) {
+        match auth {
             ClientAuth::ClientSecretBasic => {
                 basic_auth = Some((
                     Tmpl::new(format!("{field}.clientId"), &client_id),
@@ -83,6 +87,8 @@ pub(crate) fn compile(
                     optional: secret_optional,
                 });
             }
+            ClientAuth::PrivateKeyJwt => form.extend(oauth2_jwt::client_auth_fields(field, &client_id)),
+            ClientAuth::None => {}
         }
         let mut headers: Vec<(String, Tmpl)> = vec![("Accept".into(), Tmpl::new(field, "application/json"))];
         headers.extend(
@@ -155,6 +161,12 @@ pub(crate) fn compile(
                 )?,
             });
         }
+        GrantType::JwtBearer => {
+            flow.login = Some(match custom_first("login")? {
+                Some(s) => s,
+                None => generated("login", oauth2_jwt::grant_fields(field), false)?,
+            });
+        }
         GrantType::RefreshToken => {
             flow.seed_refresh_key = Some(o.refresh_token_key.clone().unwrap_or_else(|| "refresh_token".into()));
         }
@@ -187,5 +199,6 @@ pub(crate) fn compile(
             flow.seed_refresh_key = o.refresh_token_key.clone().or_else(|| Some("refresh_token".into()));
         }
     }
+    flow.assertions = oauth2_jwt::plans(field, o, grant, auth, &client_id)?;
     Ok(flow)
 }

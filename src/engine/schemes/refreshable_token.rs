@@ -2,8 +2,10 @@
 //! optional separate refresh request, values extracted from JSON, headers or cookies.
 
 use crate::api;
-use crate::engine::error::Result;
-use crate::engine::flow::{Flow, base_flow, extraction, oauth_defaults, request_step};
+use crate::engine::chain::ChainStep;
+use crate::engine::error::{EngineError, Result};
+use crate::engine::extract::Locator;
+use crate::engine::flow::{Extraction, Flow, base_flow, extraction, oauth_defaults, request_step};
 
 pub(crate) fn compile(s: &api::RefreshableToken) -> Result<Flow> {
     let field = "spec.refreshableToken";
@@ -19,5 +21,46 @@ pub(crate) fn compile(s: &api::RefreshableToken) -> Result<Flow> {
         &s.authorization,
         login_ext,
     )?);
+    flow.chain = chain(field, &s.steps)?;
     Ok(flow)
+}
+
+/// Compiles `steps`: names unique and usable as template variables, each extracting something.
+fn chain(field: &str, steps: &[api::ChainStep]) -> Result<Vec<ChainStep>> {
+    let mut out: Vec<ChainStep> = Vec::new();
+    for s in steps {
+        let f = format!("{field}.steps[{}]", s.name);
+        let valid = s
+            .name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && s.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        let problem = if !valid {
+            Some("a step name is a letter or underscore followed by letters, digits or underscores")
+        } else if out.iter().any(|c| c.name == s.name) {
+            Some("two steps have this name")
+        } else if s.extract.is_empty() {
+            Some("extract names no value: a step's only effect is the values it extracts")
+        } else {
+            None
+        };
+        if let Some(reason) = problem {
+            return Err(EngineError::InvalidSpec {
+                field: f,
+                reason: reason.into(),
+            });
+        }
+        let extract = s
+            .extract
+            .iter()
+            .map(|(k, e)| Ok((k.clone(), Locator::compile(&format!("{f}.extract.{k}"), e)?)))
+            .collect::<Result<Vec<_>>>()?;
+        out.push(ChainStep {
+            name: s.name.clone(),
+            step: request_step("chained step", &f, &s.request, Extraction::default())?,
+            extract,
+        });
+    }
+    Ok(out)
 }

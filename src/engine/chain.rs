@@ -1,0 +1,61 @@
+//! Chained logins (`refreshableToken.steps`): requests sent in order before the login request,
+//! each offering the values it extracted to the later templates as
+//! `{{ steps.<name>.<key> }}` (log in → session → token).
+
+use jiff::Timestamp;
+
+use super::error::Result;
+use super::extract::{self, Locator};
+use super::flow::{Flow, Step};
+use super::secret::SecretString;
+use super::template::TemplateContext;
+use super::{Engine, Inputs};
+
+/// One compiled step of a chained login.
+#[derive(Debug, Clone)]
+pub struct ChainStep {
+    /// The user's name for it: template variable prefix and label in errors.
+    pub name: String,
+    pub step: Step,
+    pub extract: Vec<(String, Locator)>,
+}
+
+impl ChainStep {
+    /// How errors and logs name the step.
+    fn label(&self) -> String {
+        format!("step {}", self.name)
+    }
+}
+
+/// The template variable of a step's value (see [`TemplateContext`]'s nesting of `steps.`).
+pub fn variable(step: &str, key: &str) -> String {
+    format!("steps.{step}.{key}")
+}
+
+impl Engine {
+    /// Runs the flow's chained steps in order; returns `ctx` with their values added.
+    pub(crate) async fn run_chain(
+        &self,
+        flow: &Flow,
+        inputs: &Inputs,
+        mut ctx: TemplateContext,
+        now: Timestamp,
+    ) -> Result<TemplateContext> {
+        for c in &flow.chain {
+            let label = c.label();
+            let signed = self.with_assertions(flow, &c.step, &ctx, now)?;
+            let req = self.build_request(&c.step, &signed)?;
+            let options = inputs.client_options()?;
+            let resp = self.http.send(&label, req, options).await?;
+            tracing::debug!(step = %label, host = %resp.host, status = resp.status, "chained step response");
+            let parsed = extract::Parsed::new(&label, &resp);
+            for (key, loc) in &c.extract {
+                let v = parsed
+                    .require(key, std::slice::from_ref(loc))
+                    .map_err(|err| resp.redirect_error(&label, options.allow_redirects).unwrap_or(err))?;
+                ctx.extra.insert(variable(&c.name, key), SecretString::from(v));
+            }
+        }
+        Ok(ctx)
+    }
+}
