@@ -584,7 +584,7 @@ mod tests {
             renew_at: None,
             extras: BTreeMap::new(),
             fingerprint: "f".into(),
-            seed_refresh_token: seed.map(|s| digest(s)),
+            seed_refresh_token: seed.map(digest),
             refresh_token_reusable: reusable,
         }
     }
