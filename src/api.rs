@@ -313,7 +313,8 @@ pub struct OAuth2 {
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub without_code: bool,
     /// Replaces the generated first token request entirely (ChiefOnboarding: `access_token`).
-    /// The code from the consent callback is `{{ code }}`.
+    /// The code from the consent callback is `{{ code }}`; a request that does not use it gets
+    /// `code=<code>` appended to its URL (ChiefOnboarding does the same).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token_request: Option<Request>,
     /// Replaces the generated refresh request entirely (ChiefOnboarding: `refresh`).

@@ -590,3 +590,72 @@ spec:
         "inst-token"
     );
 }
+
+/// Translated field by field as README's migration table says — `authenticate_url` →
+/// `authorizationUrl`, `access_token` → `tokenRequest`, `refresh` → `refreshRequest` with `data`
+/// as `form` — the example completes consent (the code is appended to the `access_token` URL, as
+/// ChiefOnboarding does) and keeps refreshing with `{{ oauth.refresh_token }}` although Google's
+/// refresh answers carry no refresh token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_chiefonboarding_google_example_verbatim_completes_consent_and_refreshes() {
+    let (base, book) = google_with_ttl(3).await;
+    let co = chiefonboarding_google_at(&base);
+    let oauth = &co["oauth"];
+    let manifest = json!({
+        "apiVersion": "connectorauth.dev/v1alpha1", "kind": "ConnectorAuth",
+        "metadata": {"name": "google"},
+        "spec": {"credentialsRef": {"name": "google-credentials"}, "oauth2": {
+            "grantType": "authorizationCode",
+            "authorizationUrl": oauth["authenticate_url"],
+            "tokenRequest": {"url": oauth["access_token"]["url"], "method": oauth["access_token"]["method"]},
+            "refreshRequest": {"url": oauth["refresh"]["url"], "method": oauth["refresh"]["method"], "form": oauth["refresh"]["data"]},
+        }},
+    });
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(
+        tmp.path().join("google.yaml"),
+        format!(
+            "apiVersion: v1\nkind: Secret\nmetadata: {{name: google-credentials}}\nstringData: {{CLIENT_ID: g-client, CLIENT_SECRET: g-secret}}\n---\n{}",
+            serde_json::to_string(&manifest).unwrap()
+        ),
+    )
+    .unwrap();
+    let (mut runner, out) = consent_in_local_mode(tmp.path()).await;
+    let token_file = out.join("default/google-token/access_token");
+    let first = std::fs::read_to_string(&token_file).unwrap();
+    let api = format!("{base}/admin/directory/v1/users");
+    let headers = |out: &std::path::Path| {
+        std::collections::BTreeMap::from([(
+            "headers.json".to_string(),
+            std::fs::read_to_string(out.join("default/google-token/headers.json")).unwrap(),
+        )])
+    };
+    assert_eq!(call_api(&api, &headers(&out)).await, 200);
+    assert_eq!(book.requests(), 1, "one code exchange");
+
+    // Two refreshes in a row: the second still has the refresh token from the consent.
+    let mut seen = vec![first];
+    while seen.len() < 3 {
+        let reports = runner.pass().await.unwrap();
+        assert!(reports[0].ok(), "{}", reports[0].line());
+        let now = std::fs::read_to_string(&token_file).unwrap();
+        if !seen.contains(&now) {
+            seen.push(now);
+            assert_eq!(call_api(&api, &headers(&out)).await, 200);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(book.requests(), 3, "one exchange, two refreshes");
+    let state = std::fs::read_to_string(out.join(".state/default/google.json")).unwrap();
+    assert!(
+        state.contains("1//g-refresh"),
+        "the refresh token stays in private state"
+    );
+    assert!(
+        !std::fs::read_dir(out.join("default/google-token/..data"))
+            .unwrap()
+            .flatten()
+            .any(|f| std::fs::read_to_string(f.path()).unwrap().contains("1//g-refresh")),
+        "and never reaches the output"
+    );
+}

@@ -207,6 +207,7 @@ mod tests {
             fingerprint: "f".into(),
             seed_refresh_token: None,
             refresh_token_reusable: false,
+            oauth: Default::default(),
         }
     }
 
