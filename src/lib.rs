@@ -18,6 +18,7 @@ pub mod consent;
 pub mod controller;
 pub mod demo;
 pub mod engine;
+pub mod import;
 pub mod local;
 pub mod reason;
 pub mod reconcile;
