@@ -36,6 +36,18 @@ fn free_port() -> std::net::SocketAddr {
 /// API server, a Google-style provider, a ConnectorAuth awaiting consent and an operator
 /// serving the callback.
 async fn google_env(ttl: u64) -> Env {
+    google_env_with(ttl, |base| {
+        json!({"credentialsRef": {"name": "google-credentials"}, "oauth2": {
+            "grantType": "authorizationCode", "tokenUrl": format!("{base}/token"),
+            "clientId": "{{ CLIENT_ID }}", "clientSecret": "{{ CLIENT_SECRET }}", "clientAuth": "client_secret_post",
+            "authorizationUrl": format!("{base}/o/oauth2/v2/auth?client_id={{{{ CLIENT_ID }}}}&redirect_uri={{{{ redirect_url | urlencode }}}}&response_type=code&access_type=offline&prompt=consent"),
+        }})
+    })
+    .await
+}
+
+/// [`google_env`] with the ConnectorAuth spec made from the provider's base URL.
+async fn google_env_with(ttl: u64, spec: impl Fn(&str) -> serde_json::Value) -> Env {
     let (base, book) = google_with_ttl(ttl).await;
     let server = FakeApiServer::start().await;
     server.register("connectorauth.dev", "v1alpha1", "connectorauths", "ConnectorAuth", true);
@@ -48,11 +60,7 @@ async fn google_env(ttl: u64) -> Env {
     let ca: ConnectorAuth = serde_json::from_value(json!({
         "apiVersion": "connectorauth.dev/v1alpha1", "kind": "ConnectorAuth",
         "metadata": {"name": "google", "namespace": NS},
-        "spec": {"credentialsRef": {"name": "google-credentials"}, "oauth2": {
-            "grantType": "authorizationCode", "tokenUrl": format!("{base}/token"),
-            "clientId": "{{ CLIENT_ID }}", "clientSecret": "{{ CLIENT_SECRET }}", "clientAuth": "client_secret_post",
-            "authorizationUrl": format!("{base}/o/oauth2/v2/auth?client_id={{{{ CLIENT_ID }}}}&redirect_uri={{{{ redirect_url | urlencode }}}}&response_type=code&access_type=offline&prompt=consent"),
-        }},
+        "spec": spec(&base),
     }))
     .unwrap();
     Api::<ConnectorAuth>::namespaced(client.clone(), NS)
@@ -658,4 +666,69 @@ async fn the_chiefonboarding_google_example_verbatim_completes_consent_and_refre
             .any(|f| std::fs::read_to_string(f.path()).unwrap().contains("1//g-refresh")),
         "and never reaches the output"
     );
+}
+
+/// The same example through the controller, with an output template reading a further field of
+/// Google's token response: the field is kept in the state Secret with the refresh token, and
+/// neither reaches the status or (beyond what the template asks for) the output Secret.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_chiefonboarding_example_through_the_controller_keeps_response_fields_in_the_state_secret() {
+    let env = google_env_with(3, |base| {
+        let co = chiefonboarding_google_at(base);
+        let oauth = &co["oauth"];
+        json!({"credentialsRef": {"name": "google-credentials"}, "oauth2": {
+            "grantType": "authorizationCode",
+            "authorizationUrl": oauth["authenticate_url"],
+            "tokenRequest": {"url": oauth["access_token"]["url"], "method": oauth["access_token"]["method"]},
+            "refreshRequest": {"url": oauth["refresh"]["url"], "method": oauth["refresh"]["method"], "form": oauth["refresh"]["data"]},
+        }, "output": {"template": {"granted_scope": "{{ oauth.scope }}"}}})
+    })
+    .await;
+    let url = env.authorization_url(None).await;
+    assert_eq!(get(&env.consent(&url).await).await.0, 200);
+    env.ready().await;
+    let secrets = Api::<Secret>::namespaced(env.client.clone(), NS);
+    let token = |s: &Secret| String::from_utf8(s.data.as_ref().unwrap()["access_token"].0.clone()).unwrap();
+    let first = token(&secrets.get("google-token").await.unwrap());
+    let refreshed = eventually(15, "a refresh through the controller", || {
+        let secrets = secrets.clone();
+        let first = first.clone();
+        async move {
+            let s = secrets.get("google-token").await.ok()?;
+            (token(&s) != first).then_some(s)
+        }
+    })
+    .await;
+    let data = refreshed.data.unwrap();
+    assert_eq!(
+        String::from_utf8(data["granted_scope"].0.clone()).unwrap(),
+        "https://www.googleapis.com/auth/admin.directory.user",
+        "the field of the exchange's answer, carried over the refresh"
+    );
+    let published: String = data
+        .values()
+        .map(|v| String::from_utf8_lossy(&v.0).into_owned())
+        .collect();
+    assert!(!published.contains("1//g-refresh"));
+    let state = env
+        .server
+        .object("", "secrets", Some(NS), "google-connectorauth-state")
+        .unwrap();
+    use base64::Engine as _;
+    let state = String::from_utf8(
+        base64::engine::general_purpose::STANDARD
+            .decode(state["data"]["state.json"].as_str().unwrap())
+            .unwrap(),
+    )
+    .unwrap();
+    assert!(
+        state.contains("1//g-refresh") && state.contains("\"scope\""),
+        "the private state holds both"
+    );
+    let status = serde_json::to_string(&env.ca().await.status).unwrap();
+    assert!(
+        !status.contains("1//g-refresh") && !status.contains("admin.directory"),
+        "{status}"
+    );
+    env.stop().await;
 }

@@ -329,3 +329,25 @@ fn the_cli_prints_the_resource_and_a_commented_credentials_skeleton() {
         String::from_utf8_lossy(&bad.stderr)
     );
 }
+
+#[tokio::test]
+async fn sesam_superoffice_ticket_gets_a_ticket_the_api_accepts_with_the_app_token() {
+    let i = imported(Platform::Sesam, "sesam-superoffice.json", None);
+    assert_eq!(
+        keys(&i),
+        ["oauth_client_id", "oauth_client_secret", "oauth_refresh_token"]
+    );
+    let (base, _) = superoffice().await;
+    let spec = at(&i, "https://sod.superoffice.com", &base);
+    let c = creds(&[
+        ("oauth_client_id", "so-client"),
+        ("oauth_client_secret", "so-app-secret"),
+        ("oauth_refresh_token", "so-refresh"),
+    ]);
+    let (_, out) = issue_with(&engine(), &spec, &c, None).await.unwrap();
+    assert!(out["so_ticket"].starts_with("7T:"));
+    assert_eq!(
+        call_api(&format!("{base}/api/v1/User/currentPrincipal"), &out).await,
+        200
+    );
+}

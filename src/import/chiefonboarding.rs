@@ -3,17 +3,13 @@
 
 use serde_json::{Map, Value, json};
 
-use super::{Imported, Result, encode_query_values, err, method, object, only, string, string_map};
+use super::{Imported, Result, encode_query_values, err, items, method, object, only, string, string_map};
 
 /// Request keys of ChiefOnboarding's "execute" format that a token request can carry.
 const REQUEST_KEYS: &[&str] = &["url", "method", "data", "headers"];
 
 pub fn import(text: &str) -> Result<Imported> {
-    let mut imported = Imported {
-        spec: Value::Null,
-        credentials: vec![],
-        notes: vec![],
-    };
+    let mut imported = Imported::default();
     let doc = super::parse_json(text, &mut imported.notes)?;
     let top = object(&doc, "(input)")?;
     let oauth = object(top.get("oauth").ok_or_else(|| err("oauth", "is missing"))?, "oauth")?;
@@ -63,15 +59,7 @@ pub fn import(text: &str) -> Result<Imported> {
             );
         }
     }
-    for (i, item) in top
-        .get("initial_data_form")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .enumerate()
-    {
-        let field = format!("initial_data_form[{i}]");
-        let item = object(item, &field)?;
+    for (field, item) in items(top.get("initial_data_form"), "initial_data_form")? {
         let id = string(item, "id", &field)?.ok_or_else(|| err(format!("{field}.id"), "is missing"))?;
         let what = [string(item, "name", &field)?, string(item, "description", &field)?]
             .into_iter()

@@ -4,7 +4,7 @@
 
 use serde_json::{Map, Value, json};
 
-use super::{Imported, Result, encode_query_values, err, form_fields, method, object, only, string, string_map};
+use super::{Imported, Result, encode_query_values, err, form_fields, items, method, object, only, string, string_map};
 
 const CONFIG_KEYS: &[&str] = &[
     "authorization_request_url",
@@ -34,11 +34,7 @@ const HEADER_KEYS: &[&str] = &[
 ];
 
 pub fn import(text: &str) -> Result<Imported> {
-    let mut imported = Imported {
-        spec: Value::Null,
-        credentials: vec![],
-        notes: vec![],
-    };
+    let mut imported = Imported::default();
     let doc = super::parse_json(text, &mut imported.notes)?;
     let top = object(&doc, "(input)")?;
     only(top, &["refreshable_token", "header"], "(input)")?;
@@ -48,15 +44,7 @@ pub fn import(text: &str) -> Result<Imported> {
         "refreshable_token",
     )?;
     only(rt, &["auth_form", "config"], "refreshable_token")?;
-    for (i, item) in rt
-        .get("auth_form")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .enumerate()
-    {
-        let field = format!("refreshable_token.auth_form[{i}]");
-        let item = object(item, &field)?;
+    for (field, item) in items(rt.get("auth_form"), "refreshable_token.auth_form")? {
         let name = string(item, "name", &field)?.ok_or_else(|| err(format!("{field}.name"), "is missing"))?;
         let mut what = vec![string(item, "title", &field)?.unwrap_or_else(|| name.clone())];
         if let Some(t) = string(item, "type", &field)? {

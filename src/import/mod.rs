@@ -43,7 +43,7 @@ pub struct CredentialKey {
 
 /// What an importer produces: the ConnectorAuth `spec`, the credentials keys, and notes for
 /// the reader (what behaves differently, what to check).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct Imported {
     pub spec: Value,
     pub credentials: Vec<CredentialKey>,
@@ -257,6 +257,22 @@ pub(crate) fn string_map(v: &Value, field: &str) -> Result<Map<String, Value>> {
         out.insert(k.clone(), Value::String(s));
     }
     Ok(out)
+}
+
+/// The objects of an array field (absent: none), each with its path for errors.
+pub(crate) fn items<'a>(v: Option<&'a Value>, field: &str) -> Result<Vec<(String, &'a Map<String, Value>)>> {
+    match v {
+        None | Some(Value::Null) => Ok(vec![]),
+        Some(Value::Array(a)) => a
+            .iter()
+            .enumerate()
+            .map(|(i, item)| {
+                let f = format!("{field}[{i}]");
+                object(item, &f).map(|o| (f, o))
+            })
+            .collect(),
+        Some(_) => Err(err(field, "must be a list")),
+    }
 }
 
 /// Refuses keys other than `known`.

@@ -26,11 +26,7 @@ const IGNORED: &[&str] = &[
 ];
 
 pub fn import(text: &str, provider: &str) -> Result<Imported> {
-    let mut imported = Imported {
-        spec: Value::Null,
-        credentials: vec![],
-        notes: vec![],
-    };
+    let mut imported = Imported::default();
     let doc: Value = serde_saphyr::from_str(text).map_err(|e| err("(input)", format!("not valid YAML: {e}")))?;
     let all = object(&doc, "(input)")?;
     let entry = object(

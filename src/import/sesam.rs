@@ -19,11 +19,7 @@ const OTHER_KEYS: &[&str] = &[
 ];
 
 pub fn import(text: &str) -> Result<Imported> {
-    let mut imported = Imported {
-        spec: Value::Null,
-        credentials: vec![],
-        notes: vec![],
-    };
+    let mut imported = Imported::default();
     let doc = super::parse_json(text, &mut imported.notes)?;
     let top = object(&doc, "(input)")?;
     if let Some(k) = top
