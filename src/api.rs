@@ -33,7 +33,7 @@ pub const VERSION: &str = "v1alpha1";
 #[derive(KubeSchema)]
 #[x_kube(
     validation = Rule::new("[has(self.refreshableToken), has(self.oauth2), has(self.apiKey), has(self.jwt), has(self.tripletex), has(self.superOffice)].filter(x, x).size() == 1").message("exactly one scheme must be set: refreshableToken, oauth2, apiKey, jwt, tripletex or superOffice"),
-    validation = Rule::new("!has(self.oauth2) || has(self.oauth2.tokenUrl) || has(self.oauth2.tokenRequest)").message("oauth2 needs tokenUrl (or a tokenRequest override)")
+    validation = Rule::new("!has(self.oauth2) || has(self.provider) || has(self.oauth2.tokenUrl) || has(self.oauth2.tokenRequest)").message("oauth2 needs tokenUrl (or a tokenRequest override, or a provider)")
 )]
 #[serde(rename_all = "camelCase")]
 pub struct ConnectorAuthSpec {
@@ -69,6 +69,13 @@ pub struct ConnectorAuthSpec {
     /// session cookie).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub allow_redirects: bool,
+
+    /// A built-in provider (`connector-auth-operator providers list`) whose settings fill in
+    /// what this resource leaves out: its scheme block, `output` and `renewal` are merged over
+    /// the provider's, fields set here win. The scheme block must be the provider's, even if
+    /// empty, e.g. `provider: google` with `oauth2: {}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider: Option<String>,
 }
 
 /// A reference to the credentials Secret.
@@ -226,6 +233,8 @@ pub struct RefreshRequest {
 #[serde(rename_all = "camelCase")]
 pub struct RefreshableToken {
     /// The login request, sent with the credentials (Locoia: `authorization_request_*`).
+    /// Required unless `spec.provider` gives it.
+    #[serde(default)]
     pub authorization: Request,
     #[serde(flatten)]
     pub extraction: Extraction,
@@ -340,7 +349,8 @@ pub struct ApiKey {
 #[serde(rename_all = "camelCase")]
 pub struct Jwt {
     /// The login request, e.g. `POST https://api.webcrm.com/Auth/ApiLogin` with
-    /// `{"authCode": "{{ app_token }}"}`.
+    /// `{"authCode": "{{ app_token }}"}`. Required unless `spec.provider` gives it.
+    #[serde(default)]
     pub login: Request,
     /// The refresh request, using `{{ refresh_token }}`. Without it the login is repeated.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -388,9 +398,9 @@ pub enum SuperOfficeEnvironment {
 #[serde(rename_all = "camelCase")]
 pub struct SuperOffice {
     /// Environment; selects the default token URL
-    /// `https://<env>.superoffice.com/login/common/oauth/tokens`.
-    #[serde(default)]
-    pub environment: SuperOfficeEnvironment,
+    /// `https://<env>.superoffice.com/login/common/oauth/tokens`. Default `online`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub environment: Option<SuperOfficeEnvironment>,
     /// Claim of the `id_token` that holds the ticket.
     /// Default `http://schemes.superoffice.net/identity/ticket`.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -50,6 +50,49 @@ pub enum Command {
     /// Translate another platform's authentication settings (Locoia, ChiefOnboarding, Sesam,
     /// Nango) into a ConnectorAuth and a credentials Secret skeleton, printed as YAML.
     Import(ImportArgs),
+    /// The built-in provider catalog (`spec.provider`).
+    Providers {
+        #[command(subcommand)]
+        command: ProvidersCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ProvidersCommand {
+    /// One line per provider: name, scheme, what is unusual.
+    List,
+    /// A provider's settings (the spec it fills in), source and credentials keys.
+    Show { name: String },
+}
+
+/// What `providers list` / `providers show NAME` print.
+pub fn providers_text(command: &ProvidersCommand) -> anyhow::Result<String> {
+    use crate::catalog;
+    match command {
+        ProvidersCommand::List => Ok(catalog::entries()
+            .iter()
+            .map(|e| format!("{:<16} {:<17} {}\n", e.name, e.scheme(), e.quirks))
+            .collect()),
+        ProvidersCommand::Show { name } => {
+            let e = catalog::get(name).with_context(|| {
+                format!(
+                    "no provider `{name}`; known: {}",
+                    catalog::entries().iter().map(|e| e.name).collect::<Vec<_>>().join(", ")
+                )
+            })?;
+            Ok(format!(
+                "# {} ({})\n# source: {}\n# quirks: {}\n# credentials keys: {}\n# use: spec.provider: {} with an empty `{}: {{}}` block; fields you set win\n{}",
+                e.display_name,
+                e.name,
+                e.source,
+                e.quirks,
+                e.credentials().join(", "),
+                e.name,
+                e.scheme(),
+                serde_saphyr::to_string(&e.spec())?
+            ))
+        }
+    }
 }
 
 #[derive(Args, Debug)]
@@ -243,6 +286,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Command::Local(args) => run_local(args).await,
         Command::Run(args) => run_operator(args).await,
         Command::Demo(args) => run_demo(args).await,
+        Command::Providers { command } => {
+            print!("{}", providers_text(&command)?);
+            Ok(std::process::ExitCode::SUCCESS)
+        }
         Command::Import(args) => {
             print!("{}", import_yaml(&args)?);
             Ok(std::process::ExitCode::SUCCESS)

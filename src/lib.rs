@@ -13,6 +13,7 @@
 #![deny(rust_2018_idioms)]
 
 pub mod api;
+pub mod catalog;
 pub mod cli;
 pub mod consent;
 pub mod controller;

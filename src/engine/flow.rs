@@ -199,6 +199,7 @@ impl Flow {
 /// Compiles a spec: applies the scheme's defaults, parses JSONPaths, durations and templates,
 /// so a broken spec fails here with the field named, before any request is sent.
 pub fn compile(spec: &api::ConnectorAuthSpec, templates: &Templates) -> Result<Flow> {
+    let spec = &*crate::catalog::resolve(spec)?;
     let renewal = RenewalPolicy::from_spec(&spec.renewal)?;
     let mut flow = match &spec.scheme {
         Scheme::RefreshableToken(s) => schemes::refreshable_token::compile(s)?,

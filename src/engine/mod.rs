@@ -130,6 +130,8 @@ impl Inputs {
 /// Digest of everything a token depends on: the scheme block, the renewal policy and the
 /// credentials. Output settings are left out: changing them re-renders, it does not re-issue.
 pub fn fingerprint(spec: &crate::api::ConnectorAuthSpec, credentials: &BTreeMap<String, SecretString>) -> String {
+    // With a provider, the settings it fills in count too.
+    let spec = &*crate::catalog::resolve(spec).unwrap_or(std::borrow::Cow::Borrowed(spec));
     let mut h = Sha256::new();
     h.update(serde_json::to_vec(&spec.scheme).unwrap_or_default());
     h.update(serde_json::to_vec(&spec.renewal).unwrap_or_default());

@@ -92,29 +92,31 @@ pub fn import(platform: Platform, text: &str, provider: Option<&str>) -> Result<
     Ok(imported)
 }
 
+/// Template variables the operator provides itself (never credentials keys).
+pub(crate) const PROVIDED: &[&str] = &[
+    "access_token",
+    "refresh_token",
+    "oauth",
+    "redirect_url",
+    "now",
+    "code",
+    "state",
+    "token_type",
+    "expires_at",
+    "token_format",
+    "token",
+    "so_ticket",
+];
+
 /// Every variable a template of the spec reads that the operator does not provide itself is a
 /// credentials key, so the skeleton is complete.
 fn add_template_variables(imported: &mut Imported) {
     let templates = crate::engine::Templates::new();
     let mut strings = Vec::new();
     collect_strings(&imported.spec, &mut strings);
-    let provided = [
-        "access_token",
-        "refresh_token",
-        "oauth",
-        "redirect_url",
-        "now",
-        "code",
-        "state",
-        "token_type",
-        "expires_at",
-        "token_format",
-        "token",
-        "so_ticket",
-    ];
     for s in strings {
         for v in templates.variables(&s) {
-            if !provided.contains(&v.as_str()) {
+            if !PROVIDED.contains(&v.as_str()) {
                 imported.key(&v, "used by the imported templates");
             }
         }
