@@ -35,7 +35,7 @@ pub const VERSION: &str = "v1alpha1";
 #[derive(KubeSchema)]
 #[x_kube(
     validation = Rule::new("[has(self.refreshableToken), has(self.oauth2), has(self.apiKey), has(self.jwt), has(self.tripletex), has(self.superOffice), has(self.githubApp)].filter(x, x).size() == 1").message("exactly one scheme must be set: refreshableToken, oauth2, apiKey, jwt, tripletex, superOffice or githubApp"),
-    validation = Rule::new("!has(self.oauth2) || has(self.oauth2.tokenUrl) || has(self.oauth2.tokenRequest)").message("oauth2 needs tokenUrl (or a tokenRequest override)"),
+    validation = Rule::new("!has(self.oauth2) || has(self.provider) || has(self.oauth2.tokenUrl) || has(self.oauth2.tokenRequest)").message("oauth2 needs tokenUrl (or a tokenRequest override, or a provider)"),
     // Signed assertions (RFC 7523): each JWT block belongs to the grant or client
     // authentication that sends it.
     validation = Rule::new("!has(self.oauth2) || (has(self.oauth2.grantType) && self.oauth2.grantType == 'jwtBearer') == has(self.oauth2.assertion)").message("oauth2.assertion is required by, and only used with, grantType jwtBearer"),
@@ -76,6 +76,13 @@ pub struct ConnectorAuthSpec {
     /// session cookie).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub allow_redirects: bool,
+
+    /// A built-in provider (`connector-auth-operator providers list`) whose settings fill in
+    /// what this resource leaves out: its scheme block, `output` and `renewal` are merged over
+    /// the provider's, fields set here win. The scheme block must be the provider's, even if
+    /// empty, e.g. `provider: google` with `oauth2: {}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider: Option<String>,
 }
 
 /// An optional enum field (`Option<Method>`) may be left out; it is not nullable. schemars
@@ -285,6 +292,8 @@ pub struct RefreshableToken {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub steps: Vec<ChainStep>,
     /// The login request, sent with the credentials (Locoia: `authorization_request_*`).
+    /// Required unless `spec.provider` gives it.
+    #[serde(default)]
     pub authorization: Request,
     #[serde(flatten)]
     pub extraction: Extraction,
@@ -399,7 +408,8 @@ pub struct OAuth2 {
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub without_code: bool,
     /// Replaces the generated first token request entirely (ChiefOnboarding: `access_token`).
-    /// The code from the consent callback is `{{ code }}`.
+    /// The code from the consent callback is `{{ code }}`; a request that does not use it gets
+    /// `code=<code>` appended to its URL (ChiefOnboarding does the same).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token_request: Option<Request>,
     /// Replaces the generated refresh request entirely (ChiefOnboarding: `refresh`).
@@ -435,7 +445,8 @@ pub struct ApiKey {
 #[serde(rename_all = "camelCase")]
 pub struct Jwt {
     /// The login request, e.g. `POST https://api.webcrm.com/Auth/ApiLogin` with
-    /// `{"authCode": "{{ app_token }}"}`.
+    /// `{"authCode": "{{ app_token }}"}`. Required unless `spec.provider` gives it.
+    #[serde(default)]
     pub login: Request,
     /// The refresh request, using `{{ refresh_token }}`. Without it the login is repeated.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -483,9 +494,9 @@ pub enum SuperOfficeEnvironment {
 #[serde(rename_all = "camelCase")]
 pub struct SuperOffice {
     /// Environment; selects the default token URL
-    /// `https://<env>.superoffice.com/login/common/oauth/tokens`.
-    #[serde(default)]
-    pub environment: SuperOfficeEnvironment,
+    /// `https://<env>.superoffice.com/login/common/oauth/tokens`. Default `online`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub environment: Option<SuperOfficeEnvironment>,
     /// Claim of the `id_token` that holds the ticket.
     /// Default `http://schemes.superoffice.net/identity/ticket`.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -1,4 +1,4 @@
-//! The command line: `crd`, `local`, `demo`.
+//! The command line: `run`, `crd`, `local`, `demo`, `import`.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -47,6 +47,70 @@ pub enum Command {
     Local(LocalArgs),
     /// Start a demo OAuth2 provider on loopback and run local mode against it.
     Demo(DemoArgs),
+    /// Translate another platform's authentication settings (Locoia, ChiefOnboarding, Sesam,
+    /// Nango) into a ConnectorAuth and a credentials Secret skeleton, printed as YAML.
+    Import(ImportArgs),
+    /// The built-in provider catalog (`spec.provider`).
+    Providers {
+        #[command(subcommand)]
+        command: ProvidersCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ProvidersCommand {
+    /// One line per provider: name, scheme, what is unusual.
+    List,
+    /// A provider's settings (the spec it fills in), source and credentials keys.
+    Show { name: String },
+}
+
+/// What `providers list` / `providers show NAME` print.
+pub fn providers_text(command: &ProvidersCommand) -> anyhow::Result<String> {
+    use crate::catalog;
+    match command {
+        ProvidersCommand::List => Ok(catalog::entries()
+            .iter()
+            .map(|e| format!("{:<16} {:<17} {}\n", e.name, e.scheme(), e.quirks))
+            .collect()),
+        ProvidersCommand::Show { name } => {
+            let e = catalog::get(name).with_context(|| {
+                format!(
+                    "no provider `{name}`; known: {}",
+                    catalog::entries().iter().map(|e| e.name).collect::<Vec<_>>().join(", ")
+                )
+            })?;
+            Ok(format!(
+                "# {} ({})\n# source: {}\n# quirks: {}\n# credentials keys: {}\n# use: spec.provider: {} with an empty `{}: {{}}` block; fields you set win\n{}",
+                e.display_name,
+                e.name,
+                e.source,
+                e.quirks,
+                e.credentials().join(", "),
+                e.name,
+                e.scheme(),
+                serde_saphyr::to_string(&e.spec())?
+            ))
+        }
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct ImportArgs {
+    /// The platform the file comes from.
+    #[arg(value_enum)]
+    pub platform: crate::import::Platform,
+    /// The platform's own JSON (Nango: its providers.yaml).
+    pub file: PathBuf,
+    /// Name of the ConnectorAuth (the Secret is `<name>-credentials`). Default: the Nango
+    /// provider, else the file name.
+    #[arg(long)]
+    pub name: Option<String>,
+    #[arg(long, default_value = "default")]
+    pub namespace: String,
+    /// The entry of a Nango providers.yaml to import.
+    #[arg(long)]
+    pub provider: Option<String>,
 }
 
 /// Settings of the token HTTP client.
@@ -231,10 +295,40 @@ pub async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Command::Local(args) => run_local(args).await,
         Command::Run(args) => run_operator(args).await,
         Command::Demo(args) => run_demo(args).await,
+        Command::Providers { command } => {
+            print!("{}", providers_text(&command)?);
+            Ok(std::process::ExitCode::SUCCESS)
+        }
+        Command::Import(args) => {
+            print!("{}", import_yaml(&args)?);
+            Ok(std::process::ExitCode::SUCCESS)
+        }
     }
 }
 
 /// The CRD as YAML, exactly as committed in `crds/`.
+/// What `import` prints: the ConnectorAuth, `---`, the credentials Secret.
+pub fn import_yaml(args: &ImportArgs) -> anyhow::Result<String> {
+    let text = std::fs::read_to_string(&args.file).with_context(|| format!("reading {}", args.file.display()))?;
+    let imported = crate::import::import(args.platform, &text, args.provider.as_deref())
+        .with_context(|| format!("cannot import {}", args.file.display()))?;
+    let name = args.name.clone().or_else(|| args.provider.clone()).unwrap_or_else(|| {
+        let stem = args.file.file_stem().and_then(|s| s.to_str()).unwrap_or("imported");
+        stem.to_ascii_lowercase()
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+            .collect::<String>()
+            .trim_matches('-')
+            .to_string()
+    });
+    let target = crate::import::Target {
+        name,
+        namespace: args.namespace.clone(),
+    };
+    let (ca, secret) = crate::import::render(&imported, &target);
+    Ok(format!("{ca}---\n{secret}"))
+}
+
 pub fn crd_yaml() -> anyhow::Result<String> {
     Ok(serde_saphyr::to_string(&ConnectorAuth::crd())?)
 }

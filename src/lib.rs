@@ -13,11 +13,13 @@
 #![deny(rust_2018_idioms)]
 
 pub mod api;
+pub mod catalog;
 pub mod cli;
 pub mod consent;
 pub mod controller;
 pub mod demo;
 pub mod engine;
+pub mod import;
 pub mod local;
 pub mod reason;
 pub mod reconcile;

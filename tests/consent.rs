@@ -36,6 +36,18 @@ fn free_port() -> std::net::SocketAddr {
 /// API server, a Google-style provider, a ConnectorAuth awaiting consent and an operator
 /// serving the callback.
 async fn google_env(ttl: u64) -> Env {
+    google_env_with(ttl, |base| {
+        json!({"credentialsRef": {"name": "google-credentials"}, "oauth2": {
+            "grantType": "authorizationCode", "tokenUrl": format!("{base}/token"),
+            "clientId": "{{ CLIENT_ID }}", "clientSecret": "{{ CLIENT_SECRET }}", "clientAuth": "client_secret_post",
+            "authorizationUrl": format!("{base}/o/oauth2/v2/auth?client_id={{{{ CLIENT_ID }}}}&redirect_uri={{{{ redirect_url | urlencode }}}}&response_type=code&access_type=offline&prompt=consent"),
+        }})
+    })
+    .await
+}
+
+/// [`google_env`] with the ConnectorAuth spec made from the provider's base URL.
+async fn google_env_with(ttl: u64, spec: impl Fn(&str) -> serde_json::Value) -> Env {
     let (base, book) = google_with_ttl(ttl).await;
     let server = api_server().await;
     let client = server.client();
@@ -47,11 +59,7 @@ async fn google_env(ttl: u64) -> Env {
     let ca: ConnectorAuth = serde_json::from_value(json!({
         "apiVersion": "connectorauth.dev/v1alpha1", "kind": "ConnectorAuth",
         "metadata": {"name": "google", "namespace": NS},
-        "spec": {"credentialsRef": {"name": "google-credentials"}, "oauth2": {
-            "grantType": "authorizationCode", "tokenUrl": format!("{base}/token"),
-            "clientId": "{{ CLIENT_ID }}", "clientSecret": "{{ CLIENT_SECRET }}", "clientAuth": "client_secret_post",
-            "authorizationUrl": format!("{base}/o/oauth2/v2/auth?client_id={{{{ CLIENT_ID }}}}&redirect_uri={{{{ redirect_url | urlencode }}}}&response_type=code&access_type=offline&prompt=consent"),
-        }},
+        "spec": spec(&base),
     }))
     .unwrap();
     Api::<ConnectorAuth>::namespaced(client.clone(), NS)
@@ -587,4 +595,138 @@ spec:
         std::fs::read_to_string(out.join("default/app-token/access_token")).unwrap(),
         "inst-token"
     );
+}
+
+/// Translated field by field as README's migration table says — `authenticate_url` →
+/// `authorizationUrl`, `access_token` → `tokenRequest`, `refresh` → `refreshRequest` with `data`
+/// as `form` — the example completes consent (the code is appended to the `access_token` URL, as
+/// ChiefOnboarding does) and keeps refreshing with `{{ oauth.refresh_token }}` although Google's
+/// refresh answers carry no refresh token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_chiefonboarding_google_example_verbatim_completes_consent_and_refreshes() {
+    let (base, book) = google_with_ttl(3).await;
+    let co = chiefonboarding_google_at(&base);
+    let oauth = &co["oauth"];
+    let manifest = json!({
+        "apiVersion": "connectorauth.dev/v1alpha1", "kind": "ConnectorAuth",
+        "metadata": {"name": "google"},
+        "spec": {"credentialsRef": {"name": "google-credentials"}, "oauth2": {
+            "grantType": "authorizationCode",
+            "authorizationUrl": oauth["authenticate_url"],
+            "tokenRequest": {"url": oauth["access_token"]["url"], "method": oauth["access_token"]["method"]},
+            "refreshRequest": {"url": oauth["refresh"]["url"], "method": oauth["refresh"]["method"], "form": oauth["refresh"]["data"]},
+        }},
+    });
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(
+        tmp.path().join("google.yaml"),
+        format!(
+            "apiVersion: v1\nkind: Secret\nmetadata: {{name: google-credentials}}\nstringData: {{CLIENT_ID: g-client, CLIENT_SECRET: g-secret}}\n---\n{}",
+            serde_json::to_string(&manifest).unwrap()
+        ),
+    )
+    .unwrap();
+    let (mut runner, out) = consent_in_local_mode(tmp.path()).await;
+    let token_file = out.join("default/google-token/access_token");
+    let first = std::fs::read_to_string(&token_file).unwrap();
+    let api = format!("{base}/admin/directory/v1/users");
+    let headers = |out: &std::path::Path| {
+        std::collections::BTreeMap::from([(
+            "headers.json".to_string(),
+            std::fs::read_to_string(out.join("default/google-token/headers.json")).unwrap(),
+        )])
+    };
+    assert_eq!(call_api(&api, &headers(&out)).await, 200);
+    assert_eq!(book.requests(), 1, "one code exchange");
+
+    // Two refreshes in a row: the second still has the refresh token from the consent.
+    let mut seen = vec![first];
+    while seen.len() < 3 {
+        let reports = runner.pass().await.unwrap();
+        assert!(reports[0].ok(), "{}", reports[0].line());
+        let now = std::fs::read_to_string(&token_file).unwrap();
+        if !seen.contains(&now) {
+            seen.push(now);
+            assert_eq!(call_api(&api, &headers(&out)).await, 200);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(book.requests(), 3, "one exchange, two refreshes");
+    let state = std::fs::read_to_string(out.join(".state/default/google.json")).unwrap();
+    assert!(
+        state.contains("1//g-refresh"),
+        "the refresh token stays in private state"
+    );
+    assert!(
+        !std::fs::read_dir(out.join("default/google-token/..data"))
+            .unwrap()
+            .flatten()
+            .any(|f| std::fs::read_to_string(f.path()).unwrap().contains("1//g-refresh")),
+        "and never reaches the output"
+    );
+}
+
+/// The same example through the controller, with an output template reading a further field of
+/// Google's token response: the field is kept in the state Secret with the refresh token, and
+/// neither reaches the status or (beyond what the template asks for) the output Secret.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_chiefonboarding_example_through_the_controller_keeps_response_fields_in_the_state_secret() {
+    let env = google_env_with(3, |base| {
+        let co = chiefonboarding_google_at(base);
+        let oauth = &co["oauth"];
+        json!({"credentialsRef": {"name": "google-credentials"}, "oauth2": {
+            "grantType": "authorizationCode",
+            "authorizationUrl": oauth["authenticate_url"],
+            "tokenRequest": {"url": oauth["access_token"]["url"], "method": oauth["access_token"]["method"]},
+            "refreshRequest": {"url": oauth["refresh"]["url"], "method": oauth["refresh"]["method"], "form": oauth["refresh"]["data"]},
+        }, "output": {"template": {"granted_scope": "{{ oauth.scope }}"}}})
+    })
+    .await;
+    let url = env.authorization_url(None).await;
+    assert_eq!(get(&env.consent(&url).await).await.0, 200);
+    env.ready().await;
+    let secrets = Api::<Secret>::namespaced(env.client.clone(), NS);
+    let token = |s: &Secret| String::from_utf8(s.data.as_ref().unwrap()["access_token"].0.clone()).unwrap();
+    let first = token(&secrets.get("google-token").await.unwrap());
+    let refreshed = eventually(15, "a refresh through the controller", || {
+        let secrets = secrets.clone();
+        let first = first.clone();
+        async move {
+            let s = secrets.get("google-token").await.ok()?;
+            (token(&s) != first).then_some(s)
+        }
+    })
+    .await;
+    let data = refreshed.data.unwrap();
+    assert_eq!(
+        String::from_utf8(data["granted_scope"].0.clone()).unwrap(),
+        "https://www.googleapis.com/auth/admin.directory.user",
+        "the field of the exchange's answer, carried over the refresh"
+    );
+    let published: String = data
+        .values()
+        .map(|v| String::from_utf8_lossy(&v.0).into_owned())
+        .collect();
+    assert!(!published.contains("1//g-refresh"));
+    let state = env
+        .server
+        .object("", "secrets", Some(NS), "google-connectorauth-state")
+        .unwrap();
+    use base64::Engine as _;
+    let state = String::from_utf8(
+        base64::engine::general_purpose::STANDARD
+            .decode(state["data"]["state.json"].as_str().unwrap())
+            .unwrap(),
+    )
+    .unwrap();
+    assert!(
+        state.contains("1//g-refresh") && state.contains("\"scope\""),
+        "the private state holds both"
+    );
+    let status = serde_json::to_string(&env.ca().await.status).unwrap();
+    assert!(
+        !status.contains("1//g-refresh") && !status.contains("admin.directory"),
+        "{status}"
+    );
+    env.stop().await;
 }

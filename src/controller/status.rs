@@ -236,6 +236,7 @@ mod tests {
             fingerprint: "f".into(),
             seed_refresh_token: None,
             refresh_token_reusable: false,
+            oauth: Default::default(),
         }
     }
 

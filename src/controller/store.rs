@@ -82,6 +82,9 @@ struct Private {
     /// The write-ahead mark of a refresh under way (see the driver).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     in_flight: Option<InFlight>,
+    /// Token response fields read as `{{ oauth.<field> }}` (they may be credentials).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    oauth: BTreeMap<String, SecretString>,
 }
 
 impl Private {
@@ -97,6 +100,7 @@ impl Private {
             pending_consent: r.pending_consent.clone(),
             refresh_token_reusable: r.token.as_ref().is_some_and(|t| t.refresh_token_reusable),
             in_flight: r.in_flight.clone(),
+            oauth: r.token.as_ref().map(|t| t.oauth.clone()).unwrap_or_default(),
         }
     }
 }
@@ -317,6 +321,7 @@ fn public_token(secret: &Secret, private: &Private) -> Option<TokenState> {
         fingerprint: private.fingerprint.clone(),
         seed_refresh_token: private.seed_refresh_token.clone(),
         refresh_token_reusable: private.refresh_token_reusable,
+        oauth: private.oauth.clone(),
     })
 }
 
@@ -370,6 +375,7 @@ impl Store for KubeStore {
                 fingerprint: private.fingerprint.clone(),
                 seed_refresh_token: private.seed_refresh_token.clone(),
                 refresh_token_reusable: private.refresh_token_reusable,
+                oauth: private.oauth.clone(),
             })
         });
         let record = Record {

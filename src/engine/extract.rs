@@ -7,8 +7,12 @@ use jiff::Timestamp;
 use serde_json::Value;
 use serde_json_path::JsonPath;
 
+use std::collections::BTreeMap;
+
 use super::error::{EngineError, Result};
+use super::flow::{ALL_FIELD_BYTES, ALL_FIELDS_MAX, NAMED_FIELD_BYTES, ResponseFields};
 use super::http::HttpResponse;
+use super::secret::SecretString;
 
 /// Where one value is found; compiled and validated once.
 #[derive(Debug, Clone)]
@@ -185,6 +189,47 @@ impl<'a> Parsed<'a> {
             }
         }
         Ok(None)
+    }
+}
+
+impl Parsed<'_> {
+    /// The top-level scalar fields of a JSON object body that `wanted` asks for (strings,
+    /// numbers, booleans; not null, not arrays or objects), for `{{ oauth.<field> }}`. A body
+    /// that is not a JSON object has none. A field named in a template that is larger than
+    /// [`NAMED_FIELD_BYTES`] is an error; with [`ResponseFields::All`] larger fields, and fields
+    /// beyond [`ALL_FIELDS_MAX`], are left out.
+    pub fn fields(&self, wanted: &ResponseFields) -> Result<BTreeMap<String, SecretString>> {
+        let mut out = BTreeMap::new();
+        if *wanted == ResponseFields::None {
+            return Ok(out);
+        }
+        let Ok(Value::Object(map)) = self.json() else {
+            return Ok(out);
+        };
+        for (k, v) in map {
+            if !wanted.wants(k) || matches!(k.as_str(), "access_token" | "refresh_token") {
+                continue;
+            }
+            let text = match v {
+                Value::String(s) => s.clone(),
+                Value::Number(n) => n.to_string(),
+                Value::Bool(b) => b.to_string(),
+                _ => continue,
+            };
+            match wanted {
+                ResponseFields::Named(_) if text.len() > NAMED_FIELD_BYTES => {
+                    return Err(EngineError::InvalidValue {
+                        step: self.step.into(),
+                        what: format!("oauth.{k}"),
+                        reason: format!("the response's `{k}` is larger than {NAMED_FIELD_BYTES} bytes"),
+                    });
+                }
+                ResponseFields::All if text.len() > ALL_FIELD_BYTES || out.len() >= ALL_FIELDS_MAX => continue,
+                _ => {}
+            }
+            out.insert(k.clone(), SecretString::from(text));
+        }
+        Ok(out)
     }
 }
 

@@ -82,6 +82,59 @@ pub struct OutputPlan {
     pub expose_refresh_token: bool,
 }
 
+/// Fields of the last token response that templates read as `{{ oauth.<field> }}`. Only these
+/// are kept (in private state), so a resource that reads none keeps nothing extra.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub enum ResponseFields {
+    #[default]
+    None,
+    /// The fields named by `oauth.<field>` in the templates.
+    Named(std::collections::BTreeSet<String>),
+    /// A template reads `oauth` as a whole: every top-level scalar field, within
+    /// [`ALL_FIELDS_MAX`] fields of at most [`ALL_FIELD_BYTES`] each.
+    All,
+}
+
+/// Bounds of [`ResponseFields::All`]: larger fields are not kept.
+pub const ALL_FIELDS_MAX: usize = 32;
+pub const ALL_FIELD_BYTES: usize = 4096;
+/// Bound of a field named in a template; a larger one is an error, never silently cut.
+pub const NAMED_FIELD_BYTES: usize = 16 * 1024;
+
+impl ResponseFields {
+    /// Which fields the templates read under `oauth.`. `access_token` and `refresh_token` are
+    /// the token state's own and are not kept twice.
+    fn of<'a>(paths: impl IntoIterator<Item = &'a str>) -> Self {
+        let mut named = std::collections::BTreeSet::new();
+        for p in paths {
+            match p.strip_prefix("oauth") {
+                Some("") => return ResponseFields::All,
+                Some(rest) => {
+                    if let Some(field) = rest.strip_prefix('.').and_then(|r| r.split('.').next())
+                        && !matches!(field, "access_token" | "refresh_token")
+                    {
+                        named.insert(field.to_string());
+                    }
+                }
+                None => {}
+            }
+        }
+        if named.is_empty() {
+            ResponseFields::None
+        } else {
+            ResponseFields::Named(named)
+        }
+    }
+
+    pub fn wants(&self, field: &str) -> bool {
+        match self {
+            ResponseFields::None => false,
+            ResponseFields::Named(n) => n.contains(field),
+            ResponseFields::All => true,
+        }
+    }
+}
+
 /// A compiled scheme.
 #[derive(Debug, Clone)]
 pub struct Flow {
@@ -98,6 +151,14 @@ pub struct Flow {
     pub code_exchange: Option<Step>,
     pub authorization_url: Option<Tmpl>,
     pub without_code: bool,
+    /// The code exchange's templates do not place `{{ code }}`: the code is appended to its URL
+    /// as a query parameter, as ChiefOnboarding does with its `access_token` request.
+    pub append_code: bool,
+    /// Which fields of a token response are kept for `{{ oauth.<field> }}` templates.
+    pub response_fields: ResponseFields,
+    /// A refresh answer without any expiry keeps the previous lifetime (oauth2: the token
+    /// responses are merged, so the last `expires_in` still holds).
+    pub refresh_keeps_lifetime: bool,
     pub default_token_type: &'static str,
     pub output: OutputPlan,
     pub renewal: RenewalPolicy,
@@ -105,6 +166,23 @@ pub struct Flow {
     pub assertions: Vec<assertion::Plan>,
     /// Requests sent in order before `login` (see `engine::chain`).
     pub chain: Vec<ChainStep>,
+}
+
+/// The templates of one request.
+fn step_templates(step: &Step) -> impl Iterator<Item = &Tmpl> {
+    let body: Vec<&Tmpl> = match &step.body {
+        Body::None => vec![],
+        Body::Raw(t) => vec![t],
+        Body::Form(f) => f.iter().map(|f| &f.value).collect(),
+    };
+    std::iter::once(&step.url)
+        .chain(step.headers.iter().map(|(_, t)| t))
+        .chain(body)
+        .chain(
+            step.basic_auth
+                .iter()
+                .flat_map(|(u, p)| std::iter::once(u).chain(p.iter())),
+        )
 }
 
 impl Flow {
@@ -122,17 +200,7 @@ impl Flow {
             .flatten()
             .chain(chained)
         {
-            all.push(&step.url);
-            all.extend(step.headers.iter().map(|(_, t)| t));
-            match &step.body {
-                Body::None => {}
-                Body::Raw(t) => all.push(t),
-                Body::Form(f) => all.extend(f.iter().map(|f| &f.value)),
-            }
-            if let Some((u, p)) = &step.basic_auth {
-                all.push(u);
-                all.extend(p.iter());
-            }
+            all.extend(step_templates(step));
         }
         let o = &self.output;
         all.extend([&o.header_format, &o.header_value]);
@@ -145,6 +213,7 @@ impl Flow {
 /// Compiles a spec: applies the scheme's defaults, parses JSONPaths, durations and templates,
 /// so a broken spec fails here with the field named, before any request is sent.
 pub fn compile(spec: &api::ConnectorAuthSpec, templates: &Templates) -> Result<Flow> {
+    let spec = &*crate::catalog::resolve(spec)?;
     let renewal = RenewalPolicy::from_spec(&spec.renewal)?;
     let mut flow = match &spec.scheme {
         Scheme::RefreshableToken(s) => schemes::refreshable_token::compile(s)?,
@@ -165,9 +234,20 @@ pub fn compile(spec: &api::ConnectorAuthSpec, templates: &Templates) -> Result<F
         plan.secret = spec.credentials_ref.name.clone();
     }
     flow.renewal = renewal;
+    flow.refresh_keeps_lifetime = matches!(spec.scheme, Scheme::OAuth2(_) | Scheme::SuperOffice(_));
     apply_output(&mut flow, &spec.output);
     for t in flow.templates() {
         templates.check(&t.field, &t.source)?;
+    }
+    let paths: Vec<String> = flow
+        .templates()
+        .iter()
+        .flat_map(|t| templates.paths(&t.source))
+        .collect();
+    flow.response_fields = ResponseFields::of(paths.iter().map(String::as_str));
+    if let Some(step) = &flow.code_exchange {
+        flow.append_code = !flow.without_code
+            && !step_templates(step).any(|t| templates.variables(&t.source).iter().any(|v| v == "code"));
     }
     Ok(flow)
 }
@@ -282,6 +362,9 @@ pub(crate) fn base_flow(scheme: &'static str) -> Flow {
         code_exchange: None,
         authorization_url: None,
         without_code: false,
+        append_code: false,
+        response_fields: ResponseFields::None,
+        refresh_keeps_lifetime: false,
         default_token_type: "Bearer",
         output: OutputPlan {
             header_name: "Authorization".into(),

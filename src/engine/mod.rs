@@ -61,6 +61,11 @@ pub struct TokenState {
     /// (false) until a refresh has shown it.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub refresh_token_reusable: bool,
+    /// Fields of the token responses that templates read as `{{ oauth.<field> }}`, merged
+    /// across refreshes (a refresh answer without a field keeps the earlier value). Private:
+    /// they may be credentials.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub oauth: BTreeMap<String, SecretString>,
 }
 
 /// Which refresh token a renewal would send, decided before anything is sent (so the caller
@@ -127,6 +132,8 @@ impl Inputs {
 /// Digest of everything a token depends on: the scheme block, the renewal policy and the
 /// credentials. Output settings are left out: changing them re-renders, it does not re-issue.
 pub fn fingerprint(spec: &crate::api::ConnectorAuthSpec, credentials: &BTreeMap<String, SecretString>) -> String {
+    // With a provider, the settings it fills in count too.
+    let spec = &*crate::catalog::resolve(spec).unwrap_or(std::borrow::Cow::Borrowed(spec));
     let mut h = Sha256::new();
     h.update(serde_json::to_vec(&spec.scheme).unwrap_or_default());
     h.update(serde_json::to_vec(&spec.renewal).unwrap_or_default());
@@ -170,6 +177,21 @@ pub fn refresh_choice(flow: &Flow, inputs: &Inputs, prev: Option<&TokenState>) -
         seed_digest: seed_digest.or(prev_seed),
         reusable,
     }
+}
+
+/// What a step is for, and what it carries on from.
+#[derive(Clone, Copy)]
+enum StepKind<'a> {
+    Login,
+    /// Renews with `token`; `continues` is the state being renewed: its `oauth` fields are
+    /// merged with the answer's, and (where the flow says so) its lifetime stands in for an
+    /// answer without expiry.
+    Refresh {
+        token: &'a SecretString,
+        continues: Option<&'a TokenState>,
+    },
+    /// Exchanges a consent callback's values.
+    Exchange,
 }
 
 /// Runs flows. Holds the shared HTTP client and template environment.
@@ -236,6 +258,7 @@ impl Engine {
                 fingerprint: fingerprint.into(),
                 seed_refresh_token: None,
                 refresh_token_reusable: false,
+                oauth: BTreeMap::new(),
             });
         }
 
@@ -246,7 +269,11 @@ impl Engine {
         } = choice;
         if let (Some(step), Some(rt)) = (&flow.refresh, &refresh_token) {
             let ctx = self.context(inputs, prev, Some(rt), now);
-            match self.run_step(step, &ctx, inputs, flow, Some(rt), now).await {
+            let kind = StepKind::Refresh {
+                token: rt,
+                continues: prev,
+            };
+            match self.run_step(step, &ctx, inputs, flow, kind, now).await {
                 Ok(mut t) => {
                     t.fingerprint = fingerprint.into();
                     t.seed_refresh_token = seed_digest;
@@ -266,7 +293,7 @@ impl Engine {
         if let Some(step) = &flow.login {
             let ctx = self.context(inputs, prev, None, now);
             let ctx = self.run_chain(flow, inputs, ctx, now).await?;
-            let mut t = self.run_step(step, &ctx, inputs, flow, None, now).await?;
+            let mut t = self.run_step(step, &ctx, inputs, flow, StepKind::Login, now).await?;
             t.fingerprint = fingerprint.into();
             t.seed_refresh_token = seed_digest;
             return Ok(t);
@@ -301,7 +328,7 @@ impl Engine {
         })?;
         let mut ctx = self.context(inputs, None, None, now);
         ctx.extra.extend(inputs.callback.clone());
-        let mut t = self.run_step(step, &ctx, inputs, flow, None, now).await?;
+        let mut t = self.run_step(step, &ctx, inputs, flow, StepKind::Exchange, now).await?;
         t.fingerprint = fingerprint.into();
         Ok(t)
     }
@@ -343,6 +370,7 @@ impl Engine {
             credentials: inputs.credentials.clone(),
             access_token: prev.map(|p| p.access_token.clone()),
             refresh_token: refresh_token.cloned(),
+            oauth: prev.map(|p| p.oauth.clone()).unwrap_or_default(),
             redirect_url: inputs.redirect_url.clone(),
             extra: BTreeMap::new(),
             now: Some(now),
@@ -416,16 +444,30 @@ impl Engine {
         })
     }
 
+    /// Sends one step and reads its answer.
     async fn run_step(
         &self,
         step: &Step,
         ctx: &TemplateContext,
         inputs: &Inputs,
         flow: &Flow,
-        used_refresh_token: Option<&SecretString>,
+        kind: StepKind<'_>,
         now: Timestamp,
     ) -> Result<TokenState> {
-        let req = self.build_request(step, &self.with_assertions(flow, step, ctx, now)?)?;
+        let (used_refresh_token, continues) = match kind {
+            StepKind::Refresh { token, continues } => (Some(token), continues),
+            _ => (None, None),
+        };
+        let mut req = self.build_request(step, &self.with_assertions(flow, step, ctx, now)?)?;
+        if matches!(kind, StepKind::Exchange) && flow.append_code {
+            // ChiefOnboarding's `access_token` request: the code goes on the URL, after `?` or
+            // `&`, whatever the template says.
+            let code = ctx.extra.get("code").ok_or_else(|| EngineError::InvalidRequest {
+                step: step.name.into(),
+                reason: "the consent callback carried no `code`".into(),
+            })?;
+            req.url.query_pairs_mut().append_pair("code", code.expose());
+        }
         let options = inputs.client_options()?;
         let started = std::time::Instant::now();
         let resp = self.http.send(step.name, req, options).await?;
@@ -475,7 +517,18 @@ impl Engine {
             let v = parsed.require(key, std::slice::from_ref(loc))?;
             extras.insert(key.clone(), SecretString::from(v));
         }
-        let expires_at = renewal::expiry(now, expires_in, expires_at, extract::jwt_expiry(&access_token));
+        let mut expires_at = renewal::expiry(now, expires_in, expires_at, extract::jwt_expiry(&access_token));
+        if expires_at.is_none()
+            && flow.refresh_keeps_lifetime
+            && let Some(p) = continues
+            && let Some(prev_exp) = p.expires_at
+            && prev_exp > p.issued_at
+        {
+            expires_at = Some(now + prev_exp.duration_since(p.issued_at));
+        }
+        let mut oauth = continues.map(|p| p.oauth.clone()).unwrap_or_default();
+        oauth.retain(|k, _| flow.response_fields.wants(k));
+        oauth.extend(parsed.fields(&flow.response_fields)?);
         if let Some(exp) = expires_at
             && exp <= now
         {
@@ -497,6 +550,7 @@ impl Engine {
             fingerprint: String::new(),
             seed_refresh_token: None,
             refresh_token_reusable,
+            oauth,
         })
     }
 
@@ -507,10 +561,16 @@ impl Engine {
             credentials: inputs.credentials.clone(),
             access_token: Some(token.access_token.clone()),
             refresh_token: token.refresh_token.clone(),
+            oauth: token.oauth.clone(),
             redirect_url: inputs.redirect_url.clone(),
             extra: token.extras.clone(),
             now: Some(token.issued_at),
         };
+        // Locoia's header configuration calls the access token `{{ token }}`; a credentials key
+        // of that name keeps its meaning.
+        if !inputs.credentials.contains_key("token") {
+            ctx.extra.insert("token".into(), token.access_token.clone());
+        }
         ctx.extra.insert("token_type".into(), token.token_type.clone().into());
         if let Some(e) = token.expires_at {
             ctx.extra.insert("expires_at".into(), e.to_string().into());
@@ -586,6 +646,7 @@ mod tests {
             fingerprint: "f".into(),
             seed_refresh_token: seed.map(digest),
             refresh_token_reusable: reusable,
+            oauth: BTreeMap::new(),
         }
     }
 

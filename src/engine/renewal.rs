@@ -266,6 +266,7 @@ mod tests {
             fingerprint: fp.into(),
             seed_refresh_token: None,
             refresh_token_reusable: false,
+            oauth: Default::default(),
         }
     }
 

@@ -20,6 +20,9 @@ pub struct TemplateContext {
     pub credentials: BTreeMap<String, SecretString>,
     pub access_token: Option<SecretString>,
     pub refresh_token: Option<SecretString>,
+    /// Fields of the last token response kept for `{{ oauth.<field> }}` (ChiefOnboarding keeps
+    /// the whole response as `oauth`); `access_token` and `refresh_token` above take precedence.
+    pub oauth: BTreeMap<String, SecretString>,
     /// The operator's OAuth2 callback URL, when it serves one.
     pub redirect_url: Option<String>,
     /// Values of the current issuance (`token_type`, `expires_at`, extras, `token_format`…).
@@ -33,7 +36,11 @@ impl TemplateContext {
         for (k, v) in &self.credentials {
             map.insert(k.clone(), Value::from(v.expose()));
         }
-        let mut oauth: BTreeMap<&str, Value> = BTreeMap::new();
+        let mut oauth: BTreeMap<&str, Value> = self
+            .oauth
+            .iter()
+            .map(|(k, v)| (k.as_str(), Value::from(v.expose())))
+            .collect();
         if let Some(t) = &self.access_token {
             map.insert("access_token".into(), Value::from(t.expose()));
             oauth.insert("access_token", Value::from(t.expose()));
@@ -92,6 +99,7 @@ impl TemplateContext {
         if self.redirect_url.is_some() {
             names.push("redirect_url".into());
         }
+        names.extend(self.oauth.keys().map(|k| format!("oauth.{k}")));
         names.extend(self.extra.keys().cloned());
         names.push("now".into());
         names.sort();
@@ -146,6 +154,15 @@ impl Templates {
                 v.sort();
                 v
             }
+            Err(_) => Vec::new(),
+        }
+    }
+
+    /// The variables a template reads, with attribute paths (`oauth.refresh_token`); a variable
+    /// read in a way that names no attribute (`oauth['x']`, `oauth | tojson`) is given bare.
+    pub fn paths(&self, source: &str) -> Vec<String> {
+        match self.env.template_from_str(source) {
+            Ok(t) => t.undeclared_variables(true).into_iter().collect(),
             Err(_) => Vec::new(),
         }
     }

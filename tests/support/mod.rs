@@ -369,7 +369,9 @@ pub async fn docuware() -> (String, Arc<Book>) {
 pub const GOOGLE_CODE: &str = "4/0AX4XfWh-code";
 pub const GOOGLE_REDIRECT: &str = "https://operator.example.com/oauth2/callback";
 
-/// Google-style: authorization-code exchange checks `redirect_uri`; refresh tokens do not rotate.
+/// Google-style: authorization-code exchange checks `redirect_uri`; refresh tokens do not rotate
+/// (a refresh answer has no `refresh_token`); token parameters may come in the query string or
+/// the form body.
 pub async fn google() -> (String, Arc<Book>) {
     google_with_ttl(3599).await
 }
@@ -384,9 +386,11 @@ pub async fn google_with_ttl(ttl: u64) -> (String, Arc<Book>) {
         .route("/o/oauth2/v2/auth", get(|s, q| authorize(s, q, "g-client")))
         .route(
             "/token",
-            post(move |State(b): State<Arc<Book>>, body: Bytes| async move {
+            post(move |State(b): State<Arc<Book>>, Query(query): Query<HashMap<String, String>>, body: Bytes| async move {
                 b.token_requests.fetch_add(1, Ordering::SeqCst);
-                let f = form(&body);
+                // Like Google, parameters count whether in the query string or the form body.
+                let mut f = query;
+                f.extend(form(&body));
                 if f.get("client_id").map(String::as_str) != Some("g-client") || f.get("client_secret").map(String::as_str) != Some("g-secret") {
                     return (StatusCode::UNAUTHORIZED, Json(json!({"error": "invalid_client"}))).into_response();
                 }
@@ -857,4 +861,47 @@ pub fn refresh_only(engine: &Engine, base: &str, seed: &str) -> connector_auth_o
         fingerprint: connector_auth_operator::engine::fingerprint(&spec, &inputs.credentials),
         inputs,
     }
+}
+
+/// ChiefOnboarding's documented Google example, exactly as its docs show it.
+pub const CHIEFONBOARDING_GOOGLE: &str = include_str!("../fixtures/import/chiefonboarding-google.json");
+
+/// The example with Google's hosts pointed at the emulator.
+pub fn chiefonboarding_google_at(base: &str) -> Value {
+    let text = CHIEFONBOARDING_GOOGLE
+        .replace("https://oauth2.googleapis.com", base)
+        .replace("https://accounts.google.com", base);
+    serde_json::from_str(&text).unwrap()
+}
+
+/// Runs local mode on the manifests in `dir` through consent — a browser opens the consent URL
+/// and follows the provider's redirect to the callback — and returns the runner and the output
+/// directory.
+pub async fn consent_in_local_mode(
+    dir: &std::path::Path,
+) -> (connector_auth_operator::local::LocalRunner, std::path::PathBuf) {
+    let out = dir.join("out");
+    let mut runner = connector_auth_operator::local::LocalRunner::new(engine(), dir.to_path_buf(), out.clone());
+    runner.enable_consent("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let reports = runner.pass().await.unwrap();
+    let url = reports[0]
+        .authorization_url
+        .clone()
+        .unwrap_or_else(|| panic!("no consent URL: {}", reports[0].line()));
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let resp = http.get(&url).send().await.unwrap();
+    assert_eq!(
+        resp.status(),
+        302,
+        "the provider's consent page accepts the link: {url}"
+    );
+    let location = resp.headers()["location"].to_str().unwrap().to_string();
+    let resp = reqwest::get(&location).await.unwrap();
+    let status = resp.status().as_u16();
+    let page = resp.text().await.unwrap();
+    assert_eq!(status, 200, "{page}");
+    (runner, out)
 }

@@ -7,7 +7,7 @@ use crate::engine::extract::Locator;
 use crate::engine::flow::{Flow, Tmpl};
 
 pub(crate) fn compile(s: &api::SuperOffice) -> Result<Flow> {
-    let env = match s.environment {
+    let env = match s.environment.unwrap_or_default() {
         SuperOfficeEnvironment::Sod => "sod",
         SuperOfficeEnvironment::Stage => "qaonline",
         SuperOfficeEnvironment::Online => "online",

@@ -1,0 +1,149 @@
+//! The provider catalog: `spec.provider` fills in a built-in entry's settings, the resource's
+//! own fields win, the result works against the provider's emulator, and README's table lists
+//! every entry.
+
+mod support;
+
+use connector_auth_operator::api::ConnectorAuthSpec;
+use connector_auth_operator::catalog;
+use serde_json::json;
+use support::*;
+
+fn with_provider(name: &str, scheme_block: serde_json::Value) -> serde_json::Value {
+    let scheme = catalog::get(name).unwrap().scheme();
+    json!({"credentialsRef": {"name": "c"}, "provider": name, scheme: scheme_block})
+}
+
+#[test]
+fn every_entry_with_an_empty_scheme_block_is_its_bundled_example() {
+    assert!(!catalog::entries().is_empty());
+    for e in catalog::entries() {
+        let spec = with_provider(e.name, json!({}));
+        let doc = json!({"apiVersion": "connectorauth.dev/v1alpha1", "kind": "ConnectorAuth",
+            "metadata": {"name": "x", "namespace": "ns"}, "spec": spec});
+        connector_auth_operator::api::validate_document(&doc).unwrap_or_else(|err| panic!("{}: {err}", e.name));
+        let spec: ConnectorAuthSpec = serde_json::from_value(spec).unwrap();
+        let resolved = catalog::resolve(&spec).unwrap().into_owned();
+        let mut example = e.spec();
+        example["credentialsRef"] = json!({"name": "c"});
+        assert_eq!(
+            resolved,
+            serde_json::from_value::<ConnectorAuthSpec>(example).unwrap(),
+            "{}",
+            e.name
+        );
+        engine()
+            .compile(&spec)
+            .unwrap_or_else(|err| panic!("{}: {err}", e.name));
+        assert!(e.source.starts_with("https://") && !e.quirks.is_empty(), "{}", e.name);
+    }
+}
+
+#[tokio::test]
+async fn a_provider_resource_with_its_own_token_url_gets_a_token_the_api_accepts() {
+    let (base, book) = poweroffice().await;
+    // The resource sets only the token URL; client auth, headers and output come from the entry.
+    let spec: ConnectorAuthSpec = serde_json::from_value(with_provider(
+        "poweroffice-go",
+        json!({"tokenUrl": format!("{base}/OAuth/Token")}),
+    ))
+    .unwrap();
+    let c = creds(&[
+        ("application_key", "app-key"),
+        ("client_key", "client-key"),
+        ("subscription_key", "sub-key"),
+    ]);
+    let (_, out) = issue_with(&engine(), &spec, &c, None).await.unwrap();
+    assert_eq!(book.requests(), 1);
+    assert_eq!(call_api(&format!("{base}/v2/Customers"), &out).await, 200);
+}
+
+#[tokio::test]
+async fn local_mode_accepts_a_provider_resource_and_issues_its_token() {
+    let (base, _) = snov().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let url = format!(
+        "{base}/v1/oauth/access_token?client_id={{{{ username | urlencode }}}}&client_secret={{{{ password | urlencode }}}}&grant_type=client_credentials"
+    );
+    let manifest = json!({"apiVersion": "connectorauth.dev/v1alpha1", "kind": "ConnectorAuth",
+        "metadata": {"name": "snov"}, "spec": with_provider("snov-io", json!({"authorization": {"url": url}}))});
+    std::fs::write(
+        tmp.path().join("snov.yaml"),
+        format!("apiVersion: v1\nkind: Secret\nmetadata: {{name: c}}\nstringData: {{username: snov-id, password: snov&secret}}\n---\n{manifest}"),
+    )
+    .unwrap();
+    let out = tmp.path().join("out");
+    let mut runner = connector_auth_operator::local::LocalRunner::new(engine(), tmp.path().to_path_buf(), out.clone());
+    let reports = runner.pass().await.unwrap();
+    assert!(reports[0].ok(), "{}", reports[0].line());
+    let headers = std::collections::BTreeMap::from([(
+        "headers.json".to_string(),
+        std::fs::read_to_string(out.join("default/snov-token/headers.json")).unwrap(),
+    )]);
+    assert_eq!(call_api(&format!("{base}/v1/get-balance"), &headers).await, 200);
+}
+
+#[test]
+fn an_unknown_provider_or_another_scheme_block_is_refused_naming_spec_provider() {
+    let spec: ConnectorAuthSpec =
+        serde_json::from_value(json!({"credentialsRef": {"name": "c"}, "provider": "nope", "apiKey": {}})).unwrap();
+    let e = engine().compile(&spec).unwrap_err().to_string();
+    assert!(
+        e.contains("spec.provider") && e.contains("`nope` is not a built-in provider") && e.contains("google"),
+        "{e}"
+    );
+    let spec: ConnectorAuthSpec =
+        serde_json::from_value(json!({"credentialsRef": {"name": "c"}, "provider": "google", "apiKey": {}})).unwrap();
+    let e = engine().compile(&spec).unwrap_err().to_string();
+    assert!(e.contains("spec.provider") && e.contains("`oauth2: {}`"), "{e}");
+}
+
+#[test]
+fn a_changed_provider_changes_the_fingerprint() {
+    let a: ConnectorAuthSpec = serde_json::from_value(with_provider("wix", json!({}))).unwrap();
+    let b: ConnectorAuthSpec = serde_json::from_value(with_provider("woocommerce", json!({}))).unwrap();
+    let c = creds(&[]);
+    assert_ne!(
+        connector_auth_operator::engine::fingerprint(&a, &c),
+        connector_auth_operator::engine::fingerprint(&b, &c)
+    );
+}
+
+#[test]
+fn the_readme_table_lists_every_provider() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let block = format!(
+        "<!-- providers:begin -->\n{}<!-- providers:end -->",
+        catalog::markdown_table()
+    );
+    assert!(
+        readme.contains(&block),
+        "README.md's provider table is out of date; it should read:\n{block}"
+    );
+}
+
+#[test]
+fn the_cli_lists_and_shows_providers() {
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_connector-auth-operator"))
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (ok, list, _) = run(&["providers", "list"]);
+    assert!(ok);
+    assert_eq!(list.lines().count(), catalog::entries().len());
+    let (ok, show, _) = run(&["providers", "show", "google"]);
+    assert!(
+        ok && show.contains("tokenUrl: https://oauth2.googleapis.com/token")
+            && show.contains("credentials keys: CLIENT_ID, CLIENT_SECRET"),
+        "{show}"
+    );
+    let (ok, _, err) = run(&["providers", "show", "nope"]);
+    assert!(!ok && err.contains("no provider `nope`"), "{err}");
+}
