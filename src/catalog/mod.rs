@@ -41,16 +41,40 @@ static ENTRIES: &[Entry] = &[
         "form login; the token is the `.DWPLATFORMAUTH` cookie; the same User-Agent on every call; no stated lifetime (renewed hourly)"
     ),
     entry!(
+        "entra-certificate",
+        "Microsoft Entra ID (certificate credential)",
+        "https://learn.microsoft.com/entra/identity-platform/certificate-credentials",
+        "client credentials with `private_key_jwt`: a client assertion signed with the certificate's key, `x5t`/`x5t#S256` headers, a fresh `jti`; scope `<resource>/.default`"
+    ),
+    entry!(
+        "github-app",
+        "GitHub App (installation token)",
+        "https://docs.github.com/apps/creating-github-apps/authenticating-with-a-github-app/generating-an-installation-access-token-for-a-github-app",
+        "an RS256 app JWT (iss = app id, at most 10 minutes) exchanged for an installation token that lives an hour; no refresh token"
+    ),
+    entry!(
         "google",
         "Google (Admin SDK)",
         "https://developers.google.com/identity/protocols/oauth2/web-server",
         "authorization code with `access_type=offline&prompt=consent`; client secret in the form; refresh answers carry no refresh token"
     ),
     entry!(
+        "google-service-account",
+        "Google (service account)",
+        "https://developers.google.com/identity/protocols/oauth2/service-account",
+        "JWT bearer grant signed with the service-account JSON key; `sub` for domain-wide delegation; tokens live an hour, no refresh token"
+    ),
+    entry!(
         "poweroffice-go",
         "PowerOffice Go (demo)",
         "https://developer.poweroffice.net/",
         "client credentials with HTTP Basic; `Ocp-Apim-Subscription-Key` on the token request and every API call"
+    ),
+    entry!(
+        "salesforce-jwt",
+        "Salesforce (JWT bearer flow)",
+        "https://help.salesforce.com/s/articleView?id=sf.remoteaccess_oauth_jwt_flow.htm",
+        "JWT bearer grant (iss = consumer key, sub = user, aud = the login host); the answer has no `expires_in` (session timeout applies)"
     ),
     entry!(
         "snov-io",
@@ -120,6 +144,7 @@ impl Entry {
             "jwt",
             "tripletex",
             "superOffice",
+            "githubApp",
         ]
         .into_iter()
         .find(|k| spec.get(*k).is_some())

@@ -106,6 +106,12 @@ pub(crate) const PROVIDED: &[&str] = &[
     "token_format",
     "token",
     "so_ticket",
+    // Signed per request by the operator (signed assertions, GitHub Apps).
+    "assertion",
+    "client_assertion",
+    "github_app_jwt",
+    "token_url",
+    "steps",
 ];
 
 /// Every variable a template of the spec reads that the operator does not provide itself is a
