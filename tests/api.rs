@@ -180,25 +180,7 @@ fn every_example_is_valid_compiles_and_has_its_credentials() {
                 .unwrap_or_else(|| panic!("{}: credentials Secret missing", dir.display()));
             // Every variable the login/refresh/output templates read is a credentials key or
             // one the engine provides.
-            let provided = [
-                "access_token",
-                "refresh_token",
-                "oauth",
-                "redirect_url",
-                "now",
-                "token_type",
-                "expires_at",
-                "token_format",
-                "code",
-                "state",
-                "so_ticket",
-                // Signed assertions and chained steps.
-                "assertion",
-                "client_assertion",
-                "github_app_jwt",
-                "token_url",
-                "steps",
-            ];
+            let provided = connector_auth_operator::engine::template::PROVIDED_VARIABLES;
             // The default `{{ client_secret }}` is optional (public clients); a signed
             // assertion's default `iss` gives way to a JSON key file's `client_email`.
             let optional = |t: &connector_auth_operator::engine::flow::Tmpl| {

@@ -4,6 +4,30 @@
 
 use std::collections::BTreeMap;
 
+/// Template variables the operator fills in itself; every other variable a template reads is a
+/// key of the credentials Secret.
+pub const PROVIDED_VARIABLES: &[&str] = &[
+    "access_token",
+    "refresh_token",
+    "oauth",
+    "redirect_url",
+    "now",
+    "code",
+    "state",
+    "token_type",
+    "expires_at",
+    "token_format",
+    // Locoia's name for the access token in output templates.
+    "token",
+    "so_ticket",
+    // Signed per request (signed assertions, GitHub Apps) and chained steps' values.
+    "assertion",
+    "client_assertion",
+    "github_app_jwt",
+    "token_url",
+    "steps",
+];
+
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use jiff::{Timestamp, ToSpan};

@@ -93,26 +93,7 @@ pub fn import(platform: Platform, text: &str, provider: Option<&str>) -> Result<
 }
 
 /// Template variables the operator provides itself (never credentials keys).
-pub(crate) const PROVIDED: &[&str] = &[
-    "access_token",
-    "refresh_token",
-    "oauth",
-    "redirect_url",
-    "now",
-    "code",
-    "state",
-    "token_type",
-    "expires_at",
-    "token_format",
-    "token",
-    "so_ticket",
-    // Signed per request by the operator (signed assertions, GitHub Apps).
-    "assertion",
-    "client_assertion",
-    "github_app_jwt",
-    "token_url",
-    "steps",
-];
+pub(crate) use crate::engine::template::PROVIDED_VARIABLES as PROVIDED;
 
 /// Every variable a template of the spec reads that the operator does not provide itself is a
 /// credentials key, so the skeleton is complete.
