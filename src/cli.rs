@@ -493,7 +493,7 @@ async fn run_demo(args: DemoArgs) -> anyhow::Result<std::process::ExitCode> {
     for ca in &manifests.resources {
         let ns = kube::ResourceExt::namespace(ca).unwrap_or_else(|| "default".into());
         let name = kube::ResourceExt::name_any(ca);
-        let store = local::FileStore::new(&output, &ns, &name, &local::secret_name(ca));
+        let store = local::FileStore::new(&output, &ns, &name, &crate::reconcile::output_secret_name(ca));
         let data = store.published();
         let headers: BTreeMap<String, String> = data
             .get("headers.json")
@@ -507,7 +507,7 @@ async fn run_demo(args: DemoArgs) -> anyhow::Result<std::process::ExitCode> {
         ok &= status == 200;
         println!(
             "GET /api/me with {ns}/{} headers.json -> HTTP {status}",
-            local::secret_name(ca)
+            crate::reconcile::output_secret_name(ca)
         );
         for line in redacted(&data) {
             println!("    {line}");

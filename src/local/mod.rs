@@ -33,11 +33,6 @@ pub use manifests::{ConfigMapManifest, Manifests, SecretManifest, load_manifests
 pub use report::{Report, failed};
 pub use summary::Summary;
 
-/// The output Secret name of a resource.
-pub fn secret_name(ca: &ConnectorAuth) -> String {
-    output_secret_name(ca)
-}
-
 /// Local mode's adapter for one pass: reads from the manifests loaded for it, state and
 /// output in files under `output`.
 struct Files<'a> {
