@@ -214,6 +214,11 @@ pub struct RunArgs {
     /// Lease duration in seconds; a standby takes over this long after the leader stops renewing.
     #[arg(long, env = "LEASE_DURATION_SECONDS", default_value_t = 15)]
     pub lease_duration_seconds: u64,
+    /// Split the resources into this many shards (by namespace/name), each with its own Lease
+    /// (`<lease-name>-<i>-of-<n>`); replicas share the shards, so N replicas share the load.
+    /// Needs leader election.
+    #[arg(long, env = "SHARDS", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub shards: u32,
     /// Value of `{{ redirect_url }}` in templates. Default with --callback-url:
     /// `<callback-url>/oauth2/callback`.
     #[arg(long, env = "REDIRECT_URL")]
@@ -382,10 +387,17 @@ async fn run_operator(args: RunArgs) -> anyhow::Result<std::process::ExitCode> {
             }),
         }),
     };
+    if args.shards > 1 && !args.leader_election {
+        anyhow::bail!(
+            "--shards {} splits the resources over Leases held by the replicas; it needs --leader-election true",
+            args.shards
+        );
+    }
     let election = args.leader_election.then_some(crate::controller::LeaderElection {
         lease_name: args.lease_name,
         lease_namespace: operator_namespace,
         lease_duration: args.lease_duration_seconds,
+        shards: args.shards,
     });
     crate::controller::run(client, config, election, args.metrics_addr, shutdown_signal()).await?;
     Ok(std::process::ExitCode::SUCCESS)

@@ -76,6 +76,14 @@ pub fn verify(key: &[u8], token: &str, now_secs: i64) -> Result<ConsentState, St
     Ok(state)
 }
 
+/// The resource a `state` names, read without checking its signature: only to route a
+/// callback to the replica that holds the resource (which then verifies it), never to act on.
+pub fn addressed_to(token: &str) -> Option<(String, String)> {
+    let payload = token.split_once('.')?.0;
+    let state: ConsentState = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).ok()?).ok()?;
+    Some((state.namespace, state.name))
+}
+
 /// A fresh random nonce or key.
 pub fn random_token(bytes: usize) -> String {
     let v: Vec<u8> = (0..bytes).map(|_| rand::random::<u8>()).collect();
@@ -101,6 +109,14 @@ mod tests {
         let t = sign(b"key", &state());
         assert_eq!(verify(b"key", &t, 999), Ok(state()));
         assert_eq!(verify(b"key", &t, 1000), Err(StateError::Expired));
+    }
+
+    #[test]
+    fn a_state_names_its_resource_for_routing_even_unverified() {
+        let token = sign(b"k", &state());
+        assert_eq!(addressed_to(&token), Some((state().namespace, state().name)));
+        assert_eq!(addressed_to("garbage"), None);
+        assert_eq!(addressed_to("bm90IGpzb24.sig"), None);
     }
 
     #[test]

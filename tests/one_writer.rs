@@ -37,6 +37,16 @@ fn start_together(
     identities: &[&str],
     configure: impl Fn(&str, &mut connector_auth_operator::controller::Config) + Send + Sync + 'static,
 ) -> Vec<Operator> {
+    start_sharded_together(url, identities, 1, configure)
+}
+
+/// [`start_together`], with the resources split into `shards` shards.
+fn start_sharded_together(
+    url: &str,
+    identities: &[&str],
+    shards: u32,
+    configure: impl Fn(&str, &mut connector_auth_operator::controller::Config) + Send + Sync + 'static,
+) -> Vec<Operator> {
     let barrier = Arc::new(Barrier::new(identities.len()));
     let configure = Arc::new(configure);
     let threads: Vec<_> = identities
@@ -45,7 +55,7 @@ fn start_together(
             let (barrier, configure, url, id) = (barrier.clone(), configure.clone(), url.to_string(), id.to_string());
             std::thread::spawn(move || {
                 barrier.wait();
-                Operator::start_with(Source::Url(url), &id, true, |c| configure(&id, c))
+                Operator::start_sharded(Source::Url(url), &id, shards, |c| configure(&id, c))
             })
         })
         .collect();
@@ -91,13 +101,13 @@ async fn three_replicas_started_at_the_same_instant_never_lead_at_once() {
             assert!(tokio::time::Instant::now() < deadline, "round {round}: nobody leads");
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        // Every replica applies the Lease under a field manager of its own.
+        // Every replica writes the Lease under a field manager of its own.
         for r in server.requests() {
-            if r.resource == "leases" && r.patch_type.as_deref() == Some("apply") && r.name.is_some() {
+            if r.resource == "leases" && matches!(r.verb.as_str(), "create" | "update" | "patch") {
                 let who = r.user_agent.clone().unwrap();
                 let manager = r.field_manager.clone().unwrap();
                 assert!(
-                    manager == format!("connector-auth-operator/{who}") || manager == "connector-auth-operator",
+                    manager == format!("connector-auth-operator/{who}"),
                     "round {round}: {who} applied the Lease as {manager}"
                 );
             }
@@ -440,16 +450,16 @@ async fn a_secret_owned_by_someone_else_is_never_read_or_written_and_the_resourc
 #[tokio::test]
 async fn a_pass_that_has_lost_the_lead_starts_no_token_request_and_writes_nothing() {
     use connector_auth_operator::local::FileStore;
-    use connector_auth_operator::reconcile::Lead;
     use connector_auth_operator::reconcile::driver::{self, PassError, Unsaved};
+    use connector_auth_operator::reconcile::{Held, Lead};
 
     let (base, book) = rotating(3600).await;
     let engine = engine();
     let g = refresh_only(&engine, &base, "rt-seed");
     let tmp = tempfile::tempdir().unwrap();
     let store = FileStore::new(tmp.path(), "ns", "crm", "crm-token");
-    let (lead_tx, lead_rx) = tokio::sync::watch::channel(false);
-    let lost = Lead::following(lead_rx);
+    let (lead_tx, lead_rx) = tokio::sync::watch::channel(Held::none(1));
+    let lost = Lead::following(lead_rx).for_resource("ns", "crm");
     let now = jiff::Timestamp::now();
     let err = driver::reconcile(&engine, &g, &store, &mut Unsaved::default(), &lost, now)
         .await
@@ -458,10 +468,241 @@ async fn a_pass_that_has_lost_the_lead_starts_no_token_request_and_writes_nothin
     assert_eq!(book.requests(), 0, "no token request without the lead");
     assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 0, "nothing written");
 
-    lead_tx.send(true).unwrap();
+    lead_tx.send_modify(|h| h.set(0, Some(std::time::SystemTime::now() + Duration::from_secs(60))));
     let outcome = driver::reconcile(&engine, &g, &store, &mut Unsaved::default(), &lost, now)
         .await
         .unwrap();
     assert!(outcome.token.is_some());
     assert_eq!(book.requests(), 1);
+}
+
+// ---------------------------------------------------------------- shards
+
+/// What each replica's /metrics says it holds (`connectorauth_shards_held`); 0 when unreadable.
+async fn shards_held(ops: &[Option<Operator>]) -> Vec<u32> {
+    let reads = ops.iter().map(|op| {
+        let url = op.as_ref().map(|op| format!("http://{}/metrics", op.metrics));
+        async move {
+            let Some(url) = url else { return 0 };
+            let body = match reqwest::get(url).await {
+                Ok(r) => r.text().await.unwrap_or_default(),
+                Err(_) => String::new(),
+            };
+            body.lines()
+                .find_map(|l| l.strip_prefix("connectorauth_shards_held "))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0)
+        }
+    });
+    futures::future::join_all(reads).await
+}
+
+/// The holder of a resource's shard, as its Lease says.
+fn shard_holder(server: &FakeApiServer, name: &str, shards: u32) -> Option<String> {
+    let shard = connector_auth_operator::reconcile::shard_of(NS, name, shards);
+    let name = match shard {
+        0 => "connector-auth-operator".to_string(),
+        _ => format!("connector-auth-operator-{shard}-of-{shards}"),
+    };
+    let lease = server.object("coordination.k8s.io", "leases", Some("operators"), &name)?;
+    lease["spec"]["holderIdentity"].as_str().map(str::to_string)
+}
+
+/// A name in `shard` of `shards`, starting with `prefix`.
+fn name_in_shard(prefix: &str, shard: u32, shards: u32) -> String {
+    (0..)
+        .map(|i| format!("{prefix}-{i}"))
+        .find(|n| connector_auth_operator::reconcile::shard_of(NS, n, shards) == shard)
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_share_the_shards_and_a_stopped_replicas_shards_move_to_the_other() {
+    let (base, book) = rotating(3600).await;
+    let server = api_server().await;
+    let client = server.client();
+    secret(&client, "creds", ROTATING_LOGIN).await;
+    let names: Vec<String> = (0..4).map(|s| name_in_shard("crm", s, 4)).collect();
+    for name in &names {
+        connector(&client, name, password_grant(&base)).await;
+    }
+    let ops = start_sharded_together(&server.url(), &["op-a", "op-b"], 4, |_, _| {});
+    let mut ops: Vec<Option<Operator>> = ops.into_iter().map(Some).collect();
+
+    // Started at one instant, the two settle on two shards each; never more than four held.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let held = shards_held(&ops).await;
+        assert!(held.iter().sum::<u32>() <= 4, "more shards held than exist: {held:?}");
+        if held == [2, 2] && names.iter().all(|n| ready(&server, n)) {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "shards not shared: {held:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Once settled, each resource is served by the holder of its shard alone: a deleted output
+    // Secret is restored by that replica and no other.
+    let settled = server.requests().len();
+    for name in &names {
+        Api::<Secret>::namespaced(client.clone(), NS)
+            .delete(&format!("{name}-token"), &DeleteParams::default())
+            .await
+            .unwrap();
+    }
+    eventually(15, "every output restored", || async {
+        names
+            .iter()
+            .all(|n| decoded(&server, &format!("{n}-token")).is_some())
+            .then_some(())
+    })
+    .await;
+    for name in &names {
+        let holder = shard_holder(&server, name, 4).unwrap();
+        let writers: std::collections::BTreeSet<String> = server.requests()[settled..]
+            .iter()
+            .filter(|r| {
+                r.resource == "secrets"
+                    && r.name.as_deref() == Some(&format!("{name}-token"))
+                    && matches!(r.verb.as_str(), "create" | "update" | "patch")
+            })
+            .filter_map(|r| r.user_agent.clone())
+            .collect();
+        assert_eq!(writers.into_iter().collect::<Vec<_>>(), vec![holder], "{name}");
+    }
+
+    // A graceful stop hands every shard over: the other replica then serves all of them,
+    // including resources created afterwards, one per shard.
+    ops[1].take().unwrap().stop().await;
+    eventually(15, "the remaining replica holds every shard", || async {
+        (shards_held(&ops).await[0] == 4).then_some(())
+    })
+    .await;
+    let late: Vec<String> = (0..4).map(|s| name_in_shard("late", s, 4)).collect();
+    for name in &late {
+        connector(&client, name, password_grant(&base)).await;
+    }
+    eventually(15, "resources of every shard Ready", || async {
+        late.iter().all(|n| ready(&server, n)).then_some(())
+    })
+    .await;
+    for name in &late {
+        assert_eq!(shard_holder(&server, name, 4).as_deref(), Some("op-a"));
+    }
+    assert!(!book.family_revoked());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shard_holder_killed_mid_refresh_hands_over_without_the_refresh_token_sent_twice() {
+    // "crm" refreshes every second against a rotating provider; the rest are long-lived and
+    // keep every replica busy with shards of their own.
+    let (fast, book) = rotating(2).await;
+    let (slow, others) = rotating(3600).await;
+    let server = api_server().await;
+    let client = server.client();
+    secret(&client, "creds", ROTATING_LOGIN).await;
+    connector(&client, "crm", password_grant(&fast)).await;
+    let fillers: Vec<String> = (0..4).map(|s| name_in_shard("filler", s, 4)).collect();
+    for name in &fillers {
+        connector(&client, name, password_grant(&slow)).await;
+    }
+    let ops = start_sharded_together(&server.url(), &["op-a", "op-b", "op-c"], 4, |_, _| {});
+    let mut ops: Vec<Option<Operator>> = ops.into_iter().map(Some).collect();
+    eventually(20, "every replica holds a shard and all is Ready", || async {
+        let held = shards_held(&ops).await;
+        let all_ready = ready(&server, "crm") && fillers.iter().all(|n| ready(&server, n));
+        (held.iter().all(|&h| h >= 1) && held.iter().sum::<u32>() == 4 && all_ready).then_some(())
+    })
+    .await;
+
+    // Hold crm's next refresh after the provider rotated the token, and kill its shard's holder.
+    book.ttl.store(3600, std::sync::atomic::Ordering::SeqCst);
+    let gate = book.hold_next_answer();
+    tokio::time::timeout(Duration::from_secs(10), gate.arrived())
+        .await
+        .expect("the refresh reached the provider");
+    let holder = shard_holder(&server, "crm", 4).unwrap();
+    let killed = ["op-a", "op-b", "op-c"].iter().position(|id| *id == holder).unwrap();
+    ops[killed].take().unwrap().kill();
+    gate.open();
+
+    eventually(20, "another replica publishes a working token", || async {
+        let data = decoded(&server, "crm-token")?;
+        let state: Value = serde_json::from_str(&decoded(&server, "crm-connectorauth-state")?["state.json"]).ok()?;
+        let current = state["refreshToken"].as_str().is_some_and(|rt| book.is_current(rt));
+        let taken = shard_holder(&server, "crm", 4).is_some_and(|h| h != holder);
+        (taken && current && state["inFlight"].is_null() && call_api(&format!("{fast}/api/me"), &data).await == 200)
+            .then_some(())
+    })
+    .await;
+    assert!(!book.family_revoked(), "the rotated refresh token was never sent again");
+    assert!(!others.family_revoked());
+    let grants = book.grants();
+    let after_kill = grants.iter().rposition(|g| g == "refresh_token").unwrap() + 1;
+    assert!(
+        grants[after_kill..].iter().all(|g| g == "password"),
+        "after the kill: a fresh login, never the refresh token in doubt: {grants:?}"
+    );
+    eventually(20, "the survivors hold every shard", || async {
+        (shards_held(&ops).await.iter().sum::<u32>() == 4).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollout_that_changes_the_shard_count_never_has_two_writers_for_a_resource() {
+    // Old replicas split nothing (one Lease), new ones split into four: during the rollout both
+    // run at once, while every resource refreshes each second against a rotating provider.
+    let (base, book) = rotating(2).await;
+    let server = api_server().await;
+    let client = server.client();
+    secret(&client, "creds", ROTATING_LOGIN).await;
+    let names: Vec<String> = (0..4).map(|s| name_in_shard("crm", s, 4)).collect();
+    for name in &names {
+        connector(&client, name, password_grant(&base)).await;
+    }
+    let old = start_together(&server.url(), &["old-a", "old-b"], |_, _| {});
+    eventually(10, "the old replicas serve everything", || async {
+        names.iter().all(|n| ready(&server, n)).then_some(())
+    })
+    .await;
+    let barrier = Arc::new(Barrier::new(2));
+    let url = server.url();
+    let new: Vec<Operator> = ["new-a", "new-b"]
+        .iter()
+        .map(|id| {
+            let (barrier, url, id) = (barrier.clone(), url.clone(), id.to_string());
+            std::thread::spawn(move || {
+                barrier.wait();
+                Operator::start_sharded(Source::Url(url), &id, 4, |_| {})
+            })
+        })
+        .collect::<Vec<_>>()
+        .into_iter()
+        .map(|t| t.join().unwrap())
+        .collect();
+    // Both generations run side by side for several refreshes; then the old ones go.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let old_wrote_during_overlap = old.len();
+    for op in old {
+        op.stop().await;
+    }
+    let settled = server.requests().len();
+    eventually(20, "the new replicas refresh every resource", || async {
+        let written: std::collections::BTreeSet<String> = server.requests()[settled..]
+            .iter()
+            .filter(|r| r.resource == "secrets" && r.verb == "patch")
+            .filter(|r| r.user_agent.as_deref().is_some_and(|ua| ua.starts_with("new-")))
+            .filter_map(|r| r.name.clone())
+            .collect();
+        names
+            .iter()
+            .all(|n| written.contains(&format!("{n}-token")))
+            .then_some(())
+    })
+    .await;
+    assert!(
+        !book.family_revoked(),
+        "a rotated refresh token was sent twice while {old_wrote_during_overlap} old replicas ran beside the new"
+    );
+    drop(new);
 }

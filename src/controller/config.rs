@@ -53,4 +53,6 @@ pub struct LeaderElection {
     pub lease_name: String,
     pub lease_namespace: String,
     pub lease_duration: u64,
+    /// Shards the resources are split into, one Lease each (1: one Lease, one writer).
+    pub shards: u32,
 }

@@ -205,9 +205,19 @@ impl ConsentHost for Context {
         report::consent(self, ca, consent).await;
     }
 
-    async fn leader_callback(&self) -> Option<String> {
+    async fn leader_callback(&self, resource: Option<(String, String)>) -> Option<String> {
         let election = self.election.as_ref()?;
-        super::leader::leader_callback(&self.client, election, &self.config.identity).await
+        let shard = resource.map_or(0, |(ns, name)| {
+            crate::reconcile::shard_of(&ns, &name, self.core.lead.shards())
+        });
+        super::leader::holder_callback(
+            &self.client,
+            election,
+            self.core.lead.shards(),
+            shard,
+            &self.config.identity,
+        )
+        .await
     }
 }
 

@@ -52,8 +52,10 @@ pub struct Metrics {
     pub reconcile_errors: Family<ReasonLabels, Counter>,
     pub writes: Family<WriteLabels, Counter>,
     pub skipped_writes: Family<WriteLabels, Counter>,
-    /// 1 while this replica leads (and so may write), else 0.
+    /// 1 while this replica holds at least one shard (and so may write), else 0.
     pub leader: Gauge,
+    /// How many shards this replica holds.
+    pub shards_held: Gauge,
     /// 1 per resource that cannot renew (refused, or renewal failing); no series otherwise,
     /// so a healthy fleet costs nothing here.
     pub failing: Family<FailingLabels, Gauge>,
@@ -105,8 +107,14 @@ impl Default for Metrics {
         let leader = Gauge::default();
         registry.register(
             "leader",
-            "1 while this replica holds the Lease and so may send token requests and write",
+            "1 while this replica holds a shard's Lease and so may send token requests and write",
             leader.clone(),
+        );
+        let shards_held = Gauge::default();
+        registry.register(
+            "shards_held",
+            "Shards whose Lease this replica holds (resources are split over --shards by namespace/name)",
+            shards_held.clone(),
         );
         let failing = Family::<FailingLabels, Gauge>::default();
         registry.register(
@@ -124,6 +132,7 @@ impl Default for Metrics {
             failing,
             consent_required,
             leader,
+            shards_held,
             registry: Arc::new(registry),
             token_expiry,
             refreshes,

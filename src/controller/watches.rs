@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use futures::{StreamExt, TryStreamExt};
+use futures::{StreamExt, TryStreamExt, future};
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::api::Api;
 use kube::core::PartialObjectMeta;
@@ -20,6 +20,7 @@ use super::pass::{error_policy, reconcile};
 use super::store::{ROLE_LABEL, STATE_SUFFIX};
 use crate::api::ConnectorAuth;
 use crate::engine::tls::{self, Kind};
+use crate::reconcile::shard_of;
 
 /// Which ConnectorAuths a Secret change concerns: the ones reading it (as credentials, CA
 /// bundle or client certificate) and the one owning it (output or state Secret).
@@ -68,6 +69,14 @@ fn readers(
         .collect()
 }
 
+/// The references among `refs` that belong to `shard`.
+fn in_shard(shard: Option<Shard>, mut refs: Vec<ObjectRef<ConnectorAuth>>) -> Vec<ObjectRef<ConnectorAuth>> {
+    if let Some(s) = shard {
+        refs.retain(|r| s.contains(r.namespace.as_deref(), Some(&r.name)));
+    }
+    refs
+}
+
 /// Strips the fields the controller never reads from a cached ConnectorAuth.
 fn slim(ca: &mut ConnectorAuth) {
     ca.managed_fields_mut().clear();
@@ -89,10 +98,25 @@ fn readers_of_config_map(
     })
 }
 
-/// Runs the controller for one namespace (or all) until `shutdown` fires.
+/// One shard of the resources: those whose [`shard_of`] is `index` among `count`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Shard {
+    pub index: u32,
+    pub count: u32,
+}
+
+impl Shard {
+    fn contains(&self, namespace: Option<&str>, name: Option<&str>) -> bool {
+        shard_of(namespace.unwrap_or_default(), name.unwrap_or_default(), self.count) == self.index
+    }
+}
+
+/// Runs the controller for one namespace (or all) and one shard (or all) until `shutdown`
+/// fires. Resources of other shards are neither cached nor reconciled.
 pub async fn run_controller(
     ctx: Arc<Context>,
     namespace: Option<String>,
+    shard: Option<Shard>,
     ready: watch::Sender<bool>,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
@@ -119,8 +143,17 @@ pub async fn run_controller(
     // real API server.
     let (reader, writer) = reflector::store();
     let forget = ctx.clone();
+    let ours = move |ca: &ConnectorAuth| {
+        shard.is_none_or(|s| s.contains(ca.meta().namespace.as_deref(), ca.meta().name.as_deref()))
+    };
     let stream = watcher(cas, watcher::Config::default().any_semantic())
         .default_backoff()
+        .try_filter(move |event| {
+            future::ready(match event {
+                watcher::Event::Apply(ca) | watcher::Event::Delete(ca) | watcher::Event::InitApply(ca) => ours(ca),
+                watcher::Event::Init | watcher::Event::InitDone => true,
+            })
+        })
         .modify(slim)
         .reflect(writer)
         .inspect_ok(move |event| {
@@ -141,10 +174,10 @@ pub async fn run_controller(
     });
     controller
         .watches(secrets, watcher::Config::default().any_semantic(), move |s| {
-            affected(&mapper_reader, &s)
+            in_shard(shard, affected(&mapper_reader, &s))
         })
         .watches(config_maps, watcher::Config::default().any_semantic(), move |cm| {
-            readers_of_config_map(&cm_reader, &cm)
+            in_shard(shard, readers_of_config_map(&cm_reader, &cm))
         })
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)

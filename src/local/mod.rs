@@ -260,7 +260,7 @@ impl ConsentHost for LocalHost {
         }
     }
 
-    async fn leader_callback(&self) -> Option<String> {
+    async fn leader_callback(&self, _resource: Option<(String, String)>) -> Option<String> {
         None
     }
 }

@@ -52,8 +52,9 @@ pub trait ConsentHost: Adapter + Send + Sync + 'static {
     ) -> impl Future<Output = Result<Option<ConnectorAuth>, StoreError>> + Send;
     /// Told what became of a consent.
     fn consented(&self, ca: &ConnectorAuth, consent: Consent<'_>) -> impl Future<Output = ()> + Send;
-    /// The base URL of the leader's callback listener, for a standby to hand callbacks to.
-    fn leader_callback(&self) -> impl Future<Output = Option<String>> + Send;
+    /// The base URL of the callback listener of the replica that holds the shard of
+    /// `namespace/name` (of any shard when unknown), for a standby to hand callbacks to.
+    fn leader_callback(&self, resource: Option<(String, String)>) -> impl Future<Output = Option<String>> + Send;
 }
 
 pub fn router<H: ConsentHost>(host: Arc<H>) -> Router {
@@ -66,11 +67,18 @@ async fn callback<H: ConsentHost>(
     headers: HeaderMap,
     Query(params): Query<HashMap<String, String>>,
 ) -> Response {
-    if !host.core().lead.held() {
+    // Which resource the link is for decides which replica completes it: the holder of that
+    // resource's shard. Read unverified, for routing only; the holder verifies the signature.
+    let addressed = params.get("state").and_then(|s| consent::addressed_to(s));
+    let holds = match &addressed {
+        Some((ns, name)) => host.core().lead.holds(ns, name),
+        None => host.core().lead.held(),
+    };
+    if !holds {
         if headers.contains_key(HANDED_ON) {
             return no_leader();
         }
-        return hand_on(host.as_ref(), raw.as_deref().unwrap_or_default()).await;
+        return hand_on(host.as_ref(), addressed, raw.as_deref().unwrap_or_default()).await;
     }
     complete(host.as_ref(), params).await
 }
@@ -84,8 +92,8 @@ fn no_leader() -> Response {
 }
 
 /// A standby's answer: the leader's own, for the same request. The standby writes nothing.
-async fn hand_on<H: ConsentHost>(host: &H, query: &str) -> Response {
-    let Some(base) = host.leader_callback().await else {
+async fn hand_on<H: ConsentHost>(host: &H, addressed: Option<(String, String)>, query: &str) -> Response {
+    let Some(base) = host.leader_callback(addressed).await else {
         return no_leader();
     };
     let url = format!("{}{CALLBACK_PATH}?{query}", base.trim_end_matches('/'));
@@ -187,7 +195,7 @@ async fn complete<H: ConsentHost>(host: &H, params: HashMap<String, String>) -> 
         &store,
         &mut unsaved,
         &state.nonce,
-        &core.lead,
+        &core.lead.for_resource(&state.namespace, &state.name),
         Timestamp::now(),
     )
     .await;

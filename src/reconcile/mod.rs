@@ -26,7 +26,7 @@ use crate::engine::tls::{self, Kind};
 use crate::engine::{self, Engine, EngineError, Flow, Inputs, SecretString};
 use crate::reason::Reason;
 pub use driver::{Action, Outcome, PassError, Store, StoreError, Unsaved};
-pub use lead::Lead;
+pub use lead::{Held, Lead, shard_of};
 
 /// Why a resource could not even be attempted.
 #[derive(Debug, Clone, PartialEq)]
@@ -258,7 +258,8 @@ impl Core {
             )));
         };
         let mut unsaved = self.ledger.hold(ca).await;
-        let result = driver::reconcile(&self.engine, &g, &store, &mut unsaved, &self.lead, now).await;
+        let lead = self.lead.for_resource(&namespace_of(ca), &ca.name_any());
+        let result = driver::reconcile(&self.engine, &g, &store, &mut unsaved, &lead, now).await;
         let outcome = match result {
             Ok(o) => o,
             Err(PassError::Store(e @ (StoreError::OwnedElsewhere { .. } | StoreError::Rejected { .. }))) => {

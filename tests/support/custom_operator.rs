@@ -36,6 +36,7 @@ impl Settings {
             lease_name: lease_name.into(),
             lease_namespace: lease_namespace.into(),
             lease_duration: 2,
+            shards: 1,
         });
         self
     }

@@ -34,14 +34,25 @@ impl Operator {
 
     /// Starts an operator whose `Config` is adjusted by `configure` first.
     pub fn start_with(source: Source, identity: &str, election: bool, configure: impl FnOnce(&mut Config)) -> Operator {
+        if election {
+            return Self::start_sharded(source, identity, 1, configure);
+        }
         let mut config = default_config(identity);
         configure(&mut config);
-        let election = election.then(|| LeaderElection {
+        Self::run(source, config, None)
+    }
+
+    /// Starts a replica that competes for `shards` shard Leases (2 s each) in `operators`.
+    pub fn start_sharded(source: Source, identity: &str, shards: u32, configure: impl FnOnce(&mut Config)) -> Operator {
+        let mut config = default_config(identity);
+        configure(&mut config);
+        let election = LeaderElection {
             lease_name: "connector-auth-operator".into(),
             lease_namespace: "operators".into(),
             lease_duration: 2,
-        });
-        Self::run(source, config, election)
+            shards,
+        };
+        Self::run(source, config, Some(election))
     }
 
     /// Starts an operator with exactly this `Config` and leader election.

@@ -59,6 +59,20 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
 
 {{/*
+Every shard's Lease, as a YAML flow list: shard 0's is the Lease name itself, shard i's
+`<name>-<i>-of-<n>` (src/controller/leader/lease.rs).
+*/}}
+{{- define "connector-auth-operator.leaseNames" -}}
+{{- $base := include "connector-auth-operator.leaseName" . }}
+{{- $n := int .Values.leaderElection.shards }}
+{{- $names := list $base }}
+{{- range $i := untilStep 1 $n 1 }}
+{{- $names = append $names (printf "%s-%d-of-%d" $base $i $n) }}
+{{- end }}
+{{- $names | toJson }}
+{{- end }}
+
+{{/*
 RBAC rules from a data file under files/rbac/ (a YAML mapping with `rules:`), rendered with
 `tpl` for the few names that depend on the release. tests/rbac.rs reads the same files.
 Usage: include "connector-auth-operator.rules" (list . "controller")
@@ -77,6 +91,9 @@ Usage: include "connector-auth-operator.rules" (list . "controller")
 {{- define "connector-auth-operator.validate" -}}
 {{- if and (gt (int .Values.replicaCount) 1) (not .Values.leaderElection.enabled) }}
 {{- fail "replicaCount > 1 requires leaderElection.enabled: without a leader every replica would refresh the same tokens (and a rotating refresh token would be reused)" }}
+{{- end }}
+{{- if and (gt (int .Values.leaderElection.shards) 1) (not .Values.leaderElection.enabled) }}
+{{- fail "leaderElection.shards > 1 requires leaderElection.enabled: shards are held through Leases" }}
 {{- end }}
 {{- if and .Values.callback.enabled (not .Values.callback.externalUrl) }}
 {{- fail "callback.enabled requires callback.externalUrl (the https:// base URL browsers reach the callback at)" }}
