@@ -19,6 +19,7 @@ use super::context::Context;
 use super::pass::{error_policy, reconcile};
 use super::store::{ROLE_LABEL, STATE_SUFFIX};
 use crate::api::ConnectorAuth;
+use crate::api::provider::ClusterConnectorAuthProvider;
 use crate::engine::tls::{self, Kind};
 
 /// Which ConnectorAuths a Secret change concerns: the ones reading it (as credentials, CA
@@ -64,6 +65,21 @@ fn readers(
         .state()
         .iter()
         .filter(|ca| ca.metadata.namespace.as_deref() == ns && reads(ca))
+        .map(|ca| ObjectRef::from_obj(ca.as_ref()))
+        .collect()
+}
+
+/// Which ConnectorAuths use a ClusterConnectorAuthProvider (by `spec.provider`), in every
+/// watched namespace: a created, changed or deleted entry changes what they resolve to.
+fn users_of_provider(
+    reader: &Reader<ConnectorAuth>,
+    provider: &PartialObjectMeta<ClusterConnectorAuthProvider>,
+) -> Vec<ObjectRef<ConnectorAuth>> {
+    let name = provider.metadata.name.as_deref();
+    reader
+        .state()
+        .iter()
+        .filter(|ca| ca.spec.provider.as_deref() == name)
         .map(|ca| ObjectRef::from_obj(ca.as_ref()))
         .collect()
 }
@@ -133,6 +149,9 @@ pub async fn run_controller(
         .with_config(controller::Config::default().concurrency(ctx.config.concurrency));
     let mapper_reader = reader.clone();
     let cm_reader = reader.clone();
+    let provider_reader = reader.clone();
+    // Cluster-scoped, so watched cluster-wide even when the operator watches some namespaces.
+    let providers: Api<PartialObjectMeta<ClusterConnectorAuthProvider>> = Api::all(ctx.client.clone());
     let readiness = reader.clone();
     tokio::spawn(async move {
         if readiness.wait_until_ready().await.is_ok() {
@@ -145,6 +164,9 @@ pub async fn run_controller(
         })
         .watches(config_maps, watcher::Config::default().any_semantic(), move |cm| {
             readers_of_config_map(&cm_reader, &cm)
+        })
+        .watches(providers, watcher::Config::default().any_semantic(), move |p| {
+            users_of_provider(&provider_reader, &p)
         })
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)
