@@ -832,7 +832,9 @@ fn schema() -> &'static serde_json::Value {
     &SCHEMA
 }
 
-fn version_schema(crd: &k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition) -> serde_json::Value {
+fn version_schema(
+    crd: &k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
+) -> serde_json::Value {
     let schema = crd.spec.versions[0]
         .schema
         .as_ref()

@@ -84,7 +84,11 @@ pub fn providers_text(command: &ProvidersCommand) -> anyhow::Result<String> {
             Ok(format!(
                 "# credentials keys: {}\n# parameters (spec.providerParams or credentials keys): {}\n# use: spec.provider: {} with an empty `{}: {{}}` block; fields you set win.\n# Applied as it stands, this manifest replaces the built-in entry in a cluster.\n{}",
                 e.credentials().join(", "),
-                if params.is_empty() { "none".to_string() } else { params.join(", ") },
+                if params.is_empty() {
+                    "none".to_string()
+                } else {
+                    params.join(", ")
+                },
                 e.name,
                 e.scheme(),
                 e.manifest

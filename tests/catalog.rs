@@ -62,15 +62,32 @@ fn every_file_in_the_catalog_folder_is_built_in() {
 fn a_seed_example_and_its_entry_give_the_same_settings() {
     // Where a bundled example exists for an entry without parameters, `provider: NAME` with an
     // empty block is that example.
-    for name in ["google", "snov-io", "webcrm", "wix", "woocommerce", "poweroffice-go", "tripletex"] {
+    for name in [
+        "google",
+        "snov-io",
+        "webcrm",
+        "wix",
+        "woocommerce",
+        "poweroffice-go",
+        "tripletex",
+    ] {
         let e = catalog::get(name).unwrap();
         let spec: ConnectorAuthSpec = serde_json::from_value(with_provider(name, json!({}))).unwrap();
         let resolved = catalog::resolve(&spec).unwrap().into_owned();
-        let text = std::fs::read_to_string(format!("{}/examples/{name}/connectorauth.yaml", env!("CARGO_MANIFEST_DIR"))).unwrap();
+        let text = std::fs::read_to_string(format!(
+            "{}/examples/{name}/connectorauth.yaml",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap();
         let doc: serde_json::Value = serde_saphyr::from_str(&text).unwrap();
         let mut example = doc["spec"].clone();
         example["credentialsRef"] = json!({"name": "c"});
-        assert_eq!(resolved, serde_json::from_value::<ConnectorAuthSpec>(example).unwrap(), "{}", e.name);
+        assert_eq!(
+            resolved,
+            serde_json::from_value::<ConnectorAuthSpec>(example).unwrap(),
+            "{}",
+            e.name
+        );
     }
 }
 
@@ -181,7 +198,10 @@ fn the_cli_lists_and_shows_providers() {
         "{show}"
     );
     let (ok, show, _) = run(&["providers", "show", "entra-id"]);
-    assert!(ok && show.contains("parameters (spec.providerParams or credentials keys): tenant, scope"), "{show}");
+    assert!(
+        ok && show.contains("parameters (spec.providerParams or credentials keys): tenant, scope"),
+        "{show}"
+    );
     let (ok, _, err) = run(&["providers", "show", "nope"]);
     assert!(!ok && err.contains("no provider `nope`"), "{err}");
 }

@@ -125,6 +125,8 @@ const D: Row = Row {
     renewals: &[400 * 24 * 60, 800 * 24 * 60],
 };
 
+// One provider a line: the table reads better than rustfmt's one field a line.
+#[rustfmt::skip]
 fn rows() -> Vec<Row> {
     let cc = "client_credentials";
     vec![
@@ -172,13 +174,27 @@ fn rows() -> Vec<Row> {
 }
 
 fn api_key() -> Row {
-    Row { token_path: "", grant: "", refresh: Refresh::Permanent, credentials: &[("api_key", "sk_test_123")], ..D }
+    Row {
+        token_path: "",
+        grant: "",
+        refresh: Refresh::Permanent,
+        credentials: &[("api_key", "sk_test_123")],
+        ..D
+    }
 }
 
 /// Entries whose providers have their own emulators in `tests/support` (written from the same
 /// documentation for tests/providers.rs): the entry, its credentials, an API path.
 fn seeded() -> Vec<&'static str> {
-    vec!["docuware", "snov-io", "superoffice", "tripletex", "webcrm", "wix", "woocommerce"]
+    vec![
+        "docuware",
+        "snov-io",
+        "superoffice",
+        "tripletex",
+        "webcrm",
+        "wix",
+        "woocommerce",
+    ]
 }
 
 // ---------------------------------------------------------------- the emulator
@@ -202,7 +218,11 @@ struct Emu {
 
 fn refuse(e: &Emu, why: String) -> Response {
     e.book.lock().unwrap().refused.push(why.clone());
-    (StatusCode::BAD_REQUEST, axum::Json(json!({"error": "invalid_request", "error_description": why}))).into_response()
+    (
+        StatusCode::BAD_REQUEST,
+        axum::Json(json!({"error": "invalid_request", "error_description": why})),
+    )
+        .into_response()
 }
 
 fn claims_of(jwt: &str) -> Option<Value> {
@@ -213,7 +233,11 @@ fn claims_of(jwt: &str) -> Option<Value> {
 fn check_claims(e: &Emu, jwt: &str) -> Result<(), String> {
     let claims = claims_of(jwt).ok_or("the assertion is not a JWT")?;
     for (k, v) in e.row.claims {
-        let want = if *v == "token_url" { format!("{}{}", e.base, e.row.token_path) } else { v.to_string() };
+        let want = if *v == "token_url" {
+            format!("{}{}", e.base, e.row.token_path)
+        } else {
+            v.to_string()
+        };
         if claims[k] != want.as_str() {
             return Err(format!("claim {k} is {}, not {want}", claims[k]));
         }
@@ -224,13 +248,26 @@ fn check_claims(e: &Emu, jwt: &str) -> Result<(), String> {
     Ok(())
 }
 
-async fn handle(State(e): State<Arc<Emu>>, method: Method, uri: Uri, RawQuery(q): RawQuery, h: HeaderMap, body: Bytes) -> Response {
+async fn handle(
+    State(e): State<Arc<Emu>>,
+    method: Method,
+    uri: Uri,
+    RawQuery(q): RawQuery,
+    h: HeaderMap,
+    body: Bytes,
+) -> Response {
     let row = &e.row;
     let path = uri.path();
     if Some(path) == row.authorize_path {
         let q: HashMap<String, String> = form_urlencoded(q.as_deref().unwrap_or_default());
-        if q.get("client_id").map(String::as_str) != Some(ID) || !q.contains_key("redirect_uri") || !q.contains_key("state") {
-            return refuse(&e, format!("consent page: client_id, redirect_uri and state are required: {q:?}"));
+        if q.get("client_id").map(String::as_str) != Some(ID)
+            || !q.contains_key("redirect_uri")
+            || !q.contains_key("state")
+        {
+            return refuse(
+                &e,
+                format!("consent page: client_id, redirect_uri and state are required: {q:?}"),
+            );
         }
         let code = format!("code-{}", rand::random::<u32>());
         e.book.lock().unwrap().codes.push(code.clone());
@@ -239,12 +276,19 @@ async fn handle(State(e): State<Arc<Emu>>, method: Method, uri: Uri, RawQuery(q)
     }
     if path == "/api" {
         let (name, prefix) = row.api_header;
-        let got = h.get(name).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix(prefix));
-        let extra_ok = row.api_extra.is_none_or(|(n, v)| h.get(n).and_then(|x| x.to_str().ok()) == Some(v));
+        let got = h
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix(prefix));
+        let extra_ok = row
+            .api_extra
+            .is_none_or(|(n, v)| h.get(n).and_then(|x| x.to_str().ok()) == Some(v));
         let book = e.book.lock().unwrap();
         return match got {
             Some(t) if extra_ok && book.access.iter().any(|a| a == t) => StatusCode::OK.into_response(),
-            Some(t) if extra_ok && row.auth == Auth::Post && row.token_path.is_empty() && t == "sk_test_123" => StatusCode::OK.into_response(),
+            Some(t) if extra_ok && row.auth == Auth::Post && row.token_path.is_empty() && t == "sk_test_123" => {
+                StatusCode::OK.into_response()
+            }
             _ => StatusCode::UNAUTHORIZED.into_response(),
         };
     }
@@ -253,7 +297,11 @@ async fn handle(State(e): State<Arc<Emu>>, method: Method, uri: Uri, RawQuery(q)
     }
     // The parameters: from the query string, and from the body (form or JSON).
     let query = form_urlencoded(q.as_deref().unwrap_or_default());
-    let ctype = h.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+    let ctype = h
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
     let body_params: HashMap<String, String> = if body.is_empty() {
         HashMap::new()
     } else if row.json_body {
@@ -261,7 +309,10 @@ async fn handle(State(e): State<Arc<Emu>>, method: Method, uri: Uri, RawQuery(q)
             return refuse(&e, format!("a JSON body is required, got {ctype}"));
         }
         match serde_json::from_slice::<serde_json::Map<String, Value>>(&body) {
-            Ok(m) => m.into_iter().map(|(k, v)| (k, v.as_str().map(String::from).unwrap_or(v.to_string()))).collect(),
+            Ok(m) => m
+                .into_iter()
+                .map(|(k, v)| (k, v.as_str().map(String::from).unwrap_or(v.to_string())))
+                .collect(),
             Err(err) => return refuse(&e, format!("body is not JSON: {err}")),
         }
     } else {
@@ -284,10 +335,15 @@ async fn handle(State(e): State<Arc<Emu>>, method: Method, uri: Uri, RawQuery(q)
         .map(|b| String::from_utf8_lossy(&b).into_owned());
     let auth_ok = match row.auth {
         Auth::Basic => basic.as_deref() == Some(&format!("{ID}:{SECRET}")) && !p.contains_key("client_secret"),
-        Auth::Post => basic.is_none() && p.get("client_id").map(String::as_str) == Some(ID) && p.get("client_secret").map(String::as_str) == Some(SECRET),
+        Auth::Post => {
+            basic.is_none()
+                && p.get("client_id").map(String::as_str) == Some(ID)
+                && p.get("client_secret").map(String::as_str) == Some(SECRET)
+        }
         Auth::None => basic.is_none() && !p.contains_key("client_secret"),
         Auth::Assertion => {
-            p.get("client_assertion_type").map(String::as_str) == Some("urn:ietf:params:oauth:client-assertion-type:jwt-bearer")
+            p.get("client_assertion_type").map(String::as_str)
+                == Some("urn:ietf:params:oauth:client-assertion-type:jwt-bearer")
                 && p.get("client_assertion").is_some_and(|a| {
                     let c = claims_of(a).unwrap_or_default();
                     c["iss"] == ID && c["sub"] == ID && check_claims(&e, a).is_ok()
@@ -313,7 +369,11 @@ async fn handle(State(e): State<Arc<Emu>>, method: Method, uri: Uri, RawQuery(q)
     if refreshing {
         let presented = p.get("refresh_token").cloned().unwrap_or_default();
         if book.refresh.as_deref() != Some(presented.as_str()) {
-            let why = if book.revoked.contains(&presented) { "a rotated (revoked) refresh token was replayed" } else { "unknown refresh token" };
+            let why = if book.revoked.contains(&presented) {
+                "a rotated (revoked) refresh token was replayed"
+            } else {
+                "unknown refresh token"
+            };
             drop(book);
             return refuse(&e, why.into());
         }
@@ -347,7 +407,11 @@ async fn handle(State(e): State<Arc<Emu>>, method: Method, uri: Uri, RawQuery(q)
                 book.refresh = Some("Atzr|seed".into());
             }
             g if g.contains("jwt-bearer") => {
-                if let Err(why) = p.get("assertion").map(|a| check_claims(&e, a)).unwrap_or(Err("no assertion".into())) {
+                if let Err(why) = p
+                    .get("assertion")
+                    .map(|a| check_claims(&e, a))
+                    .unwrap_or(Err("no assertion".into()))
+                {
                     drop(book);
                     return refuse(&e, why);
                 }
@@ -385,7 +449,11 @@ async fn handle(State(e): State<Arc<Emu>>, method: Method, uri: Uri, RawQuery(q)
     for (k, v) in row.extra {
         answer[*k] = serde_json::from_str(v).unwrap();
     }
-    let status = if row.auth == Auth::BearerJwt { StatusCode::CREATED } else { StatusCode::OK };
+    let status = if row.auth == Auth::BearerJwt {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
     (status, axum::Json(answer)).into_response()
 }
 
@@ -400,7 +468,11 @@ fn urlencode(s: &str) -> String {
 async fn emulator(row: Row) -> Arc<Emu> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
-    let emu = Arc::new(Emu { row, base, book: Mutex::default() });
+    let emu = Arc::new(Emu {
+        row,
+        base,
+        book: Mutex::default(),
+    });
     let app = Router::new().fallback(any(handle)).with_state(emu.clone());
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     emu
@@ -416,7 +488,9 @@ fn at_origin(manifest: &str, base: &str) -> Value {
             Value::Object(m) => {
                 for (k, v) in m.iter_mut() {
                     match v {
-                        Value::String(s) if ["tokenUrl", "url", "authorizationUrl", "baseUrl", "apiUrl"].contains(&k.as_str()) => {
+                        Value::String(s)
+                            if ["tokenUrl", "url", "authorizationUrl", "baseUrl", "apiUrl"].contains(&k.as_str()) =>
+                        {
                             *s = replace_origin(s, base);
                         }
                         _ => walk(v, base),
@@ -434,7 +508,9 @@ fn at_origin(manifest: &str, base: &str) -> Value {
 
 /// `https://HOST/rest` → `base/rest`, where HOST may hold templates (`{{ shop }}.myshopify.com`).
 fn replace_origin(url: &str, base: &str) -> String {
-    let rest = url.strip_prefix("https://").unwrap_or_else(|| panic!("not an https URL: {url}"));
+    let rest = url
+        .strip_prefix("https://")
+        .unwrap_or_else(|| panic!("not an https URL: {url}"));
     let mut i = 0;
     let b = rest.as_bytes();
     while i < b.len() {
@@ -450,7 +526,9 @@ fn replace_origin(url: &str, base: &str) -> String {
 }
 
 fn rsa_pem() -> String {
-    rcgen::KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256).unwrap().serialize_pem()
+    rcgen::KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256)
+        .unwrap()
+        .serialize_pem()
 }
 
 fn credentials(row: &Row) -> BTreeMap<String, String> {
@@ -469,7 +547,10 @@ fn credentials(row: &Row) -> BTreeMap<String, String> {
         }
         "entra-certificate" => {
             let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256).unwrap();
-            let cert = rcgen::CertificateParams::new(vec!["client.example".to_string()]).unwrap().self_signed(&key).unwrap();
+            let cert = rcgen::CertificateParams::new(vec!["client.example".to_string()])
+                .unwrap()
+                .self_signed(&key)
+                .unwrap();
             c.insert("tls.key".into(), key.serialize_pem());
             c.insert("tls.crt".into(), cert.pem());
         }
@@ -478,7 +559,13 @@ fn credentials(row: &Row) -> BTreeMap<String, String> {
     c
 }
 
-fn manifests(provider: &Value, name: &str, scheme: &str, params: &[(&str, &str)], creds: &BTreeMap<String, String>) -> String {
+fn manifests(
+    provider: &Value,
+    name: &str,
+    scheme: &str,
+    params: &[(&str, &str)],
+    creds: &BTreeMap<String, String>,
+) -> String {
     let secret = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": format!("{name}-credentials")}, "stringData": creds});
     format!("{provider}\n---\n{secret}\n---\n{}\n", resource(name, scheme, params))
 }
@@ -486,7 +573,11 @@ fn manifests(provider: &Value, name: &str, scheme: &str, params: &[(&str, &str)]
 fn resource(name: &str, scheme: &str, params: &[(&str, &str)]) -> Value {
     let mut spec = json!({"credentialsRef": {"name": format!("{name}-credentials")}, "provider": name, scheme: {}});
     if !params.is_empty() {
-        spec["providerParams"] = params.iter().map(|(k, v)| (k.to_string(), json!(v))).collect::<serde_json::Map<_, _>>().into();
+        spec["providerParams"] = params
+            .iter()
+            .map(|(k, v)| (k.to_string(), json!(v)))
+            .collect::<serde_json::Map<_, _>>()
+            .into();
     }
     json!({"apiVersion": "connectorauth.dev/v1alpha1", "kind": "ConnectorAuth", "metadata": {"name": name, "namespace": "default"}, "spec": spec})
 }
@@ -495,7 +586,12 @@ fn published(out: &std::path::Path, name: &str) -> BTreeMap<String, String> {
     let dir = out.join(format!("default/{name}-token"));
     ["access_token", "headers.json"]
         .into_iter()
-        .map(|k| (k.to_string(), std::fs::read_to_string(dir.join(k)).unwrap_or_else(|e| panic!("{name}: {k}: {e}"))))
+        .map(|k| {
+            (
+                k.to_string(),
+                std::fs::read_to_string(dir.join(k)).unwrap_or_else(|e| panic!("{name}: {k}: {e}")),
+            )
+        })
         .collect()
 }
 
@@ -518,7 +614,10 @@ async fn accepted(server: &fake_apiserver::FakeApiServer, doc: &Value) -> Result
         None => Api::all_with(server.client(), &ar),
     };
     let obj: DynamicObject = serde_json::from_value(doc.clone()).unwrap();
-    api.create(&PostParams::default(), &obj).await.map(|_| ()).map_err(|e| e.to_string())
+    api.create(&PostParams::default(), &obj)
+        .await
+        .map(|_| ())
+        .map_err(|e| e.to_string())
 }
 
 async fn call(base: &str, path: &str, out: &BTreeMap<String, String>) -> u16 {
@@ -533,15 +632,30 @@ async fn run_row(row: Row) -> Result<(), String> {
     let dir = tempfile::tempdir().unwrap();
     let creds = credentials(&row);
     let provider = at_origin(entry.manifest, &emu.base);
-    std::fs::write(dir.path().join("m.yaml"), manifests(&provider, name, entry.scheme(), row.provider_params, &creds)).unwrap();
+    std::fs::write(
+        dir.path().join("m.yaml"),
+        manifests(&provider, name, entry.scheme(), row.provider_params, &creds),
+    )
+    .unwrap();
     let out = dir.path().join("out");
     let mut runner = connector_auth_operator::local::LocalRunner::new(engine(), dir.path().to_path_buf(), out.clone());
-    let fail = |what: &str, detail: String| format!("{name}: {what}: {detail}; provider refused: {:?}", emu.book.lock().unwrap().refused);
+    let fail = |what: &str, detail: String| {
+        format!(
+            "{name}: {what}: {detail}; provider refused: {:?}",
+            emu.book.lock().unwrap().refused
+        )
+    };
     if row.authorize_path.is_some() {
         runner.enable_consent("127.0.0.1:0".parse().unwrap()).await.unwrap();
         let reports = runner.pass().await.map_err(|e| fail("pass", e.to_string()))?;
-        let url = reports[0].authorization_url.clone().ok_or_else(|| fail("no consent URL", reports[0].line()))?;
-        let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+        let url = reports[0]
+            .authorization_url
+            .clone()
+            .ok_or_else(|| fail("no consent URL", reports[0].line()))?;
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
         let resp = http.get(&url).send().await.unwrap();
         if resp.status() != 302 {
             return Err(fail("consent page", format!("{} for {url}", resp.status())));
@@ -559,12 +673,18 @@ async fn run_row(row: Row) -> Result<(), String> {
     }
     let first = published(&out, name);
     if call(&emu.base, "/api", &first).await != 200 {
-        return Err(fail("the API refused the published headers", first["headers.json"].clone()));
+        return Err(fail(
+            "the API refused the published headers",
+            first["headers.json"].clone(),
+        ));
     }
     // Renewal, twice: with rotation the second refresh must present the rotated token.
     let start = Timestamp::now();
     for (n, minutes) in row.renewals.iter().enumerate() {
-        let reports = runner.pass_at(start + minutes.minutes()).await.map_err(|e| fail("pass", e.to_string()))?;
+        let reports = runner
+            .pass_at(start + minutes.minutes())
+            .await
+            .map_err(|e| fail("pass", e.to_string()))?;
         if !reports[0].ok() {
             return Err(fail(&format!("renewal {n}"), reports[0].line()));
         }
@@ -580,7 +700,13 @@ async fn run_row(row: Row) -> Result<(), String> {
     };
     let expected = if row.token_path.is_empty() { (0, 0) } else { expected };
     if (first_grants, refreshes) != expected {
-        return Err(fail("renewals", format!("first grants and refreshes {:?}, expected {expected:?}", (first_grants, refreshes))));
+        return Err(fail(
+            "renewals",
+            format!(
+                "first grants and refreshes {:?}, expected {expected:?}",
+                (first_grants, refreshes)
+            ),
+        ));
     }
     let last = published(&out, name);
     if call(&emu.base, "/api", &last).await != 200 {
@@ -594,23 +720,68 @@ async fn run_row(row: Row) -> Result<(), String> {
 async fn run_seeded(name: &str) -> Result<(), String> {
     let entry = catalog::get(name).unwrap();
     let (base, creds, params, api): (String, &[(&str, &str)], &[(&str, &str)], &str) = match name {
-        "docuware" => (docuware().await.0, &[("username", "dw-user"), ("password", "p@ss&word=1")], &[("domain", "acme.docuware.cloud")], "/docuware/platform/Organizations"),
-        "snov-io" => (snov().await.0, &[("username", "snov-id"), ("password", "snov&secret")], &[], "/v1/get-balance"),
-        "superoffice" => (superoffice().await.0, &[("client_id", "so-client"), ("client_secret", "so-app-secret"), ("refresh_token", "so-refresh")], &[("redirect_uri", "https://connector.example.com/oauth2/callback")], "/api/v1/User/currentPrincipal"),
-        "tripletex" => (tripletex().await.0, &[("consumer_token", "consumer+token/1"), ("employee_token", "employee-token")], &[], "/v2/employee"),
+        "docuware" => (
+            docuware().await.0,
+            &[("username", "dw-user"), ("password", "p@ss&word=1")],
+            &[("domain", "acme.docuware.cloud")],
+            "/docuware/platform/Organizations",
+        ),
+        "snov-io" => (
+            snov().await.0,
+            &[("username", "snov-id"), ("password", "snov&secret")],
+            &[],
+            "/v1/get-balance",
+        ),
+        "superoffice" => (
+            superoffice().await.0,
+            &[
+                ("client_id", "so-client"),
+                ("client_secret", "so-app-secret"),
+                ("refresh_token", "so-refresh"),
+            ],
+            &[("redirect_uri", "https://connector.example.com/oauth2/callback")],
+            "/api/v1/User/currentPrincipal",
+        ),
+        "tripletex" => (
+            tripletex().await.0,
+            &[
+                ("consumer_token", "consumer+token/1"),
+                ("employee_token", "employee-token"),
+            ],
+            &[],
+            "/v2/employee",
+        ),
         "webcrm" => (webcrm().await.0, &[("app_token", "app-token-123")], &[], "/Persons"),
-        "wix" => (api_keys().await, &[("api_key", "IST.wix-key"), ("site_id", "site-1")], &[], "/stores/v1/products/query"),
-        "woocommerce" => (api_keys().await, &[("consumer_key", "ck_123"), ("consumer_secret", "cs_456")], &[], "/wp-json/wc/v3/products"),
+        "wix" => (
+            api_keys().await,
+            &[("api_key", "IST.wix-key"), ("site_id", "site-1")],
+            &[],
+            "/stores/v1/products/query",
+        ),
+        "woocommerce" => (
+            api_keys().await,
+            &[("consumer_key", "ck_123"), ("consumer_secret", "cs_456")],
+            &[],
+            "/wp-json/wc/v3/products",
+        ),
         _ => unreachable!(),
     };
     let dir = tempfile::tempdir().unwrap();
     let creds: BTreeMap<String, String> = creds.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
     let provider = at_origin(entry.manifest, &base);
-    std::fs::write(dir.path().join("m.yaml"), manifests(&provider, name, entry.scheme(), params, &creds)).unwrap();
+    std::fs::write(
+        dir.path().join("m.yaml"),
+        manifests(&provider, name, entry.scheme(), params, &creds),
+    )
+    .unwrap();
     let out = dir.path().join("out");
     let mut runner = connector_auth_operator::local::LocalRunner::new(engine(), dir.path().to_path_buf(), out.clone());
     // webCRM's expiry is the JWT's `exp`, from the emulator's clock: renewed before it.
-    let later = if name == "webcrm" { 50.minutes() } else { (400 * 24).hours() };
+    let later = if name == "webcrm" {
+        50.minutes()
+    } else {
+        (400 * 24).hours()
+    };
     for at in [Timestamp::now(), Timestamp::now() + later] {
         let reports = runner.pass_at(at).await.map_err(|e| format!("{name}: {e}"))?;
         if !reports[0].ok() {
@@ -632,7 +803,10 @@ async fn every_built_in_entry_is_accepted_by_the_crds_and_works_against_its_docu
     covered.sort();
     let mut all: Vec<&str> = catalog::entries().iter().map(|e| e.name).collect();
     all.sort();
-    assert_eq!(covered, all, "every built-in entry has a row (or a seed emulator), and no row is without an entry");
+    assert_eq!(
+        covered, all,
+        "every built-in entry has a row (or a seed emulator), and no row is without an entry"
+    );
 
     // The entries as they ship, and a resource using each, through an API server with the CRDs.
     let server = api_server().await;
@@ -642,7 +816,11 @@ async fn every_built_in_entry_is_accepted_by_the_crds_and_works_against_its_docu
         if let Err(err) = accepted(&server, &doc).await {
             failures.push(format!("{}: the entry is refused by the API server: {err}", e.name));
         }
-        let params: Vec<(&str, &str)> = rows.iter().find(|r| r.name == e.name).map(|r| r.provider_params.to_vec()).unwrap_or_default();
+        let params: Vec<(&str, &str)> = rows
+            .iter()
+            .find(|r| r.name == e.name)
+            .map(|r| r.provider_params.to_vec())
+            .unwrap_or_default();
         if let Err(err) = accepted(&server, &resource(e.name, e.scheme(), &params)).await {
             failures.push(format!("{}: a resource using it is refused: {err}", e.name));
         }
@@ -656,5 +834,11 @@ async fn every_built_in_entry_is_accepted_by_the_crds_and_works_against_its_docu
             failures.push(e);
         }
     }
-    assert!(failures.is_empty(), "{} of {} entries fail:\n{}", failures.len(), all.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {} entries fail:\n{}",
+        failures.len(),
+        all.len(),
+        failures.join("\n")
+    );
 }

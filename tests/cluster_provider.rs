@@ -106,12 +106,7 @@ async fn a_cluster_entry_fills_in_a_resource_wins_over_the_built_in_and_its_chan
     create_provider(&client, snov_entry("snov-io", &first)).await;
     create_resource(&client, "leads", json!({"provider": "snov-io", "refreshableToken": {}})).await;
     // A built-in entry still works alongside, and says so.
-    create_resource(
-        &client,
-        "shop",
-        json!({"provider": "wix", "apiKey": {}}),
-    )
-    .await;
+    create_resource(&client, "shop", json!({"provider": "wix", "apiKey": {}})).await;
     let op = Operator::start(Source::Url(server.url()), "op-1", false);
 
     eventually(20, "token from the cluster entry", || async {
@@ -125,7 +120,11 @@ async fn a_cluster_entry_fills_in_a_resource_wins_over_the_built_in_and_its_chan
 
     // The wix resource's credentials lack its keys: refused, naming one; the entry is built-in.
     let (st, reason, message) = eventually(20, "wix refused", || ready(&client, "shop")).await;
-    assert_eq!((st.as_str(), reason.as_str()), ("False", "UndefinedVariable"), "{message}");
+    assert_eq!(
+        (st.as_str(), reason.as_str()),
+        ("False", "UndefinedVariable"),
+        "{message}"
+    );
     assert!(message.contains("api_key") || message.contains("site_id"), "{message}");
     let s = status(&client, "shop").await.unwrap();
     assert_eq!(s.provider.as_deref(), Some("built-in/wix"));
@@ -161,7 +160,12 @@ async fn a_missing_entry_or_parameter_is_a_condition_and_an_event_and_creating_i
     let (base, book) = snov().await;
     let server = api_server().await;
     let client = server.client();
-    create_resource(&client, "leads", json!({"provider": "internal-snov", "refreshableToken": {}})).await;
+    create_resource(
+        &client,
+        "leads",
+        json!({"provider": "internal-snov", "refreshableToken": {}}),
+    )
+    .await;
     let op = Operator::start(Source::Url(server.url()), "op-1", false);
 
     let (st, reason, message) = eventually(20, "refused", || ready(&client, "leads")).await;
@@ -172,7 +176,9 @@ async fn a_missing_entry_or_parameter_is_a_condition_and_an_event_and_creating_i
     );
     let events = server.objects("events.k8s.io", "events");
     assert!(
-        events.iter().any(|e| e["reason"] == "ProviderNotFound" && e["type"] == "Warning"),
+        events
+            .iter()
+            .any(|e| e["reason"] == "ProviderNotFound" && e["type"] == "Warning"),
         "{events:#?}"
     );
 
@@ -216,15 +222,24 @@ async fn the_api_server_refuses_a_provider_entry_without_exactly_one_scheme_or_w
     };
     let cases = [
         (
-            bad("two", json!({"settings": {"apiKey": {}, "oauth2": {"tokenUrl": "https://x"}}})),
+            bad(
+                "two",
+                json!({"settings": {"apiKey": {}, "oauth2": {"tokenUrl": "https://x"}}}),
+            ),
             "exactly one scheme",
         ),
         (
-            bad("param", json!({"params": [{"name": "a-b"}], "settings": {"apiKey": {}}})),
+            bad(
+                "param",
+                json!({"params": [{"name": "a-b"}], "settings": {"apiKey": {}}}),
+            ),
             "a parameter name is a letter or underscore",
         ),
         (
-            bad("twice", json!({"params": [{"name": "a"}, {"name": "a"}], "settings": {"apiKey": {}}})),
+            bad(
+                "twice",
+                json!({"params": [{"name": "a"}, {"name": "a"}], "settings": {"apiKey": {}}}),
+            ),
             "params names must be unique",
         ),
     ];

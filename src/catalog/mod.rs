@@ -245,7 +245,11 @@ pub fn fill_params(
                 field: format!("spec.providerParams.{key}"),
                 reason: format!(
                     "provider `{name}` has no parameter `{key}`; its parameters: {}",
-                    if known.is_empty() { "none".to_string() } else { known.join(", ") }
+                    if known.is_empty() {
+                        "none".to_string()
+                    } else {
+                        known.join(", ")
+                    }
                 ),
             });
         }
@@ -262,7 +266,11 @@ pub fn fill_params(
                 reason: format!(
                     "provider `{name}` needs parameter `{}` ({}): set it here or as key `{}` of the credentials Secret",
                     p.name,
-                    if p.description.is_empty() { "no description" } else { &p.description },
+                    if p.description.is_empty() {
+                        "no description"
+                    } else {
+                        &p.description
+                    },
                     p.name
                 ),
             });

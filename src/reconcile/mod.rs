@@ -311,7 +311,12 @@ impl Core {
                     reason,
                     message: e.to_string(),
                 };
-                return Ok(pass(Verdict::Refused(refusal), None, store.replaced(), g.provider.clone()));
+                return Ok(pass(
+                    Verdict::Refused(refusal),
+                    None,
+                    store.replaced(),
+                    g.provider.clone(),
+                ));
             }
             Err(e) => return Err(e),
         };
