@@ -689,9 +689,10 @@ async fn run_row(row: Row) -> Result<(), String> {
             return Err(fail(&format!("renewal {n}"), reports[0].line()));
         }
     }
-    let book = emu.book.lock().unwrap();
-    let (first_grants, refreshes) = (book.first, book.refreshes);
-    drop(book);
+    let (first_grants, refreshes) = {
+        let book = emu.book.lock().unwrap();
+        (book.first, book.refreshes)
+    };
     let renewals = row.renewals.len() as u32;
     let expected = match row.refresh {
         Refresh::Permanent => (1, 0),
@@ -719,7 +720,8 @@ async fn run_row(row: Row) -> Result<(), String> {
 /// and an API path that accepts only a correctly presented token.
 async fn run_seeded(name: &str) -> Result<(), String> {
     let entry = catalog::get(name).unwrap();
-    let (base, creds, params, api): (String, &[(&str, &str)], &[(&str, &str)], &str) = match name {
+    type Pairs = &'static [(&'static str, &'static str)];
+    let (base, creds, params, api): (String, Pairs, Pairs, &str) = match name {
         "docuware" => (
             docuware().await.0,
             &[("username", "dw-user"), ("password", "p@ss&word=1")],
