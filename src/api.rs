@@ -35,12 +35,12 @@ pub const VERSION: &str = "v1alpha1";
 )]
 #[derive(KubeSchema)]
 #[x_kube(
-    validation = Rule::new("[has(self.refreshableToken), has(self.oauth2), has(self.apiKey), has(self.jwt), has(self.tripletex), has(self.superOffice), has(self.githubApp)].filter(x, x).size() == 1").message("exactly one scheme must be set: refreshableToken, oauth2, apiKey, jwt, tripletex, superOffice or githubApp"),
+    validation = Rule::new(ONE_SCHEME_RULE).message(ONE_SCHEME_MESSAGE),
     validation = Rule::new("!has(self.oauth2) || has(self.provider) || has(self.oauth2.tokenUrl) || has(self.oauth2.tokenRequest)").message("oauth2 needs tokenUrl (or a tokenRequest override, or a provider)"),
     // Signed assertions (RFC 7523): each JWT block belongs to the grant or client
     // authentication that sends it.
-    validation = Rule::new("!has(self.oauth2) || (has(self.oauth2.grantType) && self.oauth2.grantType == 'jwtBearer') == has(self.oauth2.assertion)").message("oauth2.assertion is required by, and only used with, grantType jwtBearer"),
-    validation = Rule::new("!has(self.oauth2) || (has(self.oauth2.clientAuth) && self.oauth2.clientAuth == 'private_key_jwt') == has(self.oauth2.clientAssertion)").message("oauth2.clientAssertion is required by, and only used with, clientAuth private_key_jwt"),
+    validation = Rule::new(JWT_BEARER_RULE).message(JWT_BEARER_MESSAGE),
+    validation = Rule::new(PRIVATE_KEY_JWT_RULE).message(PRIVATE_KEY_JWT_MESSAGE),
     validation = Rule::new("!has(self.providerParams) || has(self.provider)").message("providerParams needs provider")
 )]
 #[serde(rename_all = "camelCase")]
@@ -687,6 +687,16 @@ pub struct Renewal {
     #[x_kube(validation = Rule::new(DURATION_RULE).message("refreshInterval must be a duration such as 30s, 5m or 1h30m"))]
     pub refresh_interval: Option<String>,
 }
+
+// Rules a provider entry's settings share with a spec (`provider::ProviderSettings`).
+pub(crate) const ONE_SCHEME_RULE: &str = "[has(self.refreshableToken), has(self.oauth2), has(self.apiKey), has(self.jwt), has(self.tripletex), has(self.superOffice), has(self.githubApp)].filter(x, x).size() == 1";
+pub(crate) const ONE_SCHEME_MESSAGE: &str =
+    "exactly one scheme must be set: refreshableToken, oauth2, apiKey, jwt, tripletex, superOffice or githubApp";
+pub(crate) const JWT_BEARER_RULE: &str = "!has(self.oauth2) || (has(self.oauth2.grantType) && self.oauth2.grantType == 'jwtBearer') == has(self.oauth2.assertion)";
+pub(crate) const JWT_BEARER_MESSAGE: &str = "oauth2.assertion is required by, and only used with, grantType jwtBearer";
+pub(crate) const PRIVATE_KEY_JWT_RULE: &str = "!has(self.oauth2) || (has(self.oauth2.clientAuth) && self.oauth2.clientAuth == 'private_key_jwt') == has(self.oauth2.clientAssertion)";
+pub(crate) const PRIVATE_KEY_JWT_MESSAGE: &str =
+    "oauth2.clientAssertion is required by, and only used with, clientAuth private_key_jwt";
 
 const DURATION_RULE: &str = "self.matches('^([0-9]+(ms|s|m|h|d))+$')";
 

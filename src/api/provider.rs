@@ -70,10 +70,10 @@ pub struct ProviderParam {
 /// What a provider entry fills in.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
 #[x_kube(
-    validation = Rule::new("[has(self.refreshableToken), has(self.oauth2), has(self.apiKey), has(self.jwt), has(self.tripletex), has(self.superOffice), has(self.githubApp)].filter(x, x).size() == 1").message("exactly one scheme must be set: refreshableToken, oauth2, apiKey, jwt, tripletex, superOffice or githubApp"),
+    validation = Rule::new(super::ONE_SCHEME_RULE).message(super::ONE_SCHEME_MESSAGE),
     validation = Rule::new("!has(self.oauth2) || has(self.oauth2.tokenUrl) || has(self.oauth2.tokenRequest)").message("oauth2 needs tokenUrl (or a tokenRequest override)"),
-    validation = Rule::new("!has(self.oauth2) || (has(self.oauth2.grantType) && self.oauth2.grantType == 'jwtBearer') == has(self.oauth2.assertion)").message("oauth2.assertion is required by, and only used with, grantType jwtBearer"),
-    validation = Rule::new("!has(self.oauth2) || (has(self.oauth2.clientAuth) && self.oauth2.clientAuth == 'private_key_jwt') == has(self.oauth2.clientAssertion)").message("oauth2.clientAssertion is required by, and only used with, clientAuth private_key_jwt")
+    validation = Rule::new(super::JWT_BEARER_RULE).message(super::JWT_BEARER_MESSAGE),
+    validation = Rule::new(super::PRIVATE_KEY_JWT_RULE).message(super::PRIVATE_KEY_JWT_MESSAGE)
 )]
 #[serde(rename_all = "camelCase")]
 pub struct ProviderSettings {
