@@ -4,6 +4,7 @@
 //! move them around. Every field's doc comment becomes `kubectl explain` text, so they are
 //! written for users, not for us.
 
+pub mod provider;
 pub mod strict;
 
 use std::collections::BTreeMap;
@@ -34,12 +35,13 @@ pub const VERSION: &str = "v1alpha1";
 )]
 #[derive(KubeSchema)]
 #[x_kube(
-    validation = Rule::new("[has(self.refreshableToken), has(self.oauth2), has(self.apiKey), has(self.jwt), has(self.tripletex), has(self.superOffice), has(self.githubApp)].filter(x, x).size() == 1").message("exactly one scheme must be set: refreshableToken, oauth2, apiKey, jwt, tripletex, superOffice or githubApp"),
+    validation = Rule::new(ONE_SCHEME_RULE).message(ONE_SCHEME_MESSAGE),
     validation = Rule::new("!has(self.oauth2) || has(self.provider) || has(self.oauth2.tokenUrl) || has(self.oauth2.tokenRequest)").message("oauth2 needs tokenUrl (or a tokenRequest override, or a provider)"),
     // Signed assertions (RFC 7523): each JWT block belongs to the grant or client
     // authentication that sends it.
-    validation = Rule::new("!has(self.oauth2) || (has(self.oauth2.grantType) && self.oauth2.grantType == 'jwtBearer') == has(self.oauth2.assertion)").message("oauth2.assertion is required by, and only used with, grantType jwtBearer"),
-    validation = Rule::new("!has(self.oauth2) || (has(self.oauth2.clientAuth) && self.oauth2.clientAuth == 'private_key_jwt') == has(self.oauth2.clientAssertion)").message("oauth2.clientAssertion is required by, and only used with, clientAuth private_key_jwt")
+    validation = Rule::new(JWT_BEARER_RULE).message(JWT_BEARER_MESSAGE),
+    validation = Rule::new(PRIVATE_KEY_JWT_RULE).message(PRIVATE_KEY_JWT_MESSAGE),
+    validation = Rule::new("!has(self.providerParams) || has(self.provider)").message("providerParams needs provider")
 )]
 #[serde(rename_all = "camelCase")]
 #[schemars(transform = optional_enums_are_not_nullable)]
@@ -77,12 +79,21 @@ pub struct ConnectorAuthSpec {
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub allow_redirects: bool,
 
-    /// A built-in provider (`connector-auth-operator providers list`) whose settings fill in
-    /// what this resource leaves out: its scheme block, `output` and `renewal` are merged over
-    /// the provider's, fields set here win. The scheme block must be the provider's, even if
-    /// empty, e.g. `provider: google` with `oauth2: {}`.
+    /// A provider entry whose settings fill in what this resource leaves out: its scheme
+    /// block, `output` and `renewal` are merged over the provider's, fields set here win. The
+    /// scheme block must be the provider's, even if empty, e.g. `provider: google` with
+    /// `oauth2: {}`. The name is that of a ClusterConnectorAuthProvider if one exists, else of
+    /// a built-in entry (`connector-auth-operator providers list`); `status.provider` says
+    /// which was used.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub provider: Option<String>,
+
+    /// Values of the provider's parameters (`providers show NAME` lists them), e.g.
+    /// `{tenant: contoso.onmicrosoft.com}`. A parameter not given here is read from the
+    /// credentials Secret key of the same name, else the provider's default applies; a missing
+    /// one is an error naming it.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub provider_params: BTreeMap<String, String>,
 }
 
 /// An optional enum field (`Option<Method>`) may be left out; it is not nullable. schemars
@@ -677,6 +688,16 @@ pub struct Renewal {
     pub refresh_interval: Option<String>,
 }
 
+// Rules a provider entry's settings share with a spec (`provider::ProviderSettings`).
+pub(crate) const ONE_SCHEME_RULE: &str = "[has(self.refreshableToken), has(self.oauth2), has(self.apiKey), has(self.jwt), has(self.tripletex), has(self.superOffice), has(self.githubApp)].filter(x, x).size() == 1";
+pub(crate) const ONE_SCHEME_MESSAGE: &str =
+    "exactly one scheme must be set: refreshableToken, oauth2, apiKey, jwt, tripletex, superOffice or githubApp";
+pub(crate) const JWT_BEARER_RULE: &str = "!has(self.oauth2) || (has(self.oauth2.grantType) && self.oauth2.grantType == 'jwtBearer') == has(self.oauth2.assertion)";
+pub(crate) const JWT_BEARER_MESSAGE: &str = "oauth2.assertion is required by, and only used with, grantType jwtBearer";
+pub(crate) const PRIVATE_KEY_JWT_RULE: &str = "!has(self.oauth2) || (has(self.oauth2.clientAuth) && self.oauth2.clientAuth == 'private_key_jwt') == has(self.oauth2.clientAssertion)";
+pub(crate) const PRIVATE_KEY_JWT_MESSAGE: &str =
+    "oauth2.clientAssertion is required by, and only used with, clientAuth private_key_jwt";
+
 const DURATION_RULE: &str = "self.matches('^([0-9]+(ms|s|m|h|d))+$')";
 
 impl Renewal {
@@ -764,6 +785,10 @@ pub struct ConnectorAuthStatus {
     /// The scheme in use.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scheme: Option<String>,
+    /// The provider entry used for `spec.provider`: `ClusterConnectorAuthProvider/<name>` or
+    /// `built-in/<name>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider: Option<String>,
     /// When the published token expires (RFC 3339); absent for permanent tokens.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<String>,
@@ -812,22 +837,30 @@ pub struct Condition {
 
 /// The CRD's OpenAPI schema, generated once.
 fn schema() -> &'static serde_json::Value {
-    static SCHEMA: std::sync::LazyLock<serde_json::Value> = std::sync::LazyLock::new(|| {
-        let crd = <ConnectorAuth as kube::CustomResourceExt>::crd();
-        let schema = crd.spec.versions[0]
-            .schema
-            .as_ref()
-            .and_then(|s| s.open_api_v3_schema.as_ref());
-        serde_json::to_value(schema.expect("derived CRD has a schema")).expect("schema serializes")
-    });
+    static SCHEMA: std::sync::LazyLock<serde_json::Value> =
+        std::sync::LazyLock::new(|| version_schema(&<ConnectorAuth as kube::CustomResourceExt>::crd()));
     &SCHEMA
+}
+
+fn version_schema(
+    crd: &k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
+) -> serde_json::Value {
+    let schema = crd.spec.versions[0]
+        .schema
+        .as_ref()
+        .and_then(|s| s.open_api_v3_schema.as_ref());
+    serde_json::to_value(schema.expect("derived CRD has a schema")).expect("schema serializes")
 }
 
 /// Checks a ConnectorAuth document (as written by the user, before deserialization) against the
 /// CRD's CEL rules, as the API server does at apply time. Local mode uses this so a manifest it
 /// accepts is one a cluster accepts too.
 pub fn validate_document(doc: &serde_json::Value) -> Result<(), String> {
+    validate_against(schema(), doc)
+}
+
+fn validate_against(schema: &serde_json::Value, doc: &serde_json::Value) -> Result<(), String> {
     kube::core::cel::Validator::new()
-        .validate(schema(), doc, None)
+        .validate(schema, doc, None)
         .map_err(|e| e.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; "))
 }

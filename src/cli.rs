@@ -41,7 +41,7 @@ pub enum LogFormat {
 pub enum Command {
     /// Run the Kubernetes controller (in-cluster or with KUBECONFIG).
     Run(RunArgs),
-    /// Print the ConnectorAuth CustomResourceDefinition as YAML.
+    /// Print the CustomResourceDefinitions (ConnectorAuth, ClusterConnectorAuthProvider) as YAML.
     Crd,
     /// Issue and refresh tokens for the manifests in a folder, without a cluster.
     Local(LocalArgs),
@@ -71,7 +71,7 @@ pub fn providers_text(command: &ProvidersCommand) -> anyhow::Result<String> {
     match command {
         ProvidersCommand::List => Ok(catalog::entries()
             .iter()
-            .map(|e| format!("{:<16} {:<17} {}\n", e.name, e.scheme(), e.quirks))
+            .map(|e| format!("{:<30} {:<17} {}\n", e.name, e.scheme(), e.display_name()))
             .collect()),
         ProvidersCommand::Show { name } => {
             let e = catalog::get(name).with_context(|| {
@@ -80,16 +80,18 @@ pub fn providers_text(command: &ProvidersCommand) -> anyhow::Result<String> {
                     catalog::entries().iter().map(|e| e.name).collect::<Vec<_>>().join(", ")
                 )
             })?;
+            let params = e.params();
             Ok(format!(
-                "# {} ({})\n# source: {}\n# quirks: {}\n# credentials keys: {}\n# use: spec.provider: {} with an empty `{}: {{}}` block; fields you set win\n{}",
-                e.display_name,
-                e.name,
-                e.source,
-                e.quirks,
+                "# credentials keys: {}\n# parameters (spec.providerParams or credentials keys): {}\n# use: spec.provider: {} with an empty `{}: {{}}` block; fields you set win.\n# Applied as it stands, this manifest replaces the built-in entry in a cluster.\n{}",
                 e.credentials().join(", "),
+                if params.is_empty() {
+                    "none".to_string()
+                } else {
+                    params.join(", ")
+                },
                 e.name,
                 e.scheme(),
-                serde_saphyr::to_string(&e.spec())?
+                e.manifest
             ))
         }
     }
@@ -294,7 +296,7 @@ pub fn log_colour(stderr_is_terminal: bool, no_color: Option<&std::ffi::OsStr>) 
 pub async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
     match cli.command {
         Command::Crd => {
-            print!("{}", crd_yaml()?);
+            print!("{}", all_crds_yaml()?);
             Ok(std::process::ExitCode::SUCCESS)
         }
         Command::Local(args) => run_local(args).await,
@@ -334,8 +336,22 @@ pub fn import_yaml(args: &ImportArgs) -> anyhow::Result<String> {
     Ok(format!("{ca}---\n{secret}"))
 }
 
+/// The ConnectorAuth CRD as YAML, exactly as committed in `crds/connectorauth.yaml`.
 pub fn crd_yaml() -> anyhow::Result<String> {
     Ok(serde_saphyr::to_string(&ConnectorAuth::crd())?)
+}
+
+/// The ClusterConnectorAuthProvider CRD as YAML, exactly as committed in
+/// `crds/clusterconnectorauthprovider.yaml`.
+pub fn provider_crd_yaml() -> anyhow::Result<String> {
+    Ok(serde_saphyr::to_string(
+        &crate::api::provider::ClusterConnectorAuthProvider::crd(),
+    )?)
+}
+
+/// What `crd` prints: every CRD, as one multi-document YAML stream.
+pub fn all_crds_yaml() -> anyhow::Result<String> {
+    Ok(format!("{}---\n{}", crd_yaml()?, provider_crd_yaml()?))
 }
 
 async fn shutdown_signal() {

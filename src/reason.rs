@@ -63,6 +63,8 @@ reasons! {
     CrossNamespaceReference,
     /// The credentials Secret does not exist.
     CredentialsNotFound,
+    /// `spec.provider` names neither a ClusterConnectorAuthProvider nor a built-in provider.
+    ProviderNotFound,
     /// A Secret the resource would write belongs to someone else.
     SecretOwnedElsewhere,
     /// The API server refused a Secret write as invalid.

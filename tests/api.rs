@@ -8,6 +8,19 @@ use connector_auth_operator::engine::{Engine, HttpSettings};
 use connector_auth_operator::local::load_manifests;
 
 #[test]
+fn committed_provider_crd_matches_the_generated_one_and_crd_prints_both() {
+    let generated = connector_auth_operator::cli::provider_crd_yaml().unwrap();
+    let committed = std::fs::read_to_string("crds/clusterconnectorauthprovider.yaml").unwrap();
+    assert!(
+        committed == generated,
+        "crds/clusterconnectorauthprovider.yaml is stale: run `cargo run -- crd` and copy its second document"
+    );
+    let all = connector_auth_operator::cli::all_crds_yaml().unwrap();
+    let connector_auth = std::fs::read_to_string("crds/connectorauth.yaml").unwrap();
+    assert_eq!(all, format!("{connector_auth}---\n{committed}"));
+}
+
+#[test]
 fn committed_crd_matches_the_generated_one() {
     let generated = connector_auth_operator::cli::crd_yaml().unwrap();
     let committed = std::fs::read_to_string("crds/connectorauth.yaml").expect("crds/connectorauth.yaml exists");

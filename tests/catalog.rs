@@ -14,17 +14,73 @@ fn with_provider(name: &str, scheme_block: serde_json::Value) -> serde_json::Val
     json!({"credentialsRef": {"name": "c"}, "provider": name, scheme: scheme_block})
 }
 
+/// A resource using `name` with an empty scheme block and a value for every parameter.
+fn with_params(name: &str) -> serde_json::Value {
+    let e = catalog::get(name).unwrap();
+    let mut spec = with_provider(name, json!({}));
+    let params: serde_json::Map<String, serde_json::Value> = e.params().into_iter().map(|p| (p, json!("x"))).collect();
+    if !params.is_empty() {
+        spec["providerParams"] = serde_json::Value::Object(params);
+    }
+    spec
+}
+
 #[test]
-fn every_entry_with_an_empty_scheme_block_is_its_bundled_example() {
-    assert!(!catalog::entries().is_empty());
+fn every_entry_is_a_valid_provider_manifest_that_compiles_for_an_empty_resource() {
+    assert!(catalog::entries().len() >= 40);
     for e in catalog::entries() {
-        let spec = with_provider(e.name, json!({}));
+        let spec = with_params(e.name);
         let doc = json!({"apiVersion": "connectorauth.dev/v1alpha1", "kind": "ConnectorAuth",
             "metadata": {"name": "x", "namespace": "ns"}, "spec": spec});
         connector_auth_operator::api::validate_document(&doc).unwrap_or_else(|err| panic!("{}: {err}", e.name));
         let spec: ConnectorAuthSpec = serde_json::from_value(spec).unwrap();
+        engine()
+            .compile(&spec)
+            .unwrap_or_else(|err| panic!("{}: {err}", e.name));
+        assert!(
+            e.source().starts_with("https://") && !e.quirks().is_empty() && !e.display_name().is_empty(),
+            "{}",
+            e.name
+        );
+    }
+}
+
+#[test]
+fn every_file_in_the_catalog_folder_is_built_in() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/catalog");
+    let mut files: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|f| f.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    files.sort();
+    let mut built_in: Vec<String> = catalog::entries().iter().map(|e| format!("{}.yaml", e.name)).collect();
+    built_in.sort();
+    assert_eq!(files, built_in, "catalog/*.yaml and the list in src/catalog/mod.rs");
+}
+
+#[test]
+fn a_seed_example_and_its_entry_give_the_same_settings() {
+    // Where a bundled example exists for an entry without parameters, `provider: NAME` with an
+    // empty block is that example.
+    for name in [
+        "google",
+        "snov-io",
+        "webcrm",
+        "wix",
+        "woocommerce",
+        "poweroffice-go",
+        "tripletex",
+    ] {
+        let e = catalog::get(name).unwrap();
+        let spec: ConnectorAuthSpec = serde_json::from_value(with_provider(name, json!({}))).unwrap();
         let resolved = catalog::resolve(&spec).unwrap().into_owned();
-        let mut example = e.spec();
+        let text = std::fs::read_to_string(format!(
+            "{}/examples/{name}/connectorauth.yaml",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap();
+        let doc: serde_json::Value = serde_saphyr::from_str(&text).unwrap();
+        let mut example = doc["spec"].clone();
         example["credentialsRef"] = json!({"name": "c"});
         assert_eq!(
             resolved,
@@ -32,10 +88,6 @@ fn every_entry_with_an_empty_scheme_block_is_its_bundled_example() {
             "{}",
             e.name
         );
-        engine()
-            .compile(&spec)
-            .unwrap_or_else(|err| panic!("{}: {err}", e.name));
-        assert!(e.source.starts_with("https://") && !e.quirks.is_empty(), "{}", e.name);
     }
 }
 
@@ -141,7 +193,13 @@ fn the_cli_lists_and_shows_providers() {
     let (ok, show, _) = run(&["providers", "show", "google"]);
     assert!(
         ok && show.contains("tokenUrl: https://oauth2.googleapis.com/token")
-            && show.contains("credentials keys: CLIENT_ID, CLIENT_SECRET"),
+            && show.contains("credentials keys: CLIENT_ID, CLIENT_SECRET")
+            && show.contains("kind: ClusterConnectorAuthProvider"),
+        "{show}"
+    );
+    let (ok, show, _) = run(&["providers", "show", "entra-id"]);
+    assert!(
+        ok && show.contains("parameters (spec.providerParams or credentials keys): tenant, scope"),
         "{show}"
     );
     let (ok, _, err) = run(&["providers", "show", "nope"]);

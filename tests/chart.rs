@@ -11,14 +11,16 @@ fn read(path: &str) -> String {
 }
 
 #[test]
-fn the_chart_installs_the_same_crd_as_crds_dir() {
-    let top = read(concat!(env!("CARGO_MANIFEST_DIR"), "/crds/connectorauth.yaml"));
-    let chart = read(&format!("{CHART}/crds/connectorauth.yaml"));
-    assert!(
-        top == chart,
-        "charts/connector-auth-operator/crds/connectorauth.yaml differs from crds/connectorauth.yaml; \
-         run: cp crds/connectorauth.yaml charts/connector-auth-operator/crds/"
-    );
+fn the_chart_installs_the_same_crds_as_crds_dir() {
+    for file in ["connectorauth.yaml", "clusterconnectorauthprovider.yaml"] {
+        let top = read(&format!("{}/crds/{file}", env!("CARGO_MANIFEST_DIR")));
+        let chart = read(&format!("{CHART}/crds/{file}"));
+        assert!(
+            top == chart,
+            "charts/connector-auth-operator/crds/{file} differs from crds/{file}; \
+             run: cp crds/{file} charts/connector-auth-operator/crds/"
+        );
+    }
 }
 
 #[test]

@@ -136,6 +136,7 @@ fn grants(values: &Values) -> Vec<Grant> {
     if values.callback {
         out.push(grant("consent-key", Scope::Namespace(RELEASE_NS.into())));
     }
+    out.push(grant("providers", Scope::Cluster));
     out
 }
 
@@ -211,9 +212,20 @@ fn scope_allows(scope: &Scope, c: &Check) -> bool {
 
 // ------------------------------------------------------------------ scenarios
 
-/// Seeds a credentials Secret and a ConnectorAuth for the rotating provider directly in the
-/// store, so that no request of the test is recorded.
+/// Seeds a credentials Secret, a ClusterConnectorAuthProvider for the rotating provider and a
+/// ConnectorAuth using it directly in the store, so that no request of the test is recorded.
 fn seed(server: &FakeApiServer, ns: &str, base: &str, name: &str) {
+    server
+        .create_object(
+            "connectorauth.dev",
+            "clusterconnectorauthproviders",
+            json!({
+                "apiVersion": "connectorauth.dev/v1alpha1", "kind": "ClusterConnectorAuthProvider",
+                "metadata": {"name": format!("{ns}-{name}-idp")},
+                "spec": {"settings": {"oauth2": {"tokenUrl": format!("{base}/oauth/token"), "grantType": "refreshToken"}}},
+            }),
+        )
+        .unwrap();
     server
         .create_object(
             "",
@@ -234,7 +246,8 @@ fn seed(server: &FakeApiServer, ns: &str, base: &str, name: &str) {
                 "metadata": {"name": name, "namespace": ns},
                 "spec": {
                     "credentialsRef": {"name": format!("{name}-credentials")},
-                    "oauth2": {"tokenUrl": format!("{base}/oauth/token"), "grantType": "refreshToken"},
+                    "provider": format!("{ns}-{name}-idp"),
+                    "oauth2": {},
                 },
             }),
         )
@@ -509,8 +522,8 @@ async fn chart_rbac_is_exactly_what_the_operator_uses() {
         leader_election_and_consent(vec!["team-a", "team-b"]),
     );
 
-    // Namespaced mode stays in its namespaces: no cluster-wide request at all, so a namespaced
-    // install needs no ClusterRole.
+    // Namespaced mode stays in its namespaces: no cluster-wide request but for the cluster-scoped
+    // provider entries, so a namespaced install needs no other ClusterRole.
     let reqs = &namespaced.requests;
     let outside: Vec<String> = reqs
         .iter()
@@ -522,10 +535,11 @@ async fn chart_rbac_is_exactly_what_the_operator_uses() {
         outside.is_empty(),
         "requests outside the watched namespaces: {outside:#?}"
     );
+    // Only ClusterConnectorAuthProviders, which are cluster-scoped (a ClusterRole of their own).
     let cluster_wide: BTreeSet<String> = reqs
         .iter()
         .flat_map(checks)
-        .filter(|c| c.namespace.is_none())
+        .filter(|c| c.namespace.is_none() && c.resource != "clusterconnectorauthproviders")
         .map(|c| c.to_string())
         .collect();
     assert!(
@@ -574,7 +588,7 @@ async fn chart_rbac_is_exactly_what_the_operator_uses() {
 
     // Every grant used: each (group, resource, verb, name) of each rule of each file.
     let mut unused = Vec::new();
-    for file in ["controller", "leader-election", "consent-key"] {
+    for file in ["controller", "leader-election", "consent-key", "providers"] {
         for (i, rule) in rules(file).iter().enumerate() {
             let seen = used.get(&(file, i)).cloned().unwrap_or_default();
             for group in rule.api_groups.iter().flatten() {

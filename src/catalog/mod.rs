@@ -1,158 +1,156 @@
-//! The built-in provider catalog: `spec.provider: NAME` fills in what the resource's scheme
-//! block (and `output`, `renewal`) leave out. Each entry is a bundled example
-//! (`examples/<name>/connectorauth.yaml`, compiled in), so the catalog and the examples cannot
-//! drift apart, and `tests/providers.rs` runs every one against its provider's emulator.
+//! The provider catalog: `spec.provider: NAME` fills in what the resource's scheme block (and
+//! `output`, `renewal`) leave out, from a ClusterConnectorAuthProvider of that name if the
+//! cluster has one, else from a built-in entry. Built-in entries are the files
+//! `catalog/<name>.yaml`, each a ClusterConnectorAuthProvider manifest (so a platform team can
+//! copy one and change it), compiled in; `tests/catalog_e2e.rs` runs every one against an
+//! emulator of its provider's documented behaviour.
 
 use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::sync::LazyLock;
 
 use serde_json::Value;
 
 use crate::api::ConnectorAuthSpec;
-use crate::engine::EngineError;
+use crate::api::provider::{ClusterConnectorAuthProvider, ClusterConnectorAuthProviderSpec};
+use crate::engine::{EngineError, SecretString};
 
-/// One provider.
+/// One built-in provider.
 pub struct Entry {
     pub name: &'static str,
-    pub display_name: &'static str,
-    /// Where the behaviour is documented.
-    pub source: &'static str,
-    /// What is unusual about it.
-    pub quirks: &'static str,
-    manifest: &'static str,
+    /// The manifest as written in `catalog/<name>.yaml`.
+    pub manifest: &'static str,
+    pub provider: ClusterConnectorAuthProviderSpec,
 }
 
-macro_rules! entry {
-    ($name:literal, $display:literal, $source:literal, $quirks:literal) => {
-        Entry {
-            name: $name,
-            display_name: $display,
-            source: $source,
-            quirks: $quirks,
-            manifest: include_str!(concat!("../../examples/", $name, "/connectorauth.yaml")),
-        }
+macro_rules! built_in {
+    ($($name:literal),* $(,)?) => {
+        &[$(($name, include_str!(concat!("../../catalog/", $name, ".yaml"))),)*]
     };
 }
 
-static ENTRIES: &[Entry] = &[
-    entry!(
-        "docuware",
-        "DocuWare",
-        "https://developer.docuware.com/",
-        "form login; the token is the `.DWPLATFORMAUTH` cookie; the same User-Agent on every call; no stated lifetime (renewed hourly)"
-    ),
-    entry!(
-        "entra-certificate",
-        "Microsoft Entra ID (certificate credential)",
-        "https://learn.microsoft.com/entra/identity-platform/certificate-credentials",
-        "client credentials with `private_key_jwt`: a client assertion signed with the certificate's key, `x5t`/`x5t#S256` headers, a fresh `jti`; scope `<resource>/.default`"
-    ),
-    entry!(
-        "github-app",
-        "GitHub App (installation token)",
-        "https://docs.github.com/apps/creating-github-apps/authenticating-with-a-github-app/generating-an-installation-access-token-for-a-github-app",
-        "an RS256 app JWT (iss = app id, at most 10 minutes) exchanged for an installation token that lives an hour; no refresh token"
-    ),
-    entry!(
-        "google",
-        "Google (Admin SDK)",
-        "https://developers.google.com/identity/protocols/oauth2/web-server",
-        "authorization code with `access_type=offline&prompt=consent`; client secret in the form; refresh answers carry no refresh token"
-    ),
-    entry!(
-        "google-service-account",
-        "Google (service account)",
-        "https://developers.google.com/identity/protocols/oauth2/service-account",
-        "JWT bearer grant signed with the service-account JSON key; `sub` for domain-wide delegation; tokens live an hour, no refresh token"
-    ),
-    entry!(
-        "poweroffice-go",
-        "PowerOffice Go (demo)",
-        "https://developer.poweroffice.net/",
-        "client credentials with HTTP Basic; `Ocp-Apim-Subscription-Key` on the token request and every API call"
-    ),
-    entry!(
-        "salesforce-jwt",
-        "Salesforce (JWT bearer flow)",
-        "https://help.salesforce.com/s/articleView?id=sf.remoteaccess_oauth_jwt_flow.htm",
-        "JWT bearer grant (iss = consumer key, sub = user, aud = the login host); the answer has no `expires_in` (session timeout applies)"
-    ),
-    entry!(
-        "snov-io",
-        "snov.io",
-        "https://snov.io/api",
-        "client credentials as query parameters of a GET; no refresh token"
-    ),
-    entry!(
-        "superoffice",
-        "SuperOffice (development)",
-        "https://docs.superoffice.com/",
-        "refresh token grant; the ticket is a claim of the id_token; `SO-AppToken` header with the client secret"
-    ),
-    entry!(
-        "tripletex",
-        "Tripletex (test)",
-        "https://developer.tripletex.no/",
-        "`PUT /v2/token/session/:create` with `expirationDate`; HTTP Basic with user `0`"
-    ),
-    entry!(
-        "webcrm",
-        "webCRM",
-        "https://api.webcrm.com/",
-        "application token exchanged for a JWT; expiry only in the JWT `exp`; separate refresh endpoint"
-    ),
-    entry!(
-        "wix",
-        "Wix",
-        "https://dev.wix.com/docs/rest",
-        "the API key as-is in `Authorization` (no Bearer), plus `wix-site-id`"
-    ),
-    entry!(
-        "woocommerce",
-        "WooCommerce",
-        "https://woocommerce.github.io/woocommerce-rest-api-docs/",
-        "static consumer key and secret as HTTP Basic; no token request"
-    ),
+/// Every `catalog/*.yaml`, by name (`tests/catalog.rs` checks that none is left out).
+static FILES: &[(&str, &str)] = built_in![
+    "adobe",
+    "amazon-sp-api",
+    "asana",
+    "atlassian",
+    "auth0",
+    "box",
+    "box-ccg",
+    "calendly",
+    "docusign",
+    "docuware",
+    "dropbox",
+    "ebay",
+    "entra-certificate",
+    "entra-id",
+    "entra-id-delegated",
+    "fortnox",
+    "github-app",
+    "github-oauth-app",
+    "gitlab",
+    "google",
+    "google-service-account",
+    "hubspot",
+    "keycloak",
+    "linkedin",
+    "okta",
+    "paypal",
+    "pipedrive",
+    "poweroffice-go",
+    "quickbooks-online",
+    "salesforce",
+    "salesforce-client-credentials",
+    "salesforce-jwt",
+    "sendgrid",
+    "shopify",
+    "slack",
+    "snov-io",
+    "stripe",
+    "superoffice",
+    "tripletex",
+    "visma-eaccounting",
+    "webcrm",
+    "wix",
+    "woocommerce",
+    "xero",
+    "zendesk",
+    "zoho",
+    "zoom",
 ];
+
+static ENTRIES: LazyLock<Vec<Entry>> = LazyLock::new(|| {
+    FILES
+        .iter()
+        .map(|(name, manifest)| {
+            let parsed = parse(manifest).unwrap_or_else(|e| panic!("catalog/{name}.yaml: {e}"));
+            assert_eq!(
+                parsed.metadata.name.as_deref(),
+                Some(*name),
+                "catalog/{name}.yaml: metadata.name"
+            );
+            Entry {
+                name,
+                manifest,
+                provider: parsed.spec,
+            }
+        })
+        .collect()
+});
+
+/// Parses a provider manifest, checking it against the CRD's CEL rules as an API server would.
+pub fn parse(manifest: &str) -> Result<ClusterConnectorAuthProvider, String> {
+    let doc: Value = serde_saphyr::from_str(manifest).map_err(|e| format!("not YAML: {e}"))?;
+    crate::api::provider::validate_document(&doc)?;
+    serde_json::from_value(doc).map_err(|e| e.to_string())
+}
 
 /// Every built-in entry, by name.
 pub fn entries() -> &'static [Entry] {
-    ENTRIES
+    &ENTRIES
 }
 
 pub fn get(name: &str) -> Option<&'static Entry> {
     ENTRIES.iter().find(|e| e.name == name)
 }
 
+/// The scheme blocks a provider may fill in, in the order the CRD lists them.
+const SCHEMES: [&str; 7] = [
+    "refreshableToken",
+    "oauth2",
+    "apiKey",
+    "jwt",
+    "tripletex",
+    "superOffice",
+    "githubApp",
+];
+
 impl Entry {
-    /// The entry's settings: the example's `spec` without `credentialsRef`.
+    pub fn display_name(&self) -> &str {
+        &self.provider.display_name
+    }
+
+    pub fn source(&self) -> &str {
+        &self.provider.source
+    }
+
+    pub fn quirks(&self) -> &str {
+        &self.provider.quirks
+    }
+
+    /// The entry's settings, as a spec fragment (scheme block, `output`, `renewal`).
     pub fn spec(&self) -> Value {
-        let doc: Value = serde_saphyr::from_str(self.manifest).expect("bundled example is YAML");
-        let mut spec = doc["spec"].clone();
-        if let Some(m) = spec.as_object_mut() {
-            m.remove("credentialsRef");
-        }
-        spec
+        settings_value(&self.provider)
     }
 
     /// The scheme block the entry uses (`oauth2`, `apiKey`, …).
-    pub fn scheme(&self) -> String {
-        let spec = self.spec();
-        [
-            "refreshableToken",
-            "oauth2",
-            "apiKey",
-            "jwt",
-            "tripletex",
-            "superOffice",
-            "githubApp",
-        ]
-        .into_iter()
-        .find(|k| spec.get(*k).is_some())
-        .unwrap_or("?")
-        .to_string()
+    pub fn scheme(&self) -> &'static str {
+        self.provider.settings.scheme.name()
     }
 
-    /// The credentials keys the entry reads (its templates and its scheme's defaults), sorted.
+    /// The credentials keys the entry reads (its templates and its scheme's defaults) that are
+    /// not parameters, sorted.
     pub fn credentials(&self) -> Vec<String> {
         let mut spec = self.spec();
         spec["credentialsRef"] = serde_json::json!({"name": "c"});
@@ -163,19 +161,128 @@ impl Entry {
         let Ok(flow) = crate::engine::flow::compile(&spec, &templates) else {
             return vec![];
         };
+        let params = self.params();
         let mut keys: Vec<String> = flow
             .templates()
             .iter()
             .flat_map(|t| templates.variables(&t.source))
-            .filter(|v| !crate::import::PROVIDED.contains(&v.as_str()))
+            .filter(|v| !crate::import::PROVIDED.contains(&v.as_str()) && !params.contains(v))
             .collect();
         keys.sort();
         keys.dedup();
         keys
     }
+
+    /// The names of the entry's parameters.
+    pub fn params(&self) -> Vec<String> {
+        self.provider.params.iter().map(|p| p.name.clone()).collect()
+    }
 }
 
-/// The spec with its provider's settings filled in (unchanged without `spec.provider`).
+fn settings_value(p: &ClusterConnectorAuthProviderSpec) -> Value {
+    serde_json::to_value(&p.settings).expect("settings serialize")
+}
+
+/// Which entry `spec.provider` names: a ClusterConnectorAuthProvider (`cluster`, when the
+/// cluster has one of that name) wins over a built-in entry.
+pub enum Found<'a> {
+    Cluster(&'a ClusterConnectorAuthProviderSpec),
+    BuiltIn(&'static Entry),
+}
+
+impl Found<'_> {
+    fn provider(&self) -> &ClusterConnectorAuthProviderSpec {
+        match self {
+            Found::Cluster(p) => p,
+            Found::BuiltIn(e) => &e.provider,
+        }
+    }
+
+    /// What `status.provider` says.
+    pub fn describe(&self, name: &str) -> String {
+        match self {
+            Found::Cluster(_) => format!("ClusterConnectorAuthProvider/{name}"),
+            Found::BuiltIn(_) => format!("built-in/{name}"),
+        }
+    }
+}
+
+/// The entry `name` names, the cluster's first.
+pub fn find<'a>(name: &str, cluster: Option<&'a ClusterConnectorAuthProviderSpec>) -> Option<Found<'a>> {
+    match cluster {
+        Some(p) => Some(Found::Cluster(p)),
+        None => get(name).map(Found::BuiltIn),
+    }
+}
+
+/// Why no entry was found, listing the built-in names.
+pub fn not_found(name: &str) -> String {
+    format!(
+        "spec.provider: no ClusterConnectorAuthProvider and no built-in provider named `{name}`; built-in: {}",
+        ENTRIES.iter().map(|e| e.name).collect::<Vec<_>>().join(", ")
+    )
+}
+
+/// The spec with a found entry's settings filled in (and `provider`, `providerParams` cleared).
+pub fn apply(found: &Found<'_>, spec: &ConnectorAuthSpec) -> Result<ConnectorAuthSpec, EngineError> {
+    resolve_with(&settings_value(found.provider()), spec)
+}
+
+/// Adds the entry's parameters to the template variables: `spec.providerParams` first, then a
+/// credentials key of the same name, then the parameter's default. A missing parameter, or a
+/// `providerParams` key the entry does not have, is an error naming it.
+pub fn fill_params(
+    found: &Found<'_>,
+    spec: &ConnectorAuthSpec,
+    variables: &mut BTreeMap<String, SecretString>,
+) -> Result<(), EngineError> {
+    let provider = found.provider();
+    let name = spec.provider.as_deref().unwrap_or_default();
+    for key in spec.provider_params.keys() {
+        if !provider.params.iter().any(|p| &p.name == key) {
+            let known: Vec<&str> = provider.params.iter().map(|p| p.name.as_str()).collect();
+            return Err(EngineError::InvalidSpec {
+                field: format!("spec.providerParams.{key}"),
+                reason: format!(
+                    "provider `{name}` has no parameter `{key}`; its parameters: {}",
+                    if known.is_empty() {
+                        "none".to_string()
+                    } else {
+                        known.join(", ")
+                    }
+                ),
+            });
+        }
+    }
+    for p in &provider.params {
+        let value = match spec.provider_params.get(&p.name) {
+            Some(v) => Some(v.clone()),
+            None if variables.contains_key(&p.name) => continue,
+            None => p.default.clone(),
+        };
+        let Some(value) = value else {
+            return Err(EngineError::InvalidSpec {
+                field: format!("spec.providerParams.{}", p.name),
+                reason: format!(
+                    "provider `{name}` needs parameter `{}` ({}): set it here or as key `{}` of the credentials Secret",
+                    p.name,
+                    if p.description.is_empty() {
+                        "no description"
+                    } else {
+                        &p.description
+                    },
+                    p.name
+                ),
+            });
+        };
+        variables.insert(p.name.clone(), SecretString::new(value));
+    }
+    Ok(())
+}
+
+/// The spec with its built-in provider's settings filled in (unchanged without
+/// `spec.provider`). A reconcile pass resolves ClusterConnectorAuthProviders first (see
+/// `reconcile::gather`), so what reaches the engine from there has no provider left.
 pub fn resolve(spec: &ConnectorAuthSpec) -> Result<Cow<'_, ConnectorAuthSpec>, EngineError> {
     let Some(name) = &spec.provider else {
         return Ok(Cow::Borrowed(spec));
@@ -187,7 +294,7 @@ pub fn resolve(spec: &ConnectorAuthSpec) -> Result<Cow<'_, ConnectorAuthSpec>, E
             ENTRIES.iter().map(|e| e.name).collect::<Vec<_>>().join(", ")
         ),
     })?;
-    resolve_with(&entry.spec(), spec).map(Cow::Owned)
+    apply(&Found::BuiltIn(entry), spec).map(Cow::Owned)
 }
 
 /// `spec` over the provider settings `base`: objects are merged, the resource's values win.
@@ -199,23 +306,14 @@ pub fn resolve_with(base: &Value, spec: &ConnectorAuthSpec) -> Result<ConnectorA
             field: "spec.provider".into(),
             reason: format!(
                 "the provider's scheme is not `{own_scheme}`; write its scheme block (e.g. `{}: {{}}`)",
-                [
-                    "refreshableToken",
-                    "oauth2",
-                    "apiKey",
-                    "jwt",
-                    "tripletex",
-                    "superOffice"
-                ]
-                .into_iter()
-                .find(|k| base.get(*k).is_some())
-                .unwrap_or("?")
+                SCHEMES.into_iter().find(|k| base.get(*k).is_some()).unwrap_or("?")
             ),
         });
     }
     let mut merged = merge(base.clone(), over);
     if let Some(m) = merged.as_object_mut() {
         m.remove("provider");
+        m.remove("providerParams");
     }
     serde_json::from_value(merged).map_err(|e| EngineError::InvalidSpec {
         field: "spec.provider".into(),
@@ -241,21 +339,20 @@ fn merge(base: Value, over: Value) -> Value {
 
 /// The README's provider table.
 pub fn markdown_table() -> String {
-    let mut s =
-        String::from("| provider | name | scheme | credentials keys | quirks | source |\n|---|---|---|---|---|---|\n");
-    for e in ENTRIES {
+    let mut s = String::from(
+        "| provider | name | scheme | parameters | credentials keys | quirks | source |\n|---|---|---|---|---|---|---|\n",
+    );
+    let code = |v: Vec<String>| v.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ");
+    for e in entries() {
         s.push_str(&format!(
-            "| `{}` | {} | `{}` | {} | {} | <{}> |\n",
+            "| `{}` | {} | `{}` | {} | {} | {} | <{}> |\n",
             e.name,
-            e.display_name,
+            e.display_name(),
             e.scheme(),
-            e.credentials()
-                .iter()
-                .map(|k| format!("`{k}`"))
-                .collect::<Vec<_>>()
-                .join(", "),
-            e.quirks,
-            e.source
+            code(e.params()),
+            code(e.credentials()),
+            e.quirks().replace('|', "\\|").replace('\n', " "),
+            e.source()
         ));
     }
     s

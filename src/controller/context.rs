@@ -15,6 +15,7 @@ use super::metrics::{FailingLabels, Metrics, ResourceLabels};
 use super::report;
 use super::status::Health;
 use super::store::{KubeStore, Memory};
+use crate::api::provider::{ClusterConnectorAuthProvider, ClusterConnectorAuthProviderSpec};
 use crate::api::{ConnectorAuth, ConnectorAuthStatus};
 use crate::engine::Engine;
 use crate::reconcile::callback::{Consent, ConsentHost};
@@ -177,6 +178,15 @@ impl Source for Context {
             }
             data
         }))
+    }
+
+    async fn provider(&self, name: &str) -> Result<Option<ClusterConnectorAuthProviderSpec>, StoreError> {
+        // Not found, also when the CRD is not installed: the built-in entry (if any) applies.
+        Api::<ClusterConnectorAuthProvider>::all(self.client.clone())
+            .get_opt(name)
+            .await
+            .map(|p| p.map(|p| p.spec))
+            .map_err(|e| StoreError::new(format!("reading ClusterConnectorAuthProvider {name}"), e))
     }
 }
 

@@ -34,7 +34,10 @@ pub async fn reconcile(ca: Arc<ConnectorAuth>, ctx: Arc<Context>) -> Result<Requ
         Verdict::Refused(r)
             if matches!(
                 r.reason,
-                Reason::CredentialsNotFound | Reason::SecretOwnedElsewhere | Reason::SecretRejected
+                Reason::CredentialsNotFound
+                    | Reason::ProviderNotFound
+                    | Reason::SecretOwnedElsewhere
+                    | Reason::SecretRejected
             ) =>
         {
             Requeue::requeue(Duration::from_secs(300))

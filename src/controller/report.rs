@@ -64,6 +64,7 @@ pub async fn pass(
         ca,
         &pass.verdict,
         pass.scheme,
+        pass.provider.as_deref(),
         &pass.secret_name,
         pass.authorization_url.as_deref(),
         now,
@@ -88,7 +89,11 @@ pub async fn consent(ctx: &Context, ca: &ConnectorAuth, consent: Consent<'_>) {
         Consent::Completed(Ok(Ok(outcome))) => {
             let verdict = Verdict::Ran(outcome.clone());
             let now = Timestamp::now();
-            if let Err(e) = write_status(ctx, ca, &verdict, ca.spec.scheme.name(), &secret_name, None, now).await {
+            // The pass that asked for consent found the provider entry; it is unchanged since.
+            let provider = ca.status.as_ref().and_then(|s| s.provider.clone());
+            let scheme = ca.spec.scheme.name();
+            if let Err(e) = write_status(ctx, ca, &verdict, scheme, provider.as_deref(), &secret_name, None, now).await
+            {
                 warn!(error = %e, "status after consent");
             }
             let note = format!("consent granted; token published in Secret {secret_name}");
@@ -174,11 +179,13 @@ fn observe(ctx: &Context, ca: &ConnectorAuth, o: &Outcome, elapsed: Duration) {
 
 /// Writes the status the verdict calls for, with the conditions that follow from the spec
 /// itself (the `InsecureTLS` warning, with one Warning Event when it appears).
+#[allow(clippy::too_many_arguments)]
 async fn write_status(
     ctx: &Context,
     ca: &ConnectorAuth,
     verdict: &Verdict,
     scheme: &str,
+    provider: Option<&str>,
     secret_name: &str,
     authorization_url: Option<&str>,
     now: Timestamp,
@@ -194,6 +201,7 @@ async fn write_status(
         authorization_url,
         now,
     );
+    next.provider = provider.map(str::to_string);
     status::warn_insecure_tls(&mut next, previous.as_ref(), &ca.spec, generation, now);
     ctx.observe_health(ca, &status::health(&next));
     if let Some(c) = status::raised(previous.as_ref(), &next, status::INSECURE_TLS) {

@@ -19,6 +19,7 @@ use super::context::Context;
 use super::pass::{error_policy, reconcile};
 use super::store::{ROLE_LABEL, STATE_SUFFIX};
 use crate::api::ConnectorAuth;
+use crate::api::provider::ClusterConnectorAuthProvider;
 use crate::engine::tls::{self, Kind};
 use crate::reconcile::shard_of;
 
@@ -75,6 +76,21 @@ fn in_shard(shard: Option<Shard>, mut refs: Vec<ObjectRef<ConnectorAuth>>) -> Ve
         refs.retain(|r| s.contains(r.namespace.as_deref(), Some(&r.name)));
     }
     refs
+}
+
+/// Which ConnectorAuths use a ClusterConnectorAuthProvider (by `spec.provider`), in every
+/// watched namespace: a created, changed or deleted entry changes what they resolve to.
+fn users_of_provider(
+    reader: &Reader<ConnectorAuth>,
+    provider: &PartialObjectMeta<ClusterConnectorAuthProvider>,
+) -> Vec<ObjectRef<ConnectorAuth>> {
+    let name = provider.metadata.name.as_deref();
+    reader
+        .state()
+        .iter()
+        .filter(|ca| ca.spec.provider.as_deref() == name)
+        .map(|ca| ObjectRef::from_obj(ca.as_ref()))
+        .collect()
 }
 
 /// Strips the fields the controller never reads from a cached ConnectorAuth.
@@ -166,6 +182,9 @@ pub async fn run_controller(
         .with_config(controller::Config::default().concurrency(ctx.config.concurrency));
     let mapper_reader = reader.clone();
     let cm_reader = reader.clone();
+    let provider_reader = reader.clone();
+    // Cluster-scoped, so watched cluster-wide even when the operator watches some namespaces.
+    let providers: Api<PartialObjectMeta<ClusterConnectorAuthProvider>> = Api::all(ctx.client.clone());
     let readiness = reader.clone();
     tokio::spawn(async move {
         if readiness.wait_until_ready().await.is_ok() {
@@ -178,6 +197,9 @@ pub async fn run_controller(
         })
         .watches(config_maps, watcher::Config::default().any_semantic(), move |cm| {
             in_shard(shard, readers_of_config_map(&cm_reader, &cm))
+        })
+        .watches(providers, watcher::Config::default().any_semantic(), move |p| {
+            users_of_provider(&provider_reader, &p)
         })
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)

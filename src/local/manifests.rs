@@ -1,5 +1,5 @@
-//! Manifests: ConnectorAuth, Secret and ConfigMap YAML read from a folder, as local mode's
-//! source of resources and of what they read.
+//! Manifests: ConnectorAuth, ClusterConnectorAuthProvider, Secret and ConfigMap YAML read from
+//! a folder, as local mode's source of resources and of what they read.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -10,6 +10,7 @@ use base64::Engine as _;
 use kube::ResourceExt;
 
 use crate::api::ConnectorAuth;
+use crate::api::provider::{ClusterConnectorAuthProvider, ClusterConnectorAuthProviderSpec};
 use crate::engine::SecretString;
 use crate::reconcile::{Data, Source, StoreError};
 
@@ -36,6 +37,7 @@ pub struct Manifests {
     pub resources: Vec<ConnectorAuth>,
     pub secrets: Vec<SecretManifest>,
     pub config_maps: Vec<ConfigMapManifest>,
+    pub providers: Vec<ClusterConnectorAuthProvider>,
 }
 
 impl Manifests {
@@ -63,6 +65,14 @@ impl Source for Manifests {
 
     async fn config_map(&self, namespace: &str, name: &str) -> Result<Option<Data>, StoreError> {
         Ok(Manifests::config_map(self, namespace, name).map(|c| c.data.clone()))
+    }
+
+    async fn provider(&self, name: &str) -> Result<Option<ClusterConnectorAuthProviderSpec>, StoreError> {
+        Ok(self
+            .providers
+            .iter()
+            .find(|p| p.metadata.name.as_deref() == Some(name))
+            .map(|p| p.spec.clone()))
     }
 }
 
@@ -101,6 +111,11 @@ pub fn load_manifests(path: &Path) -> anyhow::Result<Manifests> {
                         );
                     }
                     m.resources.push(ca);
+                }
+                Some("ClusterConnectorAuthProvider") => {
+                    let p = crate::catalog::parse(&doc.to_string())
+                        .map_err(|e| anyhow::anyhow!("{}: refused by the CRD's validation rules: {e}", at()))?;
+                    m.providers.push(p);
                 }
                 Some("Secret") => m
                     .secrets

@@ -23,6 +23,7 @@ use jiff::Timestamp;
 use kube::ResourceExt;
 
 use crate::api::ConnectorAuth;
+use crate::api::provider::ClusterConnectorAuthProviderSpec as ProviderSpec;
 use crate::engine::{Engine, tls};
 use crate::reconcile::callback::{self, CALLBACK_PATH, Consent, ConsentHost};
 use crate::reconcile::{
@@ -47,6 +48,10 @@ impl Source for Files<'_> {
 
     async fn config_map(&self, namespace: &str, name: &str) -> Result<Option<Data>, StoreError> {
         Source::config_map(self.manifests, namespace, name).await
+    }
+
+    async fn provider(&self, name: &str) -> Result<Option<ProviderSpec>, StoreError> {
+        Source::provider(self.manifests, name).await
     }
 }
 
@@ -121,6 +126,11 @@ impl LocalRunner {
 
     /// One pass over every resource.
     pub async fn pass(&mut self) -> anyhow::Result<Vec<Report>> {
+        self.pass_at(Timestamp::now()).await
+    }
+
+    /// One pass as of `now` (a test's way to reach a renewal that is due later).
+    pub async fn pass_at(&mut self, now: Timestamp) -> anyhow::Result<Vec<Report>> {
         let manifests = load_manifests(&self.manifests)?;
         fs::create_dir_all(&self.output).with_context(|| format!("creating {}", self.output.display()))?;
         let files = Files {
@@ -129,7 +139,7 @@ impl LocalRunner {
         };
         let mut reports = Vec::new();
         for ca in &manifests.resources {
-            let pass = self.core.reconcile(&files, ca, Timestamp::now()).await;
+            let pass = self.core.reconcile(&files, ca, now).await;
             let mut report = self.report(ca, pass);
             let id = (report.namespace.clone(), report.name.clone());
             if ca.spec.tls.as_ref().is_some_and(|t| t.insecure_skip_verify) {
@@ -221,6 +231,10 @@ impl Source for LocalHost {
 
     async fn config_map(&self, namespace: &str, name: &str) -> Result<Option<Data>, StoreError> {
         Source::config_map(&self.load()?, namespace, name).await
+    }
+
+    async fn provider(&self, name: &str) -> Result<Option<ProviderSpec>, StoreError> {
+        Source::provider(&self.load()?, name).await
     }
 }
 

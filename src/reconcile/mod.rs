@@ -21,6 +21,8 @@ use jiff::Timestamp;
 use kube::ResourceExt;
 
 use crate::api::ConnectorAuth;
+use crate::api::provider::ClusterConnectorAuthProviderSpec as ProviderSpec;
+use crate::catalog;
 use crate::consent::{self, ConsentState};
 use crate::engine::tls::{self, Kind};
 use crate::engine::{self, Engine, EngineError, Flow, Inputs, SecretString};
@@ -59,6 +61,8 @@ pub enum Verdict {
 pub struct Pass {
     /// The scheme's name (`oauth2`, `tripletex`, …).
     pub scheme: &'static str,
+    /// The provider entry used (`status.provider`), once the resource got that far.
+    pub provider: Option<String>,
     /// The output Secret's name.
     pub secret_name: String,
     pub verdict: Verdict,
@@ -88,6 +92,8 @@ pub trait Source: Sync {
     fn secret(&self, namespace: &str, name: &str) -> impl Future<Output = Result<Option<Data>, StoreError>> + Send;
     /// A ConfigMap's values (`data` and `binaryData`); `None` when it does not exist.
     fn config_map(&self, namespace: &str, name: &str) -> impl Future<Output = Result<Option<Data>, StoreError>> + Send;
+    /// The ClusterConnectorAuthProvider of this name; `None` when there is none.
+    fn provider(&self, name: &str) -> impl Future<Output = Result<Option<ProviderSpec>, StoreError>> + Send;
 }
 
 /// A mode: its reads, and where each resource's state and output are kept.
@@ -121,11 +127,14 @@ pub struct Gathered {
     pub flow: Flow,
     pub inputs: Inputs,
     pub fingerprint: String,
+    /// The provider entry used: `ClusterConnectorAuthProvider/<name>` or `built-in/<name>`.
+    pub provider: Option<String>,
 }
 
 /// Gathers a resource's inputs, refusing it when it cannot be attempted. The order is the
-/// same in every mode: the reference's namespace, the spec, the credentials, then the TLS
-/// material (whose absence is reported only when a request is to be sent).
+/// same in every mode: the reference's namespace, the provider entry, the spec, the
+/// credentials and the provider's parameters, then the TLS material (whose absence is reported
+/// only when a request is to be sent).
 pub async fn gather<S: Source>(
     engine: &Engine,
     source: &S,
@@ -143,7 +152,32 @@ pub async fn gather<S: Source>(
             ),
         }));
     }
-    let flow = match engine.compile(&ca.spec) {
+    // A ClusterConnectorAuthProvider of the name wins over a built-in entry.
+    let cluster = match &ca.spec.provider {
+        Some(name) => source.provider(name).await?,
+        None => None,
+    };
+    let found = match &ca.spec.provider {
+        Some(name) => match catalog::find(name, cluster.as_ref()) {
+            Some(f) => Some(f),
+            None => {
+                return Ok(Err(Refusal {
+                    reason: Reason::ProviderNotFound,
+                    message: catalog::not_found(name),
+                }));
+            }
+        },
+        None => None,
+    };
+    let resolved = match &found {
+        Some(f) => match catalog::apply(f, &ca.spec) {
+            Ok(spec) => std::borrow::Cow::Owned(spec),
+            Err(e) => return Ok(Err(Refusal::from(&e))),
+        },
+        None => std::borrow::Cow::Borrowed(&ca.spec),
+    };
+    let spec = &*resolved;
+    let flow = match engine.compile(spec) {
         Ok(f) => f,
         Err(e) => return Ok(Err(Refusal::from(&e))),
     };
@@ -153,29 +187,35 @@ pub async fn gather<S: Source>(
             message: format!("credentials Secret {ns}/{} not found", cref.name),
         }));
     };
-    let credentials: BTreeMap<String, SecretString> = credentials
+    let mut credentials: BTreeMap<String, SecretString> = credentials
         .into_iter()
         .map(|(k, v)| (k, SecretString::new(String::from_utf8_lossy(&v).into_owned())))
         .collect();
+    if let Some(f) = &found
+        && let Err(e) = catalog::fill_params(f, &ca.spec, &mut credentials)
+    {
+        return Ok(Err(Refusal::from(&e)));
+    }
     let mut fetched = tls::Fetched::new();
-    for obj in tls::references(&ca.spec) {
+    for obj in tls::references(spec) {
         let data = match obj.kind {
             Kind::Secret => source.secret(&ns, &obj.name).await?,
             Kind::ConfigMap => source.config_map(&ns, &obj.name).await?,
         };
         fetched.insert(obj, data);
     }
-    let fingerprint = engine::fingerprint(&ca.spec, &credentials);
+    let fingerprint = engine::fingerprint(spec, &credentials);
     let inputs = Inputs {
         credentials,
         redirect_url,
         callback,
-        http: tls::resolve(&ca.spec, &fetched),
+        http: tls::resolve(spec, &fetched),
     };
     Ok(Ok(Gathered {
         flow,
         inputs,
         fingerprint,
+        provider: found.zip(ca.spec.provider.as_deref()).map(|(f, name)| f.describe(name)),
     }))
 }
 
@@ -240,8 +280,9 @@ impl Core {
         now: Timestamp,
     ) -> Result<Pass, PassError> {
         let secret_name = output_secret_name(ca);
-        let pass = |verdict, authorization_url, replaced| Pass {
+        let pass = |verdict, authorization_url, replaced, provider| Pass {
             scheme: ca.spec.scheme.name(),
+            provider,
             secret_name: secret_name.clone(),
             verdict,
             authorization_url,
@@ -249,7 +290,7 @@ impl Core {
         };
         let g = match gather(&self.engine, adapter, ca, self.redirect_url.clone(), BTreeMap::new()).await? {
             Ok(g) => g,
-            Err(refusal) => return Ok(pass(Verdict::Refused(refusal), None, Vec::new())),
+            Err(refusal) => return Ok(pass(Verdict::Refused(refusal), None, Vec::new(), None)),
         };
         let Some(store) = adapter.store(ca, &secret_name) else {
             return Err(PassError::Store(StoreError::new(
@@ -271,12 +312,17 @@ impl Core {
                     reason,
                     message: e.to_string(),
                 };
-                return Ok(pass(Verdict::Refused(refusal), None, store.replaced()));
+                return Ok(pass(
+                    Verdict::Refused(refusal),
+                    None,
+                    store.replaced(),
+                    g.provider.clone(),
+                ));
             }
             Err(e) => return Err(e),
         };
         let url = self.consent_link(ca, &g, &outcome, now);
-        Ok(pass(Verdict::Ran(outcome), url, store.replaced()))
+        Ok(pass(Verdict::Ran(outcome), url, store.replaced(), g.provider.clone()))
     }
 
     /// The consent link for a resource awaiting consent, signed for its pending nonce.

@@ -834,6 +834,9 @@ where
 pub async fn api_server() -> fake_apiserver::FakeApiServer {
     let server = fake_apiserver::FakeApiServer::start().await;
     server.register_crd(&<connector_auth_operator::api::ConnectorAuth as kube::CustomResourceExt>::crd());
+    server.register_crd(
+        &<connector_auth_operator::api::provider::ClusterConnectorAuthProvider as kube::CustomResourceExt>::crd(),
+    );
     server
 }
 
@@ -860,6 +863,7 @@ pub fn refresh_only(engine: &Engine, base: &str, seed: &str) -> connector_auth_o
         flow: engine.compile(&spec).unwrap(),
         fingerprint: connector_auth_operator::engine::fingerprint(&spec, &inputs.credentials),
         inputs,
+        provider: None,
     }
 }
 
