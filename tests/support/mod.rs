@@ -860,6 +860,7 @@ pub fn refresh_only(engine: &Engine, base: &str, seed: &str) -> connector_auth_o
         flow: engine.compile(&spec).unwrap(),
         fingerprint: connector_auth_operator::engine::fingerprint(&spec, &inputs.credentials),
         inputs,
+        renew_request: None,
     }
 }
 
