@@ -5,7 +5,6 @@
 
 mod support;
 
-use std::sync::{Arc, Barrier};
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -17,7 +16,7 @@ use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, DeleteParams, PostParams};
 use serde_json::{Value, json};
-use support::operator::{Operator, Source};
+use support::operator::{Operator, Source, leaders, start_together};
 use support::*;
 
 const NS: &str = "ns";
@@ -29,48 +28,6 @@ const ROTATING_LOGIN: &[(&str, &str)] = &[
     ("username", "rot-user"),
     ("password", "rot-pass"),
 ];
-
-/// Starts one replica per identity, all released by one barrier at the same instant; each
-/// with leader election and whatever `configure` adds for it.
-fn start_together(
-    url: &str,
-    identities: &[&str],
-    configure: impl Fn(&str, &mut connector_auth_operator::controller::Config) + Send + Sync + 'static,
-) -> Vec<Operator> {
-    let barrier = Arc::new(Barrier::new(identities.len()));
-    let configure = Arc::new(configure);
-    let threads: Vec<_> = identities
-        .iter()
-        .map(|id| {
-            let (barrier, configure, url, id) = (barrier.clone(), configure.clone(), url.to_string(), id.to_string());
-            std::thread::spawn(move || {
-                barrier.wait();
-                Operator::start_with(Source::Url(url), &id, true, |c| configure(&id, c))
-            })
-        })
-        .collect();
-    threads.into_iter().map(|t| t.join().unwrap()).collect()
-}
-
-/// Which replicas say they lead (`connectorauth_leader`), read from their /metrics.
-async fn leaders(ops: &[Operator]) -> Vec<usize> {
-    let reads = ops.iter().map(|op| {
-        let url = format!("http://{}/metrics", op.metrics);
-        async move {
-            match reqwest::get(url).await {
-                Ok(r) => r.text().await.unwrap_or_default(),
-                Err(_) => String::new(),
-            }
-        }
-    });
-    futures::future::join_all(reads)
-        .await
-        .into_iter()
-        .enumerate()
-        .filter(|(_, body)| body.lines().any(|l| l.trim() == "connectorauth_leader 1"))
-        .map(|(i, _)| i)
-        .collect()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_replicas_started_at_the_same_instant_never_lead_at_once() {
