@@ -100,7 +100,11 @@ async fn the_alerts_rest_on_series_the_operator_exposes() {
             ),
             labelled(
                 "connectorauth_verification_failing",
-                &[("namespace", "ns"), ("name", "unverified"), ("reason", "VerificationRejected")],
+                &[
+                    ("namespace", "ns"),
+                    ("name", "unverified"),
+                    ("reason", "VerificationRejected"),
+                ],
             ),
         ];
         all.iter().all(|a| s.contains(a)).then_some(s)

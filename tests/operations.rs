@@ -492,3 +492,57 @@ async fn a_failed_verification_is_a_condition_an_event_and_a_metric_and_the_toke
     );
     op.stop().await;
 }
+
+#[tokio::test]
+async fn local_mode_verifies_each_issuance_and_a_refused_credential_fails_the_run_but_stays_published() {
+    let (base, book) = rotating(3600).await;
+    let faulty = faulty().await;
+    let dir = tempfile::tempdir().unwrap();
+    let manifests = dir.path().join("manifests");
+    std::fs::create_dir_all(&manifests).unwrap();
+    let resource = |name: &str, verify: &str| {
+        format!(
+            "apiVersion: connectorauth.dev/v1alpha1\nkind: ConnectorAuth\nmetadata: {{name: {name}}}\nspec:\n  credentialsRef: {{name: creds}}\n  oauth2: {{tokenUrl: '{base}/oauth/token', grantType: password}}\n  verify: {{url: '{verify}'}}\n"
+        )
+    };
+    let text = format!(
+        "apiVersion: v1\nkind: Secret\nmetadata: {{name: creds}}\nstringData: {{client_id: rot-client, client_secret: rot-secret, username: rot-user, password: rot-pass}}\n---\n{}---\n{}",
+        resource("good", &format!("{base}/api/me")),
+        resource("refused", &format!("{faulty}/unauthorized")),
+    );
+    std::fs::write(manifests.join("all.yaml"), text).unwrap();
+    let out = dir.path().join("out");
+    let mut runner = connector_auth_operator::local::LocalRunner::new(engine(), manifests, out.clone());
+
+    let reports = runner.pass().await.unwrap();
+    let by_name = |name: &str| reports.iter().find(|r| r.name == name).unwrap().clone();
+    let good = by_name("good");
+    assert!(good.line().ends_with(", verified (HTTP 200)"), "{}", good.line());
+    assert!(good.ok());
+    let refused = by_name("refused");
+    let host = faulty.trim_start_matches("http://");
+    assert!(
+        refused.line().ends_with(&format!(
+            ", VERIFY FAILED: verify request GET {host} answered HTTP 401: the published credential was not accepted [VerificationRejected]"
+        )),
+        "{}",
+        refused.line()
+    );
+    assert!(!refused.ok(), "`--once` exits 1");
+    assert!(connector_auth_operator::local::failed(&reports));
+    let published =
+        connector_auth_operator::local::FileStore::new(&out, "default", "refused", "refused-token").published();
+    assert!(
+        !published["access_token"].is_empty(),
+        "the token is published all the same"
+    );
+    assert_eq!(book.requests(), 2);
+
+    // Tokens kept: nothing issued, nothing verified, no token call.
+    let again = runner.pass().await.unwrap();
+    assert!(
+        again.iter().all(|r| r.verification.is_none()),
+        "verified at issuance only"
+    );
+    assert_eq!(book.requests(), 2);
+}
