@@ -83,15 +83,7 @@ async fn secret(client: &kube::Client, name: &str, data: &[(&str, &str)]) {
 }
 
 async fn connector(client: &kube::Client, name: &str, spec: Value) -> ConnectorAuth {
-    let ca: ConnectorAuth = serde_json::from_value(json!({
-        "apiVersion": "connectorauth.dev/v1alpha1", "kind": "ConnectorAuth",
-        "metadata": {"name": name, "namespace": NS}, "spec": spec,
-    }))
-    .unwrap();
-    Api::<ConnectorAuth>::namespaced(client.clone(), NS)
-        .create(&PostParams::default(), &ca)
-        .await
-        .unwrap()
+    create_connector(client, NS, name, spec).await
 }
 
 fn decoded(server: &FakeApiServer, name: &str) -> Option<std::collections::BTreeMap<String, String>> {

@@ -42,15 +42,7 @@ async fn secret(client: &kube::Client, name: &str, data: Value) {
 }
 
 async fn connector(client: &kube::Client, name: &str, spec: Value) {
-    let ca: ConnectorAuth = serde_json::from_value(json!({
-        "apiVersion": "connectorauth.dev/v1alpha1", "kind": "ConnectorAuth",
-        "metadata": {"name": name, "namespace": NS}, "spec": spec,
-    }))
-    .unwrap();
-    Api::<ConnectorAuth>::namespaced(client.clone(), NS)
-        .create(&PostParams::default(), &ca)
-        .await
-        .unwrap();
+    create_connector(client, NS, name, spec).await;
 }
 
 /// A password-grant resource against the rotating provider, verified at its `/api/me`.
@@ -233,7 +225,7 @@ async fn status_shows_a_healthy_a_failing_and_a_consent_pending_resource_with_ex
     op.stop().await;
 }
 
-/// Creates a password-grant resource, starts `ops` replicas, and waits until it is Ready.
+/// Creates the credentials and the password-grant resource `crm`.
 async fn ready_resource(server: &FakeApiServer, base: &str) {
     let client = server.client();
     secret(&client, "creds", rotating_creds()).await;
