@@ -538,3 +538,57 @@ async fn local_mode_verifies_each_issuance_and_a_refused_credential_fails_the_ru
     );
     assert_eq!(book.requests(), 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn renew_annotates_the_named_the_labelled_or_all_resources_of_a_namespace() {
+    let server = api_server().await;
+    let client = server.client();
+    for (name, team) in [("crm", "sales"), ("erp", "finance"), ("wiki", "sales")] {
+        let ca: ConnectorAuth = serde_json::from_value(json!({
+            "apiVersion": "connectorauth.dev/v1alpha1", "kind": "ConnectorAuth",
+            "metadata": {"name": name, "namespace": NS, "labels": {"team": team}},
+            "spec": {"credentialsRef": {"name": "creds"}, "apiKey": {}},
+        }))
+        .unwrap();
+        Api::<ConnectorAuth>::namespaced(client.clone(), NS)
+            .create(&PostParams::default(), &ca)
+            .await
+            .unwrap();
+    }
+    let requested = |name: &str| {
+        server
+            .object("connectorauth.dev", "connectorauths", Some(NS), name)
+            .and_then(|ca| {
+                ca["metadata"]["annotations"][RENEW_ANNOTATION]
+                    .as_str()
+                    .map(str::to_string)
+            })
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let config = kubeconfig(dir.path(), &server);
+
+    let out = run(Path::new(BIN), &config, &["renew", "-l", "team=sales"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let (crm, wiki) = (requested("crm").unwrap(), requested("wiki").unwrap());
+    assert_eq!(crm, wiki, "one request value per run");
+    assert_eq!(requested("erp"), None);
+    assert!(stdout(&out).contains(&format!("ns/crm: renewal requested ({RENEW_ANNOTATION}={crm})")));
+
+    let out = run(Path::new(BIN), &config, &["renew", "ns/erp"]).await;
+    assert_eq!(out.status.code(), Some(0));
+    assert!(requested("erp").is_some());
+    assert_eq!(requested("crm").unwrap(), crm, "the others untouched");
+
+    let out = run(Path::new(BIN), &config, &["renew", "--all"]).await;
+    assert_eq!(out.status.code(), Some(0));
+    assert!(
+        ["crm", "erp", "wiki"].iter().all(|n| requested(n).unwrap() != crm),
+        "each asked again"
+    );
+
+    let out = run(Path::new(BIN), &config, &["renew"]).await;
+    assert_eq!(out.status.code(), Some(2), "nothing named: a usage error");
+    let out = run(Path::new(BIN), &config, &["renew", "ns/missing"]).await;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("ConnectorAuth ns/missing not found"));
+}
