@@ -14,6 +14,10 @@
 //! means the process stopped inside that window: the token is then never sent again (a
 //! provider that revokes the whole family on reuse would otherwise do so); the scheme logs in
 //! again or asks for consent, or, if it can do neither, reports `RefreshTokenInDoubt`.
+//!
+//! A renewal request (the `connectorauth.dev/renew` annotation) is taken the same way: its
+//! value is stored as handled before the token request is sent (with the mark, where there is
+//! one), so whoever leads next never acts upon it again — at most one token call per request.
 
 use std::collections::BTreeMap;
 use std::future::Future;
