@@ -250,7 +250,28 @@ async fn renew_makes_exactly_one_token_call_per_request_even_across_a_restart() 
 
     let dir = tempfile::tempdir().unwrap();
     let config = kubeconfig(dir.path(), &server);
+    server.clear_requests();
     let out = run(Path::new(BIN), &config, &["renew", "crm", "--wait", "--timeout", "20s"]).await;
+    let writes: Vec<String> = server
+        .requests()
+        .into_iter()
+        .filter(|r| r.user_agent.as_deref() == Some("op-a") && matches!(r.verb.as_str(), "create" | "patch" | "update"))
+        .filter(|r| r.resource != "leases")
+        .map(|r| format!("{} {}/{}", r.verb, r.resource, r.subresource.unwrap_or_default()))
+        .collect();
+    // What a routine refresh with a rotating provider writes, plus the Event: the request is
+    // taken in the same state write as the in-flight mark.
+    assert_eq!(
+        writes,
+        [
+            "patch secrets/",
+            "patch secrets/",
+            "patch secrets/",
+            "create events/",
+            "patch connectorauths/status"
+        ],
+        "mark and request, new refresh token, output, Event, status"
+    );
     assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
     assert!(stdout(&out).contains("ns/crm: renewed, Ready"), "{}", stdout(&out));
     let ca = server
