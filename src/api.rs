@@ -14,6 +14,10 @@ use serde::{Deserialize, Serialize};
 
 pub const GROUP: &str = "connectorauth.dev";
 pub const VERSION: &str = "v1alpha1";
+/// Annotation asking the operator to renew the token now (`kubectl connectorauth renew` sets
+/// it to a new value each time). Each value is acted upon once and recorded in
+/// `status.lastRenewRequest`.
+pub const RENEW_ANNOTATION: &str = "connectorauth.dev/renew";
 
 /// Desired state of a ConnectorAuth: where the credentials are, how to turn them into a token,
 /// and where to publish the result.
@@ -94,6 +98,16 @@ pub struct ConnectorAuthSpec {
     /// one is an error naming it.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub provider_params: BTreeMap<String, String>,
+    /// A request that proves the published credential works at the provider, e.g.
+    /// `{url: "https://api.example.com/v1/me"}`. The operator sends it after each issuance
+    /// (and when the spec changes); `kubectl connectorauth check` sends it on demand. It is
+    /// sent with the published headers (`headers.json`), to which `headers` here add or which
+    /// they replace; its templates see the credentials keys and the output Secret's keys
+    /// (`access_token`, `header_value`, `token_type`, template keys, …). `method` defaults to GET
+    /// here. A 2xx answer sets the condition `Verified` True; anything else sets it False with
+    /// the HTTP status and records a Warning Event. The token stays published either way.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verify: Option<Request>,
 }
 
 /// An optional enum field (`Option<Method>`) may be left out; it is not nullable. schemars
@@ -779,7 +793,8 @@ pub struct ClientCertificateRef {
 #[serde(rename_all = "camelCase")]
 pub struct ConnectorAuthStatus {
     /// `Ready`; `RefreshFailing` while renewal is failing; `InsecureTLS` while
-    /// `spec.tls.insecureSkipVerify` is set.
+    /// `spec.tls.insecureSkipVerify` is set; `Verified` with `spec.verify`: whether the
+    /// published credential was accepted when last checked.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
     /// The scheme in use.
@@ -807,6 +822,10 @@ pub struct ConnectorAuthStatus {
     /// Consecutive failed attempts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failure_count: Option<u32>,
+    /// The last renewal request (the `connectorauth.dev/renew` annotation's value, set by
+    /// `kubectl connectorauth renew`) the operator acted upon. Each value is acted upon once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_renew_request: Option<String>,
     /// The `metadata.generation` this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,

@@ -1,4 +1,6 @@
-//! The command line: `run`, `crd`, `local`, `demo`, `import`.
+//! The command line: `run`, `crd`, `local`, `demo`, `import`, `providers`, and `status`,
+//! `renew`, `check` against a cluster. Invoked as `kubectl-connectorauth` (a kubectl plugin) it
+//! names itself `kubectl connectorauth`.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -6,13 +8,14 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 use kube::CustomResourceExt;
 
 use crate::api::ConnectorAuth;
 use crate::engine::renewal::parse_duration;
 use crate::engine::{Engine, HttpSettings};
 use crate::local::{self, LocalRunner};
+use crate::ops;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -55,6 +58,64 @@ pub enum Command {
         #[command(subcommand)]
         command: ProvidersCommand,
     },
+    /// Show a ConnectorAuth in a cluster: conditions, expiry, failures, consent, the output
+    /// Secret's keys (values redacted) and recent Events. Exits 1 when it is not Ready.
+    Status(StatusArgs),
+    /// Ask the operator to renew tokens now (the `connectorauth.dev/renew` annotation).
+    Renew(RenewArgs),
+    /// Send a ConnectorAuth's `spec.verify` request with its published headers and print the
+    /// HTTP status. Exits 1 when the provider does not accept the credential.
+    Check(CheckArgs),
+}
+
+/// How `status` prints.
+#[derive(ValueEnum, Clone, Copy, Debug, Default)]
+pub enum OutputFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Args, Debug)]
+pub struct StatusArgs {
+    /// `NAMESPACE/NAME`, or `NAME` (in `-n`, else the kubeconfig's namespace).
+    pub target: String,
+    #[arg(long, short = 'n')]
+    pub namespace: Option<String>,
+    #[arg(long, short = 'o', value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+}
+
+#[derive(Args, Debug)]
+#[command(group = clap::ArgGroup::new("which").required(true).args(["targets", "all", "selector"]))]
+pub struct RenewArgs {
+    /// `NAMESPACE/NAME` or `NAME`, one or more.
+    pub targets: Vec<String>,
+    #[arg(long, short = 'n')]
+    pub namespace: Option<String>,
+    /// Every ConnectorAuth in the namespace.
+    #[arg(long, conflicts_with = "targets")]
+    pub all: bool,
+    /// Those in the namespace with these labels, e.g. `team=crm`.
+    #[arg(long, short = 'l', conflicts_with = "targets")]
+    pub selector: Option<String>,
+    /// Wait until the operator has acted upon the request; exit 1 if a resource is not Ready
+    /// then.
+    #[arg(long)]
+    pub wait: bool,
+    /// How long `--wait` waits.
+    #[arg(long, default_value = "60s", value_parser = duration_arg)]
+    pub timeout: Duration,
+}
+
+#[derive(Args, Debug)]
+pub struct CheckArgs {
+    /// `NAMESPACE/NAME`, or `NAME` (in `-n`, else the kubeconfig's namespace).
+    pub target: String,
+    #[arg(long, short = 'n')]
+    pub namespace: Option<String>,
+    #[command(flatten)]
+    pub http: HttpArgs,
 }
 
 #[derive(Subcommand, Debug)]
@@ -265,11 +326,28 @@ fn duration_arg(s: &str) -> Result<Duration, String> {
 
 /// Entry point of the binary.
 pub fn main() -> anyhow::Result<std::process::ExitCode> {
-    let cli = Cli::parse();
+    let mut command = Cli::command();
+    if invoked_as_plugin(std::env::args_os().next().as_deref()) {
+        command = command.name("kubectl connectorauth").bin_name("kubectl connectorauth");
+    }
+    let cli = Cli::from_arg_matches(&command.get_matches()).unwrap_or_else(|e| e.exit());
     init_tracing(&cli.log_level, cli.log_format)?;
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     rt.block_on(run(cli))
 }
+
+/// Whether the binary runs as the kubectl plugin: kubectl runs `kubectl-connectorauth` for
+/// `kubectl connectorauth …` (the file may carry an extension, e.g. `.exe`).
+pub fn invoked_as_plugin(argv0: Option<&std::ffi::OsStr>) -> bool {
+    argv0
+        .map(std::path::Path::new)
+        .and_then(|p| p.file_stem())
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| n == PLUGIN_NAME)
+}
+
+/// The kubectl plugin's executable name.
+pub const PLUGIN_NAME: &str = "kubectl-connectorauth";
 
 pub fn init_tracing(filter: &str, format: LogFormat) -> anyhow::Result<()> {
     let filter =
@@ -310,7 +388,97 @@ pub async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             print!("{}", import_yaml(&args)?);
             Ok(std::process::ExitCode::SUCCESS)
         }
+        Command::Status(args) => run_status(args).await,
+        Command::Renew(args) => run_renew(args).await,
+        Command::Check(args) => run_check(args).await,
     }
+}
+
+/// The client and namespace of the kubeconfig (or in-cluster configuration), as kubectl uses.
+async fn cluster() -> anyhow::Result<kube::Client> {
+    kube::Client::try_default()
+        .await
+        .context("cannot configure the Kubernetes client (KUBECONFIG or in-cluster)")
+}
+
+fn exit(ok: bool) -> std::process::ExitCode {
+    if ok {
+        std::process::ExitCode::SUCCESS
+    } else {
+        std::process::ExitCode::FAILURE
+    }
+}
+
+async fn run_status(args: StatusArgs) -> anyhow::Result<std::process::ExitCode> {
+    let client = cluster().await?;
+    let target = ops::Target::parse(&args.target, args.namespace.as_deref(), client.default_namespace())?;
+    let report = ops::status::status(&client, &target).await?;
+    match args.output {
+        OutputFormat::Text => print!("{}", report.text(jiff::Timestamp::now())),
+        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&report.json())?),
+    }
+    Ok(exit(report.ready))
+}
+
+async fn run_renew(args: RenewArgs) -> anyhow::Result<std::process::ExitCode> {
+    let client = cluster().await?;
+    let namespace = args
+        .namespace
+        .clone()
+        .unwrap_or_else(|| client.default_namespace().to_string());
+    let selection = if args.targets.is_empty() {
+        ops::renew::Selection::All {
+            namespace,
+            selector: args.selector.clone(),
+        }
+    } else {
+        let targets = args
+            .targets
+            .iter()
+            .map(|t| ops::Target::parse(t, args.namespace.as_deref(), client.default_namespace()))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        ops::renew::Selection::Named(targets)
+    };
+    let targets = ops::renew::targets(&client, &selection).await?;
+    let value = ops::renew::request_value(jiff::Timestamp::now());
+    for t in &targets {
+        ops::renew::request(&client, t, &value).await?;
+        println!("{t}: renewal requested ({}={value})", crate::api::RENEW_ANNOTATION);
+    }
+    if !args.wait {
+        return Ok(std::process::ExitCode::SUCCESS);
+    }
+    let mut ok = true;
+    for t in &targets {
+        match ops::renew::wait(&client, t, &value, args.timeout).await? {
+            Some(true) => println!("{t}: renewed, Ready"),
+            Some(false) => {
+                ok = false;
+                println!("{t}: acted upon, not Ready (see `status {t}`)");
+            }
+            None => {
+                ok = false;
+                println!(
+                    "{t}: not acted upon within {:?}; is the operator running?",
+                    args.timeout
+                );
+            }
+        }
+    }
+    Ok(exit(ok))
+}
+
+async fn run_check(args: CheckArgs) -> anyhow::Result<std::process::ExitCode> {
+    let client = cluster().await?;
+    let target = ops::Target::parse(&args.target, args.namespace.as_deref(), client.default_namespace())?;
+    let engine = Engine::new(args.http.settings())?;
+    let checked = ops::check::check(&client, &engine, &target).await?;
+    if let Some(note) = &checked.note {
+        eprintln!("note: the request was rendered without the resource's inputs: {note}");
+    }
+    let v = &checked.verification;
+    println!("{target}: {} [{}]", v.message(), v.reason());
+    Ok(exit(v.ok()))
 }
 
 /// The CRD as YAML, exactly as committed in `crds/`.
@@ -468,21 +636,7 @@ fn secret_leaf(path: &str) -> &str {
     path.rsplit('/').next().unwrap_or(path)
 }
 
-/// Output Secret data for humans: metadata in clear, secret values as lengths only.
-pub fn redacted(data: &BTreeMap<String, String>) -> Vec<String> {
-    data.iter()
-        .map(|(k, v)| match k.as_str() {
-            "token_type" | "expires_at" | "header_name" => format!("{k}: {v}"),
-            "headers.json" => {
-                let names: Vec<String> = serde_json::from_str::<BTreeMap<String, String>>(v)
-                    .map(|m| m.into_keys().collect())
-                    .unwrap_or_default();
-                format!("{k}: {{{}}} (values redacted)", names.join(", "))
-            }
-            _ => format!("{k}: <redacted, {} bytes>", v.len()),
-        })
-        .collect()
-}
+pub use crate::ops::redacted;
 
 async fn run_demo(args: DemoArgs) -> anyhow::Result<std::process::ExitCode> {
     let provider = crate::demo::DemoProvider::new(args.ttl, "demo-user", "demo-password");

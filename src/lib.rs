@@ -8,6 +8,7 @@
 //! - [`controller`]: the Kubernetes adapter; [`controller::leader`] says who writes and when.
 //! - [`local`]: the file-backed adapter (local mode).
 //! - [`api`]: the `ConnectorAuth` resource; [`reason`]: every reason the operator reports.
+//! - [`ops`]: `status`, `renew` and `check` against a cluster (also the kubectl plugin).
 //! - [`server`], [`cli`], [`demo`]: HTTP endpoints, the command line, the demo.
 #![forbid(unsafe_code)]
 #![deny(rust_2018_idioms)]
@@ -21,6 +22,7 @@ pub mod demo;
 pub mod engine;
 pub mod import;
 pub mod local;
+pub mod ops;
 pub mod reason;
 pub mod reconcile;
 pub mod server;

@@ -37,6 +37,9 @@ reasons! {
     RenewalDue,
     /// A person granted consent and the authorization code was exchanged.
     Authorized,
+    /// Someone asked for a renewal (`kubectl connectorauth renew`, the `connectorauth.dev/renew`
+    /// annotation).
+    RenewRequested,
 
     // What the resource's conditions say when all is well.
     /// A valid token is published.
@@ -45,6 +48,14 @@ reasons! {
     Pending,
     /// `spec.tls.insecureSkipVerify` is set.
     InsecureSkipVerify,
+
+    // The `Verified` condition (`spec.verify`).
+    /// The provider accepted the published credential (a 2xx answer).
+    VerificationSucceeded,
+    /// The provider refused the published credential (a 4xx answer other than 408 and 429).
+    VerificationRejected,
+    /// The verification got no verdict on the credential: a 3xx, 5xx, 408 or 429 answer.
+    VerificationFailed,
 
     // Routine Events.
     /// A token was issued for a new resource or after a change.

@@ -1,7 +1,8 @@
 //! The chart's alerting rules (`charts/…/files/monitoring/alerts.yaml`, unit-tested with
-//! promtool in CI) rest on series the operator really exposes: a failing, a consent-pending and
-//! a healthy resource, scraped from a running operator's /metrics, give exactly the metric
-//! names and labels the promtool tests feed the rules.
+//! promtool in CI) rest on series the operator really exposes: a failing, a consent-pending, a
+//! healthy and an unverified resource (`spec.verify` refused), scraped from a running
+//! operator's /metrics, give exactly the metric names and labels the promtool tests feed the
+//! rules.
 
 mod support;
 
@@ -48,6 +49,7 @@ async fn scrape(op: &Operator) -> String {
 #[tokio::test]
 async fn the_alerts_rest_on_series_the_operator_exposes() {
     let (base, _book) = rotating(3600).await;
+    let faulty = faulty().await;
     let server = api_server().await;
     let client = server.client();
     let secret: k8s_openapi::api::core::v1::Secret = serde_json::from_value(json!({
@@ -65,6 +67,10 @@ async fn the_alerts_rest_on_series_the_operator_exposes() {
         ),
         ("bad", json!({"credentialsRef": {"name": "not-yet"}, "apiKey": {}})),
         (
+            "unverified",
+            json!({"credentialsRef": {"name": "creds"}, "oauth2": {"tokenUrl": format!("{base}/oauth/token"), "grantType": "password"}, "verify": {"url": format!("{faulty}/unauthorized")}}),
+        ),
+        (
             "google",
             json!({"credentialsRef": {"name": "creds"}, "oauth2": {"tokenUrl": format!("{base}/oauth/token"), "grantType": "authorizationCode", "authorizationUrl": format!("{base}/authorize?redirect_uri={{{{ redirect_url }}}}")}}),
         ),
@@ -77,7 +83,7 @@ async fn the_alerts_rest_on_series_the_operator_exposes() {
         let want: BTreeMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         (name.to_string(), want)
     };
-    let exposed = eventually(10, "all three resources reported", || async {
+    let exposed = eventually(10, "all four resources reported", || async {
         let s = series(&scrape(&op).await);
         let all = [
             labelled(
@@ -91,6 +97,14 @@ async fn the_alerts_rest_on_series_the_operator_exposes() {
             labelled(
                 "connectorauth_token_expiry_timestamp_seconds",
                 &[("namespace", "ns"), ("name", "good")],
+            ),
+            labelled(
+                "connectorauth_verification_failing",
+                &[
+                    ("namespace", "ns"),
+                    ("name", "unverified"),
+                    ("reason", "VerificationRejected"),
+                ],
             ),
         ];
         all.iter().all(|a| s.contains(a)).then_some(s)
@@ -106,6 +120,12 @@ async fn the_alerts_rest_on_series_the_operator_exposes() {
             .iter()
             .any(|(n, l)| n == "connectorauth_consent_required" && l["name"] != "google"),
         "{exposed:?}"
+    );
+    assert!(
+        !exposed
+            .iter()
+            .any(|(n, l)| n == "connectorauth_verification_failing" && l["name"] != "unverified"),
+        "only the unverified resource has a series: {exposed:?}"
     );
 
     // Every series the promtool tests feed the rules has a name and labels the operator uses
@@ -135,12 +155,13 @@ async fn the_alerts_rest_on_series_the_operator_exposes() {
         assert_eq!(keys, have.iter().map(|k| k.to_string()).collect(), "labels of {name}");
         checked += 1;
     }
-    assert!(checked >= 5);
+    assert!(checked >= 6);
     let rules = std::fs::read_to_string(format!("{MONITORING}/alerts.yaml")).unwrap();
     for metric in [
         "connectorauth_refresh_failing",
         "connectorauth_consent_required",
         "connectorauth_token_expiry_timestamp_seconds",
+        "connectorauth_verification_failing",
     ] {
         assert!(rules.contains(metric), "{metric}");
     }

@@ -17,7 +17,7 @@ use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, DeleteParams, PostParams};
 use serde_json::{Value, json};
-use support::operator::{Operator, Source};
+use support::operator::{Operator, Source, leaders, start_sharded_together, start_together};
 use support::*;
 
 const NS: &str = "ns";
@@ -29,58 +29,6 @@ const ROTATING_LOGIN: &[(&str, &str)] = &[
     ("username", "rot-user"),
     ("password", "rot-pass"),
 ];
-
-/// Starts one replica per identity, all released by one barrier at the same instant; each
-/// with leader election and whatever `configure` adds for it.
-fn start_together(
-    url: &str,
-    identities: &[&str],
-    configure: impl Fn(&str, &mut connector_auth_operator::controller::Config) + Send + Sync + 'static,
-) -> Vec<Operator> {
-    start_sharded_together(url, identities, 1, configure)
-}
-
-/// [`start_together`], with the resources split into `shards` shards.
-fn start_sharded_together(
-    url: &str,
-    identities: &[&str],
-    shards: u32,
-    configure: impl Fn(&str, &mut connector_auth_operator::controller::Config) + Send + Sync + 'static,
-) -> Vec<Operator> {
-    let barrier = Arc::new(Barrier::new(identities.len()));
-    let configure = Arc::new(configure);
-    let threads: Vec<_> = identities
-        .iter()
-        .map(|id| {
-            let (barrier, configure, url, id) = (barrier.clone(), configure.clone(), url.to_string(), id.to_string());
-            std::thread::spawn(move || {
-                barrier.wait();
-                Operator::start_sharded(Source::Url(url), &id, shards, |c| configure(&id, c))
-            })
-        })
-        .collect();
-    threads.into_iter().map(|t| t.join().unwrap()).collect()
-}
-
-/// Which replicas say they lead (`connectorauth_leader`), read from their /metrics.
-async fn leaders(ops: &[Operator]) -> Vec<usize> {
-    let reads = ops.iter().map(|op| {
-        let url = format!("http://{}/metrics", op.metrics);
-        async move {
-            match reqwest::get(url).await {
-                Ok(r) => r.text().await.unwrap_or_default(),
-                Err(_) => String::new(),
-            }
-        }
-    });
-    futures::future::join_all(reads)
-        .await
-        .into_iter()
-        .enumerate()
-        .filter(|(_, body)| body.lines().any(|l| l.trim() == "connectorauth_leader 1"))
-        .map(|(i, _)| i)
-        .collect()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_replicas_started_at_the_same_instant_never_lead_at_once() {
@@ -136,15 +84,7 @@ async fn secret(client: &kube::Client, name: &str, data: &[(&str, &str)]) {
 }
 
 async fn connector(client: &kube::Client, name: &str, spec: Value) -> ConnectorAuth {
-    let ca: ConnectorAuth = serde_json::from_value(json!({
-        "apiVersion": "connectorauth.dev/v1alpha1", "kind": "ConnectorAuth",
-        "metadata": {"name": name, "namespace": NS}, "spec": spec,
-    }))
-    .unwrap();
-    Api::<ConnectorAuth>::namespaced(client.clone(), NS)
-        .create(&PostParams::default(), &ca)
-        .await
-        .unwrap()
+    create_connector(client, NS, name, spec).await
 }
 
 fn decoded(server: &FakeApiServer, name: &str) -> Option<std::collections::BTreeMap<String, String>> {

@@ -11,6 +11,9 @@ use kube::{Client, Resource, ResourceExt};
 
 use super::config::{Config, LeaderElection};
 use super::events::Publisher;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+
 use super::metrics::{FailingLabels, Metrics, ResourceLabels};
 use super::report;
 use super::status::Health;
@@ -37,6 +40,8 @@ pub struct Context {
     /// The `reason` label of each resource's `refresh_failing` series, to remove it when the
     /// resource recovers (only failing resources are here).
     failing: Mutex<BTreeMap<(String, String), String>>,
+    /// The same for `verification_failing`.
+    verification_failing: Mutex<BTreeMap<(String, String), String>>,
 }
 
 impl Context {
@@ -61,6 +66,7 @@ impl Context {
             memory: Memory::default(),
             written_status: Mutex::default(),
             failing: Mutex::default(),
+            verification_failing: Mutex::default(),
         }))
     }
 
@@ -105,8 +111,8 @@ impl Context {
         self.observe_health(ca, &Health::default());
     }
 
-    /// Keeps the per-resource alerting series (`refresh_failing`, `consent_required`) in step
-    /// with what the resource's status says.
+    /// Keeps the per-resource alerting series (`refresh_failing`, `consent_required`,
+    /// `verification_failing`) in step with what the resource's status says.
     pub(crate) fn observe_health(&self, ca: &ConnectorAuth, health: &Health) {
         let (namespace, name) = (ca.namespace().unwrap_or_default(), ca.name_any());
         let resource = ResourceLabels {
@@ -118,27 +124,37 @@ impl Context {
         } else {
             self.metrics.consent_required.remove(&resource);
         }
-        let key = (namespace.clone(), name.clone());
-        let mut failing = self.failing.lock().expect("lock");
-        let previous = failing.remove(&key);
-        if let Some(reason) = previous.filter(|p| health.failing.as_ref() != Some(p)) {
-            self.metrics.failing.remove(&FailingLabels {
-                namespace: namespace.clone(),
-                name: name.clone(),
-                reason,
-            });
-        }
-        if let Some(reason) = &health.failing {
-            self.metrics
-                .failing
-                .get_or_create(&FailingLabels {
-                    namespace,
-                    name,
-                    reason: reason.clone(),
-                })
-                .set(1);
-            failing.insert(key, reason.clone());
-        }
+        let key = (namespace, name);
+        follow(&self.metrics.failing, &self.failing, &key, health.failing.as_ref());
+        follow(
+            &self.metrics.verification_failing,
+            &self.verification_failing,
+            &key,
+            health.verification_failing.as_ref(),
+        );
+    }
+}
+
+/// Sets a resource's series of a `*_failing` family to 1 with the current reason, or removes
+/// it; `seen` remembers each resource's reason label so the series of an old reason goes too.
+fn follow(
+    family: &Family<FailingLabels, Gauge>,
+    seen: &Mutex<BTreeMap<(String, String), String>>,
+    key: &(String, String),
+    reason: Option<&String>,
+) {
+    let labels = |reason: String| FailingLabels {
+        namespace: key.0.clone(),
+        name: key.1.clone(),
+        reason,
+    };
+    let mut seen = seen.lock().expect("lock");
+    if let Some(old) = seen.remove(key).filter(|old| reason != Some(old)) {
+        family.remove(&labels(old));
+    }
+    if let Some(reason) = reason {
+        family.get_or_create(&labels(reason.clone())).set(1);
+        seen.insert(key.clone(), reason.clone());
     }
 }
 
@@ -154,7 +170,24 @@ pub(crate) fn secret_bytes(s: Secret) -> Data {
 
 impl Source for Context {
     async fn secret(&self, namespace: &str, name: &str) -> Result<Option<Data>, StoreError> {
-        Api::<Secret>::namespaced(self.client.clone(), namespace)
+        ApiSource(self.client.clone()).secret(namespace, name).await
+    }
+
+    async fn config_map(&self, namespace: &str, name: &str) -> Result<Option<Data>, StoreError> {
+        ApiSource(self.client.clone()).config_map(namespace, name).await
+    }
+
+    async fn provider(&self, name: &str) -> Result<Option<ClusterConnectorAuthProviderSpec>, StoreError> {
+        ApiSource(self.client.clone()).provider(name).await
+    }
+}
+
+/// Reads through the Kubernetes API: the controller's reads, and the CLI's (`check`).
+pub struct ApiSource(pub Client);
+
+impl Source for ApiSource {
+    async fn secret(&self, namespace: &str, name: &str) -> Result<Option<Data>, StoreError> {
+        Api::<Secret>::namespaced(self.0.clone(), namespace)
             .get_opt(name)
             .await
             .map(|s| s.map(secret_bytes))
@@ -162,7 +195,7 @@ impl Source for Context {
     }
 
     async fn config_map(&self, namespace: &str, name: &str) -> Result<Option<Data>, StoreError> {
-        let cm = Api::<ConfigMap>::namespaced(self.client.clone(), namespace)
+        let cm = Api::<ConfigMap>::namespaced(self.0.clone(), namespace)
             .get_opt(name)
             .await
             .map_err(|e| StoreError::new(format!("reading ConfigMap {namespace}/{name}"), e))?;
@@ -182,7 +215,7 @@ impl Source for Context {
 
     async fn provider(&self, name: &str) -> Result<Option<ClusterConnectorAuthProviderSpec>, StoreError> {
         // Not found, also when the CRD is not installed: the built-in entry (if any) applies.
-        Api::<ClusterConnectorAuthProvider>::all(self.client.clone())
+        Api::<ClusterConnectorAuthProvider>::all(self.0.clone())
             .get_opt(name)
             .await
             .map(|p| p.map(|p| p.spec))
@@ -196,6 +229,10 @@ impl Adapter for Context {
     fn store(&self, ca: &ConnectorAuth, secret_name: &str) -> Option<KubeStore> {
         let secrets = Api::namespaced(self.client.clone(), &ca.namespace()?);
         KubeStore::new(secrets, ca, secret_name, self.memory.clone(), self.metrics.clone())
+    }
+
+    fn verified_generation(&self, ca: &ConnectorAuth) -> Option<i64> {
+        super::status::verified_generation(self.previous_status(ca).as_ref())
     }
 }
 

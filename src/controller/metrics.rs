@@ -61,6 +61,9 @@ pub struct Metrics {
     pub failing: Family<FailingLabels, Gauge>,
     /// 1 per resource waiting for a person to grant consent; no series otherwise.
     pub consent_required: Family<ResourceLabels, Gauge>,
+    /// 1 per resource whose published credential the provider did not accept when last
+    /// verified (`spec.verify`); no series otherwise.
+    pub verification_failing: Family<FailingLabels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -128,7 +131,14 @@ impl Default for Metrics {
             "1 while a resource waits for a person to grant consent; absent otherwise",
             consent_required.clone(),
         );
+        let verification_failing = Family::<FailingLabels, Gauge>::default();
+        registry.register(
+            "verification_failing",
+            "1 while the last verification of a resource's published credential (spec.verify) failed (reason: why); absent otherwise",
+            verification_failing.clone(),
+        );
         Metrics {
+            verification_failing,
             failing,
             consent_required,
             leader,

@@ -16,6 +16,7 @@ use super::metrics::{OutcomeLabels, ResourceLabels};
 use super::status;
 use super::store::FIELD_MANAGER;
 use crate::api::{ConnectorAuth, ConnectorAuthStatus};
+use crate::engine::Verification;
 use crate::reason::Reason;
 use crate::reconcile::callback::Consent;
 use crate::reconcile::decide::{self, EventPlan};
@@ -46,6 +47,10 @@ pub async fn pass(
             if let Some(ev) = decide::event_for(o, was_failing, &pass.secret_name) {
                 publish(ctx, ca, &ev).await;
             }
+            if let Some(v) = pass.verification.as_ref().filter(|v| !v.ok()) {
+                warn!(reason = %v.reason(), message = %v.message(), "verification failed; the token stays published");
+                publish(ctx, ca, &plan(true, v.reason(), v.message(), "Verify")).await;
+            }
         }
         Verdict::Refused(r) => {
             warn!(reason = %r.reason, message = %r.message, "refused");
@@ -67,6 +72,7 @@ pub async fn pass(
         pass.provider.as_deref(),
         &pass.secret_name,
         pass.authorization_url.as_deref(),
+        pass.verification.as_ref(),
         now,
     )
     .await
@@ -92,7 +98,8 @@ pub async fn consent(ctx: &Context, ca: &ConnectorAuth, consent: Consent<'_>) {
             // The pass that asked for consent found the provider entry; it is unchanged since.
             let provider = ca.status.as_ref().and_then(|s| s.provider.clone());
             let scheme = ca.spec.scheme.name();
-            if let Err(e) = write_status(ctx, ca, &verdict, scheme, provider.as_deref(), &secret_name, None, now).await
+            if let Err(e) =
+                write_status(ctx, ca, &verdict, scheme, provider.as_deref(), &secret_name, None, None, now).await
             {
                 warn!(error = %e, "status after consent");
             }
@@ -178,7 +185,8 @@ fn observe(ctx: &Context, ca: &ConnectorAuth, o: &Outcome, elapsed: Duration) {
 }
 
 /// Writes the status the verdict calls for, with the conditions that follow from the spec
-/// itself (the `InsecureTLS` warning, with one Warning Event when it appears).
+/// itself (the `InsecureTLS` warning, with one Warning Event when it appears) and from a
+/// verification (`Verified`).
 #[allow(clippy::too_many_arguments)]
 async fn write_status(
     ctx: &Context,
@@ -188,6 +196,7 @@ async fn write_status(
     provider: Option<&str>,
     secret_name: &str,
     authorization_url: Option<&str>,
+    verification: Option<&Verification>,
     now: Timestamp,
 ) -> Result<(), Error> {
     let previous = ctx.previous_status(ca);
@@ -203,6 +212,8 @@ async fn write_status(
     );
     next.provider = provider.map(str::to_string);
     status::warn_insecure_tls(&mut next, previous.as_ref(), &ca.spec, generation, now);
+    let verify = ca.spec.verify.is_some();
+    status::verified(&mut next, previous.as_ref(), verify, verification, generation, now);
     ctx.observe_health(ca, &status::health(&next));
     if let Some(c) = status::raised(previous.as_ref(), &next, status::INSECURE_TLS) {
         warn!(reason = %c.reason, "TLS verification of token requests is disabled");

@@ -5,6 +5,7 @@
 use jiff::Timestamp;
 
 use crate::api::{Condition, ConnectorAuthSpec, ConnectorAuthStatus};
+use crate::engine::Verification;
 use crate::reason::Reason;
 use crate::reconcile::{Action, Verdict};
 
@@ -12,6 +13,8 @@ pub const READY: &str = "Ready";
 pub const REFRESH_FAILING: &str = "RefreshFailing";
 /// Warning condition while `spec.tls.insecureSkipVerify` is set.
 pub const INSECURE_TLS: &str = "InsecureTLS";
+/// With `spec.verify`: whether the provider accepted the published credential when last asked.
+pub const VERIFIED: &str = "Verified";
 /// The desired status. `previous` supplies condition transition times to keep.
 pub fn desired(
     previous: Option<&ConnectorAuthStatus>,
@@ -26,6 +29,7 @@ pub fn desired(
         scheme: Some(scheme.to_string()),
         secret_name: Some(secret_name.to_string()),
         observed_generation: generation,
+        last_renew_request: previous.and_then(|p| p.last_renew_request.clone()),
         ..Default::default()
     };
     let mut conditions = Vec::new();
@@ -42,6 +46,7 @@ pub fn desired(
             }
             status.next_refresh_time = o.next.map(|n| n.to_string());
             status.failure_count = (o.failures > 0).then_some(o.failures);
+            status.last_renew_request = o.renew_handled.clone();
             if let Action::Failed {
                 error: crate::engine::EngineError::AuthorizationRequired,
             } = &o.action
@@ -145,6 +150,41 @@ pub fn warn_insecure_tls(
     status.conditions.extend(merge_conditions(prev, vec![c], now));
 }
 
+/// Adds the `Verified` condition of a resource with `spec.verify`: from this pass's
+/// verification if it made one, else as it was (it is re-evaluated at each issuance and spec
+/// change, not on every pass).
+pub fn verified(
+    status: &mut ConnectorAuthStatus,
+    previous: Option<&ConnectorAuthStatus>,
+    configured: bool,
+    verification: Option<&Verification>,
+    generation: Option<i64>,
+    now: Timestamp,
+) {
+    if !configured {
+        return;
+    }
+    let prev = previous.map(|p| p.conditions.as_slice()).unwrap_or_default();
+    match verification {
+        Some(v) => {
+            let c = cond(VERIFIED, v.ok(), v.reason().as_str(), &v.message(), generation);
+            status.conditions.extend(merge_conditions(prev, vec![c], now));
+        }
+        None => status
+            .conditions
+            .extend(prev.iter().find(|c| c.type_ == VERIFIED).cloned()),
+    }
+}
+
+/// The `metadata.generation` the `Verified` condition was computed for.
+pub fn verified_generation(status: Option<&ConnectorAuthStatus>) -> Option<i64> {
+    status?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == VERIFIED)?
+        .observed_generation
+}
+
 /// The condition of type `type_` if it is True in `next` but was not in `previous` (it just
 /// appeared): the moment to record an Event once.
 pub fn raised<'a>(
@@ -166,6 +206,8 @@ pub fn raised<'a>(
 pub struct Health {
     pub failing: Option<String>,
     pub consent_required: bool,
+    /// The reason the last verification failed (`spec.verify`), while it is failing.
+    pub verification_failing: Option<String>,
 }
 
 /// Reads a status for the per-resource alerting metrics.
@@ -181,6 +223,7 @@ pub fn health(status: &ConnectorAuthStatus) -> Health {
     let renewal = find(REFRESH_FAILING, "True");
     let not_ready = find(READY, "False");
     Health {
+        verification_failing: find(VERIFIED, "False").map(str::to_string),
         consent_required: renewal == Some(consent) || not_ready == Some(consent),
         failing: renewal
             .or(not_ready)
@@ -249,7 +292,74 @@ mod tests {
             failures,
             last_error: None,
             pending_consent: None,
+            renew_handled: None,
         }
+    }
+
+    #[test]
+    fn a_verification_sets_verified_and_later_passes_keep_it_until_the_next() {
+        let now = ts("2026-01-01T00:10:00Z");
+        let rejected = Verification::Answered {
+            method: "GET".into(),
+            host: "api.example.com".into(),
+            status: 401,
+        };
+        let mut s1 = ConnectorAuthStatus::default();
+        verified(&mut s1, None, true, Some(&rejected), Some(2), now);
+        let c = &s1.conditions[0];
+        assert_eq!(
+            (c.type_.as_str(), c.status.as_str(), c.reason.as_str()),
+            (VERIFIED, "False", "VerificationRejected")
+        );
+        assert!(c.message.contains("HTTP 401"), "{}", c.message);
+        assert_eq!(verified_generation(Some(&s1)), Some(2));
+        assert_eq!(
+            health(&s1).verification_failing.as_deref(),
+            Some("VerificationRejected")
+        );
+
+        let mut s2 = ConnectorAuthStatus::default();
+        verified(&mut s2, Some(&s1), true, None, Some(2), ts("2026-01-01T00:20:00Z"));
+        assert_eq!(s2, s1, "kept as it was: nothing to patch");
+
+        let accepted = Verification::Answered {
+            method: "GET".into(),
+            host: "api.example.com".into(),
+            status: 200,
+        };
+        let mut s3 = ConnectorAuthStatus::default();
+        verified(
+            &mut s3,
+            Some(&s2),
+            true,
+            Some(&accepted),
+            Some(2),
+            ts("2026-01-01T00:30:00Z"),
+        );
+        assert_eq!(s3.conditions[0].status, "True");
+        assert_eq!(s3.conditions[0].last_transition_time, "2026-01-01T00:30:00Z");
+        assert_eq!(health(&s3).verification_failing, None);
+
+        let mut gone = ConnectorAuthStatus::default();
+        verified(&mut gone, Some(&s3), false, None, Some(3), now);
+        assert!(gone.conditions.is_empty(), "spec.verify removed: no condition");
+    }
+
+    #[test]
+    fn the_last_renew_request_acted_upon_is_in_status_even_when_refused_later() {
+        let now = ts("2026-01-01T00:10:00Z");
+        let o = Outcome {
+            renew_handled: Some("r1".into()),
+            ..outcome(Action::Kept, "2026-01-01T01:00:00Z", 0)
+        };
+        let s = desired(None, &Verdict::Ran(o), None, "oauth2", "x", None, now);
+        assert_eq!(s.last_renew_request.as_deref(), Some("r1"));
+        let r = crate::reconcile::Refusal {
+            reason: Reason::CredentialsNotFound,
+            message: "m".into(),
+        };
+        let later = desired(Some(&s), &Verdict::Refused(r), None, "oauth2", "x", None, now);
+        assert_eq!(later.last_renew_request.as_deref(), Some("r1"));
     }
 
     #[test]
@@ -353,6 +463,7 @@ mod tests {
             failures: 0,
             last_error: None,
             pending_consent: Some(pending),
+            renew_handled: None,
         };
         let url = "https://accounts.example.com/auth?state=abc";
         let s = desired(

@@ -85,6 +85,9 @@ struct Private {
     /// Token response fields read as `{{ oauth.<field> }}` (they may be credentials).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     oauth: BTreeMap<String, SecretString>,
+    /// The last renewal request acted upon (see the driver).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    renew_handled: Option<String>,
 }
 
 impl Private {
@@ -101,6 +104,7 @@ impl Private {
             refresh_token_reusable: r.token.as_ref().is_some_and(|t| t.refresh_token_reusable),
             in_flight: r.in_flight.clone(),
             oauth: r.token.as_ref().map(|t| t.oauth.clone()).unwrap_or_default(),
+            renew_handled: r.renew_handled.clone(),
         }
     }
 }
@@ -386,6 +390,7 @@ impl Store for KubeStore {
             last_error: private.last_error,
             pending_consent: private.pending_consent,
             in_flight: private.in_flight,
+            renew_handled: private.renew_handled,
         };
         self.remember(&record);
         Ok(Some(record))

@@ -166,6 +166,8 @@ pub struct Flow {
     pub assertions: Vec<assertion::Plan>,
     /// Requests sent in order before `login` (see `engine::chain`).
     pub chain: Vec<ChainStep>,
+    /// `spec.verify`: proves a published credential works (see `engine::verify`).
+    pub verify: Option<Step>,
 }
 
 /// The templates of one request.
@@ -195,7 +197,7 @@ impl Flow {
             all.extend(plan.templates());
         }
         let chained = self.chain.iter().map(|c| &c.step);
-        for step in [&self.login, &self.refresh, &self.code_exchange]
+        for step in [&self.login, &self.refresh, &self.code_exchange, &self.verify]
             .into_iter()
             .flatten()
             .chain(chained)
@@ -236,6 +238,7 @@ pub fn compile(spec: &api::ConnectorAuthSpec, templates: &Templates) -> Result<F
     flow.renewal = renewal;
     flow.refresh_keeps_lifetime = matches!(spec.scheme, Scheme::OAuth2(_) | Scheme::SuperOffice(_));
     apply_output(&mut flow, &spec.output);
+    flow.verify = spec.verify.as_ref().map(super::verify::compile).transpose()?;
     for t in flow.templates() {
         templates.check(&t.field, &t.source)?;
     }
@@ -378,6 +381,7 @@ pub(crate) fn base_flow(scheme: &'static str) -> Flow {
         renewal: RenewalPolicy::default(),
         assertions: vec![],
         chain: vec![],
+        verify: None,
     }
 }
 

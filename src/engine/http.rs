@@ -193,8 +193,16 @@ impl HttpClient {
     }
 
     /// Sends `req` with the client for `opts`; `step` (e.g. `login`, `refresh`) names it in
-    /// errors.
+    /// errors, as does a status other than 2xx or 3xx.
     pub async fn send(&self, step: &str, req: HttpRequest, opts: &ClientOptions) -> Result<HttpResponse> {
+        let resp = self.fetch(step, req, opts).await?;
+        classify_status(step, &resp.host, resp.status, &resp.headers, &resp.body)?;
+        Ok(resp)
+    }
+
+    /// [`send`](Self::send), but any status is an answer: for callers that judge it themselves
+    /// (a verification request).
+    pub async fn fetch(&self, step: &str, req: HttpRequest, opts: &ClientOptions) -> Result<HttpResponse> {
         let client = self.client_for(opts)?;
         let host = host_of(&req.url);
         let limit = {
@@ -257,7 +265,6 @@ impl HttpClient {
             }
             body.extend_from_slice(&chunk);
         }
-        classify_status(step, &host, status, &headers, &body)?;
         Ok(HttpResponse {
             status,
             host,

@@ -14,6 +14,7 @@ pub mod schemes;
 pub mod secret;
 pub mod template;
 pub mod tls;
+pub mod verify;
 
 use std::collections::BTreeMap;
 
@@ -28,6 +29,7 @@ pub use http::{HttpClient, HttpSettings};
 pub use secret::SecretString;
 pub use template::{TemplateContext, Templates};
 pub use tls::ClientOptions;
+pub use verify::Verification;
 
 use flow::{Body, Step, Tmpl};
 use http::HttpRequest;

@@ -165,10 +165,12 @@ impl LocalRunner {
             result: Err(String::new()),
             authorization_url: None,
             warning: None,
+            verification: None,
         };
         match pass {
             Ok(p) => {
                 report.authorization_url = p.authorization_url;
+                report.verification = p.verification;
                 report.result = match p.verdict {
                     Verdict::Ran(o) => Ok(o),
                     Verdict::Refused(r) => Err(format!("{} [{}]", r.message, r.reason)),

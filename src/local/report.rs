@@ -2,7 +2,7 @@
 
 use jiff::Timestamp;
 
-use crate::engine::EngineError;
+use crate::engine::{EngineError, Verification};
 use crate::reconcile::{Action, Outcome};
 
 /// One resource's result of a pass, for summaries.
@@ -17,6 +17,8 @@ pub struct Report {
     pub authorization_url: Option<String>,
     /// A warning about the spec, given once per resource and process (`insecureSkipVerify`).
     pub warning: Option<String>,
+    /// What `spec.verify` came to, when the pass verified the credential.
+    pub verification: Option<Verification>,
 }
 
 impl Report {
@@ -29,6 +31,7 @@ impl Report {
     pub fn ok(&self) -> bool {
         matches!(&self.result, Ok(o) if !matches!(o.action, Action::Failed { .. } | Action::BackingOff))
             && self.result.as_ref().is_ok_and(|o| o.token.is_some())
+            && self.verification.as_ref().is_none_or(Verification::ok)
     }
 
     /// One line, without secret values.
@@ -80,8 +83,13 @@ impl Report {
                         self.scheme
                     );
                 }
+                let verified = match &self.verification {
+                    Some(v) if v.ok() => format!(", verified (HTTP {})", v.status().unwrap_or_default()),
+                    Some(v) => format!(", VERIFY FAILED: {} [{}]", v.message(), v.reason()),
+                    None => String::new(),
+                };
                 format!(
-                    "{who:<32} {:<17} {word:<9} {expires}{next} -> {}{detail}",
+                    "{who:<32} {:<17} {word:<9} {expires}{next} -> {}{detail}{verified}",
                     self.scheme, self.secret
                 )
             }

@@ -84,9 +84,11 @@ mod tests {
                 failures: 0,
                 last_error: Some(("ProviderUnavailable".into(), "HTTP 503".into())),
                 pending_consent: None,
+                renew_handled: None,
             }),
             authorization_url: link.map(str::to_string),
             warning: None,
+            verification: None,
         }
     }
 

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use jiff::{SignedDuration, Timestamp};
 
 use super::driver::{Action, InFlight, Outcome, PendingConsent, Record};
+use crate::engine::renewal::Decision;
 use crate::reason::Reason;
 
 /// How long before a consent link expires a fresh one replaces it.
@@ -52,6 +53,33 @@ pub fn consent_recheck(
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
     }
+}
+
+/// The renewal request to act upon in this pass: the `connectorauth.dev/renew` annotation's
+/// value, unless it is empty or is the one acted upon last (each value is acted upon once,
+/// however often the resource is reconciled, and by whichever replica leads).
+pub fn renew_request<'a>(annotation: Option<&'a str>, handled: Option<&str>) -> Option<&'a str> {
+    annotation
+        .map(str::trim)
+        .filter(|v| !v.is_empty() && Some(*v) != handled)
+}
+
+/// A requested renewal turns a decision to keep the token into one to renew it; a token due
+/// anyway keeps the reason it is due for.
+pub fn with_request(decision: Decision, requested: bool) -> Decision {
+    match decision {
+        Decision::Keep { .. } if requested => Decision::Renew {
+            reason: Reason::RenewRequested,
+        },
+        d => d,
+    }
+}
+
+/// Whether a pass verifies the published credential (`spec.verify`): after every issuance, and
+/// otherwise when the last verification was made for another generation of the spec (none
+/// yet, or the spec changed since). `verified_for` is that generation as the adapter knows it.
+pub fn verify_due(configured: bool, issued: bool, verified_for: Option<i64>, generation: Option<i64>) -> bool {
+    configured && (issued || verified_for != generation)
 }
 
 /// What may be done with the refresh token a renewal would send.
@@ -253,7 +281,57 @@ mod tests {
             failures: 0,
             last_error: None,
             pending_consent: None,
+            renew_handled: None,
         }
+    }
+
+    #[test]
+    fn a_renew_request_is_acted_upon_once_per_value() {
+        assert_eq!(
+            renew_request(Some("2026-01-01T00:00:00Z"), None),
+            Some("2026-01-01T00:00:00Z")
+        );
+        assert_eq!(
+            renew_request(Some("2026-01-01T00:00:00Z"), Some("2026-01-01T00:00:00Z")),
+            None,
+            "already acted upon"
+        );
+        assert_eq!(
+            renew_request(Some("2026-01-02T00:00:00Z"), Some("2026-01-01T00:00:00Z")),
+            Some("2026-01-02T00:00:00Z"),
+            "a new request"
+        );
+        assert_eq!(renew_request(Some(" "), None), None, "an empty value asks nothing");
+        assert_eq!(renew_request(None, Some("x")), None);
+    }
+
+    #[test]
+    fn a_requested_renewal_renews_a_kept_token_and_keeps_the_reason_of_a_due_one() {
+        let keep = Decision::Keep { until: None };
+        assert_eq!(
+            with_request(keep.clone(), true),
+            Decision::Renew {
+                reason: Reason::RenewRequested
+            }
+        );
+        assert_eq!(with_request(keep.clone(), false), keep);
+        let due = Decision::Renew {
+            reason: Reason::Expired,
+        };
+        assert_eq!(with_request(due.clone(), true), due);
+    }
+
+    #[test]
+    fn a_credential_is_verified_after_issuance_and_when_the_spec_changed() {
+        assert!(verify_due(true, true, Some(3), Some(3)), "every issuance");
+        assert!(!verify_due(true, false, Some(3), Some(3)), "verified for this spec");
+        assert!(verify_due(true, false, Some(2), Some(3)), "the spec changed");
+        assert!(verify_due(true, false, None, Some(3)), "never verified");
+        assert!(
+            !verify_due(true, false, None, None),
+            "no generation (local mode): on issuance only"
+        );
+        assert!(!verify_due(false, true, None, Some(1)), "nothing to verify");
     }
 
     #[test]

@@ -14,6 +14,10 @@
 //! means the process stopped inside that window: the token is then never sent again (a
 //! provider that revokes the whole family on reuse would otherwise do so); the scheme logs in
 //! again or asks for consent, or, if it can do neither, reports `RefreshTokenInDoubt`.
+//!
+//! A renewal request (the `connectorauth.dev/renew` annotation) is taken the same way: its
+//! value is stored as handled before the token request is sent (with the mark, where there is
+//! one), so whoever leads next never acts upon it again — at most one token call per request.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -55,6 +59,10 @@ pub struct Record {
     /// stored yet.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub in_flight: Option<InFlight>,
+    /// The last renewal request (the `connectorauth.dev/renew` annotation's value) acted upon:
+    /// stored before its token request is sent, so no process acts on it twice.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub renew_handled: Option<String>,
 }
 
 /// A refresh token that was about to be sent (or was sent) without its answer being stored.
@@ -173,6 +181,8 @@ pub struct Outcome {
     pub last_error: Option<(String, String)>,
     /// For authorization-code flows awaiting consent: the link's nonce and expiry.
     pub pending_consent: Option<PendingConsent>,
+    /// The last renewal request acted upon.
+    pub renew_handled: Option<String>,
 }
 
 /// How long a consent link is offered before a fresh one replaces it.
@@ -226,7 +236,9 @@ pub async fn reconcile<S: Store + Sync>(
         Some(http) => format!("{fingerprint}+{http}"),
         None => fingerprint.to_string(),
     };
-    if let Some(retry_at) = decide::backing_off(&record, &attempt, now) {
+    // A renewal someone asked for is attempted at once, backoff or not, and only once.
+    let requested = decide::renew_request(g.renew_request.as_deref(), record.renew_handled.as_deref());
+    if let Some(retry_at) = decide::backing_off(&record, &attempt, now).filter(|_| requested.is_none()) {
         return Ok(
             match publish_current(engine, flow, inputs, &record, store, now).await? {
                 Some(written) => outcome(Action::BackingOff, &record, Some(retry_at), written),
@@ -235,7 +247,11 @@ pub async fn reconcile<S: Store + Sync>(
         );
     }
 
-    let reason = match renewal::decide(now, record.token.as_ref(), fingerprint) {
+    let decision = decide::with_request(
+        renewal::decide(now, record.token.as_ref(), fingerprint),
+        requested.is_some(),
+    );
+    let reason = match decision {
         Decision::Keep { until } => {
             let Some(token) = record.token.as_ref() else {
                 unreachable!("decide keeps only a stored token")
@@ -261,10 +277,28 @@ pub async fn reconcile<S: Store + Sync>(
         return Err(PassError::NotLeader);
     }
     let mut marked = false;
+    // The request is taken before anything is sent, in the same write as the mark where there
+    // is one: a process that stops after sending never leaves it to another to act on again.
+    let untaken = record.clone();
+    if let Some(value) = requested {
+        record.renew_handled = Some(value.to_string());
+    }
     match guard {
+        Guard::Send | Guard::LoginInstead if requested.is_some() => {
+            if let Err(e) = (|| store.save(&record)).retry(retry_policy()).await {
+                unsaved.0 = Some(untaken);
+                return Err(e.into());
+            }
+            if !lead.held() {
+                return Err(PassError::NotLeader);
+            }
+            if guard == Guard::LoginInstead {
+                choice = RefreshChoice { token: None, ..choice };
+            }
+        }
         Guard::Send => {}
         Guard::MarkThenSend => {
-            let unmarked = record.clone();
+            let unmarked = untaken;
             record.in_flight = digest.map(|digest| InFlight { digest, since: now });
             if let Err(e) = (|| store.save(&record)).retry(retry_policy()).await {
                 // Nothing was sent, but the mark may be stored all the same (a write whose
@@ -304,6 +338,7 @@ pub async fn reconcile<S: Store + Sync>(
             record = Record {
                 token: Some(token),
                 pending_consent: record.pending_consent.take(),
+                renew_handled: record.renew_handled.take(),
                 ..Record::default()
             };
             persist(store, &record, unsaved).await?;
@@ -391,6 +426,7 @@ pub async fn complete_consent<S: Store + Sync>(
         Ok(token) => {
             record = Record {
                 token: Some(token),
+                renew_handled: record.renew_handled.take(),
                 ..Record::default()
             };
             persist(store, &record, unsaved).await?;
@@ -484,5 +520,6 @@ fn outcome(action: Action, record: &Record, next: Option<Timestamp>, written: bo
         failures: record.failures,
         last_error: record.last_error.clone(),
         pending_consent: record.pending_consent.clone(),
+        renew_handled: record.renew_handled.clone(),
     }
 }

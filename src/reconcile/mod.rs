@@ -25,7 +25,7 @@ use crate::api::provider::ClusterConnectorAuthProviderSpec as ProviderSpec;
 use crate::catalog;
 use crate::consent::{self, ConsentState};
 use crate::engine::tls::{self, Kind};
-use crate::engine::{self, Engine, EngineError, Flow, Inputs, SecretString};
+use crate::engine::{self, Engine, EngineError, Flow, Inputs, SecretString, Verification};
 use crate::reason::Reason;
 pub use driver::{Action, Outcome, PassError, Store, StoreError, Unsaved};
 pub use lead::{Held, Lead, shard_of};
@@ -70,6 +70,8 @@ pub struct Pass {
     pub authorization_url: Option<String>,
     /// Secrets an earlier resource of the same name left, replaced unread.
     pub replaced: Vec<String>,
+    /// What `spec.verify` came to, when this pass verified the published credential.
+    pub verification: Option<Verification>,
 }
 
 impl Pass {
@@ -101,6 +103,12 @@ pub trait Adapter: Source {
     type Store: Store + Send + Sync;
     /// The store of one resource; `None` while it has no identity yet (no uid).
     fn store(&self, ca: &ConnectorAuth, secret_name: &str) -> Option<Self::Store>;
+    /// The `metadata.generation` the resource's credential was last verified for
+    /// (`spec.verify`), where the mode keeps that: then a changed spec is verified at once,
+    /// not only at the next issuance.
+    fn verified_generation(&self, _ca: &ConnectorAuth) -> Option<i64> {
+        None
+    }
 }
 
 /// The namespace of a resource (`default` when the manifest names none).
@@ -129,6 +137,8 @@ pub struct Gathered {
     pub fingerprint: String,
     /// The provider entry used: `ClusterConnectorAuthProvider/<name>` or `built-in/<name>`.
     pub provider: Option<String>,
+    /// The `connectorauth.dev/renew` annotation's value: a renewal someone asked for.
+    pub renew_request: Option<String>,
 }
 
 /// Gathers a resource's inputs, refusing it when it cannot be attempted. The order is the
@@ -216,6 +226,7 @@ pub async fn gather<S: Source>(
         inputs,
         fingerprint,
         provider: found.zip(ca.spec.provider.as_deref()).map(|(f, name)| f.describe(name)),
+        renew_request: ca.annotations().get(crate::api::RENEW_ANNOTATION).cloned(),
     }))
 }
 
@@ -287,6 +298,7 @@ impl Core {
             verdict,
             authorization_url,
             replaced,
+            verification: None,
         };
         let g = match gather(&self.engine, adapter, ca, self.redirect_url.clone(), BTreeMap::new()).await? {
             Ok(g) => g,
@@ -322,7 +334,38 @@ impl Core {
             Err(e) => return Err(e),
         };
         let url = self.consent_link(ca, &g, &outcome, now);
-        Ok(pass(Verdict::Ran(outcome), url, store.replaced(), g.provider.clone()))
+        let verified_for = adapter.verified_generation(ca);
+        let verification = self.verify(ca, &g, &outcome, verified_for, now).await;
+        Ok(Pass {
+            verification,
+            ..pass(Verdict::Ran(outcome), url, store.replaced(), g.provider.clone())
+        })
+    }
+
+    /// Verifies the published credential (`spec.verify`) when [`decide::verify_due`] says so.
+    /// Only ever reads: whatever the answer, the token stays as it is.
+    async fn verify(
+        &self,
+        ca: &ConnectorAuth,
+        g: &Gathered,
+        outcome: &Outcome,
+        verified_for: Option<i64>,
+        now: Timestamp,
+    ) -> Option<Verification> {
+        let issued = matches!(outcome.action, Action::Issued { .. });
+        let configured = g.flow.verify.is_some();
+        if !decide::verify_due(configured, issued, verified_for, ca.metadata.generation)
+            || !self.lead.holds(&namespace_of(ca), &ca.name_any())
+        {
+            return None;
+        }
+        let step = g.flow.verify.as_ref()?;
+        let token = outcome
+            .token
+            .as_ref()
+            .filter(|t| t.expires_at.is_none_or(|e| e > now))?;
+        let output = self.engine.render_output(&g.flow, &g.inputs, token).ok()?;
+        Some(self.engine.verify(step, &g.inputs, &output, now).await)
     }
 
     /// The consent link for a resource awaiting consent, signed for its pending nonce.

@@ -840,6 +840,24 @@ pub async fn api_server() -> fake_apiserver::FakeApiServer {
     server
 }
 
+/// Creates a ConnectorAuth named `name` in `ns` with this spec.
+pub async fn create_connector(
+    client: &kube::Client,
+    ns: &str,
+    name: &str,
+    spec: Value,
+) -> connector_auth_operator::api::ConnectorAuth {
+    let ca: connector_auth_operator::api::ConnectorAuth = serde_json::from_value(json!({
+        "apiVersion": "connectorauth.dev/v1alpha1", "kind": "ConnectorAuth",
+        "metadata": {"name": name, "namespace": ns}, "spec": spec,
+    }))
+    .unwrap();
+    kube::Api::<connector_auth_operator::api::ConnectorAuth>::namespaced(client.clone(), ns)
+        .create(&kube::api::PostParams::default(), &ca)
+        .await
+        .unwrap()
+}
+
 /// Standard base64, as Secret `data` holds it.
 pub fn b64(s: &str) -> String {
     STANDARD.encode(s)
@@ -864,6 +882,7 @@ pub fn refresh_only(engine: &Engine, base: &str, seed: &str) -> connector_auth_o
         fingerprint: connector_auth_operator::engine::fingerprint(&spec, &inputs.credentials),
         inputs,
         provider: None,
+        renew_request: None,
     }
 }
 

@@ -108,6 +108,58 @@ impl Operator {
     }
 }
 
+/// Starts one replica per identity, all released by one barrier at the same instant; each
+/// with leader election and whatever `configure` adds for it.
+pub fn start_together(
+    url: &str,
+    identities: &[&str],
+    configure: impl Fn(&str, &mut Config) + Send + Sync + 'static,
+) -> Vec<Operator> {
+    start_sharded_together(url, identities, 1, configure)
+}
+
+/// [`start_together`], with the resources split into `shards` shards.
+pub fn start_sharded_together(
+    url: &str,
+    identities: &[&str],
+    shards: u32,
+    configure: impl Fn(&str, &mut Config) + Send + Sync + 'static,
+) -> Vec<Operator> {
+    let barrier = std::sync::Arc::new(std::sync::Barrier::new(identities.len()));
+    let configure = std::sync::Arc::new(configure);
+    let threads: Vec<_> = identities
+        .iter()
+        .map(|id| {
+            let (barrier, configure, url, id) = (barrier.clone(), configure.clone(), url.to_string(), id.to_string());
+            std::thread::spawn(move || {
+                barrier.wait();
+                Operator::start_sharded(Source::Url(url), &id, shards, |c| configure(&id, c))
+            })
+        })
+        .collect();
+    threads.into_iter().map(|t| t.join().unwrap()).collect()
+}
+
+/// Which replicas say they lead (`connectorauth_leader`), read from their /metrics.
+pub async fn leaders(ops: &[Operator]) -> Vec<usize> {
+    let reads = ops.iter().map(|op| {
+        let url = format!("http://{}/metrics", op.metrics);
+        async move {
+            match reqwest::get(url).await {
+                Ok(r) => r.text().await.unwrap_or_default(),
+                Err(_) => String::new(),
+            }
+        }
+    });
+    futures::future::join_all(reads)
+        .await
+        .into_iter()
+        .enumerate()
+        .filter(|(_, body)| body.lines().any(|l| l.trim() == "connectorauth_leader 1"))
+        .map(|(i, _)| i)
+        .collect()
+}
+
 /// Test defaults: four reconciles at once, every namespace, no consent.
 pub fn default_config(identity: &str) -> Config {
     Config {
