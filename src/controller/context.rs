@@ -90,6 +90,12 @@ impl Context {
         self.written_status.lock().expect("lock").insert(uid, status);
     }
 
+    /// The resource's record as last loaded or saved by a pass.
+    pub(crate) fn recall(&self, ca: &ConnectorAuth) -> Option<crate::reconcile::driver::Record> {
+        let uid = ca.uid()?;
+        self.memory.lock().expect("memory lock").get(&uid).cloned()
+    }
+
     /// Drops what is kept per resource once it is deleted, so memory follows the live set
     /// rather than every resource ever seen.
     pub(crate) fn forget(&self, ca: &ConnectorAuth) {
