@@ -8,19 +8,20 @@ use super::error::Result;
 use super::flow::{Flow, Step};
 use super::{Engine, Inputs, TokenState};
 
-/// What revocation came to, per token: `None` when there was no such token to revoke.
+/// What revocation came to, per token: `None` when there was no such token to revoke (or, with
+/// `timed_out`, no answer in time).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Revoked {
     pub refresh_token: Option<Result<()>>,
     pub access_token: Option<Result<()>>,
-    /// The time limit ran out before both requests were answered.
-    pub timed_out: bool,
+    /// The tokens that had no answer when the time limit ran out.
+    pub unanswered: Vec<&'static str>,
 }
 
 impl Revoked {
     /// Every token held was revoked (also true when there was none).
     pub fn complete(&self) -> bool {
-        !self.timed_out
+        self.unanswered.is_empty()
             && [&self.refresh_token, &self.access_token]
                 .iter()
                 .all(|r| !matches!(r, Some(Err(_))))
@@ -29,20 +30,18 @@ impl Revoked {
     /// A sentence for an Event: which tokens were revoked, which not and why. Never a token.
     pub fn summary(&self, limit: std::time::Duration) -> String {
         let mut parts = Vec::new();
-        for (name, r) in [
-            ("refresh token", &self.refresh_token),
-            ("access token", &self.access_token),
-        ] {
+        for (name, r) in [(REFRESH, &self.refresh_token), (ACCESS, &self.access_token)] {
             match r {
                 None => {}
                 Some(Ok(())) => parts.push(format!("{name} revoked")),
                 Some(Err(e)) => parts.push(format!("{name} not revoked: {e}")),
             }
         }
-        if self.timed_out {
+        if !self.unanswered.is_empty() {
             parts.push(format!(
-                "revocation did not finish within {}s; the resource was released unrevoked",
-                limit.as_secs()
+                "revocation did not finish within {}s: {} not revoked; the resource was deleted all the same",
+                limit.as_secs(),
+                self.unanswered.join(" and ")
             ));
         }
         if parts.is_empty() {
@@ -51,6 +50,9 @@ impl Revoked {
         parts.join("; ")
     }
 }
+
+const REFRESH: &str = "refresh token";
+const ACCESS: &str = "access token";
 
 impl Engine {
     /// Revokes `token`'s refresh token and (still valid) access token at the flow's revocation
@@ -63,7 +65,7 @@ impl Engine {
         let mut out = Revoked {
             refresh_token: None,
             access_token: None,
-            timed_out: false,
+            unanswered: Vec::new(),
         };
         let work = async {
             if refresh.is_some() {
@@ -73,8 +75,17 @@ impl Engine {
                 out.access_token = Some(self.send_revocation(flow, &r.access, &ctx, inputs, now).await);
             }
         };
-        let finished = tokio::time::timeout(r.timeout, work).await.is_ok();
-        out.timed_out = !finished;
+        if tokio::time::timeout(r.timeout, work).await.is_err() {
+            let planned = [
+                (REFRESH, refresh.is_some(), &out.refresh_token),
+                (ACCESS, access_valid, &out.access_token),
+            ];
+            out.unanswered = planned
+                .into_iter()
+                .filter(|(_, planned, answer)| *planned && answer.is_none())
+                .map(|(name, _, _)| name)
+                .collect();
+        }
         Some(out)
     }
 
@@ -90,5 +101,62 @@ impl Engine {
         let options = inputs.client_options()?;
         // Any 2xx is success (RFC 7009 §2.2: 200 also for a token the server no longer knows).
         self.http.send(step.name, req, options).await.map(|_| ())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::EngineError;
+    use std::time::Duration;
+
+    #[test]
+    fn a_revocation_summary_says_what_was_revoked_and_what_not_without_any_token() {
+        let all = Revoked {
+            refresh_token: Some(Ok(())),
+            access_token: Some(Ok(())),
+            unanswered: vec![],
+        };
+        assert!(all.complete());
+        assert_eq!(
+            all.summary(Duration::from_secs(10)),
+            "refresh token revoked; access token revoked"
+        );
+        let refused = Revoked {
+            refresh_token: Some(Ok(())),
+            access_token: Some(Err(EngineError::ProviderUnavailable {
+                step: "revocation".into(),
+                host: "idp.example".into(),
+                status: 503,
+                retry_after: None,
+            })),
+            unanswered: vec![],
+        };
+        assert!(!refused.complete());
+        let s = refused.summary(Duration::from_secs(10));
+        assert!(
+            s.starts_with("refresh token revoked; access token not revoked: "),
+            "{s}"
+        );
+        let hung = Revoked {
+            refresh_token: Some(Ok(())),
+            access_token: None,
+            unanswered: vec![ACCESS],
+        };
+        assert!(!hung.complete());
+        assert_eq!(
+            hung.summary(Duration::from_secs(3)),
+            "refresh token revoked; revocation did not finish within 3s: access token not revoked; the resource was deleted all the same"
+        );
+        let none = Revoked {
+            refresh_token: None,
+            access_token: None,
+            unanswered: vec![],
+        };
+        assert!(none.complete());
+        assert_eq!(
+            none.summary(Duration::from_secs(3)),
+            "no token was held, nothing to revoke"
+        );
     }
 }
