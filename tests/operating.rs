@@ -169,6 +169,32 @@ async fn connector_auth(client: &kube::Client, name: &str, spec: Value) -> Conne
         .unwrap()
 }
 
+/// Credentials `<name>-credentials` and a ConnectorAuth `name` of the provider at `base`, with
+/// these further `oauth2` fields and this `output`.
+async fn resource(client: &kube::Client, base: &str, name: &str, oauth2: Value, output: Value) {
+    let creds = format!("{name}-credentials");
+    credentials(client, &creds, &[]).await;
+    let mut o = json!({"tokenUrl": format!("{base}/token")});
+    o.as_object_mut().unwrap().extend(oauth2.as_object().unwrap().clone());
+    connector_auth(
+        client,
+        name,
+        json!({"credentialsRef": {"name": creds}, "oauth2": o, "output": output}),
+    )
+    .await;
+}
+
+/// A provider issuing tokens for `ttl` seconds, and the API server with the workloads of
+/// [`create_workloads`] and a ConnectorAuth `name` restarting `targets`.
+async fn with_restarts(ttl: u64, name: &str, targets: Value) -> (FakeApiServer, kube::Client) {
+    let (base, _p) = provider(ttl).await;
+    let server = api_server().await;
+    let client = server.client();
+    create_workloads(&client).await;
+    resource(&client, &base, name, json!({}), json!({"rolloutRestart": targets})).await;
+    (server, client)
+}
+
 async fn output(client: &kube::Client, name: &str) -> Option<BTreeMap<String, String>> {
     let s = Api::<Secret>::namespaced(client.clone(), NS)
         .get_opt(&format!("{name}-token"))
@@ -284,25 +310,12 @@ async fn next_token(client: &kube::Client, name: &str, from: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rollout_restart_restarts_exactly_the_selected_workloads_once_per_credential_change() {
-    let (base, _p) = provider(3).await;
-    let server = api_server().await;
-    let client = server.client();
-    create_workloads(&client).await;
-    credentials(&client, "crm-credentials", &[]).await;
-    connector_auth(
-        &client,
-        "crm",
-        json!({
-            "credentialsRef": {"name": "crm-credentials"},
-            "oauth2": {"tokenUrl": format!("{base}/token")},
-            "output": {"rolloutRestart": [
-                {"kind": "Deployment", "name": "api"},
-                {"kind": "Deployment", "selector": {"matchLabels": {"app": "worker"}}},
-                {"kind": "Deployment", "name": "ghost"},
-            ]},
-        }),
-    )
-    .await;
+    let targets = json!([
+        {"kind": "Deployment", "name": "api"},
+        {"kind": "Deployment", "selector": {"matchLabels": {"app": "worker"}}},
+        {"kind": "Deployment", "name": "ghost"},
+    ]);
+    let (server, client) = with_restarts(3, "crm", targets).await;
     let op = Operator::start(Source::Url(server.url()), "op-1", false);
     let first = eventually(10, "first token", || access_token(&client, "crm")).await;
     // Routine refreshes restart nothing, not even the first issuance.
@@ -368,21 +381,8 @@ async fn rollout_restart_restarts_exactly_the_selected_workloads_once_per_creden
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_refresh_restarts_on_every_refresh_and_a_refused_restart_is_retried() {
-    let (base, _p) = provider(3).await;
-    let server = api_server().await;
-    let client = server.client();
-    create_workloads(&client).await;
-    credentials(&client, "poll-credentials", &[]).await;
-    connector_auth(
-        &client,
-        "poll",
-        json!({
-            "credentialsRef": {"name": "poll-credentials"},
-            "oauth2": {"tokenUrl": format!("{base}/token")},
-            "output": {"rolloutRestart": [{"kind": "Deployment", "name": "poller", "onRefresh": true}]},
-        }),
-    )
-    .await;
+    let targets = json!([{"kind": "Deployment", "name": "poller", "onRefresh": true}]);
+    let (server, client) = with_restarts(3, "poll", targets).await;
     let op = Operator::start(Source::Url(server.url()), "op-1", false);
     let first = eventually(10, "first token", || access_token(&client, "poll")).await;
     let second = next_token(&client, "poll", &first).await;
@@ -434,17 +434,7 @@ async fn keep_previous_publishes_the_exact_earlier_token_until_it_expires() {
     let (base, _p) = provider(4).await;
     let server = api_server().await;
     let client = server.client();
-    credentials(&client, "kp-credentials", &[]).await;
-    connector_auth(
-        &client,
-        "kp",
-        json!({
-            "credentialsRef": {"name": "kp-credentials"},
-            "oauth2": {"tokenUrl": format!("{base}/token")},
-            "output": {"keepPrevious": true},
-        }),
-    )
-    .await;
+    resource(&client, &base, "kp", json!({}), json!({"keepPrevious": true})).await;
     let op = Operator::start(Source::Url(server.url()), "op-1", false);
     let first = eventually(10, "first token", || output(&client, "kp")).await;
     assert!(!first.contains_key("previous_access_token"), "nothing to keep yet");
@@ -496,24 +486,11 @@ async fn deleting_revokes_the_refresh_then_the_access_token_with_the_client_auth
     let (base, p) = provider(3600).await;
     let server = api_server().await;
     let client = server.client();
-    credentials(&client, "rv-credentials", &[]).await;
     for (name, auth) in [("basic", "client_secret_basic"), ("post", "client_secret_post")] {
-        connector_auth(
-            &client,
-            name,
-            json!({
-                "credentialsRef": {"name": "rv-credentials"},
-                "oauth2": {"tokenUrl": format!("{base}/token"), "clientAuth": auth, "revocationUrl": format!("{base}/revoke")},
-            }),
-        )
-        .await;
+        let revocation = json!({"clientAuth": auth, "revocationUrl": format!("{base}/revoke")});
+        resource(&client, &base, name, revocation, json!({})).await;
     }
-    connector_auth(
-        &client,
-        "plain",
-        json!({"credentialsRef": {"name": "rv-credentials"}, "oauth2": {"tokenUrl": format!("{base}/token")}}),
-    )
-    .await;
+    resource(&client, &base, "plain", json!({}), json!({})).await;
     let op = Operator::start(Source::Url(server.url()), "op-1", false);
     let cas: Api<ConnectorAuth> = Api::namespaced(client.clone(), NS);
     for name in ["basic", "post", "plain"] {
@@ -572,16 +549,8 @@ async fn deletion_completes_when_the_revocation_endpoint_hangs() {
     p.hang.store(true, Ordering::SeqCst);
     let server = api_server().await;
     let client = server.client();
-    credentials(&client, "hang-credentials", &[]).await;
-    connector_auth(
-        &client,
-        "hang",
-        json!({
-            "credentialsRef": {"name": "hang-credentials"},
-            "oauth2": {"tokenUrl": format!("{base}/token"), "revocationUrl": format!("{base}/revoke"), "revocationTimeoutSeconds": 1},
-        }),
-    )
-    .await;
+    let revocation = json!({"revocationUrl": format!("{base}/revoke"), "revocationTimeoutSeconds": 1});
+    resource(&client, &base, "hang", revocation, json!({})).await;
     let op = Operator::start(Source::Url(server.url()), "op-1", false);
     eventually(10, "Ready", || async { ready(&client, "hang").await.then_some(()) }).await;
     let access = access_token(&client, "hang").await.unwrap();
