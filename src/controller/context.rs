@@ -90,6 +90,12 @@ impl Context {
         self.written_status.lock().expect("lock").insert(uid, status);
     }
 
+    /// Whether this process may act on `ca` now (restart its workloads, revoke its tokens, move
+    /// its finalizer): the one place that asks the lead for these side effects.
+    pub(crate) fn leads(&self, _ca: &ConnectorAuth) -> bool {
+        self.core.lead.held()
+    }
+
     /// The resource's record as last loaded or saved by a pass.
     pub(crate) fn recall(&self, ca: &ConnectorAuth) -> Option<crate::reconcile::driver::Record> {
         let uid = ca.uid()?;

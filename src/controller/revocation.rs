@@ -43,7 +43,7 @@ pub fn step(ca: &ConnectorAuth) -> FinalizerStep {
 /// resourceVersion it was read at, so a concurrent change to it is never overwritten; on a
 /// conflict it is read again.
 pub async fn set(ctx: &Context, ca: &ConnectorAuth, present: bool) -> Result<(), Error> {
-    if !ctx.core.lead.held() {
+    if !ctx.leads(ca) {
         return Err(Error::Pass(PassError::NotLeader));
     }
     let api: Api<ConnectorAuth> = Api::namespaced(ctx.client.clone(), &ca.namespace().unwrap_or_default());
@@ -83,7 +83,7 @@ pub async fn set(ctx: &Context, ca: &ConnectorAuth, present: bool) -> Result<(),
 /// The resource is being deleted: revokes what it holds (bounded by its time limit), says how
 /// that went in an Event, and lets the resource go. Only API failures make it retry.
 pub async fn on_delete(ctx: &Context, ca: &ConnectorAuth, now: Timestamp) -> Result<(), Error> {
-    if !ctx.core.lead.held() {
+    if !ctx.leads(ca) {
         return Err(Error::Pass(PassError::NotLeader));
     }
     let held = ctx.core.ledger.hold(ca).await;

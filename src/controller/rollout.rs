@@ -82,7 +82,7 @@ pub async fn run(ctx: &Context, ca: &ConnectorAuth, now: Timestamp) -> Result<bo
     let Some(mut mark) = decide::rollout(previous.as_ref(), &trigger, &keys, now) else {
         return Ok(false);
     };
-    if !ctx.core.lead.held() {
+    if !ctx.leads(ca) {
         return Err(Error::Pass(PassError::NotLeader));
     }
     let why = match &previous {
