@@ -17,7 +17,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use base64::Engine as _;
 use connector_auth_operator::api::ConnectorAuth;
-use fake_apiserver::{FakeApiServer, Fault};
+use fake_apiserver::{Delay, FakeApiServer, Fault, Gate};
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::api::events::v1::Event;
@@ -422,6 +422,52 @@ async fn on_refresh_restarts_on_every_refresh_and_a_refused_restart_is_retried()
         "refresh 2, refused, retried, refresh 3 (token {fourth} published)"
     );
     assert_eq!(restarts(&server).get("deployments/api"), None);
+    op.stop().await;
+}
+
+/// Whether the resource's state Secret records what its workloads run with.
+fn rollout_marked(server: &FakeApiServer, name: &str) -> Option<()> {
+    let state = server.object("", "secrets", Some(NS), &format!("{name}-connectorauth-state"))?;
+    let json = base64::engine::general_purpose::STANDARD
+        .decode(state["data"]["state.json"].as_str()?)
+        .ok()?;
+    String::from_utf8(json).ok()?.contains("\"rollout\"").then_some(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_stopped_midway_through_restarts_never_restarts_a_workload_twice_for_one_change() {
+    let targets = json!([
+        {"kind": "Deployment", "name": "api"},
+        {"kind": "Deployment", "selector": {"matchLabels": {"app": "worker"}}},
+    ]);
+    let (server, client) = with_restarts(3600, "crm", targets).await;
+    let op = Operator::start(Source::Url(server.url()), "op-1", false);
+    eventually(10, "what the workloads run with recorded", || async {
+        rollout_marked(&server, "crm")
+    })
+    .await;
+
+    // New credentials; the last restart is held, and the operator dies with it.
+    let gate = Gate::new();
+    server.delay_next(Delay::at(&gate, "/deployments/worker-2").method("PATCH"));
+    credentials(&client, "crm-credentials", &[("tenant", "acme")]).await;
+    gate.arrived().await;
+    op.kill();
+    gate.answer(503);
+    assert_eq!(restarts(&server).get("deployments/api"), Some(&1));
+    assert_eq!(restarts(&server).get("deployments/worker-1"), Some(&1));
+
+    // The next operator finishes the restarts of that change, and only those.
+    let op = Operator::start(Source::Url(server.url()), "op-2", false);
+    let at = eventually(10, "worker-2 restarted", || async { restarted_at(&server, "worker-2") }).await;
+    assert_eq!(restarted_at(&server, "api"), Some(at), "one change, one restartedAt");
+    let counts = restarts(&server);
+    assert_eq!(counts["deployments/api"], 1, "not restarted again");
+    assert_eq!(counts["deployments/worker-1"], 1, "not restarted again");
+    assert_eq!(
+        counts["deployments/worker-2"], 2,
+        "the held patch (refused), then the restart"
+    );
     op.stop().await;
 }
 
