@@ -445,6 +445,18 @@ pub struct OAuth2 {
     /// `scopes`), `iat`, `exp`, `jti`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub assertion: Option<SignedAssertion>,
+    /// RFC 7009 token revocation endpoint URL template. When set, deleting the ConnectorAuth
+    /// revokes the refresh token and then the access token the operator holds (best effort,
+    /// within `revocationTimeoutSeconds`), with the token endpoint's client authentication and
+    /// headers. The resource then carries the finalizer `connectorauth.dev/revoke` until the
+    /// attempt is over; an Event says whether revocation succeeded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revocation_url: Option<String>,
+    /// How long revocation on delete may take in all (both requests), in seconds, before the
+    /// resource is let go unrevoked. Default 10.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 300))]
+    pub revocation_timeout_seconds: Option<u32>,
     /// The JWT of client authentication `private_key_jwt`, sent as `client_assertion` with
     /// every token request. Default claims: `iss` and `sub` (the `clientId`), `aud` (the token
     /// URL), `iat`, `nbf`, `exp` and a fresh `jti`.
@@ -640,6 +652,58 @@ pub struct Output {
     /// stays in the operator's private state.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub expose_refresh_token: bool,
+    /// After a rotation, keep publishing the previous access token as `previous_access_token`
+    /// (and its headers as `previous_headers.json`) until it expires, so clients that cached
+    /// the old value keep working through the rotation. Default false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub keep_previous: bool,
+    /// Workloads in this namespace to restart (as `kubectl rollout restart` does: the pod
+    /// template annotation `connectorauth.dev/restartedAt`) when the published credential
+    /// changes in a way that matters: new credentials in the credentials Secret, or a changed
+    /// scheme, renewal or output spec. Routine refreshes restart nothing unless `onRefresh` is
+    /// set: pods that read the mounted files see those without a restart. Each workload is
+    /// restarted once per change. Needs the chart's `rbac.rolloutRestart.enabled`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32))]
+    pub rollout_restart: Vec<RolloutTarget>,
+}
+
+/// A workload kind that `rolloutRestart` can restart.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, schemars::JsonSchema)]
+pub enum WorkloadKind {
+    Deployment,
+    StatefulSet,
+    DaemonSet,
+}
+
+impl WorkloadKind {
+    /// The kind's name, as in `kind:`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WorkloadKind::Deployment => "Deployment",
+            WorkloadKind::StatefulSet => "StatefulSet",
+            WorkloadKind::DaemonSet => "DaemonSet",
+        }
+    }
+}
+
+/// Workloads to restart: one by name, or all of a kind matching a label selector.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("has(self.name) != has(self.selector)").message("rolloutRestart: set either name or selector"))]
+pub struct RolloutTarget {
+    /// `Deployment`, `StatefulSet` or `DaemonSet` (group `apps`).
+    pub kind: WorkloadKind,
+    /// The workload's name, in this ConnectorAuth's namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Every workload of this kind in this namespace whose labels match.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selector: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector>,
+    /// Also restart on every routine refresh, not only when the credentials or the spec
+    /// change. Default false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub on_refresh: bool,
 }
 
 /// A Secret name is a DNS-1123 subdomain. The field's `maxLength` bounds it too (and keeps the

@@ -68,6 +68,14 @@ reasons! {
     ConsentReplayed,
     /// A Secret left by an earlier resource of the same name was replaced, unread.
     StaleSecretReplaced,
+    /// A workload of `output.rolloutRestart` was restarted.
+    RolloutRestarted,
+    /// A workload of `output.rolloutRestart` could not be restarted (missing, or not allowed).
+    RolloutRestartFailed,
+    /// The tokens were revoked at `oauth2.revocationUrl` on delete.
+    Revoked,
+    /// Revocation on delete failed or timed out; the resource was deleted all the same.
+    RevocationFailed,
 
     // Refusals: the resource cannot be attempted as it stands.
     /// `credentialsRef.namespace` names another namespace.

@@ -264,6 +264,21 @@ const CORPUS: &[(&str, &str, Expect)] = &[
         Expect::Terminal("InvalidSpec"),
     ),
     (
+        "a restart target with both name and selector",
+        "credentialsRef: {name: c}\napiKey: {}\noutput: {rolloutRestart: [{kind: Deployment, name: a, selector: {matchLabels: {app: a}}}]}",
+        Expect::Apply("rolloutRestart: set either name or selector"),
+    ),
+    (
+        "a restart target with neither name nor selector",
+        "credentialsRef: {name: c}\napiKey: {}\noutput: {rolloutRestart: [{kind: StatefulSet}]}",
+        Expect::Apply("rolloutRestart: set either name or selector"),
+    ),
+    (
+        "a restart target of a kind that cannot be restarted",
+        "credentialsRef: {name: c}\napiKey: {}\noutput: {rolloutRestart: [{kind: CronJob, name: a}]}",
+        Expect::Shape,
+    ),
+    (
         "chained step that extracts nothing",
         "credentialsRef: {name: c}\nrefreshableToken:\n  steps: [{name: login, url: 'https://x'}]\n  authorization: {url: 'https://x'}",
         Expect::Terminal("InvalidSpec"),

@@ -342,10 +342,21 @@ async fn a_secret_owned_by_someone_else_is_never_read_or_written_and_the_resourc
     let server = api_server().await;
     let client = server.client();
     secret(&client, "creds", ROTATING_LOGIN).await;
-    // A Secret of another tool sits where the state would go.
+    // A Secret of another tool sits where the state would go. Its owner exists (an owner that
+    // does not is garbage-collected away with its dependents).
+    let billing: k8s_openapi::api::apps::v1::Deployment = serde_json::from_value(json!({
+        "metadata": {"name": "billing"},
+        "spec": {"selector": {"matchLabels": {"app": "billing"}},
+                 "template": {"metadata": {"labels": {"app": "billing"}}, "spec": {"containers": [{"name": "b", "image": "b"}]}}},
+    }))
+    .unwrap();
+    let billing = Api::namespaced(client.clone(), NS)
+        .create(&PostParams::default(), &billing)
+        .await
+        .unwrap();
     let foreign: Secret = serde_json::from_value(json!({
         "metadata": {"name": "crm-connectorauth-state", "ownerReferences": [
-            {"apiVersion": "apps/v1", "kind": "Deployment", "name": "billing", "uid": "dep-uid-1", "controller": true}
+            {"apiVersion": "apps/v1", "kind": "Deployment", "name": "billing", "uid": billing.metadata.uid, "controller": true}
         ]},
         "data": {"state.json": ByteString(br#"{"refreshToken":"rt-seed"}"#.to_vec())},
     }))

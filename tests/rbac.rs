@@ -113,6 +113,8 @@ struct Values {
     watch_namespaces: Vec<&'static str>,
     leader_election: bool,
     callback: bool,
+    /// `rbac.rolloutRestart.enabled`
+    rollout_restart: bool,
 }
 
 /// What clusterrole(binding).yaml and role(binding).yaml render for `values`.
@@ -123,11 +125,19 @@ fn grants(values: &Values) -> Vec<Grant> {
         rules: rules(file),
     };
     let mut out = Vec::new();
-    if values.watch_namespaces.is_empty() {
-        out.push(grant("controller", Scope::Cluster));
+    // The workload rules ride in the controller's (Cluster)Role(s) when enabled.
+    let controller: &[&'static str] = if values.rollout_restart {
+        &["controller", "rollout-restart"]
     } else {
-        for ns in &values.watch_namespaces {
-            out.push(grant("controller", Scope::Namespace(ns.to_string())));
+        &["controller"]
+    };
+    for &file in controller {
+        if values.watch_namespaces.is_empty() {
+            out.push(grant(file, Scope::Cluster));
+        } else {
+            for ns in &values.watch_namespaces {
+                out.push(grant(file, Scope::Namespace(ns.to_string())));
+            }
         }
     }
     if values.leader_election {
@@ -315,6 +325,7 @@ async fn lifecycle() -> Scenario {
             watch_namespaces: vec![],
             leader_election: false,
             callback: false,
+            rollout_restart: false,
         },
         requests: operator_requests(&server),
     }
@@ -389,6 +400,7 @@ async fn tls() -> Scenario {
             watch_namespaces: vec![],
             leader_election: false,
             callback: false,
+            rollout_restart: false,
         },
         requests: operator_requests(&server),
     }
@@ -419,6 +431,97 @@ async fn outage() -> Scenario {
             watch_namespaces: vec![],
             leader_election: false,
             callback: false,
+            rollout_restart: false,
+        },
+        requests: operator_requests(&server),
+    }
+}
+
+/// Revocation on delete and rollout restarts (`rbac.rolloutRestart.enabled`): the finalizer is
+/// added and removed (ConnectorAuth patch); new credentials restart workloads of every kind,
+/// named (get) and selected (list), by a pod template patch.
+async fn operations() -> Scenario {
+    let ns = "team-a";
+    let (base, book) = rotating(3600).await;
+    let server = api_server().await;
+    seed(&server, ns, &base, "crm");
+    let targets: Vec<serde_json::Value> = [("Deployment", "api"), ("StatefulSet", "db"), ("DaemonSet", "agent")]
+        .iter()
+        .flat_map(|(kind, name)| {
+            [
+                json!({"kind": kind, "name": name}),
+                json!({"kind": kind, "selector": {"matchLabels": {"app": "worker"}}}),
+            ]
+        })
+        .collect();
+    let patch = json!({"spec": {
+        "oauth2": {"revocationUrl": format!("{base}/oauth/revoke")},
+        "output": {"rolloutRestart": targets},
+    }});
+    let params = PatchParams {
+        field_manager: Some(TEST_MANAGER.into()),
+        ..Default::default()
+    };
+    Api::<connector_auth_operator::api::ConnectorAuth>::namespaced(server.client(), ns)
+        .patch("crm", &params, &Patch::Merge(&patch))
+        .await
+        .unwrap();
+    for (plural, kind, name) in [
+        ("deployments", "Deployment", "api"),
+        ("statefulsets", "StatefulSet", "db"),
+        ("daemonsets", "DaemonSet", "agent"),
+    ] {
+        let template =
+            json!({"metadata": {"labels": {"pod": name}}, "spec": {"containers": [{"name": "c", "image": "i"}]}});
+        server
+            .create_object(
+                "apps",
+                plural,
+                json!({
+                    "apiVersion": "apps/v1", "kind": kind,
+                    "metadata": {"name": name, "namespace": ns, "labels": {"app": "worker"}},
+                    "spec": {"selector": {"matchLabels": {"pod": name}}, "template": template},
+                }),
+            )
+            .unwrap();
+    }
+    let op = Operator::start(Source::Url(server.url()), "op-1", false);
+    eventually(20, "first issuance (operations)", || token(&server, ns, "crm")).await;
+    book.refresh.lock().unwrap().insert("rt-reonboarded".into(), (9, true));
+    let patch = json!({"data": {"refresh_token": b64("rt-reonboarded")}});
+    Api::<Secret>::namespaced(server.client(), ns)
+        .patch("crm-credentials", &params, &Patch::Merge(&patch))
+        .await
+        .unwrap();
+    eventually(20, "every workload restarted", || async {
+        let restarted = [("deployments", "api"), ("statefulsets", "db"), ("daemonsets", "agent")]
+            .iter()
+            .all(|(plural, name)| {
+                server
+                    .object("apps", plural, Some(ns), name)
+                    .is_some_and(|w| w["spec"]["template"]["metadata"]["annotations"].is_object())
+            });
+        restarted.then_some(())
+    })
+    .await;
+    server
+        .delete_object("connectorauth.dev", "connectorauths", Some(ns), "crm")
+        .unwrap();
+    eventually(20, "deleted after revocation", || async {
+        server
+            .object("connectorauth.dev", "connectorauths", Some(ns), "crm")
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    op.stop().await;
+    Scenario {
+        name: "revocation and rollout restarts",
+        values: Values {
+            watch_namespaces: vec![],
+            leader_election: false,
+            callback: false,
+            rollout_restart: true,
         },
         requests: operator_requests(&server),
     }
@@ -505,6 +608,7 @@ async fn leader_election_and_consent(watch_namespaces: Vec<&'static str>) -> Sce
             watch_namespaces,
             leader_election: true,
             callback: true,
+            rollout_restart: false,
         },
         requests: operator_requests(&server),
     }
@@ -514,10 +618,11 @@ async fn leader_election_and_consent(watch_namespaces: Vec<&'static str>) -> Sce
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chart_rbac_is_exactly_what_the_operator_uses() {
-    let (lifecycle, outage, tls, cluster, namespaced) = tokio::join!(
+    let (lifecycle, outage, tls, operations, cluster, namespaced) = tokio::join!(
         lifecycle(),
         outage(),
         tls(),
+        operations(),
         leader_election_and_consent(vec![]),
         leader_election_and_consent(vec!["team-a", "team-b"]),
     );
@@ -547,7 +652,7 @@ async fn chart_rbac_is_exactly_what_the_operator_uses() {
         "cluster-wide requests with watchNamespaces: {cluster_wide:#?}"
     );
 
-    let scenarios = [lifecycle, outage, tls, cluster, namespaced];
+    let scenarios = [lifecycle, outage, tls, operations, cluster, namespaced];
     let mut denied = BTreeSet::new();
     // (file, rule index) -> the checks it allowed
     let mut used: BTreeMap<(&str, usize), BTreeSet<Check>> = BTreeMap::new();
@@ -588,7 +693,7 @@ async fn chart_rbac_is_exactly_what_the_operator_uses() {
 
     // Every grant used: each (group, resource, verb, name) of each rule of each file.
     let mut unused = Vec::new();
-    for file in ["controller", "leader-election", "consent-key", "providers"] {
+    for file in ["controller", "leader-election", "consent-key", "providers", "rollout-restart"] {
         for (i, rule) in rules(file).iter().enumerate() {
             let seen = used.get(&(file, i)).cloned().unwrap_or_default();
             for group in rule.api_groups.iter().flatten() {

@@ -97,6 +97,20 @@ impl Context {
         self.written_status.lock().expect("lock").insert(uid, status);
     }
 
+    /// Whether this process may act on `ca` now (restart its workloads, revoke its tokens, move
+    /// its finalizer): the one place that asks the lead for these side effects.
+    pub(crate) fn leads(&self, ca: &ConnectorAuth) -> bool {
+        self.core
+            .lead
+            .holds(&crate::reconcile::namespace_of(ca), &ca.name_any())
+    }
+
+    /// The resource's record as last loaded or saved by a pass.
+    pub(crate) fn recall(&self, ca: &ConnectorAuth) -> Option<crate::reconcile::driver::Record> {
+        let uid = ca.uid()?;
+        self.memory.lock().expect("memory lock").get(&uid).cloned()
+    }
+
     /// Drops what is kept per resource once it is deleted, so memory follows the live set
     /// rather than every resource ever seen.
     pub(crate) fn forget(&self, ca: &ConnectorAuth) {

@@ -11,6 +11,8 @@ pub mod leader;
 pub mod metrics;
 mod pass;
 mod report;
+pub mod revocation;
+pub mod rollout;
 pub mod status;
 pub mod store;
 mod watches;

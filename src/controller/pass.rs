@@ -13,22 +13,50 @@ use super::context::Context;
 use super::error::Error;
 use super::metrics::ReasonLabels;
 use super::report;
+use super::{revocation, rollout};
 use crate::api::ConnectorAuth;
 use crate::reason::Reason;
 use crate::reconcile::Verdict;
+use crate::reconcile::decide::FinalizerStep;
 
 #[instrument(skip(ca, ctx), fields(namespace = ca.namespace().unwrap_or_default(), name = ca.name_any()))]
 pub async fn reconcile(ca: Arc<ConnectorAuth>, ctx: Arc<Context>) -> Result<Requeue, Error> {
     ctx.metrics.reconciles.inc();
-    if ca.meta().deletion_timestamp.is_some() || ca.uid().is_none() {
-        // Owned Secrets are garbage-collected with it.
+    if ca.uid().is_none() {
         return Ok(Requeue::await_change());
     }
     let now = Timestamp::now();
+    match revocation::step(&ca) {
+        FinalizerStep::Revoke => revocation::on_delete(&ctx, &ca, now).await?,
+        FinalizerStep::Add => revocation::set(&ctx, &ca, true).await?,
+        FinalizerStep::Remove => revocation::set(&ctx, &ca, false).await?,
+        FinalizerStep::Leave => {}
+    }
+    if ca.meta().deletion_timestamp.is_some() {
+        // Owned Secrets are garbage-collected with it.
+        return Ok(Requeue::await_change());
+    }
     let started = std::time::Instant::now();
     let pass = ctx.core.reconcile(ctx.as_ref(), &ca, now).await.map_err(Error::Pass)?;
     report::pass(&ctx, &ca, &pass, started.elapsed(), now).await?;
-    Ok(match &pass.verdict {
+    let restarts_pending = match pass.outcome() {
+        Some(o) if o.token.is_some() => rollout::run(&ctx, &ca, now).await?,
+        _ => false,
+    };
+    let mut after = requeue_after(&pass);
+    if restarts_pending {
+        // Restarts not allowed yet (or failed) are tried again, not only at the next renewal.
+        after = Some(after.map_or(RESTART_RETRY, |d| d.min(RESTART_RETRY)));
+    }
+    Ok(after.map_or_else(Requeue::await_change, Requeue::requeue))
+}
+
+/// How soon restarts left pending are tried again, at most.
+const RESTART_RETRY: Duration = Duration::from_secs(60);
+
+/// When a pass wants its resource looked at again (`None`: only on change).
+fn requeue_after(pass: &crate::reconcile::Pass) -> Option<Duration> {
+    match &pass.verdict {
         // The Secret watch brings a created credentials Secret (or a freed Secret name)
         // promptly; the requeue is a safety net, and what retries a write the API server refused.
         Verdict::Refused(r)
@@ -40,14 +68,11 @@ pub async fn reconcile(ca: Arc<ConnectorAuth>, ctx: Arc<Context>) -> Result<Requ
                     | Reason::SecretRejected
             ) =>
         {
-            Requeue::requeue(Duration::from_secs(300))
+            Some(Duration::from_secs(300))
         }
-        Verdict::Refused(_) => Requeue::await_change(),
-        Verdict::Ran(o) => match o.next {
-            Some(next) => Requeue::requeue(until(next, Timestamp::now())),
-            None => Requeue::await_change(),
-        },
-    })
+        Verdict::Refused(_) => None,
+        Verdict::Ran(o) => o.next.map(|next| until(next, Timestamp::now())),
+    }
 }
 
 /// Time from `now` until `t`, at least a second.

@@ -26,8 +26,10 @@ use sha2::{Digest, Sha256};
 use super::metrics::Metrics;
 use crate::api::ConnectorAuth;
 use crate::engine::{SecretString, TokenState};
-use crate::reconcile::decide::{self, OutputView};
-use crate::reconcile::driver::{InFlight, PendingConsent, Record, Store, StoreError};
+use crate::reconcile::decide::{self, OutputView, RolloutMark};
+use crate::reconcile::driver::{
+    InFlight, PREVIOUS_ACCESS_TOKEN, PREVIOUS_HEADERS, PendingConsent, Previous, Record, Store, StoreError,
+};
 
 pub const FIELD_MANAGER: &str = "connector-auth-operator";
 pub const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "connector-auth-operator");
@@ -38,6 +40,7 @@ const ANN_ISSUED: &str = "connectorauth.dev/issued-at";
 const ANN_RENEW: &str = "connectorauth.dev/renew-at";
 const ANN_EXTRAS: &str = "connectorauth.dev/extras";
 const ANN_DIGEST: &str = "connectorauth.dev/data-digest";
+const ANN_PREVIOUS_EXPIRES: &str = "connectorauth.dev/previous-expires-at";
 
 /// Name of the private state Secret of a ConnectorAuth: `<name>-connectorauth-state`, or, for
 /// names too long for that (object names go up to 253 characters), a shortened name ending in
@@ -88,6 +91,9 @@ struct Private {
     /// The last renewal request acted upon (see the driver).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     renew_handled: Option<String>,
+    /// What `output.rolloutRestart` workloads were last restarted for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    rollout: Option<RolloutMark>,
 }
 
 impl Private {
@@ -105,6 +111,7 @@ impl Private {
             in_flight: r.in_flight.clone(),
             oauth: r.token.as_ref().map(|t| t.oauth.clone()).unwrap_or_default(),
             renew_handled: r.renew_handled.clone(),
+            rollout: r.rollout.clone(),
         }
     }
 }
@@ -300,13 +307,28 @@ fn data_digest(data: &BTreeMap<String, String>) -> String {
     h.finalize()[..16].iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// Whether the output Secret is as the operator wrote it (its data matches the digest).
+fn untouched(secret: &Secret) -> bool {
+    secret.annotations().get(ANN_DIGEST) == Some(&data_digest(&decoded(secret)))
+}
+
+/// The previous token an untouched output Secret publishes beside the current one.
+fn previous_of(secret: &Secret) -> Option<Previous> {
+    let data = decoded(secret);
+    Some(Previous {
+        access_token: data.get(PREVIOUS_ACCESS_TOKEN)?.as_str().into(),
+        headers_json: data.get(PREVIOUS_HEADERS)?.as_str().into(),
+        expires_at: secret
+            .annotations()
+            .get(ANN_PREVIOUS_EXPIRES)
+            .and_then(|e| e.parse().ok()),
+    })
+}
+
 /// Rebuilds the public token fields from an untouched output Secret.
 fn public_token(secret: &Secret, private: &Private) -> Option<TokenState> {
     let data = decoded(secret);
     let ann = secret.metadata.annotations.as_ref()?;
-    if ann.get(ANN_DIGEST) != Some(&data_digest(&data)) {
-        return None;
-    }
     let extras: Vec<&str> = ann
         .get(ANN_EXTRAS)
         .map(|e| e.split(',').filter(|s| !s.is_empty()).collect())
@@ -358,7 +380,12 @@ impl Store for KubeStore {
             // if any, still holds the newest refresh token).
             return Ok(memory);
         };
-        let token = output.as_ref().and_then(|o| public_token(o, &private)).or_else(|| {
+        let untouched = output.as_ref().filter(|o| untouched(o));
+        let previous = match untouched {
+            Some(o) => previous_of(o),
+            None => memory.as_ref().and_then(|m| m.previous.clone()),
+        };
+        let token = untouched.and_then(|o| public_token(o, &private)).or_else(|| {
             // Output deleted or edited: restore from memory when it describes the same token.
             memory
                 .and_then(|m| m.token)
@@ -391,6 +418,8 @@ impl Store for KubeStore {
             pending_consent: private.pending_consent,
             in_flight: private.in_flight,
             renew_handled: private.renew_handled,
+            previous,
+            rollout: private.rollout,
         };
         self.remember(&record);
         Ok(Some(record))
@@ -425,9 +454,18 @@ impl Store for KubeStore {
     }
 
     async fn publish(&self, data: &BTreeMap<String, String>) -> Result<bool, StoreError> {
-        let token = self.recall().and_then(|r| r.token);
+        let record = self.recall();
+        let token = record.as_ref().and_then(|r| r.token.clone());
         let mut annotations = BTreeMap::new();
         annotations.insert(ANN_DIGEST.to_string(), data_digest(data));
+        if data.contains_key(PREVIOUS_ACCESS_TOKEN)
+            && let Some(exp) = record
+                .as_ref()
+                .and_then(|r| r.previous.as_ref())
+                .and_then(|p| p.expires_at)
+        {
+            annotations.insert(ANN_PREVIOUS_EXPIRES.to_string(), exp.to_string());
+        }
         if let Some(t) = &token {
             annotations.insert(ANN_ISSUED.to_string(), t.issued_at.to_string());
             if let Some(r) = t.renew_at {

@@ -80,6 +80,8 @@ pub struct OutputPlan {
     pub extra_headers: Vec<(String, Tmpl)>,
     pub templates: Vec<(String, Tmpl)>,
     pub expose_refresh_token: bool,
+    /// Publish the previous token beside the current one until it expires.
+    pub keep_previous: bool,
 }
 
 /// Fields of the last token response that templates read as `{{ oauth.<field> }}`. Only these
@@ -168,6 +170,17 @@ pub struct Flow {
     pub chain: Vec<ChainStep>,
     /// `spec.verify`: proves a published credential works (see `engine::verify`).
     pub verify: Option<Step>,
+    /// RFC 7009 revocation on delete (oauth2 with `revocationUrl`).
+    pub revocation: Option<Revocation>,
+}
+
+/// The two revocation requests (refresh token, then access token) and their time limit.
+#[derive(Debug, Clone)]
+pub struct Revocation {
+    pub refresh: Step,
+    pub access: Step,
+    /// For both requests together.
+    pub timeout: std::time::Duration,
 }
 
 /// The templates of one request.
@@ -197,10 +210,12 @@ impl Flow {
             all.extend(plan.templates());
         }
         let chained = self.chain.iter().map(|c| &c.step);
+        let revocation = self.revocation.iter().flat_map(|r| [&r.refresh, &r.access]);
         for step in [&self.login, &self.refresh, &self.code_exchange, &self.verify]
             .into_iter()
             .flatten()
             .chain(chained)
+            .chain(revocation)
         {
             all.extend(step_templates(step));
         }
@@ -377,11 +392,13 @@ pub(crate) fn base_flow(scheme: &'static str) -> Flow {
             extra_headers: vec![],
             templates: vec![],
             expose_refresh_token: false,
+            keep_previous: false,
         },
         renewal: RenewalPolicy::default(),
         assertions: vec![],
         chain: vec![],
         verify: None,
+        revocation: None,
     }
 }
 
@@ -414,6 +431,7 @@ fn apply_output(flow: &mut Flow, o: &api::Output) {
         .map(|(k, v)| (k.clone(), Tmpl::new(format!("spec.output.template.{k}"), v)))
         .collect();
     flow.output.expose_refresh_token = o.expose_refresh_token;
+    flow.output.keep_previous = o.keep_previous;
 }
 
 /// The output Secret keys the engine itself writes; templates may not overwrite them.
@@ -425,6 +443,8 @@ pub const RESERVED_KEYS: &[&str] = &[
     "header_value",
     "headers.json",
     "refresh_token",
+    "previous_access_token",
+    "previous_headers.json",
 ];
 
 /// A map with string keys sorted, for stable `headers.json`.

@@ -10,6 +10,7 @@ pub mod flow;
 pub mod http;
 pub mod policy;
 pub mod renewal;
+pub mod revocation;
 pub mod schemes;
 pub mod secret;
 pub mod template;

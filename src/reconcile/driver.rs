@@ -31,7 +31,7 @@ use super::Gathered;
 use super::decide::{self, Guard};
 use super::lead::Lead;
 use crate::engine::renewal::{self, Decision};
-use crate::engine::{Engine, EngineError, Flow, Inputs, RefreshChoice, TokenState, refresh_choice};
+use crate::engine::{Engine, EngineError, Flow, Inputs, RefreshChoice, SecretString, TokenState, refresh_choice};
 use crate::reason::Reason;
 
 /// Private, durable per-resource record.
@@ -63,6 +63,25 @@ pub struct Record {
     /// stored before its token request is sent, so no process acts on it twice.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub renew_handled: Option<String>,
+    /// The token the current one replaced, published beside it (`output.keepPrevious`) until
+    /// it expires.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous: Option<Previous>,
+    /// What the workloads of `output.rolloutRestart` were last restarted for (controller).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<decide::RolloutMark>,
+}
+
+/// A replaced token, as `previous_access_token` and `previous_headers.json` publish it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Previous {
+    pub access_token: SecretString,
+    /// `headers.json` as rendered for that token.
+    pub headers_json: SecretString,
+    /// None: it does not expire, and is kept until the next rotation replaces it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<Timestamp>,
 }
 
 /// A refresh token that was about to be sent (or was sent) without its answer being stored.
@@ -153,6 +172,11 @@ impl Unsaved {
     pub fn is_empty(&self) -> bool {
         self.0.is_none()
     }
+
+    /// The record waiting to be persisted: the newest there is.
+    pub fn record(&self) -> Option<&Record> {
+        self.0.as_ref()
+    }
 }
 
 /// What a pass did.
@@ -229,6 +253,8 @@ pub async fn reconcile<S: Store + Sync>(
     // Anything held only in memory is saved first.
     flush(store, unsaved).await?;
     let mut record = store.load().await?.unwrap_or_default();
+    // An expired previous token is no longer published (the next write drops it).
+    record.previous = record.previous.filter(|p| decide::still_valid(p.expires_at, now));
 
     // What an attempt depends on: the token's inputs plus how requests are sent (changing
     // those retries at once, but does not re-issue a valid token).
@@ -256,7 +282,7 @@ pub async fn reconcile<S: Store + Sync>(
             let Some(token) = record.token.as_ref() else {
                 unreachable!("decide keeps only a stored token")
             };
-            return match engine.render_output(flow, inputs, token) {
+            return match output(engine, flow, inputs, token, &record) {
                 Ok(data) => {
                     let written = store.publish(&data).await?;
                     Ok(outcome(Action::Kept, &record, until, written))
@@ -336,6 +362,8 @@ pub async fn reconcile<S: Store + Sync>(
             // Saved even if the Lease was lost meanwhile: a rotated refresh token must never be
             // dropped.
             record = Record {
+                previous: replaced(engine, flow, inputs, record.token.as_ref(), now),
+                rollout: record.rollout.take(),
                 token: Some(token),
                 pending_consent: record.pending_consent.take(),
                 renew_handled: record.renew_handled.take(),
@@ -343,7 +371,7 @@ pub async fn reconcile<S: Store + Sync>(
             };
             persist(store, &record, unsaved).await?;
             let token = record.token.as_ref().expect("just set");
-            match engine.render_output(flow, inputs, token) {
+            match output(engine, flow, inputs, token, &record) {
                 Ok(data) => {
                     let written = store.publish(&data).await?;
                     let next = token.renew_at;
@@ -425,13 +453,15 @@ pub async fn complete_consent<S: Store + Sync>(
     match engine.exchange(flow, inputs, fingerprint, now).await {
         Ok(token) => {
             record = Record {
+                previous: replaced(engine, flow, inputs, record.token.as_ref(), now),
+                rollout: record.rollout.take(),
                 token: Some(token),
                 renew_handled: record.renew_handled.take(),
                 ..Record::default()
             };
             persist(store, &record, unsaved).await?;
             let token = record.token.as_ref().expect("just set");
-            let data = match engine.render_output(flow, inputs, token) {
+            let data = match output(engine, flow, inputs, token, &record) {
                 Ok(d) => d,
                 Err(e) => return Ok(Err(ConsentError::Engine(e))),
             };
@@ -496,7 +526,7 @@ async fn publish_current<S: Store + Sync>(
     if token.expires_at.is_some_and(|e| e <= now) {
         return Ok(Some(false));
     }
-    match engine.render_output(flow, inputs, token) {
+    match output(engine, flow, inputs, token, record) {
         Ok(data) => store.publish(&data).await.map(Some),
         // The output spec is broken: what is published (if anything) is not what the spec
         // asks for. Kept as it is until the spec is fixed.
@@ -511,11 +541,50 @@ fn unpublished(mut o: Outcome) -> Outcome {
     o
 }
 
+/// The output data of `token`, with the previous token beside it while it is kept.
+fn output(
+    engine: &Engine,
+    flow: &Flow,
+    inputs: &Inputs,
+    token: &TokenState,
+    record: &Record,
+) -> Result<BTreeMap<String, String>, EngineError> {
+    let mut data = engine.render_output(flow, inputs, token)?;
+    if flow.output.keep_previous
+        && let Some(p) = &record.previous
+    {
+        data.insert(PREVIOUS_ACCESS_TOKEN.into(), p.access_token.expose().to_string());
+        data.insert(PREVIOUS_HEADERS.into(), p.headers_json.expose().to_string());
+    }
+    Ok(data)
+}
+
+/// Output keys of the previous token (`output.keepPrevious`).
+pub const PREVIOUS_ACCESS_TOKEN: &str = "previous_access_token";
+pub const PREVIOUS_HEADERS: &str = "previous_headers.json";
+
+/// The token an issuance replaces, kept when the spec asks for it and it is still valid.
+fn replaced(
+    engine: &Engine,
+    flow: &Flow,
+    inputs: &Inputs,
+    old: Option<&TokenState>,
+    now: Timestamp,
+) -> Option<Previous> {
+    let old = old.filter(|t| decide::keeps_previous(flow.output.keep_previous, t, now))?;
+    let data = engine.render_output(flow, inputs, old).ok()?;
+    Some(Previous {
+        access_token: old.access_token.clone(),
+        headers_json: data.get("headers.json")?.as_str().into(),
+        expires_at: old.expires_at,
+    })
+}
+
 fn outcome(action: Action, record: &Record, next: Option<Timestamp>, written: bool) -> Outcome {
     Outcome {
         action,
         token: record.token.clone(),
-        next,
+        next: decide::next_look(next, record.previous.as_ref()),
         written,
         failures: record.failures,
         last_error: record.last_error.clone(),

@@ -36,7 +36,8 @@
 //! # Where it differs from a real API server
 //!
 //! * No authentication or admission. Validation covers the kinds served here (Secrets,
-//!   ConfigMaps, ServiceAccounts, Events, Namespaces, Leases, custom resources), and not every
+//!   ConfigMaps, ServiceAccounts, Events, Namespaces, Leases, custom resources; of the `apps`
+//!   workloads — Deployments, StatefulSets, DaemonSets — only their metadata), and not every
 //!   rule of theirs (e.g. not the contents of typed Secrets beyond their required keys); the
 //!   only defaulting is Secret `type: Opaque` and Namespace `status.phase: Active`; namespaces
 //!   need not exist.

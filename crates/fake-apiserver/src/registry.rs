@@ -149,6 +149,20 @@ impl ResourceInfo {
                 allow_create_on_update: true,
                 ..Self::builtin("coordination.k8s.io", "leases", "Lease", true)
             },
+            // Workloads, for clients that restart them (a pod template annotation): stored as
+            // given, with their `/status` subresource.
+            Self {
+                status_subresource: true,
+                ..Self::builtin("apps", "deployments", "Deployment", true)
+            },
+            Self {
+                status_subresource: true,
+                ..Self::builtin("apps", "statefulsets", "StatefulSet", true)
+            },
+            Self {
+                status_subresource: true,
+                ..Self::builtin("apps", "daemonsets", "DaemonSet", true)
+            },
         ]
     }
 

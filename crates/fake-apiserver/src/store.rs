@@ -1265,6 +1265,13 @@ fn apply_defaults(info: &ResourceInfo, obj: &mut Value) {
 
 fn mark_deleting(obj: &mut Value) {
     let meta = meta_mut(obj);
+    // As `markAsDeleting` in kube-apiserver's generic registry: marking an object for deletion
+    // is a change of its desired state, so its generation moves on.
+    if let Some(g) = meta.get("generation").and_then(Value::as_i64)
+        && g > 0
+    {
+        meta.insert("generation".into(), json!(g + 1));
+    }
     meta.insert("deletionTimestamp".into(), Value::String(meta::now_rfc3339()));
     meta.insert("deletionGracePeriodSeconds".into(), json!(0));
 }

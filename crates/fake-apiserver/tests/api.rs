@@ -245,6 +245,11 @@ async fn delete_honours_finalizers_and_collects_owned_objects() {
     let pending = configmaps.delete("owner", &DeleteParams::default()).await.unwrap();
     let pending = pending.left().expect("object still exists");
     assert!(pending.metadata.deletion_timestamp.is_some());
+    assert_eq!(
+        pending.metadata.generation,
+        owner.metadata.generation.map(|g| g + 1),
+        "marking for deletion moves the generation on, as kube-apiserver's markAsDeleting does"
+    );
     assert!(configmaps.get("owner").await.is_ok());
     assert!(secrets.get("child").await.is_ok());
 
@@ -922,4 +927,49 @@ async fn delays_hold_requests_at_a_gate_or_for_a_while() {
     let started = Instant::now();
     secrets.get("s").await.unwrap();
     assert!(started.elapsed() < Duration::from_millis(300), "delay used up");
+}
+
+#[tokio::test]
+async fn apps_workloads_are_served_and_a_pod_template_patch_is_a_new_generation() {
+    use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
+    let server = FakeApiServer::start().await;
+    let client = server.client();
+    let deployments: Api<Deployment> = Api::default_namespaced(client.clone());
+    let d: Deployment = serde_json::from_value(json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "web", "labels": {"app": "web"}},
+        "spec": {"selector": {"matchLabels": {"app": "web"}},
+                 "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "c", "image": "i"}]}}},
+    }))
+    .unwrap();
+    let d = deployments.create(&PostParams::default(), &d).await.unwrap();
+    let restart = json!({"spec": {"template": {"metadata": {"annotations": {"example.dev/restartedAt": "now"}}}}});
+    let patched = deployments
+        .patch("web", &PatchParams::default(), &Patch::Merge(&restart))
+        .await
+        .unwrap();
+    assert_eq!(patched.metadata.generation, d.metadata.generation.map(|g| g + 1));
+    let annotations = patched.spec.template.metadata.unwrap().annotations.unwrap();
+    assert_eq!(annotations["example.dev/restartedAt"], "now");
+    let listed = deployments
+        .list(&kube::api::ListParams::default().labels("app=web"))
+        .await
+        .unwrap();
+    assert_eq!(listed.items.len(), 1);
+    assert!(
+        Api::<StatefulSet>::default_namespaced(client.clone())
+            .list(&Default::default())
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
+    assert!(
+        Api::<DaemonSet>::default_namespaced(client)
+            .list(&Default::default())
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
 }

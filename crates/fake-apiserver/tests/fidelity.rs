@@ -689,7 +689,7 @@ async fn dependents_of_owners_that_never_existed_are_collected() {
     // An owner of a kind this server does not serve cannot be checked: left alone.
     let mut foreign = secret("foreign", &[]);
     foreign.metadata.owner_references = Some(vec![
-        serde_json::from_value(json!({ "apiVersion": "apps/v1", "kind": "Deployment", "name": "d", "uid": "u" }))
+        serde_json::from_value(json!({ "apiVersion": "batch/v1", "kind": "CronJob", "name": "d", "uid": "u" }))
             .unwrap(),
     ]);
     secrets.create(&PostParams::default(), &foreign).await.unwrap();

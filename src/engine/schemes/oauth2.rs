@@ -4,7 +4,9 @@
 
 use crate::api::{self, ClientAuth, GrantType};
 use crate::engine::error::{EngineError, Result};
-use crate::engine::flow::{Body, Flow, FormField, Step, Tmpl, base_flow, extraction, oauth_defaults, request_step};
+use crate::engine::flow::{
+    Body, Flow, FormField, Revocation, Step, Tmpl, base_flow, extraction, oauth_defaults, request_step,
+};
 use crate::engine::schemes::oauth2_jwt;
 
 pub(crate) fn compile(
@@ -49,11 +51,9 @@ pub(crate) fn compile(
         });
     }
 
-    let generated = |name: &'static str, grant_fields: Vec<(&str, Tmpl, bool)>, with_scope: bool| -> Result<Step> {
-        let url = token_url.ok_or_else(|| EngineError::InvalidSpec {
-            field: format!("{field}.tokenUrl"),
-            reason: "is required unless tokenRequest and refreshRequest are both given".into(),
-        })?;
+    // A request to `url` with the client's authentication and headers; `params` says which
+    // extra parameters go along (all, all but `scope`, or none for revocation).
+    let generated_at = |name: &'static str, url: Tmpl, grant_fields: Vec<(&str, Tmpl, bool)>, params: Params| -> Step {
         let mut form: Vec<FormField> = grant_fields
             .into_iter()
             .map(|(n, v, optional)| FormField {
@@ -62,10 +62,10 @@ pub(crate) fn compile(
                 optional,
             })
             .collect();
-        if with_scope {
-            form.extend(extra_params.iter().cloned());
-        } else {
-            form.extend(extra_params.iter().filter(|f| f.name != "scope").cloned());
+        match params {
+            Params::All => form.extend(extra_params.iter().cloned()),
+            Params::NoScope => form.extend(extra_params.iter().filter(|f| f.name != "scope").cloned()),
+            Params::None => {}
         }
         let mut basic_auth = None;
         match auth {
@@ -96,15 +96,24 @@ pub(crate) fn compile(
                 .iter()
                 .map(|(k, v)| (k.clone(), Tmpl::new(format!("{field}.headers.{k}"), v))),
         );
-        Ok(Step {
+        Step {
             name,
             method: reqwest::Method::POST,
-            url: Tmpl::new(format!("{field}.tokenUrl"), url),
+            url,
             headers,
             body: Body::Form(form),
             basic_auth,
             extraction: ext.clone(),
-        })
+        }
+    };
+    let generated = |name: &'static str, grant_fields: Vec<(&str, Tmpl, bool)>, with_scope: bool| -> Result<Step> {
+        let url = token_url.ok_or_else(|| EngineError::InvalidSpec {
+            field: format!("{field}.tokenUrl"),
+            reason: "is required unless tokenRequest and refreshRequest are both given".into(),
+        })?;
+        let url = Tmpl::new(format!("{field}.tokenUrl"), url);
+        let params = if with_scope { Params::All } else { Params::NoScope };
+        Ok(generated_at(name, url, grant_fields, params))
     };
     let t = |suffix: &str, src: &str| Tmpl::new(format!("{field}.{suffix}"), src);
 
@@ -199,6 +208,36 @@ pub(crate) fn compile(
             flow.seed_refresh_key = o.refresh_token_key.clone().or_else(|| Some("refresh_token".into()));
         }
     }
+    // RFC 7009 §2.1: the token and a hint of its type, with the client's authentication.
+    flow.revocation = o.revocation_url.as_ref().map(|url| {
+        let revoke = |kind: &'static str| {
+            let url = Tmpl::new(format!("{field}.revocationUrl"), url);
+            let token = Tmpl::new(format!("{field}.revocationUrl"), format!("{{{{ {kind} }}}}"));
+            let fields = vec![
+                ("token", token, false),
+                ("token_type_hint", t("revocationUrl", kind), false),
+            ];
+            generated_at("revocation", url, fields, Params::None)
+        };
+        Revocation {
+            refresh: revoke("refresh_token"),
+            access: revoke("access_token"),
+            timeout: std::time::Duration::from_secs(u64::from(
+                o.revocation_timeout_seconds.unwrap_or(DEFAULT_REVOCATION_TIMEOUT_SECS),
+            )),
+        }
+    });
     flow.assertions = oauth2_jwt::plans(field, o, grant, auth, &client_id)?;
     Ok(flow)
+}
+
+/// How long revocation on delete may take when `revocationTimeoutSeconds` is not set.
+pub const DEFAULT_REVOCATION_TIMEOUT_SECS: u32 = 10;
+
+/// Which extra parameters a generated request carries.
+#[derive(Clone, Copy)]
+enum Params {
+    All,
+    NoScope,
+    None,
 }
