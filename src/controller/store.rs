@@ -7,6 +7,13 @@
 //! - the **output Secret** carries the public token fields (the access token is in it anyway)
 //!   plus annotations for issue and renewal time and a digest that detects hand edits.
 //!
+//! A resource with nothing private to keep but the input fingerprint (no refresh token, no
+//! failure, no consent under way: `client_credentials`, API keys, most logins) gets no state
+//! Secret at all: the fingerprint travels as an annotation of the output Secret, so its first
+//! issuance costs one Secret write, and a credentials change made while the operator was down
+//! is still noticed. Once a resource has a state Secret, that stays the one place of its
+//! private state.
+//!
 //! A rotated refresh token is therefore persisted before the access token that came with it is
 //! published. The last record per resource is also kept in memory, so a deleted or edited
 //! output Secret is restored without a token call.
@@ -38,6 +45,10 @@ const ANN_ISSUED: &str = "connectorauth.dev/issued-at";
 const ANN_RENEW: &str = "connectorauth.dev/renew-at";
 const ANN_EXTRAS: &str = "connectorauth.dev/extras";
 const ANN_DIGEST: &str = "connectorauth.dev/data-digest";
+/// The input fingerprint of the published token, for resources without a state Secret. A
+/// digest, as in the state Secret: both are read through the same Secret permission (mounted
+/// Secrets show pods their data, not their annotations).
+const ANN_FINGERPRINT: &str = "connectorauth.dev/input-fingerprint";
 
 /// Name of the private state Secret of a ConnectorAuth: `<name>-connectorauth-state`, or, for
 /// names too long for that (object names go up to 253 characters), a shortened name ending in
@@ -88,6 +99,19 @@ struct Private {
 }
 
 impl Private {
+    /// The private part that only says which inputs the token was issued for.
+    fn fingerprint_only(fingerprint: &str) -> Self {
+        Private {
+            fingerprint: fingerprint.to_string(),
+            ..Private::default()
+        }
+    }
+
+    /// Whether there is nothing to keep but the fingerprint (which the output Secret can carry).
+    fn is_fingerprint_only(&self) -> bool {
+        *self == Private::fingerprint_only(&self.fingerprint)
+    }
+
     fn of(r: &Record) -> Self {
         Private {
             refresh_token: r.token.as_ref().and_then(|t| t.refresh_token.clone()),
@@ -118,8 +142,11 @@ pub struct KubeStore {
     memory: Memory,
     /// The output Secret as read by `load`, to compare against without another GET.
     observed_output: Mutex<Option<Secret>>,
-    /// The private part as last read or written, so unchanged state is not rewritten.
+    /// The private part as last read from or written to the state Secret, so unchanged state
+    /// is not rewritten.
     observed_private: Mutex<Option<Private>>,
+    /// Whether the state Secret exists; `None` until `load` has looked.
+    state_exists: Mutex<Option<bool>>,
     /// Secrets left by an earlier resource of the same name, found by `load` and replaced
     /// unread (for an Event).
     replaced: Mutex<Vec<String>>,
@@ -180,6 +207,7 @@ impl KubeStore {
             memory,
             observed_output: Mutex::new(None),
             observed_private: Mutex::new(None),
+            state_exists: Mutex::new(None),
             replaced: Mutex::default(),
             metrics,
         })
@@ -348,6 +376,12 @@ impl Store for KubeStore {
         };
         *self.observed_output.lock().expect("lock") = output.clone();
         *self.observed_private.lock().expect("lock") = private.clone();
+        *self.state_exists.lock().expect("lock") = Some(state.is_some());
+        // Without a state Secret, the output Secret says which inputs its token was issued for.
+        let private = private.or_else(|| {
+            let fingerprint = output.as_ref()?.annotations().get(ANN_FINGERPRINT)?;
+            Some(Private::fingerprint_only(fingerprint))
+        });
         let memory = self.recall();
         let Some(private) = private else {
             // No state yet: a first issuance (or the state Secret was removed; the memory copy,
@@ -394,7 +428,9 @@ impl Store for KubeStore {
     async fn save(&self, record: &Record) -> Result<(), StoreError> {
         self.remember(record);
         let private = Private::of(record);
-        if self.observed_private.lock().expect("lock").as_ref() == Some(&private) {
+        let carried_by_output =
+            *self.state_exists.lock().expect("lock") == Some(false) && private.is_fingerprint_only();
+        if carried_by_output || self.observed_private.lock().expect("lock").as_ref() == Some(&private) {
             self.metrics.write("state", false);
             return Ok(());
         }
@@ -416,6 +452,7 @@ impl Store for KubeStore {
         }
         self.metrics.write("state", true);
         *self.observed_private.lock().expect("lock") = Some(private);
+        *self.state_exists.lock().expect("lock") = Some(true);
         Ok(())
     }
 
@@ -433,6 +470,11 @@ impl Store for KubeStore {
                     ANN_EXTRAS.to_string(),
                     t.extras.keys().cloned().collect::<Vec<_>>().join(","),
                 );
+            }
+            // Where the state Secret exists it holds the fingerprint: no annotation then, so
+            // outputs written before this annotation existed are not rewritten for it.
+            if *self.state_exists.lock().expect("lock") == Some(false) && !t.fingerprint.is_empty() {
+                annotations.insert(ANN_FINGERPRINT.to_string(), t.fingerprint.clone());
             }
         }
         let labels: BTreeMap<String, String> = serde_json::from_value(self.labels("output")).expect("string labels");
@@ -492,6 +534,58 @@ impl Store for KubeStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_record_with_nothing_but_a_fingerprint_goes_without_a_state_secret() {
+        let token = TokenState {
+            access_token: "at".into(),
+            refresh_token: None,
+            token_type: "Bearer".into(),
+            issued_at: Timestamp::UNIX_EPOCH,
+            expires_at: None,
+            renew_at: None,
+            extras: BTreeMap::new(),
+            fingerprint: "f".into(),
+            seed_refresh_token: None,
+            refresh_token_reusable: false,
+            oauth: BTreeMap::new(),
+        };
+        let issued = Record {
+            token: Some(token.clone()),
+            ..Record::default()
+        };
+        assert!(Private::of(&issued).is_fingerprint_only());
+        let private = [
+            Record {
+                token: Some(TokenState {
+                    refresh_token: Some("rt".into()),
+                    ..token.clone()
+                }),
+                ..Record::default()
+            },
+            Record {
+                token: Some(TokenState {
+                    oauth: BTreeMap::from([("id_token".to_string(), "x".into())]),
+                    ..token.clone()
+                }),
+                ..Record::default()
+            },
+            Record {
+                failures: 1,
+                ..issued.clone()
+            },
+            Record {
+                pending_consent: Some(PendingConsent {
+                    nonce: "n".into(),
+                    expires: Timestamp::UNIX_EPOCH,
+                }),
+                ..Record::default()
+            },
+        ];
+        for record in private {
+            assert!(!Private::of(&record).is_fingerprint_only(), "{record:?}");
+        }
+    }
 
     #[test]
     fn state_secret_names_fit_every_resource_name() {
