@@ -15,18 +15,18 @@ use kube::{Resource, ResourceExt};
 use tokio::sync::watch;
 use tracing::debug;
 
+use super::cache::Cached;
 use super::context::Context;
 use super::pass::{error_policy, reconcile};
 use super::store::{ROLE_LABEL, STATE_SUFFIX};
-use crate::api::ConnectorAuth;
-use crate::engine::tls::{self, Kind};
+use crate::engine::tls::Kind;
 
 /// Which ConnectorAuths a Secret change concerns: the ones reading it (as credentials, CA
 /// bundle or client certificate) and the one owning it (output or state Secret).
-fn affected(reader: &Reader<ConnectorAuth>, secret: &PartialObjectMeta<Secret>) -> Vec<ObjectRef<ConnectorAuth>> {
+fn affected(reader: &Reader<Cached>, secret: &PartialObjectMeta<Secret>) -> Vec<ObjectRef<Cached>> {
     let ns = secret.metadata.namespace.as_deref();
     let name = secret.metadata.name.as_deref().unwrap_or_default();
-    let mut refs: Vec<ObjectRef<ConnectorAuth>> = secret
+    let mut refs: Vec<ObjectRef<Cached>> = secret
         .owner_references()
         .iter()
         .filter(|o| o.kind == "ConnectorAuth" && o.api_version.starts_with(crate::api::GROUP))
@@ -37,14 +37,14 @@ fn affected(reader: &Reader<ConnectorAuth>, secret: &PartialObjectMeta<Secret>) 
     let private = secret.labels().get(ROLE_LABEL).map(String::as_str) == Some("state");
     if !private {
         refs.extend(readers(reader, ns, |ca| {
-            ca.spec.credentials_ref.name == name || tls::references_object(&ca.spec, Kind::Secret, name)
+            ca.reads().credentials == name || ca.reads().tls_object(Kind::Secret, name)
         }));
     }
     // A resource refused because its output or state name was taken hears when it is freed.
     // (Compared without building names: this runs for every Secret event and cached resource.)
     refs.extend(readers(reader, ns, |ca| {
-        let own = ca.metadata.name.as_deref().unwrap_or_default();
-        let output = match ca.spec.output.secret_name.as_deref() {
+        let own = ca.meta().name.as_deref().unwrap_or_default();
+        let output = match ca.reads().output.as_deref() {
             Some(n) => n == name,
             None => name.strip_suffix("-token") == Some(own),
         };
@@ -55,37 +55,20 @@ fn affected(reader: &Reader<ConnectorAuth>, secret: &PartialObjectMeta<Secret>) 
 
 /// The ConnectorAuths in `ns` for which `reads` holds. Scans the cache without copying names:
 /// it runs for every Secret event.
-fn readers(
-    reader: &Reader<ConnectorAuth>,
-    ns: Option<&str>,
-    reads: impl Fn(&ConnectorAuth) -> bool,
-) -> Vec<ObjectRef<ConnectorAuth>> {
+fn readers(reader: &Reader<Cached>, ns: Option<&str>, reads: impl Fn(&Cached) -> bool) -> Vec<ObjectRef<Cached>> {
     reader
         .state()
         .iter()
-        .filter(|ca| ca.metadata.namespace.as_deref() == ns && reads(ca))
+        .filter(|ca| ca.meta().namespace.as_deref() == ns && reads(ca))
         .map(|ca| ObjectRef::from_obj(ca.as_ref()))
         .collect()
 }
 
-/// Strips the fields the controller never reads from a cached ConnectorAuth.
-fn slim(ca: &mut ConnectorAuth) {
-    ca.managed_fields_mut().clear();
-    if let Some(a) = ca.meta_mut().annotations.as_mut() {
-        a.remove(LAST_APPLIED);
-    }
-}
-
-const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
-
 /// Which ConnectorAuths read a ConfigMap (as CA bundle).
-fn readers_of_config_map(
-    reader: &Reader<ConnectorAuth>,
-    cm: &PartialObjectMeta<ConfigMap>,
-) -> Vec<ObjectRef<ConnectorAuth>> {
+fn readers_of_config_map(reader: &Reader<Cached>, cm: &PartialObjectMeta<ConfigMap>) -> Vec<ObjectRef<Cached>> {
     let name = cm.metadata.name.as_deref().unwrap_or_default();
     readers(reader, cm.metadata.namespace.as_deref(), |ca| {
-        tls::references_object(&ca.spec, Kind::ConfigMap, name)
+        ca.reads().tls_object(Kind::ConfigMap, name)
     })
 }
 
@@ -99,7 +82,7 @@ pub async fn run_controller(
     // Deletions trigger too (a deleted output is restored). ConfigMaps matter only as CA
     // bundles: a fixed or created one is used at once.
     let (cas, secrets, config_maps): (
-        Api<ConnectorAuth>,
+        Api<Cached>,
         Api<PartialObjectMeta<Secret>>,
         Api<PartialObjectMeta<ConfigMap>>,
     ) = match &namespace {
@@ -114,18 +97,17 @@ pub async fn run_controller(
             Api::all(ctx.client.clone()),
         ),
     };
-    // The cache holds every ConnectorAuth; drop what the operator never reads (field ownership
-    // and kubectl's copy of the last applied spec), which is most of an object's size on a
-    // real API server.
+    // The cache holds every ConnectorAuth, encoded (see `cache`).
     let (reader, writer) = reflector::store();
     let forget = ctx.clone();
     let stream = watcher(cas, watcher::Config::default().any_semantic())
         .default_backoff()
-        .modify(slim)
         .reflect(writer)
         .inspect_ok(move |event| {
-            if let watcher::Event::Delete(ca) = event {
-                forget.forget(ca);
+            if let watcher::Event::Delete(cached) = event
+                && let Ok(ca) = cached.decode()
+            {
+                forget.forget(&ca);
             }
         })
         .applied_objects();
