@@ -94,7 +94,7 @@ impl Context {
     /// rather than every resource ever seen.
     pub(crate) fn forget(&self, ca: &ConnectorAuth) {
         let uid = ca.uid().unwrap_or_default();
-        self.memory.lock().expect("memory lock").remove(&uid);
+        self.memory.remove(&uid);
         self.written_status.lock().expect("lock").remove(&uid);
         self.core.ledger.forget(ca);
         self.metrics.token_expiry.remove(&ResourceLabels {

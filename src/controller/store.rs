@@ -129,8 +129,34 @@ impl Private {
     }
 }
 
-/// Last known record per resource (by uid), shared by all passes.
-pub type Memory = Arc<Mutex<BTreeMap<String, Record>>>;
+/// Last known record per resource (by uid), shared by all passes. It restores a deleted or
+/// edited output Secret without a token call. Kept encoded: one per resource, and a decoded
+/// record takes about three times the space of its JSON.
+#[derive(Clone, Default)]
+pub struct Memory(Arc<Mutex<BTreeMap<String, Box<[u8]>>>>);
+
+impl Memory {
+    fn insert(&self, uid: &str, record: &Record) {
+        // A record always encodes (plain strings, numbers and timestamps).
+        let Ok(encoded) = serde_json::to_vec(record) else {
+            return;
+        };
+        self.0
+            .lock()
+            .expect("memory lock")
+            .insert(uid.to_string(), encoded.into_boxed_slice());
+    }
+
+    fn get(&self, uid: &str) -> Option<Record> {
+        let memory = self.0.lock().expect("memory lock");
+        serde_json::from_slice(memory.get(uid)?).ok()
+    }
+
+    /// Forgets a deleted resource.
+    pub fn remove(&self, uid: &str) {
+        self.0.lock().expect("memory lock").remove(uid);
+    }
+}
 
 /// Store for one ConnectorAuth during one reconcile pass.
 pub struct KubeStore {
@@ -292,14 +318,11 @@ impl KubeStore {
     }
 
     fn remember(&self, record: &Record) {
-        self.memory
-            .lock()
-            .expect("memory lock")
-            .insert(self.uid.clone(), record.clone());
+        self.memory.insert(&self.uid, record);
     }
 
     fn recall(&self) -> Option<Record> {
-        self.memory.lock().expect("memory lock").get(&self.uid).cloned()
+        self.memory.get(&self.uid)
     }
 }
 
@@ -585,6 +608,42 @@ mod tests {
         for record in private {
             assert!(!Private::of(&record).is_fingerprint_only(), "{record:?}");
         }
+    }
+
+    #[test]
+    fn the_memory_gives_back_every_field_of_a_record() {
+        let record = Record {
+            token: Some(TokenState {
+                access_token: "at".into(),
+                refresh_token: Some("rt".into()),
+                token_type: "Bearer".into(),
+                issued_at: "2026-01-01T00:00:00.123456789Z".parse().unwrap(),
+                expires_at: Some("2026-01-01T01:00:00Z".parse().unwrap()),
+                renew_at: Some("2026-01-01T00:40:00.5Z".parse().unwrap()),
+                extras: BTreeMap::from([("so_ticket".to_string(), "t".into())]),
+                fingerprint: "f".into(),
+                seed_refresh_token: Some("seed-digest".into()),
+                refresh_token_reusable: true,
+                oauth: BTreeMap::from([("id_token".to_string(), "x".into())]),
+            }),
+            failures: 2,
+            retry_at: Some("2026-01-01T00:01:00Z".parse().unwrap()),
+            failed_fingerprint: Some("g".into()),
+            last_error: Some(("Timeout".into(), "timed out".into())),
+            pending_consent: Some(PendingConsent {
+                nonce: "n".into(),
+                expires: "2026-01-01T00:10:00Z".parse().unwrap(),
+            }),
+            in_flight: Some(InFlight {
+                digest: "d".into(),
+                since: "2026-01-01T00:00:01Z".parse().unwrap(),
+            }),
+        };
+        let memory = Memory::default();
+        memory.insert("uid-1", &record);
+        assert_eq!(memory.get("uid-1"), Some(record));
+        memory.remove("uid-1");
+        assert_eq!(memory.get("uid-1"), None);
     }
 
     #[test]
