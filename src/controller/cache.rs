@@ -56,14 +56,15 @@ impl From<ConnectorAuth> for Cached {
             output: ca.spec.output.secret_name.clone(),
             tls: tls::references(&ca.spec).into(),
         };
-        let m = &ca.metadata;
+        // The identity lives in `metadata`, and is not encoded twice.
+        let m = &mut ca.metadata;
         let metadata = ObjectMeta {
-            name: m.name.clone(),
-            namespace: m.namespace.clone(),
-            uid: m.uid.clone(),
-            resource_version: m.resource_version.clone(),
-            generation: m.generation,
-            deletion_timestamp: m.deletion_timestamp.clone(),
+            name: m.name.take(),
+            namespace: m.namespace.take(),
+            uid: m.uid.take(),
+            resource_version: m.resource_version.take(),
+            generation: m.generation.take(),
+            deletion_timestamp: m.deletion_timestamp.take(),
             ..ObjectMeta::default()
         };
         // Serializing a value that was just deserialized cannot fail.
@@ -81,7 +82,15 @@ impl From<ConnectorAuth> for Cached {
 impl Cached {
     /// The ConnectorAuth, as the API server sent it (less what [`From`] strips).
     pub fn decode(&self) -> Result<ConnectorAuth, serde_json::Error> {
-        serde_json::from_slice(&self.encoded)
+        let mut ca: ConnectorAuth = serde_json::from_slice(&self.encoded)?;
+        let (m, id) = (&mut ca.metadata, &self.metadata);
+        m.name = id.name.clone();
+        m.namespace = id.namespace.clone();
+        m.uid = id.uid.clone();
+        m.resource_version = id.resource_version.clone();
+        m.generation = id.generation;
+        m.deletion_timestamp = id.deletion_timestamp.clone();
+        Ok(ca)
     }
 
     pub fn reads(&self) -> &Reads {
@@ -128,6 +137,7 @@ mod tests {
             "apiVersion": "connectorauth.dev/v1alpha1", "kind": "ConnectorAuth",
             "metadata": {
                 "name": "crm", "namespace": "team-a", "uid": "u-1", "resourceVersion": "7", "generation": 2,
+                "deletionTimestamp": "2026-01-01T00:00:00Z", "creationTimestamp": "2025-12-01T00:00:00Z",
                 "labels": {"team": "a"},
                 "annotations": {"note": "kept", LAST_APPLIED: "{\"a huge\": \"copy\"}"},
                 "managedFields": [{"manager": "kubectl", "operation": "Apply"}],
