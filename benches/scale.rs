@@ -36,6 +36,9 @@
 //! only where that is not readable, the operator's own `connectorauth_writes_total`. The table
 //! says which. RSS and CPU come from `/proc/<pid>` of the operator.
 //!
+//! The operator runs with the container image's malloc settings (`GLIBC_TUNABLES` from the
+//! Dockerfile) unless `GLIBC_TUNABLES` is set for the benchmark.
+//!
 //! Results: a Markdown table on stdout and in `target/bench/scale.md` (copy into BENCHMARKS.md).
 
 #[path = "scale/counting.rs"]
@@ -706,6 +709,16 @@ fn watch_published(client: kube::Client, prefix: String) -> Arc<Published> {
 
 // ------------------------------------------------------------------ the operator processes
 
+/// The container image's malloc settings (its Dockerfile's `ENV GLIBC_TUNABLES=…`), so the
+/// benchmark measures the operator as the image runs it.
+fn image_malloc_tunables() -> &'static str {
+    include_str!("../Dockerfile")
+        .lines()
+        .find_map(|l| l.strip_prefix("ENV GLIBC_TUNABLES="))
+        .expect("the Dockerfile sets GLIBC_TUNABLES")
+        .trim()
+}
+
 /// One operator process.
 struct Operator {
     child: Child,
@@ -734,6 +747,9 @@ impl Operator {
         if !o.elects_leader() {
             cmd.arg("--leader-election=false");
         }
+        if std::env::var_os("GLIBC_TUNABLES").is_none() {
+            cmd.env("GLIBC_TUNABLES", image_malloc_tunables());
+        }
         cmd.arg(format!("--metrics-addr={metrics}"))
             .args(&o.operator_args)
             .env("LOG_LEVEL", "warn")
@@ -743,6 +759,8 @@ impl Operator {
         if let Some(k) = cluster.kubeconfig() {
             cmd.env("KUBECONFIG", k);
         }
+        // Its own process group, so that stopping it reaches the operator under a wrapper too.
+        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
         let child = cmd.spawn().context("starting the operator binary")?;
         Ok(Operator { child, metrics, log })
     }
@@ -782,11 +800,16 @@ impl Operator {
         resp.text().await.unwrap_or_default()
     }
 
+    /// Signals the operator's process group (the wrapper and the operator under it).
+    fn signal(&self, signal: &str) -> std::io::Result<std::process::ExitStatus> {
+        Command::new("kill")
+            .args([signal, "--", &format!("-{}", self.child.id())])
+            .status()
+    }
+
     /// Sends SIGTERM and waits for the process to end.
     fn stop(mut self) -> anyhow::Result<()> {
-        Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()?;
+        self.signal("-TERM")?;
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
             if self.child.try_wait()?.is_some() {
@@ -794,7 +817,7 @@ impl Operator {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        self.child.kill()?;
+        self.signal("-KILL")?;
         bail!("the operator did not stop within 30 s of SIGTERM")
     }
 }
@@ -803,7 +826,7 @@ impl Operator {
 impl Drop for Operator {
     fn drop(&mut self) {
         if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
+            let _ = self.signal("-KILL");
             let _ = self.child.wait();
         }
     }
