@@ -1,7 +1,7 @@
 //! What the controller caches of each ConnectorAuth. The cache holds every resource, so its
 //! size per resource is most of the operator's memory: a decoded ConnectorAuth with its status
-//! takes ~2.8 KB (most of it the inline size of optional fields that are rarely set), the same
-//! object as JSON about a third of that. So the cache keeps each object encoded, decoded once
+//! takes ~2.8 KB in the cache (heaptrack: ~1 KB inline, the rest its strings, maps and the
+//! map entry), the same object as JSON about a third of that. So the cache keeps each object encoded, decoded once
 //! per pass, with what the Secret and ConfigMap mappers compare on every event extracted once.
 
 use std::borrow::Cow;
