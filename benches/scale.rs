@@ -8,12 +8,18 @@
 //! KUBECONFIG=~/.kube/config cargo bench --bench scale -- --n 1000   # against a real cluster
 //! ```
 //!
-//! Options: `--n 1000,10000`, `--ttl SECS` (token lifetime, default 60), `--ttls K` (length of the
+//! Options: `--n 1000,10000`, `--ttl SECS` (token lifetime; default 60, and 60 × N / 10,000 above
+//! 10,000 so the renewal demand stays within the per-host limit: 300 for 50,000), `--ttls K` (length of the
 //! steady-state windows in TTLs, default 3), `--latency-ms MS` (provider latency, default 20),
 //! `--error-rate R` (provider errors in the fault scenario, default 0.05), `--unrelated COUNT`
 //! (unrelated 100 KB Secrets, default 10000; on a real cluster 0 unless given),
-//! `--operator-args "--concurrency 64 …"` (extra flags for `run`), `--wrap "heaptrack -o FILE"`
-//! (run the operator under a profiler; RSS and CPU then describe the wrapper),
+//! `--operator-args "--concurrency 64 …"` (extra flags for `run`; leader election is off unless
+//! they turn it on), `--replicas R` (R operator processes side by side, identities
+//! `bench-op-<i>`; needs leader election; memory is the largest replica's, CPU and writes the
+//! sum), `--scenarios steady,errors,restart,unrelated` (which run after the cold start; default
+//! all), `--wrap "heaptrack -o DIR/{}"` (run the operator under a profiler, `{}` becoming
+//! `operator-<N>-<run>-<replica>`; RSS and CPU then describe the wrapper), `--wrap-run RUN`
+//! (wrap only the operator runs named `main`, `restart` or `unrelated`),
 //! `--slow-state-writes-ms MS` (test API server only: each write of a private state Secret is
 //! answered MS late, so first issuances are slow and renewals are not — a cold start that
 //! outlasts the first tokens' renewal point, as seen against a busy real API server).
@@ -29,6 +35,9 @@
 //! API server's request log, or a real API server's `apiserver_request_total` (its `/metrics`);
 //! only where that is not readable, the operator's own `connectorauth_writes_total`. The table
 //! says which. RSS and CPU come from `/proc/<pid>` of the operator.
+//!
+//! The operator runs with the container image's malloc settings (`GLIBC_TUNABLES` from the
+//! Dockerfile) unless `GLIBC_TUNABLES` is set for the benchmark.
 //!
 //! Results: a Markdown table on stdout and in `target/bench/scale.md` (copy into BENCHMARKS.md).
 
@@ -65,9 +74,26 @@ const MANAGED_BY: &str = "app.kubernetes.io/managed-by=connector-auth-operator";
 
 // ------------------------------------------------------------------ options
 
+/// The scenarios a size runs, in order. The cold start always runs: the others start from it.
+#[derive(Clone, Copy, PartialEq)]
+enum Scenario {
+    Steady,
+    Errors,
+    Restart,
+    Unrelated,
+}
+
+const SCENARIOS: [(&str, Scenario); 4] = [
+    ("steady", Scenario::Steady),
+    ("errors", Scenario::Errors),
+    ("restart", Scenario::Restart),
+    ("unrelated", Scenario::Unrelated),
+];
+
 struct Options {
     sizes: Vec<usize>,
-    ttl: u64,
+    /// Token lifetime for every size; `None`: [`default_ttl`] per size.
+    ttl: Option<u64>,
     ttls: u64,
     latency: Duration,
     error_rate: f64,
@@ -75,21 +101,54 @@ struct Options {
     operator_args: Vec<String>,
     /// A command the operator runs under (a profiler); RSS and CPU then describe the wrapper.
     wrap: Vec<String>,
+    /// Wrap only the operator runs of this name (`main`, `restart`, `unrelated`).
+    wrap_run: Option<String>,
     /// Test API server only: how late each write of a private state Secret is answered.
     slow_state_writes: Option<Duration>,
+    scenarios: Vec<Scenario>,
+    /// Operator processes (replicas) running side by side.
+    replicas: usize,
+}
+
+/// The default token lifetime for `n` resources: 60 s, and longer above 10,000 so the steady
+/// renewal demand (each token renewed at ~2/3 of its lifetime: 1.5 n / TTL requests per second)
+/// stays at 250/s, two thirds of what the default per-host limit serves (8 in flight at 20 ms
+/// latency: ~400/s). 300 s for 50,000.
+fn default_ttl(n: usize) -> u64 {
+    (n as u64 * 60).div_ceil(10_000).max(60)
+}
+
+impl Options {
+    /// Whether the operator flags turn leader election on (the benchmark turns it off otherwise).
+    fn elects_leader(&self) -> bool {
+        self.operator_args
+            .iter()
+            .any(|a| a.starts_with("--leader-election") && a != "--leader-election=false")
+    }
+
+    fn ttl(&self, n: usize) -> u64 {
+        self.ttl.unwrap_or_else(|| default_ttl(n))
+    }
+
+    fn runs(&self, s: Scenario) -> bool {
+        self.scenarios.contains(&s)
+    }
 }
 
 fn options() -> anyhow::Result<Options> {
     let mut o = Options {
         sizes: vec![1_000, 10_000],
-        ttl: 60,
+        ttl: None,
         ttls: 3,
         latency: Duration::from_millis(20),
         error_rate: 0.05,
         unrelated: None,
         operator_args: vec![],
         wrap: vec![],
+        wrap_run: None,
         slow_state_writes: None,
+        scenarios: SCENARIOS.iter().map(|(_, s)| *s).collect(),
+        replicas: 1,
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -101,7 +160,7 @@ fn options() -> anyhow::Result<Options> {
                     .map(|s| s.trim().replace('_', "").parse().context("--n: a list of numbers"))
                     .collect::<anyhow::Result<_>>()?
             }
-            "--ttl" => o.ttl = value("--ttl")?.parse().context("--ttl: seconds")?,
+            "--ttl" => o.ttl = Some(value("--ttl")?.parse().context("--ttl: seconds")?),
             "--ttls" => o.ttls = value("--ttls")?.parse().context("--ttls: a number")?,
             "--latency-ms" => {
                 o.latency = Duration::from_millis(value("--latency-ms")?.parse().context("--latency-ms")?)
@@ -112,18 +171,45 @@ fn options() -> anyhow::Result<Options> {
                 o.operator_args = value("--operator-args")?.split_whitespace().map(String::from).collect()
             }
             "--wrap" => o.wrap = value("--wrap")?.split_whitespace().map(String::from).collect(),
+            "--wrap-run" => o.wrap_run = Some(value("--wrap-run")?),
             "--slow-state-writes-ms" => {
                 let ms = value("--slow-state-writes-ms")?
                     .parse()
                     .context("--slow-state-writes-ms")?;
                 o.slow_state_writes = Some(Duration::from_millis(ms))
             }
+            "--scenarios" => {
+                o.scenarios = value("--scenarios")?
+                    .split(',')
+                    .map(|name| {
+                        let name = name.trim();
+                        SCENARIOS
+                            .iter()
+                            .find(|(n, _)| *n == name)
+                            .map(|(_, s)| *s)
+                            .with_context(|| {
+                                let known: Vec<&str> = SCENARIOS.iter().map(|(n, _)| *n).collect();
+                                format!(
+                                    "--scenarios: unknown scenario {name}; known: {} (the cold start always runs)",
+                                    known.join(", ")
+                                )
+                            })
+                    })
+                    .collect::<anyhow::Result<_>>()?
+            }
+            "--replicas" => o.replicas = value("--replicas")?.parse().context("--replicas: a number")?,
             "--bench" => {} // passed by `cargo bench`
             other => bail!("unknown option {other}; see the top of benches/scale.rs"),
         }
     }
-    if o.ttl < 6 {
+    if o.ttl.is_some_and(|t| t < 6) {
         bail!("--ttl must be at least 6 seconds");
+    }
+    if o.replicas == 0 {
+        bail!("--replicas must be at least 1");
+    }
+    if o.replicas > 1 && !o.elects_leader() {
+        bail!("--replicas above 1 needs leader election: --operator-args \"--leader-election=true …\"");
     }
     Ok(o)
 }
@@ -621,8 +707,19 @@ fn watch_published(client: kube::Client, prefix: String) -> Arc<Published> {
     published
 }
 
-// ------------------------------------------------------------------ the operator process
+// ------------------------------------------------------------------ the operator processes
 
+/// The container image's malloc settings (its Dockerfile's `ENV GLIBC_TUNABLES=…`), so the
+/// benchmark measures the operator as the image runs it.
+fn image_malloc_tunables() -> &'static str {
+    include_str!("../Dockerfile")
+        .lines()
+        .find_map(|l| l.strip_prefix("ENV GLIBC_TUNABLES="))
+        .expect("the Dockerfile sets GLIBC_TUNABLES")
+        .trim()
+}
+
+/// One operator process.
 struct Operator {
     child: Child,
     metrics: SocketAddr,
@@ -630,32 +727,42 @@ struct Operator {
 }
 
 impl Operator {
-    fn start(cluster: &Cluster, o: &Options, log: &Path) -> anyhow::Result<Operator> {
+    /// Starts replica `replica` (its identity `bench-op-<replica>`); `run` names the run (a log
+    /// and a `{}` in `--wrap` become `operator-<run>-<replica>`).
+    fn start(cluster: &Cluster, o: &Options, dir: &Path, run: &str, replica: usize) -> anyhow::Result<Operator> {
         let metrics: SocketAddr = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
+        let name = format!("operator-{run}-{replica}");
+        let log = dir.join(format!("{name}.log"));
         let binary = env!("CARGO_BIN_EXE_connector-auth-operator");
-        let mut cmd = match o.wrap.split_first() {
+        let wrapped = o.wrap_run.as_deref().is_none_or(|r| run.ends_with(&format!("-{r}")));
+        let mut cmd = match o.wrap.split_first().filter(|_| wrapped) {
             Some((wrapper, args)) => {
                 let mut c = Command::new(wrapper);
-                c.args(args).arg(binary);
+                c.args(args.iter().map(|a| a.replace("{}", &name))).arg(binary);
                 c
             }
             None => Command::new(binary),
         };
-        cmd.args(["run", "--leader-election=false", "--log-format=text"])
-            .arg(format!("--metrics-addr={metrics}"))
+        cmd.args(["run", "--log-format=text"]);
+        if !o.elects_leader() {
+            cmd.arg("--leader-election=false");
+        }
+        if std::env::var_os("GLIBC_TUNABLES").is_none() {
+            cmd.env("GLIBC_TUNABLES", image_malloc_tunables());
+        }
+        cmd.arg(format!("--metrics-addr={metrics}"))
             .args(&o.operator_args)
             .env("LOG_LEVEL", "warn")
+            .env("POD_NAME", format!("bench-op-{replica}"))
             .stdout(Stdio::null())
-            .stderr(std::fs::File::create(log)?);
+            .stderr(std::fs::File::create(&log)?);
         if let Some(k) = cluster.kubeconfig() {
             cmd.env("KUBECONFIG", k);
         }
+        // Its own process group, so that stopping it reaches the operator under a wrapper too.
+        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
         let child = cmd.spawn().context("starting the operator binary")?;
-        Ok(Operator {
-            child,
-            metrics,
-            log: log.to_path_buf(),
-        })
+        Ok(Operator { child, metrics, log })
     }
 
     /// Fails if the operator exited.
@@ -686,30 +793,23 @@ impl Operator {
         (ticks(11) + ticks(12)) / clock_ticks()
     }
 
-    /// A counter from the operator's /metrics (summed over labels).
-    async fn metric(&self, name: &str) -> f64 {
+    async fn metrics_text(&self) -> String {
         let Ok(resp) = reqwest::get(format!("http://{}/metrics", self.metrics)).await else {
-            return 0.0;
+            return String::new();
         };
-        let text = resp.text().await.unwrap_or_default();
-        text.lines()
-            .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum()
+        resp.text().await.unwrap_or_default()
     }
 
-    /// The operator's own write counters (`connectorauth_writes_total`).
-    async fn writes(&self) -> BTreeMap<String, u64> {
-        let Ok(resp) = reqwest::get(format!("http://{}/metrics", self.metrics)).await else {
-            return BTreeMap::new();
-        };
-        counting::operator_writes(&resp.text().await.unwrap_or_default())
-    }
-
-    fn stop(mut self) -> anyhow::Result<()> {
+    /// Signals the operator's process group (the wrapper and the operator under it).
+    fn signal(&self, signal: &str) -> std::io::Result<std::process::ExitStatus> {
         Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()?;
+            .args([signal, "--", &format!("-{}", self.child.id())])
+            .status()
+    }
+
+    /// Sends SIGTERM and waits for the process to end.
+    fn stop(mut self) -> anyhow::Result<()> {
+        self.signal("-TERM")?;
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
             if self.child.try_wait()?.is_some() {
@@ -717,7 +817,7 @@ impl Operator {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        self.child.kill()?;
+        self.signal("-KILL")?;
         bail!("the operator did not stop within 30 s of SIGTERM")
     }
 }
@@ -726,9 +826,69 @@ impl Operator {
 impl Drop for Operator {
     fn drop(&mut self) {
         if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
+            let _ = self.signal("-KILL");
             let _ = self.child.wait();
         }
+    }
+}
+
+/// The operator replicas of one run (`--replicas`): memory is reported for the largest
+/// replica, CPU, counters and writes summed over all.
+struct Fleet {
+    replicas: Vec<Operator>,
+}
+
+impl Fleet {
+    fn start(cluster: &Cluster, o: &Options, dir: &Path, run: &str) -> anyhow::Result<Fleet> {
+        let replicas = (0..o.replicas)
+            .map(|i| Operator::start(cluster, o, dir, run, i))
+            .collect::<anyhow::Result<_>>()?;
+        Ok(Fleet { replicas })
+    }
+
+    /// Fails if any replica exited.
+    fn check_alive(&mut self) -> anyhow::Result<()> {
+        self.replicas.iter_mut().try_for_each(Operator::check_alive)
+    }
+
+    /// The largest replica's peak resident set size (VmHWM) in KiB.
+    fn peak_rss_kib(&self) -> u64 {
+        self.replicas.iter().map(Operator::peak_rss_kib).max().unwrap_or(0)
+    }
+
+    /// CPU time (user + system) of all replicas, in seconds.
+    fn cpu_seconds(&self) -> f64 {
+        self.replicas.iter().map(Operator::cpu_seconds).sum()
+    }
+
+    /// A counter from the replicas' /metrics, summed over labels and replicas.
+    async fn metric(&self, name: &str) -> f64 {
+        let mut sum = 0.0;
+        for op in &self.replicas {
+            sum += op
+                .metrics_text()
+                .await
+                .lines()
+                .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
+                .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                .sum::<f64>();
+        }
+        sum
+    }
+
+    /// The replicas' own write counters (`connectorauth_writes_total`), summed.
+    async fn writes(&self) -> BTreeMap<String, u64> {
+        let mut sum = BTreeMap::new();
+        for op in &self.replicas {
+            for (k, v) in counting::operator_writes(&op.metrics_text().await) {
+                *sum.entry(k).or_default() += v;
+            }
+        }
+        sum
+    }
+
+    fn stop(self) -> anyhow::Result<()> {
+        self.replicas.into_iter().try_for_each(Operator::stop)
     }
 }
 
@@ -795,7 +955,7 @@ impl Row {
     }
 }
 
-async fn wait_ready(cluster: &Cluster, op: &mut Operator, n: usize, timeout: Duration) -> anyhow::Result<f64> {
+async fn wait_ready(cluster: &Cluster, op: &mut Fleet, n: usize, timeout: Duration) -> anyhow::Result<f64> {
     let started = Instant::now();
     loop {
         op.check_alive()?;
@@ -815,7 +975,7 @@ async fn measure(
     cluster: &Cluster,
     provider: &Provider,
     published: &Published,
-    op: &Operator,
+    op: &Fleet,
     window: Duration,
 ) -> anyhow::Result<()> {
     let _ = cluster.take_writes().await;
@@ -840,7 +1000,7 @@ async fn measure(
 
 /// API writes since `cluster.take_writes()` was last called: as the API server counted them
 /// where it tells, else as the operator counted them (its counters less `operator_before`).
-async fn writes_since(cluster: &Cluster, op: &Operator, operator_before: &BTreeMap<String, u64>) -> Option<Writes> {
+async fn writes_since(cluster: &Cluster, op: &Fleet, operator_before: &BTreeMap<String, u64>) -> Option<Writes> {
     match cluster.take_writes().await {
         Some(w) => Some(w),
         None => Some(Writes {
@@ -851,12 +1011,13 @@ async fn writes_since(cluster: &Cluster, op: &Operator, operator_before: &BTreeM
 }
 
 async fn run_size(n: usize, o: &Options, dir: &Path, rows: &mut Vec<Row>) -> anyhow::Result<()> {
-    let ttl = Duration::from_secs(o.ttl);
+    let ttl_secs = o.ttl(n);
+    let ttl = Duration::from_secs(ttl_secs);
     let window = ttl * o.ttls as u32;
     let ready_timeout = Duration::from_secs(600);
-    let provider = Provider::start(o.ttl, o.latency).await;
+    let provider = Provider::start(ttl_secs, o.latency).await;
     let token_url = format!("{}/token", provider.url());
-    let log = |name: &str| dir.join(format!("operator-{n}-{name}.log"));
+    let run = |name: &str| format!("{n}-{name}");
     let real = std::env::var_os("KUBECONFIG").is_some();
 
     // Cold start: everything created within a second, then the operator starts.
@@ -870,8 +1031,8 @@ async fn run_size(n: usize, o: &Options, dir: &Path, rows: &mut Vec<Row>) -> any
     let _ = cluster.take_writes().await;
     let before = provider.snapshot();
     *provider.first_issue.lock().unwrap() = FirstIssue::default();
-    eprintln!("N={n}: {n} ConnectorAuths created in {seeded:.2?}; cold start");
-    let mut op = Operator::start(&cluster, o, &log("main"))?;
+    eprintln!("N={n}: {n} ConnectorAuths created in {seeded:.2?}; cold start (TTL {ttl_secs} s)");
+    let mut op = Fleet::start(&cluster, o, dir, &run("main"))?;
     let ready = wait_ready(&cluster, &mut op, n, ready_timeout).await?;
     // Token calls until each resource's first token; renewals of tokens issued early in a cold
     // start longer than their renewal point are not cold-start calls.
@@ -906,80 +1067,46 @@ async fn run_size(n: usize, o: &Options, dir: &Path, rows: &mut Vec<Row>) -> any
     // Let the watch catch up with the last outputs before counting issuances.
     tokio::time::sleep(Duration::from_secs(2)).await;
     cold.refreshes = published.issued.load(Ordering::Relaxed);
-    eprintln!("N={n}: all Ready after {ready:.1} s; steady state for {window:?}");
+    eprintln!("N={n}: all Ready after {ready:.1} s");
     rows.push(cold);
 
     // Steady state: begins with the renewal wave of the fleet issued together (mass expiry).
-    let mut steady = Row {
-        scenario: format!("steady state, {} TTLs (incl. mass expiry)", o.ttls),
-        n,
-        ..Row::default()
-    };
-    measure(&mut steady, &cluster, &provider, &published, &op, window).await?;
-    rows.push(steady);
-
-    // Provider errors.
-    eprintln!("N={n}: {}% provider errors for {window:?}", o.error_rate * 100.0);
-    provider.set_error_rate(o.error_rate);
-    let mut errors = Row {
-        scenario: format!("{}% provider errors, {} TTLs", o.error_rate * 100.0, o.ttls),
-        n,
-        ..Row::default()
-    };
-    measure(&mut errors, &cluster, &provider, &published, &op, window).await?;
-    provider.set_error_rate(0.0);
-    rows.push(errors);
-    // Restart with every token valid. Tokens renewed in the normal course during the window
-    // would blur the count, so first let every resource renew once onto hour-long tokens.
-    eprintln!("N={n}: hour-long tokens for one renewal cycle, then restart");
-    provider.ttl.store(3600, Ordering::Relaxed);
-    let renewed = published.refreshed.load(Ordering::Relaxed);
-    let started = Instant::now();
-    while published.refreshed.load(Ordering::Relaxed) - renewed < n as u64 {
-        op.check_alive()?;
-        if started.elapsed() > ttl * 2 + ready_timeout {
-            bail!("not every resource renewed onto a long-lived token");
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
+    if o.runs(Scenario::Steady) {
+        eprintln!("N={n}: steady state for {window:?}");
+        let mut steady = Row {
+            scenario: format!("steady state, {} TTLs (incl. mass expiry)", o.ttls),
+            n,
+            ..Row::default()
+        };
+        measure(&mut steady, &cluster, &provider, &published, &op, window).await?;
+        rows.push(steady);
     }
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    op.stop()?;
-    let _ = cluster.take_writes().await;
-    let before = provider.snapshot();
-    let mut op = Operator::start(&cluster, o, &log("restart"))?;
-    let started = Instant::now();
-    while op.metric("connectorauth_reconciles_total").await < n as f64 {
-        op.check_alive()?;
-        if started.elapsed() > ready_timeout {
-            bail!("restart: not every ConnectorAuth reconciled");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let caught_up = started.elapsed().as_secs_f64();
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    let mut restart = Row {
-        scenario: "restart, all tokens valid".into(),
-        n,
-        ready_secs: Some(caught_up),
-        token_requests: provider.snapshot().requests - before.requests,
-        peak_rss_mib: op.peak_rss_kib() as f64 / 1024.0,
-        cpu_secs: op.cpu_seconds(),
-        writes: writes_since(&cluster, &op, &BTreeMap::new()).await,
-        note: "time: until every resource was reconciled once; tokens valid for an hour".into(),
-        ..Row::default()
-    };
-    restart.not_ready = n - cluster.ready().await?;
-    rows.push(restart);
 
-    op.stop()?;
+    if o.runs(Scenario::Errors) {
+        eprintln!("N={n}: {}% provider errors for {window:?}", o.error_rate * 100.0);
+        provider.set_error_rate(o.error_rate);
+        let mut errors = Row {
+            scenario: format!("{}% provider errors, {} TTLs", o.error_rate * 100.0, o.ttls),
+            n,
+            ..Row::default()
+        };
+        measure(&mut errors, &cluster, &provider, &published, &op, window).await?;
+        provider.set_error_rate(0.0);
+        rows.push(errors);
+    }
+    if o.runs(Scenario::Restart) {
+        rows.push(restart(n, o, dir, &cluster, &provider, &published, op).await?);
+    } else {
+        op.stop()?;
+    }
     published.stop.store(true, Ordering::Relaxed);
     cluster.cleanup().await;
     drop(cluster);
-    provider.ttl.store(o.ttl, Ordering::Relaxed);
+    provider.ttl.store(ttl_secs, Ordering::Relaxed);
 
     // Unrelated Secrets: a fresh cold start with many large Secrets around, then one TTL.
     let unrelated = o.unrelated.unwrap_or(if real { 0 } else { 10_000 });
-    if unrelated > 0 {
+    if o.runs(Scenario::Unrelated) && unrelated > 0 {
         eprintln!("N={n}: cold start with {unrelated} unrelated 100 KB Secrets");
         let cluster = if real {
             Cluster::real().await?
@@ -989,7 +1116,7 @@ async fn run_size(n: usize, o: &Options, dir: &Path, rows: &mut Vec<Row>) -> any
         let published = watch_published(cluster.client(), cluster.prefix().to_string());
         cluster.seed(n, &token_url, unrelated).await?;
         let _ = cluster.take_writes().await;
-        let mut op = Operator::start(&cluster, o, &log("unrelated"))?;
+        let mut op = Fleet::start(&cluster, o, dir, &run("unrelated"))?;
         let ready = wait_ready(&cluster, &mut op, n, ready_timeout).await?;
         let mut row = Row {
             scenario: format!("{unrelated} unrelated 100 KB Secrets, cold start + 1 TTL"),
@@ -1007,20 +1134,84 @@ async fn run_size(n: usize, o: &Options, dir: &Path, rows: &mut Vec<Row>) -> any
     Ok(())
 }
 
+/// Restart with every token valid. Tokens renewed in the normal course during the window would
+/// blur the count, so first every resource renews once onto hour-long tokens; then `op` stops
+/// and a new fleet starts.
+async fn restart(
+    n: usize,
+    o: &Options,
+    dir: &Path,
+    cluster: &Cluster,
+    provider: &Provider,
+    published: &Published,
+    mut op: Fleet,
+) -> anyhow::Result<Row> {
+    let ready_timeout = Duration::from_secs(600);
+    let ttl = Duration::from_secs(o.ttl(n));
+    eprintln!("N={n}: hour-long tokens for one renewal cycle, then restart");
+    provider.ttl.store(3600, Ordering::Relaxed);
+    let renewed = published.refreshed.load(Ordering::Relaxed);
+    let started = Instant::now();
+    while published.refreshed.load(Ordering::Relaxed) - renewed < n as u64 {
+        op.check_alive()?;
+        if started.elapsed() > ttl * 2 + ready_timeout {
+            bail!("not every resource renewed onto a long-lived token");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    op.stop()?;
+    let _ = cluster.take_writes().await;
+    let before = provider.snapshot();
+    let mut op = Fleet::start(cluster, o, dir, &format!("{n}-restart"))?;
+    let started = Instant::now();
+    while op.metric("connectorauth_reconciles_total").await < n as f64 {
+        op.check_alive()?;
+        if started.elapsed() > ready_timeout {
+            bail!("restart: not every ConnectorAuth reconciled");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let caught_up = started.elapsed().as_secs_f64();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let mut row = Row {
+        scenario: "restart, all tokens valid".into(),
+        n,
+        ready_secs: Some(caught_up),
+        token_requests: provider.snapshot().requests - before.requests,
+        peak_rss_mib: op.peak_rss_kib() as f64 / 1024.0,
+        cpu_secs: op.cpu_seconds(),
+        writes: writes_since(cluster, &op, &BTreeMap::new()).await,
+        note: "time: until every resource was reconciled once; tokens valid for an hour".into(),
+        ..Row::default()
+    };
+    row.not_ready = n - cluster.ready().await?;
+    op.stop()?;
+    Ok(row)
+}
+
 // ------------------------------------------------------------------ the report
 
 fn report(rows: &[Row], o: &Options) -> String {
     let mut s = String::new();
+    let ttls = o
+        .sizes
+        .iter()
+        .map(|&n| format!("{} s for N = {n}", o.ttl(n)))
+        .collect::<Vec<_>>()
+        .join(", ");
     let _ = writeln!(
         s,
-        "TTL {} s, provider latency {} ms, operator flags: `{}`; {}.\n",
-        o.ttl,
+        "TTL {}, provider latency {} ms, operator flags: `{}`, {} operator replica{}; {}.\n",
+        ttls,
         o.latency.as_millis(),
         if o.operator_args.is_empty() {
             "(defaults)".to_string()
         } else {
             o.operator_args.join(" ")
         },
+        o.replicas,
+        if o.replicas == 1 { "" } else { "s" },
         if std::env::var_os("KUBECONFIG").is_some() {
             "real cluster (KUBECONFIG)"
         } else {

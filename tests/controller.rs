@@ -633,3 +633,204 @@ async fn a_repeat_of_an_expired_event_starts_a_new_one() {
     assert_ne!(events[0]["metadata"]["name"], first);
     assert!(events[0]["series"].is_null());
 }
+
+/// A scheme that keeps nothing private but the fingerprint of its inputs: no refresh token.
+struct Stateless {
+    name: &'static str,
+    spec: serde_json::Value,
+    credentials: serde_json::Value,
+    /// A change of credentials that still works (the fingerprint covers every key).
+    changed: serde_json::Value,
+    /// Token calls so far (an API key makes none).
+    calls: Box<dyn Fn() -> u64 + Send + Sync>,
+    /// Whether new credentials mean a token call (not for an API key).
+    calls_provider: bool,
+}
+
+/// One resource per stateless scheme: a client-credentials GET (snov.io), a session login
+/// (Tripletex) and an API key (WooCommerce).
+async fn stateless(client: &kube::Client) -> Vec<Stateless> {
+    let (snov, snov_book) = snov().await;
+    let (tripletex, tripletex_book) = tripletex().await;
+    let url = format!(
+        "{snov}/v1/oauth/access_token?client_id={{{{ username | urlencode }}}}&client_secret={{{{ password | urlencode }}}}&grant_type=client_credentials"
+    );
+    let cases = vec![
+        Stateless {
+            name: "snov",
+            spec: json!({"refreshableToken": {"authorization": {"method": "GET", "url": url},
+                "accessToken": {"jsonPath": "access_token"}, "expiresIn": {"jsonPath": "expires_in"}}}),
+            credentials: json!({"username": "snov-id", "password": "snov&secret"}),
+            changed: json!({"username": "snov-id", "password": "snov&secret", "note": "rotated"}),
+            calls: Box::new(move || snov_book.requests()),
+            calls_provider: true,
+        },
+        Stateless {
+            name: "tripletex",
+            spec: json!({"tripletex": {"baseUrl": tripletex}}),
+            credentials: json!({"consumer_token": "consumer+token/1", "employee_token": "employee-token"}),
+            changed: json!({"consumer_token": "consumer+token/1", "employee_token": "employee-token", "note": "rotated"}),
+            calls: Box::new(move || tripletex_book.requests()),
+            calls_provider: true,
+        },
+        Stateless {
+            name: "woocommerce",
+            spec: json!({"apiKey": {"key": "{{ consumer_key }}:{{ consumer_secret }}"}}),
+            credentials: json!({"consumer_key": "ck_123", "consumer_secret": "cs_456"}),
+            changed: json!({"consumer_key": "ck_123", "consumer_secret": "cs_789"}),
+            calls: Box::new(|| 0),
+            calls_provider: false,
+        },
+    ];
+    for case in &cases {
+        let secret: Secret = serde_json::from_value(json!({
+            "metadata": {"name": format!("{}-credentials", case.name), "namespace": NS},
+            "stringData": case.credentials,
+        }))
+        .unwrap();
+        Api::<Secret>::namespaced(client.clone(), NS)
+            .create(&PostParams::default(), &secret)
+            .await
+            .unwrap();
+        let mut spec = case.spec.clone();
+        spec["credentialsRef"] = json!({"name": format!("{}-credentials", case.name)});
+        let ca: ConnectorAuth = serde_json::from_value(json!({
+            "apiVersion": "connectorauth.dev/v1alpha1", "kind": "ConnectorAuth",
+            "metadata": {"name": case.name, "namespace": NS}, "spec": spec,
+        }))
+        .unwrap();
+        Api::<ConnectorAuth>::namespaced(client.clone(), NS)
+            .create(&PostParams::default(), &ca)
+            .await
+            .unwrap();
+    }
+    cases
+}
+
+/// API writes by "verb resource[/subresource]".
+fn writes_by_kind(reqs: &[Recorded]) -> std::collections::BTreeMap<String, usize> {
+    let mut out = std::collections::BTreeMap::new();
+    for w in writes(reqs) {
+        let kind = w.rsplit_once(' ').map_or(w.as_str(), |(k, _)| k).to_string();
+        *out.entry(kind).or_default() += 1;
+    }
+    out
+}
+
+/// Starts an operator and waits until every resource is Ready and each has been reconciled
+/// after its own output write (so the count of writes is complete).
+async fn run_until_ready(server: &FakeApiServer, cases: &[Stateless], identity: &str) -> Operator {
+    let client = server.client();
+    let op = Operator::start(Source::Url(server.url()), identity, false);
+    for case in cases {
+        eventually(10, "Ready", || ready(&client, case.name)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    op
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_first_issuance_without_private_state_writes_one_secret_per_resource() {
+    let server = api_server().await;
+    let client = server.client();
+    let cases = stateless(&client).await;
+    server.clear_requests();
+    let op = run_until_ready(&server, &cases, "op-1").await;
+    op.stop().await;
+
+    let n = cases.len();
+    assert_eq!(
+        writes_by_kind(&server.requests()),
+        std::collections::BTreeMap::from([
+            ("create events".to_string(), n),
+            ("patch connectorauths/status".to_string(), n),
+            ("patch secrets".to_string(), n),
+        ]),
+        "one output Secret, one status patch and one Issued Event per resource: {:#?}",
+        writes(&server.requests())
+    );
+    for case in &cases {
+        let state = server.object("", "secrets", Some(NS), &format!("{}-connectorauth-state", case.name));
+        assert!(state.is_none(), "{}: no state Secret", case.name);
+        let out = output(&client, case.name).await.expect("output Secret");
+        let annotations = out.metadata.annotations.unwrap_or_default();
+        assert_eq!(
+            annotations["connectorauth.dev/input-fingerprint"].len(),
+            32,
+            "{}: the output carries the input fingerprint",
+            case.name
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_without_state_secrets_makes_zero_writes_and_zero_token_calls() {
+    let server = api_server().await;
+    let client = server.client();
+    let cases = stateless(&client).await;
+    run_until_ready(&server, &cases, "op-1").await.stop().await;
+    let calls: Vec<u64> = cases.iter().map(|c| (c.calls)()).collect();
+
+    server.clear_requests();
+    let op = Operator::start(Source::Url(server.url()), "op-2", false);
+    eventually(10, "every resource looked at after the restart", || async {
+        let reqs = server.requests();
+        cases
+            .iter()
+            .all(|c| {
+                let output = format!("{}-token", c.name);
+                reqs.iter()
+                    .any(|r| r.verb == "get" && r.name.as_deref() == Some(output.as_str()))
+            })
+            .then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    op.stop().await;
+    assert_eq!(
+        writes(&server.requests()),
+        Vec::<String>::new(),
+        "no API writes on restart"
+    );
+    let after: Vec<u64> = cases.iter().map(|c| (c.calls)()).collect();
+    assert_eq!(after, calls, "no token calls on restart");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credentials_changed_while_the_operator_was_down_are_noticed_without_a_state_secret() {
+    let server = api_server().await;
+    let client = server.client();
+    let cases = stateless(&client).await;
+    run_until_ready(&server, &cases, "op-1").await.stop().await;
+    let mut before = Vec::new();
+    for case in &cases {
+        before.push(output(&client, case.name).await.unwrap().data.unwrap());
+        let patch = json!({"stringData": case.changed});
+        Api::<Secret>::namespaced(client.clone(), NS)
+            .patch(
+                &format!("{}-credentials", case.name),
+                &PatchParams::default(),
+                &Patch::Merge(&patch),
+            )
+            .await
+            .unwrap();
+    }
+    let calls: Vec<u64> = cases.iter().map(|c| (c.calls)()).collect();
+
+    let op = Operator::start(Source::Url(server.url()), "op-2", false);
+    for (case, before) in cases.iter().zip(&before) {
+        eventually(10, "the output follows the new credentials", || async {
+            let now = output(&client, case.name).await?.data?;
+            (&now != before).then_some(())
+        })
+        .await;
+    }
+    op.stop().await;
+    let after: Vec<u64> = cases.iter().map(|c| (c.calls)()).collect();
+    let expected: Vec<u64> = cases
+        .iter()
+        .zip(&calls)
+        .map(|(c, n)| n + u64::from(c.calls_provider))
+        .collect();
+    assert_eq!(after, expected, "one new token call per token scheme");
+}

@@ -693,7 +693,13 @@ async fn chart_rbac_is_exactly_what_the_operator_uses() {
 
     // Every grant used: each (group, resource, verb, name) of each rule of each file.
     let mut unused = Vec::new();
-    for file in ["controller", "leader-election", "consent-key", "providers", "rollout-restart"] {
+    for file in [
+        "controller",
+        "leader-election",
+        "consent-key",
+        "providers",
+        "rollout-restart",
+    ] {
         for (i, rule) in rules(file).iter().enumerate() {
             let seen = used.get(&(file, i)).cloned().unwrap_or_default();
             for group in rule.api_groups.iter().flatten() {

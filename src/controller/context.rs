@@ -108,14 +108,14 @@ impl Context {
     /// The resource's record as last loaded or saved by a pass.
     pub(crate) fn recall(&self, ca: &ConnectorAuth) -> Option<crate::reconcile::driver::Record> {
         let uid = ca.uid()?;
-        self.memory.lock().expect("memory lock").get(&uid).cloned()
+        self.memory.get(&uid)
     }
 
     /// Drops what is kept per resource once it is deleted, so memory follows the live set
     /// rather than every resource ever seen.
     pub(crate) fn forget(&self, ca: &ConnectorAuth) {
         let uid = ca.uid().unwrap_or_default();
-        self.memory.lock().expect("memory lock").remove(&uid);
+        self.memory.remove(&uid);
         self.written_status.lock().expect("lock").remove(&uid);
         self.core.ledger.forget(ca);
         self.metrics.token_expiry.remove(&ResourceLabels {

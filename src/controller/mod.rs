@@ -2,6 +2,7 @@
 //! API, keeps state and output in Secrets, watches what concerns a ConnectorAuth, and reports
 //! passes as status, Events and metrics. [`leader`] says who writes and when.
 
+mod cache;
 mod config;
 pub mod consent_key;
 pub mod context;

@@ -9,6 +9,7 @@ use kube::runtime::controller::Action as Requeue;
 use kube::{Resource, ResourceExt};
 use tracing::{instrument, warn};
 
+use super::cache::Cached;
 use super::context::Context;
 use super::error::Error;
 use super::metrics::ReasonLabels;
@@ -19,12 +20,13 @@ use crate::reason::Reason;
 use crate::reconcile::Verdict;
 use crate::reconcile::decide::FinalizerStep;
 
-#[instrument(skip(ca, ctx), fields(namespace = ca.namespace().unwrap_or_default(), name = ca.name_any()))]
-pub async fn reconcile(ca: Arc<ConnectorAuth>, ctx: Arc<Context>) -> Result<Requeue, Error> {
+#[instrument(skip(cached, ctx), fields(namespace = cached.namespace().unwrap_or_default(), name = cached.name_any()))]
+pub async fn reconcile(cached: Arc<Cached>, ctx: Arc<Context>) -> Result<Requeue, Error> {
     ctx.metrics.reconciles.inc();
-    if ca.uid().is_none() {
+    if cached.uid().is_none() {
         return Ok(Requeue::await_change());
     }
+    let ca: ConnectorAuth = cached.decode().map_err(|e| Error::Kube(kube::Error::SerdeError(e)))?;
     let now = Timestamp::now();
     match revocation::step(&ca) {
         FinalizerStep::Revoke => revocation::on_delete(&ctx, &ca, now).await?,
@@ -81,7 +83,7 @@ fn until(t: Timestamp, now: Timestamp) -> Duration {
     Duration::from_secs_f64(secs.max(1.0))
 }
 
-pub fn error_policy(ca: Arc<ConnectorAuth>, error: &Error, ctx: Arc<Context>) -> Requeue {
+pub fn error_policy(ca: Arc<Cached>, error: &Error, ctx: Arc<Context>) -> Requeue {
     warn!(name = ca.name_any(), error = %error, "reconcile failed");
     ctx.metrics
         .reconcile_errors

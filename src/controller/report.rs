@@ -98,8 +98,18 @@ pub async fn consent(ctx: &Context, ca: &ConnectorAuth, consent: Consent<'_>) {
             // The pass that asked for consent found the provider entry; it is unchanged since.
             let provider = ca.status.as_ref().and_then(|s| s.provider.clone());
             let scheme = ca.spec.scheme.name();
-            if let Err(e) =
-                write_status(ctx, ca, &verdict, scheme, provider.as_deref(), &secret_name, None, None, now).await
+            if let Err(e) = write_status(
+                ctx,
+                ca,
+                &verdict,
+                scheme,
+                provider.as_deref(),
+                &secret_name,
+                None,
+                None,
+                now,
+            )
+            .await
             {
                 warn!(error = %e, "status after consent");
             }

@@ -7,6 +7,13 @@
 //! - the **output Secret** carries the public token fields (the access token is in it anyway)
 //!   plus annotations for issue and renewal time and a digest that detects hand edits.
 //!
+//! A resource with nothing private to keep but the input fingerprint (no refresh token, no
+//! failure, no consent under way: `client_credentials`, API keys, most logins) gets no state
+//! Secret at all: the fingerprint travels as an annotation of the output Secret, so its first
+//! issuance costs one Secret write, and a credentials change made while the operator was down
+//! is still noticed. Once a resource has a state Secret, that stays the one place of its
+//! private state.
+//!
 //! A rotated refresh token is therefore persisted before the access token that came with it is
 //! published. The last record per resource is also kept in memory, so a deleted or edited
 //! output Secret is restored without a token call.
@@ -41,6 +48,10 @@ const ANN_RENEW: &str = "connectorauth.dev/renew-at";
 const ANN_EXTRAS: &str = "connectorauth.dev/extras";
 const ANN_DIGEST: &str = "connectorauth.dev/data-digest";
 const ANN_PREVIOUS_EXPIRES: &str = "connectorauth.dev/previous-expires-at";
+/// The input fingerprint of the published token, for resources without a state Secret. A
+/// digest, as in the state Secret: both are read through the same Secret permission (mounted
+/// Secrets show pods their data, not their annotations).
+const ANN_FINGERPRINT: &str = "connectorauth.dev/input-fingerprint";
 
 /// Name of the private state Secret of a ConnectorAuth: `<name>-connectorauth-state`, or, for
 /// names too long for that (object names go up to 253 characters), a shortened name ending in
@@ -97,6 +108,19 @@ struct Private {
 }
 
 impl Private {
+    /// The private part that only says which inputs the token was issued for.
+    fn fingerprint_only(fingerprint: &str) -> Self {
+        Private {
+            fingerprint: fingerprint.to_string(),
+            ..Private::default()
+        }
+    }
+
+    /// Whether there is nothing to keep but the fingerprint (which the output Secret can carry).
+    fn is_fingerprint_only(&self) -> bool {
+        *self == Private::fingerprint_only(&self.fingerprint)
+    }
+
     fn of(r: &Record) -> Self {
         Private {
             refresh_token: r.token.as_ref().and_then(|t| t.refresh_token.clone()),
@@ -116,8 +140,34 @@ impl Private {
     }
 }
 
-/// Last known record per resource (by uid), shared by all passes.
-pub type Memory = Arc<Mutex<BTreeMap<String, Record>>>;
+/// Last known record per resource (by uid), shared by all passes. It restores a deleted or
+/// edited output Secret without a token call. Kept encoded: one per resource, and a decoded
+/// record takes about three times the space of its JSON.
+#[derive(Clone, Default)]
+pub struct Memory(Arc<Mutex<BTreeMap<String, Box<[u8]>>>>);
+
+impl Memory {
+    fn insert(&self, uid: &str, record: &Record) {
+        // A record always encodes (plain strings, numbers and timestamps).
+        let Ok(encoded) = serde_json::to_vec(record) else {
+            return;
+        };
+        self.0
+            .lock()
+            .expect("memory lock")
+            .insert(uid.to_string(), encoded.into_boxed_slice());
+    }
+
+    pub(crate) fn get(&self, uid: &str) -> Option<Record> {
+        let memory = self.0.lock().expect("memory lock");
+        serde_json::from_slice(memory.get(uid)?).ok()
+    }
+
+    /// Forgets a deleted resource.
+    pub fn remove(&self, uid: &str) {
+        self.0.lock().expect("memory lock").remove(uid);
+    }
+}
 
 /// Store for one ConnectorAuth during one reconcile pass.
 pub struct KubeStore {
@@ -129,8 +179,11 @@ pub struct KubeStore {
     memory: Memory,
     /// The output Secret as read by `load`, to compare against without another GET.
     observed_output: Mutex<Option<Secret>>,
-    /// The private part as last read or written, so unchanged state is not rewritten.
+    /// The private part as last read from or written to the state Secret, so unchanged state
+    /// is not rewritten.
     observed_private: Mutex<Option<Private>>,
+    /// Whether the state Secret exists; `None` until `load` has looked.
+    state_exists: Mutex<Option<bool>>,
     /// Secrets left by an earlier resource of the same name, found by `load` and replaced
     /// unread (for an Event).
     replaced: Mutex<Vec<String>>,
@@ -191,6 +244,7 @@ impl KubeStore {
             memory,
             observed_output: Mutex::new(None),
             observed_private: Mutex::new(None),
+            state_exists: Mutex::new(None),
             replaced: Mutex::default(),
             metrics,
         })
@@ -275,14 +329,11 @@ impl KubeStore {
     }
 
     fn remember(&self, record: &Record) {
-        self.memory
-            .lock()
-            .expect("memory lock")
-            .insert(self.uid.clone(), record.clone());
+        self.memory.insert(&self.uid, record);
     }
 
     fn recall(&self) -> Option<Record> {
-        self.memory.lock().expect("memory lock").get(&self.uid).cloned()
+        self.memory.get(&self.uid)
     }
 }
 
@@ -374,6 +425,12 @@ impl Store for KubeStore {
         };
         *self.observed_output.lock().expect("lock") = output.clone();
         *self.observed_private.lock().expect("lock") = private.clone();
+        *self.state_exists.lock().expect("lock") = Some(state.is_some());
+        // Without a state Secret, the output Secret says which inputs its token was issued for.
+        let private = private.or_else(|| {
+            let fingerprint = output.as_ref()?.annotations().get(ANN_FINGERPRINT)?;
+            Some(Private::fingerprint_only(fingerprint))
+        });
         let memory = self.recall();
         let Some(private) = private else {
             // No state yet: a first issuance (or the state Secret was removed; the memory copy,
@@ -428,7 +485,9 @@ impl Store for KubeStore {
     async fn save(&self, record: &Record) -> Result<(), StoreError> {
         self.remember(record);
         let private = Private::of(record);
-        if self.observed_private.lock().expect("lock").as_ref() == Some(&private) {
+        let carried_by_output =
+            *self.state_exists.lock().expect("lock") == Some(false) && private.is_fingerprint_only();
+        if carried_by_output || self.observed_private.lock().expect("lock").as_ref() == Some(&private) {
             self.metrics.write("state", false);
             return Ok(());
         }
@@ -450,6 +509,7 @@ impl Store for KubeStore {
         }
         self.metrics.write("state", true);
         *self.observed_private.lock().expect("lock") = Some(private);
+        *self.state_exists.lock().expect("lock") = Some(true);
         Ok(())
     }
 
@@ -476,6 +536,11 @@ impl Store for KubeStore {
                     ANN_EXTRAS.to_string(),
                     t.extras.keys().cloned().collect::<Vec<_>>().join(","),
                 );
+            }
+            // Where the state Secret exists it holds the fingerprint: no annotation then, so
+            // outputs written before this annotation existed are not rewritten for it.
+            if *self.state_exists.lock().expect("lock") == Some(false) && !t.fingerprint.is_empty() {
+                annotations.insert(ANN_FINGERPRINT.to_string(), t.fingerprint.clone());
             }
         }
         let labels: BTreeMap<String, String> = serde_json::from_value(self.labels("output")).expect("string labels");
@@ -535,6 +600,106 @@ impl Store for KubeStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_record_with_nothing_but_a_fingerprint_goes_without_a_state_secret() {
+        let token = TokenState {
+            access_token: "at".into(),
+            refresh_token: None,
+            token_type: "Bearer".into(),
+            issued_at: Timestamp::UNIX_EPOCH,
+            expires_at: None,
+            renew_at: None,
+            extras: BTreeMap::new(),
+            fingerprint: "f".into(),
+            seed_refresh_token: None,
+            refresh_token_reusable: false,
+            oauth: BTreeMap::new(),
+        };
+        let issued = Record {
+            token: Some(token.clone()),
+            ..Record::default()
+        };
+        assert!(Private::of(&issued).is_fingerprint_only());
+        let private = [
+            Record {
+                token: Some(TokenState {
+                    refresh_token: Some("rt".into()),
+                    ..token.clone()
+                }),
+                ..Record::default()
+            },
+            Record {
+                token: Some(TokenState {
+                    oauth: BTreeMap::from([("id_token".to_string(), "x".into())]),
+                    ..token.clone()
+                }),
+                ..Record::default()
+            },
+            Record {
+                failures: 1,
+                ..issued.clone()
+            },
+            Record {
+                pending_consent: Some(PendingConsent {
+                    nonce: "n".into(),
+                    expires: Timestamp::UNIX_EPOCH,
+                }),
+                ..Record::default()
+            },
+        ];
+        for record in private {
+            assert!(!Private::of(&record).is_fingerprint_only(), "{record:?}");
+        }
+    }
+
+    #[test]
+    fn the_memory_gives_back_every_field_of_a_record() {
+        let record = Record {
+            token: Some(TokenState {
+                access_token: "at".into(),
+                refresh_token: Some("rt".into()),
+                token_type: "Bearer".into(),
+                issued_at: "2026-01-01T00:00:00.123456789Z".parse().unwrap(),
+                expires_at: Some("2026-01-01T01:00:00Z".parse().unwrap()),
+                renew_at: Some("2026-01-01T00:40:00.5Z".parse().unwrap()),
+                extras: BTreeMap::from([("so_ticket".to_string(), "t".into())]),
+                fingerprint: "f".into(),
+                seed_refresh_token: Some("seed-digest".into()),
+                refresh_token_reusable: true,
+                oauth: BTreeMap::from([("id_token".to_string(), "x".into())]),
+            }),
+            failures: 2,
+            retry_at: Some("2026-01-01T00:01:00Z".parse().unwrap()),
+            failed_fingerprint: Some("g".into()),
+            last_error: Some(("Timeout".into(), "timed out".into())),
+            pending_consent: Some(PendingConsent {
+                nonce: "n".into(),
+                expires: "2026-01-01T00:10:00Z".parse().unwrap(),
+            }),
+            in_flight: Some(InFlight {
+                digest: "d".into(),
+                since: "2026-01-01T00:00:01Z".parse().unwrap(),
+            }),
+            renew_handled: Some("2026-01-01T00:00:02Z".into()),
+            previous: Some(Previous {
+                access_token: "old".into(),
+                headers_json: "{}".into(),
+                expires_at: Some("2026-01-01T00:30:00Z".parse().unwrap()),
+            }),
+            rollout: Some(RolloutMark {
+                change: "c".into(),
+                issued: "i".into(),
+                at: "2026-01-01T00:00:03Z".into(),
+                pending: vec!["Deployment/api".into()],
+            }),
+        };
+        let memory = Memory::default();
+        memory.insert("uid-1", &record);
+        assert_eq!(memory.get("uid-1"), Some(record));
+        memory.remove("uid-1");
+        assert_eq!(memory.get("uid-1"), None);
+    }
 
     #[test]
     fn state_secret_names_fit_every_resource_name() {

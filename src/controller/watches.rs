@@ -15,20 +15,20 @@ use kube::{Resource, ResourceExt};
 use tokio::sync::watch;
 use tracing::debug;
 
+use super::cache::Cached;
 use super::context::Context;
 use super::pass::{error_policy, reconcile};
 use super::store::{ROLE_LABEL, STATE_SUFFIX};
-use crate::api::ConnectorAuth;
 use crate::api::provider::ClusterConnectorAuthProvider;
-use crate::engine::tls::{self, Kind};
+use crate::engine::tls::Kind;
 use crate::reconcile::shard_of;
 
 /// Which ConnectorAuths a Secret change concerns: the ones reading it (as credentials, CA
 /// bundle or client certificate) and the one owning it (output or state Secret).
-fn affected(reader: &Reader<ConnectorAuth>, secret: &PartialObjectMeta<Secret>) -> Vec<ObjectRef<ConnectorAuth>> {
+fn affected(reader: &Reader<Cached>, secret: &PartialObjectMeta<Secret>) -> Vec<ObjectRef<Cached>> {
     let ns = secret.metadata.namespace.as_deref();
     let name = secret.metadata.name.as_deref().unwrap_or_default();
-    let mut refs: Vec<ObjectRef<ConnectorAuth>> = secret
+    let mut refs: Vec<ObjectRef<Cached>> = secret
         .owner_references()
         .iter()
         .filter(|o| o.kind == "ConnectorAuth" && o.api_version.starts_with(crate::api::GROUP))
@@ -37,41 +37,34 @@ fn affected(reader: &Reader<ConnectorAuth>, secret: &PartialObjectMeta<Secret>) 
     // A state Secret is private to its owner; any other Secret (an output one included, since
     // outputs can be chained into another resource's credentials) may be read by others.
     let private = secret.labels().get(ROLE_LABEL).map(String::as_str) == Some("state");
-    if !private {
-        refs.extend(readers(reader, ns, |ca| {
-            ca.spec.credentials_ref.name == name || tls::references_object(&ca.spec, Kind::Secret, name)
-        }));
-    }
-    // A resource refused because its output or state name was taken hears when it is freed.
-    // (Compared without building names: this runs for every Secret event and cached resource.)
+    // One pass over the cache: this runs for every Secret event.
     refs.extend(readers(reader, ns, |ca| {
-        let own = ca.metadata.name.as_deref().unwrap_or_default();
-        let output = match ca.spec.output.secret_name.as_deref() {
+        let reads = ca.reads();
+        let reading = !private && (reads.credentials == name || reads.tls_object(Kind::Secret, name));
+        // A resource refused because its output or state name was taken hears when it is
+        // freed. (Compared without building names.)
+        let own = ca.meta().name.as_deref().unwrap_or_default();
+        let output = match reads.output.as_deref() {
             Some(n) => n == name,
             None => name.strip_suffix("-token") == Some(own),
         };
-        output || name.strip_suffix(STATE_SUFFIX) == Some(own)
+        reading || output || name.strip_suffix(STATE_SUFFIX) == Some(own)
     }));
     refs
 }
 
-/// The ConnectorAuths in `ns` for which `reads` holds. Scans the cache without copying names:
-/// it runs for every Secret event.
-fn readers(
-    reader: &Reader<ConnectorAuth>,
-    ns: Option<&str>,
-    reads: impl Fn(&ConnectorAuth) -> bool,
-) -> Vec<ObjectRef<ConnectorAuth>> {
+/// The ConnectorAuths in `ns` for which `reads` holds. Copies only the matches out of the
+/// cache (a snapshot of all of it, per Secret event, dominated the CPU at 50,000 resources).
+fn readers(reader: &Reader<Cached>, ns: Option<&str>, reads: impl Fn(&Cached) -> bool) -> Vec<ObjectRef<Cached>> {
     reader
-        .state()
+        .state_filter(|ca| ca.meta().namespace.as_deref() == ns && reads(ca))
         .iter()
-        .filter(|ca| ca.metadata.namespace.as_deref() == ns && reads(ca))
         .map(|ca| ObjectRef::from_obj(ca.as_ref()))
         .collect()
 }
 
 /// The references among `refs` that belong to `shard`.
-fn in_shard(shard: Option<Shard>, mut refs: Vec<ObjectRef<ConnectorAuth>>) -> Vec<ObjectRef<ConnectorAuth>> {
+fn in_shard(shard: Option<Shard>, mut refs: Vec<ObjectRef<Cached>>) -> Vec<ObjectRef<Cached>> {
     if let Some(s) = shard {
         refs.retain(|r| s.contains(r.namespace.as_deref(), Some(&r.name)));
     }
@@ -81,36 +74,22 @@ fn in_shard(shard: Option<Shard>, mut refs: Vec<ObjectRef<ConnectorAuth>>) -> Ve
 /// Which ConnectorAuths use a ClusterConnectorAuthProvider (by `spec.provider`), in every
 /// watched namespace: a created, changed or deleted entry changes what they resolve to.
 fn users_of_provider(
-    reader: &Reader<ConnectorAuth>,
+    reader: &Reader<Cached>,
     provider: &PartialObjectMeta<ClusterConnectorAuthProvider>,
-) -> Vec<ObjectRef<ConnectorAuth>> {
+) -> Vec<ObjectRef<Cached>> {
     let name = provider.metadata.name.as_deref();
     reader
-        .state()
+        .state_filter(|ca| ca.reads().provider.as_deref() == name)
         .iter()
-        .filter(|ca| ca.spec.provider.as_deref() == name)
         .map(|ca| ObjectRef::from_obj(ca.as_ref()))
         .collect()
 }
 
-/// Strips the fields the controller never reads from a cached ConnectorAuth.
-fn slim(ca: &mut ConnectorAuth) {
-    ca.managed_fields_mut().clear();
-    if let Some(a) = ca.meta_mut().annotations.as_mut() {
-        a.remove(LAST_APPLIED);
-    }
-}
-
-const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
-
 /// Which ConnectorAuths read a ConfigMap (as CA bundle).
-fn readers_of_config_map(
-    reader: &Reader<ConnectorAuth>,
-    cm: &PartialObjectMeta<ConfigMap>,
-) -> Vec<ObjectRef<ConnectorAuth>> {
+fn readers_of_config_map(reader: &Reader<Cached>, cm: &PartialObjectMeta<ConfigMap>) -> Vec<ObjectRef<Cached>> {
     let name = cm.metadata.name.as_deref().unwrap_or_default();
     readers(reader, cm.metadata.namespace.as_deref(), |ca| {
-        tls::references_object(&ca.spec, Kind::ConfigMap, name)
+        ca.reads().tls_object(Kind::ConfigMap, name)
     })
 }
 
@@ -139,7 +118,7 @@ pub async fn run_controller(
     // Deletions trigger too (a deleted output is restored). ConfigMaps matter only as CA
     // bundles: a fixed or created one is used at once.
     let (cas, secrets, config_maps): (
-        Api<ConnectorAuth>,
+        Api<Cached>,
         Api<PartialObjectMeta<Secret>>,
         Api<PartialObjectMeta<ConfigMap>>,
     ) = match &namespace {
@@ -154,14 +133,11 @@ pub async fn run_controller(
             Api::all(ctx.client.clone()),
         ),
     };
-    // The cache holds every ConnectorAuth; drop what the operator never reads (field ownership
-    // and kubectl's copy of the last applied spec), which is most of an object's size on a
-    // real API server.
+    // The cache holds every ConnectorAuth, encoded (see `cache`).
     let (reader, writer) = reflector::store();
     let forget = ctx.clone();
-    let ours = move |ca: &ConnectorAuth| {
-        shard.is_none_or(|s| s.contains(ca.meta().namespace.as_deref(), ca.meta().name.as_deref()))
-    };
+    let ours =
+        move |ca: &Cached| shard.is_none_or(|s| s.contains(ca.meta().namespace.as_deref(), ca.meta().name.as_deref()));
     let stream = watcher(cas, watcher::Config::default().any_semantic())
         .default_backoff()
         .try_filter(move |event| {
@@ -170,11 +146,12 @@ pub async fn run_controller(
                 watcher::Event::Init | watcher::Event::InitDone => true,
             })
         })
-        .modify(slim)
         .reflect(writer)
         .inspect_ok(move |event| {
-            if let watcher::Event::Delete(ca) = event {
-                forget.forget(ca);
+            if let watcher::Event::Delete(cached) = event
+                && let Ok(ca) = cached.decode()
+            {
+                forget.forget(&ca);
             }
         })
         .applied_objects();

@@ -199,7 +199,7 @@ async fn complete<H: ConsentHost>(host: &H, params: HashMap<String, String>) -> 
         Timestamp::now(),
     )
     .await;
-    drop(unsaved);
+    core.ledger.release(&ca, unsaved);
     host.consented(&ca, Consent::Completed(&result)).await;
     if matches!(result, Err(PassError::NotLeader)) {
         return no_leader();

@@ -231,7 +231,8 @@ pub async fn gather<S: Source>(
 }
 
 /// One lock per resource, holding what its passes could not persist yet: a pass and a consent
-/// callback for the same resource never interleave.
+/// callback for the same resource never interleave. An entry lives only while it is held or
+/// holds something ([`Ledger::release`]), not one per resource for the life of the process.
 #[derive(Default)]
 pub struct Ledger(Mutex<HashMap<String, Arc<tokio::sync::Mutex<Unsaved>>>>);
 
@@ -250,6 +251,22 @@ impl Ledger {
             .or_default()
             .clone();
         entry.lock_owned().await
+    }
+
+    /// Gives the lock back, dropping the resource's entry when nobody else waits for it and
+    /// nothing is left unsaved.
+    pub fn release(&self, ca: &ConnectorAuth, held: tokio::sync::OwnedMutexGuard<Unsaved>) {
+        let idle = held.is_empty();
+        drop(held);
+        if !idle {
+            return;
+        }
+        let key = Self::key(ca);
+        let mut entries = self.0.lock().expect("ledger lock");
+        // Waiters clone the entry under this lock, so a count of one means none waits.
+        if entries.get(&key).is_some_and(|e| Arc::strong_count(e) == 1) {
+            entries.remove(&key);
+        }
     }
 
     /// Drops what is kept for a deleted resource.
@@ -313,6 +330,7 @@ impl Core {
         let mut unsaved = self.ledger.hold(ca).await;
         let lead = self.lead.for_resource(&namespace_of(ca), &ca.name_any());
         let result = driver::reconcile(&self.engine, &g, &store, &mut unsaved, &lead, now).await;
+        self.ledger.release(ca, unsaved);
         let outcome = match result {
             Ok(o) => o,
             Err(PassError::Store(e @ (StoreError::OwnedElsewhere { .. } | StoreError::Rejected { .. }))) => {
@@ -397,5 +415,48 @@ impl Core {
                 None
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn resource() -> ConnectorAuth {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "connectorauth.dev/v1alpha1", "kind": "ConnectorAuth",
+            "metadata": {"name": "crm", "namespace": "team-a", "uid": "u-1"},
+            "spec": {"credentialsRef": {"name": "c"}, "apiKey": {}},
+        }))
+        .unwrap()
+    }
+
+    fn entries(ledger: &Ledger) -> usize {
+        ledger.0.lock().unwrap().len()
+    }
+
+    #[tokio::test]
+    async fn a_ledger_entry_lives_only_while_a_pass_holds_or_waits_for_it() {
+        let ledger = Arc::new(Ledger::default());
+        let ca = resource();
+        let held = ledger.hold(&ca).await;
+        assert_eq!(entries(&ledger), 1);
+        ledger.release(&ca, held);
+        assert_eq!(entries(&ledger), 0, "an idle, empty entry is dropped");
+
+        let first = ledger.hold(&ca).await;
+        let (l, c) = (ledger.clone(), ca.clone());
+        let waiter = tokio::spawn(async move {
+            let held = l.hold(&c).await;
+            l.release(&c, held);
+        });
+        // The map, the held guard and the waiter.
+        while Arc::strong_count(ledger.0.lock().unwrap().values().next().unwrap()) < 3 {
+            tokio::task::yield_now().await;
+        }
+        ledger.release(&ca, first);
+        assert_eq!(entries(&ledger), 1, "kept while another pass waits for it");
+        waiter.await.unwrap();
+        assert_eq!(entries(&ledger), 0);
     }
 }
