@@ -159,6 +159,11 @@ async fn elect(
         for &i in &releasing {
             held.send_if_modified(|h| set(h, i, None));
         }
+        // Stopping and holding nothing live: done. (A Lease that still names this replica but
+        // ran out is nobody's to release: any replica may take it.)
+        if stopping && releasing.is_empty() {
+            return;
+        }
         for i in releasing {
             let (i, name) = (i as usize, &names[i as usize]);
             let Some(current) = last[i].clone() else { continue };
@@ -177,16 +182,10 @@ async fn elect(
                 Err(e) => debug!(lease = %name, error = %e, "could not hand the Lease over"),
             }
         }
-        if stopping
-            && !last
-                .iter()
-                .any(|l| observe(l.as_ref()).holder.as_deref() == Some(leases.me.as_str()))
-        {
-            return;
-        }
         tokio::select! {
             _ = stop.changed(), if !stopping => {}
-            _ = running.changed() => {}
+            // Once the supervisor has ended there is nothing more to hear from it.
+            r = running.changed() => if r.is_err() { tokio::time::sleep(period).await },
             _ = tokio::time::sleep(period) => {}
         }
     }
