@@ -198,6 +198,13 @@ fn set(held: &mut Held, shard: u32, until: Option<SystemTime>) -> bool {
     *held != before
 }
 
+/// A shard's controller, and since when it has been told to stop.
+struct Running {
+    until: watch::Sender<bool>,
+    task: JoinHandle<()>,
+    stopping_since: Option<std::time::Instant>,
+}
+
 /// Runs a controller for each shard this replica holds, starting and stopping them as `held`
 /// changes, and says in `running` which shards still have one (a stopping controller counts
 /// until its passes have ended). Returns once `stop` is set and every controller has ended.
@@ -210,7 +217,13 @@ async fn supervise(
     period: Duration,
 ) {
     let shards = held.borrow().shards();
-    let mut controllers: BTreeMap<u32, (watch::Sender<bool>, JoinHandle<()>)> = BTreeMap::new();
+    // A controller told to stop ends once its running passes have; one that has not after this
+    // long is ended. By then no pass of it may start a token request (the shard is no longer
+    // held) and any request it had under way has timed out, so nothing it holds is lost. (A
+    // controller whose cache never synced never ends by itself: kube-runtime's runner waits
+    // for that before anything else.)
+    let drain_limit = period * 5 + ctx.config.http.timeout + ctx.config.http.connect_timeout;
+    let mut controllers: BTreeMap<u32, Running> = BTreeMap::new();
     let mut prepared = false;
     loop {
         let stopping = *stop.borrow();
@@ -238,15 +251,30 @@ async fn supervise(
                 }),
                 until_rx,
             ));
-            controllers.insert(shard, (until_tx, task));
+            controllers.insert(
+                shard,
+                Running {
+                    until: until_tx,
+                    task,
+                    stopping_since: None,
+                },
+            );
         }
-        for (shard, (until, _)) in controllers.iter() {
-            if !want.contains(shard) && !*until.borrow() {
-                info!(shard, "stopping work on the shard");
-                let _ = until.send(true);
+        for (shard, c) in controllers.iter_mut() {
+            match c.stopping_since {
+                None if !want.contains(shard) => {
+                    info!(shard, "stopping work on the shard");
+                    let _ = c.until.send(true);
+                    c.stopping_since = Some(std::time::Instant::now());
+                }
+                Some(since) if since.elapsed() > drain_limit && !c.task.is_finished() => {
+                    warn!(shard, "the shard's controller did not stop in time; ending it");
+                    c.task.abort();
+                }
+                _ => {}
             }
         }
-        controllers.retain(|_, (_, task)| !task.is_finished());
+        controllers.retain(|_, c| !c.task.is_finished());
         let now_running: BTreeSet<u32> = controllers.keys().copied().collect();
         let acting = want.len().min(now_running.len());
         ctx.metrics.shards_held.set(want.len() as i64);
