@@ -276,9 +276,8 @@ async fn supervise(
         }
         controllers.retain(|_, c| !c.task.is_finished());
         let now_running: BTreeSet<u32> = controllers.keys().copied().collect();
-        let acting = want.len().min(now_running.len());
         ctx.metrics.shards_held.set(want.len() as i64);
-        ctx.metrics.leader.set(i64::from(acting > 0));
+        ctx.metrics.leader.set(i64::from(!want.is_empty()));
         running_tx.send_if_modified(|r| std::mem::replace(r, now_running.clone()) != now_running);
         if stopping && controllers.is_empty() {
             return;
