@@ -61,6 +61,7 @@ use axum::response::{IntoResponse, Json, Response};
 use axum::routing::post;
 use base64::Engine as _;
 use connector_auth_operator::api::ConnectorAuth;
+use connector_auth_operator::api::provider::ClusterConnectorAuthProvider;
 use counting::FirstIssue;
 use fake_apiserver::FakeApiServer;
 use futures::{StreamExt, TryStreamExt};
@@ -383,7 +384,9 @@ fn namespace(cluster_prefix: &str, i: usize) -> String {
 impl Cluster {
     async fn fake(dir: &Path, o: &Options) -> Cluster {
         let server = FakeApiServer::start().await;
+        // Both CRDs, as the chart installs them.
         server.register_crd(&<ConnectorAuth as kube::CustomResourceExt>::crd());
+        server.register_crd(&<ClusterConnectorAuthProvider as kube::CustomResourceExt>::crd());
         if let Some(late) = o.slow_state_writes {
             server.delay_next(
                 fake_apiserver::Delay::by(late, "-connectorauth-state")

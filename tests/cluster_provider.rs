@@ -248,3 +248,56 @@ async fn the_api_server_refuses_a_provider_entry_without_exactly_one_scheme_or_w
         assert!(err.contains(want), "{want}: {err}");
     }
 }
+
+/// An install whose chart was upgraded without the new CRD (`helm upgrade` does not add CRDs):
+/// resources are served as usual, built-in entries resolve, and the missing API is asked about
+/// once rather than retried, since a failing watch used to pause the controller's other watches.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_the_provider_crd_resources_are_served_and_the_missing_api_is_asked_about_once() {
+    let (base, book) = snov().await;
+    let server = fake_apiserver::FakeApiServer::start().await;
+    server.register_crd(&<ConnectorAuth as kube::CustomResourceExt>::crd());
+    let client = server.client();
+    let host = base.trim_start_matches("http://");
+    create_resource(
+        &client,
+        "leads",
+        json!({"refreshableToken": {
+            "authorization": {"method": "GET", "url": format!("http://{host}/v1/oauth/access_token?client_id={{{{ username | urlencode }}}}&client_secret={{{{ password | urlencode }}}}&grant_type=client_credentials")},
+            "expiresIn": {"jsonPath": "expires_in"},
+        }}),
+    )
+    .await;
+    create_resource(&client, "shop", json!({"provider": "wix", "apiKey": {}})).await;
+    let op = Operator::start(Source::Url(server.url()), "op-1", false);
+
+    eventually(20, "token", || async {
+        let h = headers(&client, "leads").await?;
+        (call_api(&format!("{base}/v1/get-balance"), &h).await == 200).then_some(())
+    })
+    .await;
+    let (_, reason, _) = eventually(20, "wix resolved to its built-in entry", || ready(&client, "shop")).await;
+    assert_eq!(
+        reason, "UndefinedVariable",
+        "the built-in entry ran and named a missing key"
+    );
+    // The Secret watch works: a deleted output is restored without a token call.
+    Api::<Secret>::namespaced(client.clone(), NS)
+        .delete("leads-token", &Default::default())
+        .await
+        .unwrap();
+    eventually(20, "output restored", || headers(&client, "leads")).await;
+    assert_eq!(book.requests(), 1);
+    // Long enough for a watch of the missing API to have retried (its first backoff is ~1 s).
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    let provider_lists = server
+        .requests()
+        .iter()
+        .filter(|r| r.resource == "clusterconnectorauthproviders" && r.verb == "list")
+        .count();
+    assert_eq!(
+        provider_lists, 1,
+        "asked once whether the API is served, then left alone"
+    );
+    op.stop().await;
+}

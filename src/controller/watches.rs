@@ -4,16 +4,20 @@
 
 use std::sync::Arc;
 
-use futures::{StreamExt, TryStreamExt, future};
+use std::fmt::Debug;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use futures::{Stream, StreamExt, TryStreamExt, future};
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
-use kube::api::Api;
+use kube::api::{Api, ListParams};
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{self, Controller};
 use kube::runtime::reflector::{self, ObjectRef, Store as Reader};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Resource, ResourceExt};
+use serde::de::DeserializeOwned;
 use tokio::sync::watch;
-use tracing::debug;
+use tracing::{debug, info, warn};
 
 use super::cache::Cached;
 use super::context::Context;
@@ -168,16 +172,21 @@ pub async fn run_controller(
             let _ = ready.send(true);
         }
     });
-    controller
-        .watches(secrets, watcher::Config::default().any_semantic(), move |s| {
+    let controller = controller
+        .watches_stream(isolated(secrets, "Secrets"), move |s| {
             in_shard(shard, affected(&mapper_reader, &s))
         })
-        .watches(config_maps, watcher::Config::default().any_semantic(), move |cm| {
+        .watches_stream(isolated(config_maps, "ConfigMaps"), move |cm| {
             in_shard(shard, readers_of_config_map(&cm_reader, &cm))
-        })
-        .watches(providers, watcher::Config::default().any_semantic(), move |p| {
+        });
+    let controller = if providers_served(&providers).await {
+        controller.watches_stream(isolated(providers, "ClusterConnectorAuthProviders"), move |p| {
             users_of_provider(&provider_reader, &p)
         })
+    } else {
+        controller
+    };
+    controller
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)
         .for_each(|res| async move {
@@ -186,4 +195,88 @@ pub async fn run_controller(
             }
         })
         .await;
+}
+
+/// A watch that only triggers reconciles, with its own backoff, its errors logged here rather
+/// than passed on: the controller pauses every trigger stream on an error from any of them,
+/// so one failing watch (a permission missing, say) would otherwise stall the ConnectorAuth
+/// list and every other trigger with it.
+fn isolated<K>(api: Api<K>, what: &'static str) -> impl Stream<Item = Result<K, watcher::Error>> + Send + 'static
+where
+    K: Resource + Clone + DeserializeOwned + Debug + Send + 'static,
+{
+    quiet_errors(
+        watcher(api, watcher::Config::default().any_semantic())
+            .default_backoff()
+            .touched_objects(),
+        what,
+    )
+}
+
+/// Drops the errors of `stream`, logging the first of each run of them as a warning and the
+/// recovery after it, so a watch failing for minutes logs two lines, not one per retry.
+fn quiet_errors<T, E: std::fmt::Display>(
+    stream: impl Stream<Item = Result<T, E>>,
+    what: &'static str,
+) -> impl Stream<Item = Result<T, E>> {
+    let mut failing = false;
+    stream.filter_map(move |item| {
+        future::ready(match item {
+            Ok(o) => {
+                if std::mem::take(&mut failing) {
+                    info!(watch = what, "watch works again");
+                }
+                Some(Ok(o))
+            }
+            Err(e) => {
+                if std::mem::replace(&mut failing, true) {
+                    debug!(watch = what, error = %e, "watch still failing");
+                } else {
+                    warn!(watch = what, error = %e, "watch failing; retrying with backoff (other watches go on)");
+                }
+                None
+            }
+        })
+    })
+}
+
+/// Whether the ClusterConnectorAuthProvider CRD is installed. It came after the ConnectorAuth
+/// CRD, and `helm upgrade` does not install CRDs a chart gained: without it, `spec.provider`
+/// resolves to built-in entries only, and there is nothing to watch. Said once per process.
+async fn providers_served(api: &Api<PartialObjectMeta<ClusterConnectorAuthProvider>>) -> bool {
+    static SAID: AtomicBool = AtomicBool::new(false);
+    match api.list_metadata(&ListParams::default().limit(1)).await {
+        Err(kube::Error::Api(s)) if s.code == 404 => {
+            if !SAID.swap(true, Ordering::Relaxed) {
+                warn!(
+                    "the ClusterConnectorAuthProvider CRD (clusterconnectorauthproviders.connectorauth.dev) is not \
+                     installed: spec.provider resolves to built-in catalog entries only. Install it with \
+                     `connector-auth-operator crd | kubectl apply -f -` (helm upgrade does not add CRDs) and restart \
+                     the operator"
+                );
+            }
+            false
+        }
+        // Served (or not known yet: the watch retries and says why it fails).
+        _ => true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_failing_watch_passes_on_what_it_sees_and_keeps_its_errors_to_itself() {
+        let items: Vec<Result<u32, String>> = vec![
+            Ok(1),
+            Err("403".into()),
+            Err("403".into()),
+            Ok(2),
+            Err("410".into()),
+            Ok(3),
+        ];
+        let seen: Vec<Result<u32, String>> = quiet_errors(futures::stream::iter(items), "test").collect().await;
+        assert_eq!(seen, vec![Ok(1), Ok(2), Ok(3)]);
+    }
 }
