@@ -10,8 +10,28 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::{Resource, ResourceExt};
 use serde::Deserialize;
 
+use super::compact::Compactor;
 use crate::api::ConnectorAuth;
 use crate::engine::tls::{self, Kind, ObjectKey};
+
+/// The cached objects' compression: keys and values common in ConnectorAuths, then the first
+/// one this process caches (see [`Compactor`]).
+static OBJECTS: Compactor = Compactor::new(concat!(
+    r#"{"apiVersion":"connectorauth.dev/v1alpha1","kind":"ConnectorAuth","metadata":{"creationTimestamp":"","#,
+    r#""labels":{"app.kubernetes.io/name":"","app.kubernetes.io/part-of":""},"annotations":{},"finalizers":["connectorauth.dev/revoke"]},"#,
+    r#""spec":{"credentialsRef":{"name":"-credentials"},"provider":"","providerParams":{},"#,
+    r#""oauth2":{"grantType":"clientCredentials","tokenUrl":"https://","authorizationUrl":"https://","clientAuth":"basic","scopes":[],"#,
+    r#""refreshTokenKey":"refresh_token","revocationUrl":"","extraParams":{}},"#,
+    r#""refreshableToken":{"authorization":{"method":"POST","url":"https://","headers":{"Content-Type":"application/json"},"body":""},"#,
+    r#""refresh":{},"extract":{"accessToken":{"jsonPath":"access_token"},"expiresIn":{"jsonPath":"expires_in"}}},"#,
+    r#""apiKey":{"header":"Authorization","format":"Bearer {{ access_token }}"},"#,
+    r#""output":{"secretName":"-token","template":{},"extras":{},"keepPrevious":true,"rolloutRestart":{}},"#,
+    r#""renewBeforePercentage":33,"verify":{"url":"https://","method":"GET"}},"#,
+    r#""status":{"conditions":[{"type":"Ready","status":"True","reason":"TokenValid","message":"token valid until ","#,
+    r#""lastTransitionTime":"","observedGeneration":1},{"type":"Verified","status":"True","reason":"Verified"}],"#,
+    r#""scheme":"oauth2/clientCredentials","provider":"built-in/","expiresAt":"","lastRefreshTime":"","#,
+    r#""nextRefreshTime":"","secretName":"-token","observedGeneration":1}}"#,
+));
 
 const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 
@@ -25,7 +45,7 @@ pub struct Cached {
     metadata: ObjectMeta,
     reads: Reads,
     /// The ConnectorAuth as JSON, less field ownership and kubectl's copy of the last applied
-    /// spec (never read, and most of an object's size on a real API server).
+    /// spec (never read, and most of an object's size on a real API server), compressed.
     encoded: Box<[u8]>,
 }
 
@@ -71,9 +91,7 @@ impl From<ConnectorAuth> for Cached {
             ..ObjectMeta::default()
         };
         // Serializing a value that was just deserialized cannot fail.
-        let encoded = serde_json::to_vec(&ca)
-            .expect("a ConnectorAuth encodes")
-            .into_boxed_slice();
+        let encoded = OBJECTS.compress(&serde_json::to_vec(&ca).expect("a ConnectorAuth encodes"));
         Cached {
             metadata,
             reads,
@@ -85,7 +103,10 @@ impl From<ConnectorAuth> for Cached {
 impl Cached {
     /// The ConnectorAuth, as the API server sent it (less what [`From`] strips).
     pub fn decode(&self) -> Result<ConnectorAuth, serde_json::Error> {
-        let mut ca: ConnectorAuth = serde_json::from_slice(&self.encoded)?;
+        let json = OBJECTS
+            .decompress(&self.encoded)
+            .map_err(|e| <serde_json::Error as serde::de::Error>::custom(format!("cached object: {e}")))?;
+        let mut ca: ConnectorAuth = serde_json::from_slice(&json)?;
         let (m, id) = (&mut ca.metadata, &self.metadata);
         m.name = id.name.clone();
         m.namespace = id.namespace.clone();

@@ -3,6 +3,7 @@
 //! passes as status, Events and metrics. [`leader`] says who writes and when.
 
 mod cache;
+mod compact;
 mod config;
 pub mod consent_key;
 pub mod context;
@@ -12,6 +13,7 @@ pub mod leader;
 pub mod metrics;
 mod pass;
 mod report;
+mod requeue;
 pub mod revocation;
 pub mod rollout;
 pub mod status;

@@ -1,5 +1,6 @@
 //! The controller's reconcile: the shared pass ([`crate::reconcile`]) over the Kubernetes
-//! adapter, then status, Events and metrics, then the requeue.
+//! adapter, then status, Events and metrics, then when to look again (kept in the
+//! controller's own [`Requeues`], not kube-runtime's: every pass returns `await_change`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,17 +15,32 @@ use super::context::Context;
 use super::error::Error;
 use super::metrics::ReasonLabels;
 use super::report;
+use super::requeue::Requeues;
 use super::{revocation, rollout};
 use crate::api::ConnectorAuth;
 use crate::reason::Reason;
 use crate::reconcile::Verdict;
 use crate::reconcile::decide::FinalizerStep;
 
+/// What the reconciles of one controller share: the process's context, and this controller's
+/// requeues (a controller serves one shard of one namespace, or all).
+pub struct Scope {
+    pub ctx: Arc<Context>,
+    pub requeues: Arc<Requeues>,
+}
+
+pub async fn reconcile(cached: Arc<Cached>, scope: Arc<Scope>) -> Result<Requeue, Error> {
+    let after = pass(&cached, &scope.ctx).await?;
+    scope.requeues.set(&cached, after);
+    Ok(Requeue::await_change())
+}
+
+/// One pass; says when to look again without a change (`None`: only on change).
 #[instrument(skip(cached, ctx), fields(namespace = cached.namespace().unwrap_or_default(), name = cached.name_any()))]
-pub async fn reconcile(cached: Arc<Cached>, ctx: Arc<Context>) -> Result<Requeue, Error> {
+async fn pass(cached: &Cached, ctx: &Arc<Context>) -> Result<Option<Duration>, Error> {
     ctx.metrics.reconciles.inc();
     if cached.uid().is_none() {
-        return Ok(Requeue::await_change());
+        return Ok(None);
     }
     let ca: ConnectorAuth = cached.decode().map_err(|e| Error::Kube(kube::Error::SerdeError(e)))?;
     let now = Timestamp::now();
@@ -36,7 +52,7 @@ pub async fn reconcile(cached: Arc<Cached>, ctx: Arc<Context>) -> Result<Requeue
     }
     if ca.meta().deletion_timestamp.is_some() {
         // Owned Secrets are garbage-collected with it.
-        return Ok(Requeue::await_change());
+        return Ok(None);
     }
     let started = std::time::Instant::now();
     let pass = ctx.core.reconcile(ctx.as_ref(), &ca, now).await.map_err(Error::Pass)?;
@@ -50,7 +66,7 @@ pub async fn reconcile(cached: Arc<Cached>, ctx: Arc<Context>) -> Result<Requeue
         // Restarts not allowed yet (or failed) are tried again, not only at the next renewal.
         after = Some(after.map_or(RESTART_RETRY, |d| d.min(RESTART_RETRY)));
     }
-    Ok(after.map_or_else(Requeue::await_change, Requeue::requeue))
+    Ok(after)
 }
 
 /// How soon restarts left pending are tried again, at most.
@@ -83,15 +99,19 @@ fn until(t: Timestamp, now: Timestamp) -> Duration {
     Duration::from_secs_f64(secs.max(1.0))
 }
 
-pub fn error_policy(ca: Arc<Cached>, error: &Error, ctx: Arc<Context>) -> Requeue {
+pub fn error_policy(ca: Arc<Cached>, error: &Error, scope: Arc<Scope>) -> Requeue {
     warn!(name = ca.name_any(), error = %error, "reconcile failed");
-    ctx.metrics
+    let retry = Duration::from_secs(5) + Duration::from_millis(rand::random::<u64>() % 5000);
+    scope.requeues.set(&ca, Some(retry));
+    scope
+        .ctx
+        .metrics
         .reconcile_errors
         .get_or_create(&ReasonLabels {
             reason: error.metric_label().as_str().into(),
         })
         .inc();
-    Requeue::requeue(Duration::from_secs(5) + Duration::from_millis(rand::random::<u64>() % 5000))
+    Requeue::await_change()
 }
 
 #[cfg(test)]

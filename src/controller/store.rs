@@ -30,6 +30,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
+use super::compact::Compactor;
 use super::metrics::Metrics;
 use crate::api::ConnectorAuth;
 use crate::engine::{SecretString, TokenState};
@@ -140,9 +141,14 @@ impl Private {
     }
 }
 
+/// The records' compression (see [`Compactor`]).
+static RECORDS: Compactor = Compactor::new(
+    r#"{"token":{"accessToken":"","refreshToken":"","tokenType":"Bearer","issuedAt":"","expiresAt":"","renewAt":"","fingerprint":""},"failures":0}"#,
+);
+
 /// Last known record per resource (by uid), shared by all passes. It restores a deleted or
-/// edited output Secret without a token call. Kept encoded: one per resource, and a decoded
-/// record takes about three times the space of its JSON.
+/// edited output Secret without a token call. Kept encoded and compressed: one per resource,
+/// and a decoded record takes about three times the space of its JSON.
 #[derive(Clone, Default)]
 pub struct Memory(Arc<Mutex<BTreeMap<String, Box<[u8]>>>>);
 
@@ -152,15 +158,13 @@ impl Memory {
         let Ok(encoded) = serde_json::to_vec(record) else {
             return;
         };
-        self.0
-            .lock()
-            .expect("memory lock")
-            .insert(uid.to_string(), encoded.into_boxed_slice());
+        let packed = RECORDS.compress(&encoded);
+        self.0.lock().expect("memory lock").insert(uid.to_string(), packed);
     }
 
     pub(crate) fn get(&self, uid: &str) -> Option<Record> {
         let memory = self.0.lock().expect("memory lock");
-        serde_json::from_slice(memory.get(uid)?).ok()
+        serde_json::from_slice(&RECORDS.decompress(memory.get(uid)?).ok()?).ok()
     }
 
     /// Forgets a deleted resource.

@@ -21,7 +21,8 @@ use tracing::{debug, info, warn};
 
 use super::cache::Cached;
 use super::context::Context;
-use super::pass::{error_policy, reconcile};
+use super::pass::{Scope, error_policy, reconcile};
+use super::requeue::Requeues;
 use super::store::{ROLE_LABEL, STATE_SUFFIX};
 use crate::api::provider::ClusterConnectorAuthProvider;
 use crate::engine::tls::Kind;
@@ -140,6 +141,8 @@ pub async fn run_controller(
     // The cache holds every ConnectorAuth, encoded (see `cache`).
     let (reader, writer) = reflector::store();
     let forget = ctx.clone();
+    let requeues = Arc::new(Requeues::default());
+    let forget_requeue = requeues.clone();
     let ours =
         move |ca: &Cached| shard.is_none_or(|s| s.contains(ca.meta().namespace.as_deref(), ca.meta().name.as_deref()));
     let stream = watcher(cas, watcher::Config::default().any_semantic())
@@ -152,15 +155,17 @@ pub async fn run_controller(
         })
         .reflect(writer)
         .inspect_ok(move |event| {
-            if let watcher::Event::Delete(cached) = event
-                && let Ok(ca) = cached.decode()
-            {
-                forget.forget(&ca);
+            if let watcher::Event::Delete(cached) = event {
+                forget_requeue.set(cached, None);
+                if let Ok(ca) = cached.decode() {
+                    forget.forget(&ca);
+                }
             }
         })
         .applied_objects();
     let controller = Controller::for_stream(stream, reader.clone())
-        .with_config(controller::Config::default().concurrency(ctx.config.concurrency));
+        .with_config(controller::Config::default().concurrency(ctx.config.concurrency))
+        .reconcile_on(requeues.clone().stream());
     let mapper_reader = reader.clone();
     let cm_reader = reader.clone();
     let provider_reader = reader.clone();
@@ -188,7 +193,7 @@ pub async fn run_controller(
     };
     controller
         .graceful_shutdown_on(shutdown)
-        .run(reconcile, error_policy, ctx)
+        .run(reconcile, error_policy, Arc::new(Scope { ctx, requeues }))
         .for_each(|res| async move {
             if let Err(e) = res {
                 debug!(error = %e, "controller event");
