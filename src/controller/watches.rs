@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use futures::{StreamExt, TryStreamExt, future};
+use futures::{FutureExt, StreamExt, TryStreamExt, future};
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::api::Api;
 use kube::core::PartialObjectMeta;
@@ -168,7 +168,22 @@ pub async fn run_controller(
             let _ = ready.send(true);
         }
     });
-    controller
+    // kube-runtime's runner starts no pass before the cache has synced and waits for that sync
+    // even once told to stop, but from then on no longer reads the watch that would bring it:
+    // a controller stopped before its cache synced would never end. Having run no pass, it
+    // simply ends. (Only this task polls the controller, so the cache cannot sync between the
+    // check and the drop.)
+    let shutdown = shutdown.shared();
+    let stopped_unsynced = {
+        let (shutdown, synced) = (shutdown.clone(), reader.clone());
+        async move {
+            shutdown.await;
+            if synced.wait_until_ready().now_or_never().is_some() {
+                future::pending::<()>().await;
+            }
+        }
+    };
+    let controller = controller
         .watches(secrets, watcher::Config::default().any_semantic(), move |s| {
             in_shard(shard, affected(&mapper_reader, &s))
         })
@@ -184,6 +199,9 @@ pub async fn run_controller(
             if let Err(e) = res {
                 debug!(error = %e, "controller event");
             }
-        })
-        .await;
+        });
+    tokio::select! {
+        () = controller => {}
+        () = stopped_unsynced => debug!("stopped before the cache synced"),
+    }
 }
