@@ -66,6 +66,7 @@ use axum::routing::post;
 use base64::Engine as _;
 use connector_auth_operator::api::ConnectorAuth;
 use connector_auth_operator::controller::leader::lease_name;
+use connector_auth_operator::reconcile::shard_of;
 use counting::FirstIssue;
 use fake_apiserver::FakeApiServer;
 use futures::{StreamExt, TryStreamExt};
@@ -703,7 +704,19 @@ struct Published {
     refreshed: AtomicU64,
     /// Refreshes that arrived after the previous token had expired (a gap for workloads).
     lapsed: AtomicU64,
+    /// While set, each refresh is also recorded in `trace`.
+    tracing: AtomicBool,
+    trace: Mutex<Vec<Traced>>,
     stop: AtomicBool,
+}
+
+/// One refresh seen while [`Published::tracing`].
+struct Traced {
+    namespace: String,
+    /// The output Secret's name.
+    secret: String,
+    at: Instant,
+    lapsed: bool,
 }
 
 fn watch_published(client: kube::Client, prefix: String) -> Arc<Published> {
@@ -748,8 +761,17 @@ fn watch_published(client: kube::Client, prefix: String) -> Arc<Published> {
                 }
                 Some((old, old_expiry)) if old != digest => {
                     p.refreshed.fetch_add(1, Ordering::Relaxed);
-                    if old_expiry.is_some_and(|e| e < unix_now()) {
+                    let lapsed = old_expiry.is_some_and(|e| e < unix_now());
+                    if lapsed {
                         p.lapsed.fetch_add(1, Ordering::Relaxed);
+                    }
+                    if p.tracing.load(Ordering::Relaxed) {
+                        p.trace.lock().unwrap().push(Traced {
+                            namespace: ns,
+                            secret: secret.metadata.name.clone().unwrap_or_default(),
+                            at: Instant::now(),
+                            lapsed,
+                        });
                     }
                 }
                 Some(_) => {}
@@ -806,7 +828,11 @@ impl Operator {
         }
         cmd.arg(format!("--metrics-addr={metrics}"))
             .args(&o.operator_args)
-            .env("LOG_LEVEL", "warn")
+            // Shard hand-overs and cache syncs, and watch errors (a 410 Gone among them).
+            .env(
+                "LOG_LEVEL",
+                "warn,connector_auth_operator::controller::leader=info,kube_runtime::watcher=debug",
+            )
             .env("POD_NAME", format!("bench-op-{replica}"))
             .env_remove("POD_NAMESPACE")
             .stdout(Stdio::null())
@@ -1287,6 +1313,8 @@ async fn kill(
         n,
         ..Row::default()
     };
+    published.trace.lock().unwrap().clear();
+    published.tracing.store(true, Ordering::Relaxed);
     dead.signal("-KILL")?;
     let killed = Instant::now();
     drop(dead);
@@ -1307,7 +1335,16 @@ async fn kill(
     };
     let (taken_over, measured) = tokio::join!(taken_over, measure(&mut row, cluster, provider, published, op, window));
     measured?;
+    published.tracing.store(false, Ordering::Relaxed);
     row.ready_secs = taken_over?;
+    // The refreshes of the killed replica's resources (outputs are `<name>-token`).
+    let trace = std::mem::take(&mut *published.trace.lock().unwrap());
+    let (theirs, others): (Vec<&Traced>, Vec<&Traced>) = trace.iter().partition(|t| {
+        let name = t.secret.strip_suffix("-token").unwrap_or(&t.secret);
+        its.contains(&shard_of(&t.namespace, name, shards))
+    });
+    let first = theirs.iter().map(|t| t.at).min().map(|at| at - killed);
+    let lapsed = |ts: &[&Traced]| ts.iter().filter(|t| t.lapsed).count();
     let after = cluster.shard_holders(shards).await?;
     let survivors: Vec<String> = op
         .replicas
@@ -1319,12 +1356,16 @@ async fn kill(
         .collect();
     let mut note = format!(
         "time: from the SIGKILL until every shard {identity} held was held by another replica{}; \
+         first refresh of its resources after {}; tokens lapsed: {} of its resources, {} others; \
          {identity}'s peak RSS before the kill {dead_rss:.1} MiB; shards held at the end: {}",
         if row.ready_secs.is_none() {
             " (not within the window)"
         } else {
             ""
         },
+        first.map_or("none within the window".into(), |d| format!("{:.1} s", d.as_secs_f64())),
+        lapsed(&theirs),
+        lapsed(&others),
         survivors.join(", ")
     );
     std::mem::swap(&mut row.note, &mut note);

@@ -320,8 +320,11 @@ async fn run_controllers(
             let _ = until.wait_for(|s| *s).await;
         }));
     }
+    let started = std::time::Instant::now();
     tokio::spawn(async move {
         if synced_rx.wait_for(|n| *n >= total).await.is_ok() {
+            let after_ms = started.elapsed().as_millis() as u64;
+            info!(shard = ?shard.map(|s| s.index), after_ms, "the caches synced");
             let _ = ready_tx.send(true);
         }
     });
