@@ -147,12 +147,19 @@ pub async fn run_controller(
             })
         })
         .reflect(writer)
-        .inspect_ok(move |event| {
-            if let watcher::Event::Delete(cached) = event
-                && let Ok(ca) = cached.decode()
-            {
-                forget.forget(&ca);
+        .inspect_ok(move |event| match event {
+            watcher::Event::Delete(cached) => {
+                if let Ok(ca) = cached.decode() {
+                    forget.forget(&ca);
+                }
             }
+            // The reflector has just made the cache ready. (Told here rather than by a second
+            // `wait_until_ready`: kube-runtime wakes only the last of several waiters, so a
+            // second one could leave the runner, which waits too, asleep.)
+            watcher::Event::InitDone => {
+                ready.send_if_modified(|r| !std::mem::replace(r, true));
+            }
+            _ => {}
         })
         .applied_objects();
     let controller = Controller::for_stream(stream, reader.clone())
@@ -162,12 +169,6 @@ pub async fn run_controller(
     let provider_reader = reader.clone();
     // Cluster-scoped, so watched cluster-wide even when the operator watches some namespaces.
     let providers: Api<PartialObjectMeta<ClusterConnectorAuthProvider>> = Api::all(ctx.client.clone());
-    let readiness = reader.clone();
-    tokio::spawn(async move {
-        if readiness.wait_until_ready().await.is_ok() {
-            let _ = ready.send(true);
-        }
-    });
     // kube-runtime's runner starts no pass before the cache has synced and waits for that sync
     // even once told to stop, but from then on no longer reads the watch that would bring it:
     // a controller stopped before its cache synced would never end. Having run no pass, it
