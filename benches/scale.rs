@@ -410,6 +410,10 @@ impl Cluster {
     async fn fake(dir: &Path, o: &Options) -> Cluster {
         let server = FakeApiServer::start().await;
         server.register_crd(&<ConnectorAuth as kube::CustomResourceExt>::crd());
+        // The operator watches these too; without the CRD that watch would fail and retry.
+        server.register_crd(
+            &<connector_auth_operator::api::provider::ClusterConnectorAuthProvider as kube::CustomResourceExt>::crd(),
+        );
         if let Some(late) = o.slow_state_writes {
             server.delay_next(
                 fake_apiserver::Delay::by(late, "-connectorauth-state")
@@ -704,10 +708,25 @@ struct Published {
     refreshed: AtomicU64,
     /// Refreshes that arrived after the previous token had expired (a gap for workloads).
     lapsed: AtomicU64,
+    /// Per output Secret (namespace/name): digest of the token and its expiry (Unix seconds).
+    tokens: Mutex<HashMap<String, (u64, Option<u64>)>>,
     /// While set, each refresh is also recorded in `trace`.
     tracing: AtomicBool,
     trace: Mutex<Vec<Traced>>,
     stop: AtomicBool,
+}
+
+impl Published {
+    /// Output Secrets whose token has expired and has not been replaced, as last seen.
+    fn expired(&self) -> Vec<String> {
+        let now = unix_now();
+        let tokens = self.tokens.lock().unwrap();
+        tokens
+            .iter()
+            .filter(|(_, (_, expiry))| expiry.is_some_and(|e| e < now))
+            .map(|(key, _)| key.clone())
+            .collect()
+    }
 }
 
 /// One refresh seen while [`Published::tracing`].
@@ -724,8 +743,6 @@ fn watch_published(client: kube::Client, prefix: String) -> Arc<Published> {
     let p = published.clone();
     tokio::spawn(async move {
         let api: Api<Secret> = Api::all(client);
-        // Per output Secret: digest of the token and its expiry (unix seconds).
-        let mut tokens: HashMap<String, (u64, Option<u64>)> = HashMap::new();
         let mut stream = watcher(api, watcher::Config::default().labels(MANAGED_BY)).boxed();
         while let Some(event) = stream.next().await {
             if p.stop.load(Ordering::Relaxed) {
@@ -755,7 +772,8 @@ fn watch_published(client: kube::Client, prefix: String) -> Arc<Published> {
                 .and_then(|d| d.get("expires_at"))
                 .and_then(|e| std::str::from_utf8(&e.0).ok()?.parse::<jiff::Timestamp>().ok())
                 .map(|t| t.as_second() as u64);
-            match tokens.insert(key, (digest, expires)) {
+            let previous = p.tokens.lock().unwrap().insert(key, (digest, expires));
+            match previous {
                 None => {
                     p.issued.fetch_add(1, Ordering::Relaxed);
                 }
@@ -1345,6 +1363,16 @@ async fn kill(
     });
     let first = theirs.iter().map(|t| t.at).min().map(|at| at - killed);
     let lapsed = |ts: &[&Traced]| ts.iter().filter(|t| t.lapsed).count();
+    // Tokens still expired at the end of the window lapsed too, without a refresh yet.
+    let expired = published.expired();
+    let expired_theirs = expired
+        .iter()
+        .filter(|key| {
+            let (ns, secret) = key.split_once('/').unwrap_or_default();
+            its.contains(&shard_of(ns, secret.strip_suffix("-token").unwrap_or(secret), shards))
+        })
+        .count();
+    row.lapsed += expired.len() as u64;
     let after = cluster.shard_holders(shards).await?;
     let survivors: Vec<String> = op
         .replicas
@@ -1356,7 +1384,8 @@ async fn kill(
         .collect();
     let mut note = format!(
         "time: from the SIGKILL until every shard {identity} held was held by another replica{}; \
-         first refresh of its resources after {}; tokens lapsed: {} of its resources, {} others; \
+         first refresh of its resources after {}; tokens lapsed: refreshed late {} of its resources \
+         and {} others, still expired at the end {} of its and {} others; \
          {identity}'s peak RSS before the kill {dead_rss:.1} MiB; shards held at the end: {}",
         if row.ready_secs.is_none() {
             " (not within the window)"
@@ -1366,6 +1395,8 @@ async fn kill(
         first.map_or("none within the window".into(), |d| format!("{:.1} s", d.as_secs_f64())),
         lapsed(&theirs),
         lapsed(&others),
+        expired_theirs,
+        expired.len() - expired_theirs,
         survivors.join(", ")
     );
     std::mem::swap(&mut row.note, &mut note);
