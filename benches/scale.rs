@@ -16,8 +16,8 @@
 //! `--operator-args "--concurrency 64 …"` (extra flags for `run`; leader election is off unless
 //! they turn it on), `--replicas R` (R operator processes side by side, identities
 //! `bench-op-<i>`; needs leader election; memory is the largest replica's, CPU and writes the
-//! sum), `--scenarios steady,errors,restart,unrelated` (which run after the cold start; default
-//! all), `--wrap "heaptrack -o DIR/{}"` (run the operator under a profiler, `{}` becoming
+//! sum), `--scenarios steady,errors,kill,restart,unrelated` (which run after the cold start;
+//! default all; `kill` only with `--replicas` above 1), `--wrap "heaptrack -o DIR/{}"` (run the operator under a profiler, `{}` becoming
 //! `operator-<N>-<run>-<replica>`; RSS and CPU then describe the wrapper), `--wrap-run RUN`
 //! (wrap only the operator runs named `main`, `restart` or `unrelated`),
 //! `--slow-state-writes-ms MS` (test API server only: each write of a private state Secret is
@@ -26,15 +26,19 @@
 //!
 //! Each size runs: cold start (N ConnectorAuths and their credentials Secrets created within one
 //! second, then the operator starts); steady state over `--ttls` TTLs (which begins with the
-//! mass-expiry wave of the fleet issued together); restart with all tokens valid; the same
-//! window with `--error-rate` provider errors; and a fresh cold start with `--unrelated` unrelated
-//! 100 KB Secrets present. A *refresh* is a new access token appearing in an output Secret, seen
+//! mass-expiry wave of the fleet issued together); the same window with `--error-rate` provider
+//! errors; with several replicas, the same window again with the replica holding the most shards
+//! killed (SIGKILL) at its start: how long until its shards are held again, and how many tokens
+//! lapsed meanwhile; restart with all tokens valid; and a fresh cold start with `--unrelated`
+//! unrelated 100 KB Secrets present. A *refresh* is a new access token appearing in an output Secret, seen
 //! by this harness through its own watch, independent of the operator's counters. Cold-start
 //! token requests are counted per client until its first token, so renewals during a long cold
 //! start are not taken for cold-start calls. API writes are counted by the API server: the test
 //! API server's request log, or a real API server's `apiserver_request_total` (its `/metrics`);
 //! only where that is not readable, the operator's own `connectorauth_writes_total`. The table
-//! says which. RSS and CPU come from `/proc/<pid>` of the operator.
+//! says which. RSS and CPU come from `/proc/<pid>` of the operator; with several replicas the
+//! notes give each replica's peak RSS. Against the test API server the notes also count its
+//! `410 Gone` answers (each makes a watcher list everything again).
 //!
 //! The operator runs with the container image's malloc settings (`GLIBC_TUNABLES` from the
 //! Dockerfile) unless `GLIBC_TUNABLES` is set for the benchmark.
@@ -62,15 +66,22 @@ use axum::routing::post;
 use base64::Engine as _;
 use connector_auth_operator::api::ConnectorAuth;
 use connector_auth_operator::api::provider::ClusterConnectorAuthProvider;
+use connector_auth_operator::controller::leader::lease_name;
+use connector_auth_operator::reconcile::shard_of;
 use counting::FirstIssue;
 use fake_apiserver::FakeApiServer;
 use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use kube::runtime::watcher;
 use serde_json::{Value, json};
 
 const NAMESPACES: usize = 10;
+/// Where the replicas keep their shard Leases: the operator's defaults (`--lease-name`, and the
+/// namespace when POD_NAMESPACE is unset).
+const LEASE_NAME: &str = "connector-auth-operator";
+const LEASE_NAMESPACE: &str = "default";
 const MANAGED_BY: &str = "app.kubernetes.io/managed-by=connector-auth-operator";
 
 // ------------------------------------------------------------------ options
@@ -80,13 +91,15 @@ const MANAGED_BY: &str = "app.kubernetes.io/managed-by=connector-auth-operator";
 enum Scenario {
     Steady,
     Errors,
+    Kill,
     Restart,
     Unrelated,
 }
 
-const SCENARIOS: [(&str, Scenario); 4] = [
+const SCENARIOS: [(&str, Scenario); 5] = [
     ("steady", Scenario::Steady),
     ("errors", Scenario::Errors),
+    ("kill", Scenario::Kill),
     ("restart", Scenario::Restart),
     ("unrelated", Scenario::Unrelated),
 ];
@@ -133,6 +146,19 @@ impl Options {
 
     fn runs(&self, s: Scenario) -> bool {
         self.scenarios.contains(&s)
+    }
+
+    /// The shard count the operator flags set (`--shards N`), 1 without.
+    fn shards(&self) -> u32 {
+        let args = &self.operator_args;
+        args.iter()
+            .enumerate()
+            .find_map(|(i, a)| match a.strip_prefix("--shards") {
+                Some("") => args.get(i + 1)?.parse().ok(),
+                Some(v) => v.strip_prefix('=')?.parse().ok(),
+                None => None,
+            })
+            .unwrap_or(1)
     }
 }
 
@@ -626,6 +652,33 @@ impl Cluster {
         })
     }
 
+    /// The test API server's `410 Gone` answers so far, by resource; empty on a real cluster.
+    fn gone(&self) -> BTreeMap<String, u64> {
+        match self {
+            Cluster::Fake { server, .. } => server.gone_answers(),
+            Cluster::Real { .. } => BTreeMap::new(),
+        }
+    }
+
+    /// Which replica holds each shard (by identity), as the shard Leases say; `None` where the
+    /// Lease is missing, unheld or ran out.
+    async fn shard_holders(&self, shards: u32) -> anyhow::Result<Vec<Option<String>>> {
+        let api: Api<Lease> = Api::namespaced(self.client(), LEASE_NAMESPACE);
+        let now = std::time::SystemTime::now();
+        let mut holders = Vec::new();
+        for shard in 0..shards {
+            let lease = api.get_opt(&lease_name(LEASE_NAME, shard, shards)).await?;
+            let holder = lease.and_then(|l| {
+                let spec = l.spec?;
+                let renewed = std::time::SystemTime::from(spec.renew_time?.0);
+                let valid = renewed + Duration::from_secs(u64::try_from(spec.lease_duration_seconds?).ok()?) > now;
+                spec.holder_identity.filter(|h| valid && !h.is_empty())
+            });
+            holders.push(holder);
+        }
+        Ok(holders)
+    }
+
     fn kubeconfig(&self) -> Option<&Path> {
         match self {
             Cluster::Fake { kubeconfig, .. } => Some(kubeconfig),
@@ -654,7 +707,34 @@ struct Published {
     refreshed: AtomicU64,
     /// Refreshes that arrived after the previous token had expired (a gap for workloads).
     lapsed: AtomicU64,
+    /// Per output Secret (namespace/name): digest of the token and its expiry (Unix seconds).
+    tokens: Mutex<HashMap<String, (u64, Option<u64>)>>,
+    /// While set, each refresh is also recorded in `trace`.
+    tracing: AtomicBool,
+    trace: Mutex<Vec<Traced>>,
     stop: AtomicBool,
+}
+
+impl Published {
+    /// Output Secrets whose token has expired and has not been replaced, as last seen.
+    fn expired(&self) -> Vec<String> {
+        let now = unix_now();
+        let tokens = self.tokens.lock().unwrap();
+        tokens
+            .iter()
+            .filter(|(_, (_, expiry))| expiry.is_some_and(|e| e < now))
+            .map(|(key, _)| key.clone())
+            .collect()
+    }
+}
+
+/// One refresh seen while [`Published::tracing`].
+struct Traced {
+    namespace: String,
+    /// The output Secret's name.
+    secret: String,
+    at: Instant,
+    lapsed: bool,
 }
 
 fn watch_published(client: kube::Client, prefix: String) -> Arc<Published> {
@@ -662,8 +742,6 @@ fn watch_published(client: kube::Client, prefix: String) -> Arc<Published> {
     let p = published.clone();
     tokio::spawn(async move {
         let api: Api<Secret> = Api::all(client);
-        // Per output Secret: digest of the token and its expiry (unix seconds).
-        let mut tokens: HashMap<String, (u64, Option<u64>)> = HashMap::new();
         let mut stream = watcher(api, watcher::Config::default().labels(MANAGED_BY)).boxed();
         while let Some(event) = stream.next().await {
             if p.stop.load(Ordering::Relaxed) {
@@ -693,14 +771,24 @@ fn watch_published(client: kube::Client, prefix: String) -> Arc<Published> {
                 .and_then(|d| d.get("expires_at"))
                 .and_then(|e| std::str::from_utf8(&e.0).ok()?.parse::<jiff::Timestamp>().ok())
                 .map(|t| t.as_second() as u64);
-            match tokens.insert(key, (digest, expires)) {
+            let previous = p.tokens.lock().unwrap().insert(key, (digest, expires));
+            match previous {
                 None => {
                     p.issued.fetch_add(1, Ordering::Relaxed);
                 }
                 Some((old, old_expiry)) if old != digest => {
                     p.refreshed.fetch_add(1, Ordering::Relaxed);
-                    if old_expiry.is_some_and(|e| e < unix_now()) {
+                    let lapsed = old_expiry.is_some_and(|e| e < unix_now());
+                    if lapsed {
                         p.lapsed.fetch_add(1, Ordering::Relaxed);
+                    }
+                    if p.tracing.load(Ordering::Relaxed) {
+                        p.trace.lock().unwrap().push(Traced {
+                            namespace: ns,
+                            secret: secret.metadata.name.clone().unwrap_or_default(),
+                            at: Instant::now(),
+                            lapsed,
+                        });
                     }
                 }
                 Some(_) => {}
@@ -724,6 +812,8 @@ fn image_malloc_tunables() -> &'static str {
 
 /// One operator process.
 struct Operator {
+    /// Its identity (`POD_NAME`), as the shard Leases name their holders.
+    identity: String,
     child: Child,
     metrics: SocketAddr,
     log: PathBuf,
@@ -755,8 +845,13 @@ impl Operator {
         }
         cmd.arg(format!("--metrics-addr={metrics}"))
             .args(&o.operator_args)
-            .env("LOG_LEVEL", "warn")
+            // Shard hand-overs and cache syncs, and watch errors (a 410 Gone among them).
+            .env(
+                "LOG_LEVEL",
+                "warn,connector_auth_operator::controller::leader=info,kube_runtime::watcher=debug",
+            )
             .env("POD_NAME", format!("bench-op-{replica}"))
+            .env_remove("POD_NAMESPACE")
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log)?);
         if let Some(k) = cluster.kubeconfig() {
@@ -765,7 +860,12 @@ impl Operator {
         // Its own process group, so that stopping it reaches the operator under a wrapper too.
         std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
         let child = cmd.spawn().context("starting the operator binary")?;
-        Ok(Operator { child, metrics, log })
+        Ok(Operator {
+            identity: format!("bench-op-{replica}"),
+            child,
+            metrics,
+            log,
+        })
     }
 
     /// Fails if the operator exited.
@@ -859,6 +959,19 @@ impl Fleet {
         self.replicas.iter().map(Operator::peak_rss_kib).max().unwrap_or(0)
     }
 
+    /// Each replica's peak RSS, for the notes: empty with one replica (the row says it).
+    fn rss_note(&self) -> String {
+        if self.replicas.len() < 2 {
+            return String::new();
+        }
+        let each: Vec<String> = self
+            .replicas
+            .iter()
+            .map(|op| format!("{:.1}", op.peak_rss_kib() as f64 / 1024.0))
+            .collect();
+        format!("peak RSS per replica {} MiB", each.join(" / "))
+    }
+
     /// CPU time (user + system) of all replicas, in seconds.
     fn cpu_seconds(&self) -> f64 {
         self.replicas.iter().map(Operator::cpu_seconds).sum()
@@ -935,6 +1048,17 @@ struct Row {
 }
 
 impl Row {
+    /// Adds a note (none when empty).
+    fn note(&mut self, note: &str) {
+        if note.is_empty() {
+            return;
+        }
+        if !self.note.is_empty() {
+            self.note.push_str("; ");
+        }
+        self.note.push_str(note);
+    }
+
     fn per_refresh(&self, v: u64) -> String {
         if self.refreshes == 0 {
             return "–".into();
@@ -972,6 +1096,25 @@ async fn wait_ready(cluster: &Cluster, op: &mut Fleet, n: usize, timeout: Durati
     }
 }
 
+/// The test API server's `410 Gone` answers since `before`, for the notes (empty on a real
+/// cluster).
+fn gone_note(cluster: &Cluster, before: &BTreeMap<String, u64>) -> String {
+    if !matches!(cluster, Cluster::Fake { .. }) {
+        return String::new();
+    }
+    let gone = counting::delta(before, &cluster.gone());
+    let each: Vec<String> = gone
+        .iter()
+        .filter(|(_, v)| **v > 0)
+        .map(|(k, v)| format!("{k} {v}"))
+        .collect();
+    if each.is_empty() {
+        "410 Gone answers: none".into()
+    } else {
+        format!("410 Gone answers: {}", each.join(", "))
+    }
+}
+
 /// Runs `window`, then fills the row with what happened in it.
 async fn measure(
     row: &mut Row,
@@ -982,6 +1125,7 @@ async fn measure(
     window: Duration,
 ) -> anyhow::Result<()> {
     let _ = cluster.take_writes().await;
+    let gone = cluster.gone();
     let operator_writes = op.writes().await;
     let before = provider.snapshot();
     let refreshed = published.refreshed.load(Ordering::Relaxed) + published.issued.load(Ordering::Relaxed);
@@ -998,6 +1142,8 @@ async fn measure(
     row.not_ready = row.n - cluster.ready().await?;
     row.lapsed = published.lapsed.load(Ordering::Relaxed) - lapsed;
     row.writes = writes_since(cluster, op, &operator_writes).await;
+    row.note(&op.rss_note());
+    row.note(&gone_note(cluster, &gone));
     Ok(())
 }
 
@@ -1035,6 +1181,7 @@ async fn run_size(n: usize, o: &Options, dir: &Path, rows: &mut Vec<Row>) -> any
     let before = provider.snapshot();
     *provider.first_issue.lock().unwrap() = FirstIssue::default();
     eprintln!("N={n}: {n} ConnectorAuths created in {seeded:.2?}; cold start (TTL {ttl_secs} s)");
+    let gone = cluster.gone();
     let mut op = Fleet::start(&cluster, o, dir, &run("main"))?;
     let ready = wait_ready(&cluster, &mut op, n, ready_timeout).await?;
     // Token calls until each resource's first token; renewals of tokens issued early in a cold
@@ -1067,6 +1214,8 @@ async fn run_size(n: usize, o: &Options, dir: &Path, rows: &mut Vec<Row>) -> any
             ready * 3.0
         );
     }
+    cold.note(&op.rss_note());
+    cold.note(&gone_note(&cluster, &gone));
     // Let the watch catch up with the last outputs before counting issuances.
     tokio::time::sleep(Duration::from_secs(2)).await;
     cold.refreshes = published.issued.load(Ordering::Relaxed);
@@ -1096,6 +1245,13 @@ async fn run_size(n: usize, o: &Options, dir: &Path, rows: &mut Vec<Row>) -> any
         measure(&mut errors, &cluster, &provider, &published, &op, window).await?;
         provider.set_error_rate(0.0);
         rows.push(errors);
+    }
+    if o.runs(Scenario::Kill) {
+        if o.replicas > 1 {
+            rows.push(kill(n, o, &cluster, &provider, &published, &mut op).await?);
+        } else {
+            eprintln!("N={n}: the kill scenario needs --replicas above 1; skipped");
+        }
     }
     if o.runs(Scenario::Restart) {
         rows.push(restart(n, o, dir, &cluster, &provider, &published, op).await?);
@@ -1137,6 +1293,116 @@ async fn run_size(n: usize, o: &Options, dir: &Path, rows: &mut Vec<Row>) -> any
     Ok(())
 }
 
+/// Kills (SIGKILL) the replica holding the most shards, at the start of a window of `--ttls`
+/// TTLs: the row's time is from the kill until every shard it held is held by another replica
+/// (its Leases run out first), and the window shows what that cost the survivors' resources
+/// (tokens lapsed, not Ready at the end) and their memory. No replacement is started.
+async fn kill(
+    n: usize,
+    o: &Options,
+    cluster: &Cluster,
+    provider: &Provider,
+    published: &Published,
+    op: &mut Fleet,
+) -> anyhow::Result<Row> {
+    let shards = o.shards();
+    let window = Duration::from_secs(o.ttl(n)) * o.ttls as u32;
+    let holders = cluster.shard_holders(shards).await?;
+    let holds = |id: &str| -> Vec<u32> {
+        (0..shards)
+            .filter(|&s| holders[s as usize].as_deref() == Some(id))
+            .collect()
+    };
+    let victim = (0..op.replicas.len())
+        .max_by_key(|&i| holds(&op.replicas[i].identity).len())
+        .context("no replica to kill")?;
+    let dead = op.replicas.remove(victim);
+    let its = holds(&dead.identity);
+    let dead_rss = dead.peak_rss_kib() as f64 / 1024.0;
+    let identity = dead.identity.clone();
+    eprintln!("N={n}: killing {identity} (shards {its:?}), then {window:?}");
+    let mut row = Row {
+        scenario: format!(
+            "replica holding {} of {shards} shards killed, {} TTLs",
+            its.len(),
+            o.ttls
+        ),
+        n,
+        ..Row::default()
+    };
+    published.trace.lock().unwrap().clear();
+    published.tracing.store(true, Ordering::Relaxed);
+    dead.signal("-KILL")?;
+    let killed = Instant::now();
+    drop(dead);
+    let taken_over = async {
+        loop {
+            let now = cluster.shard_holders(shards).await?;
+            if its
+                .iter()
+                .all(|&s| now[s as usize].as_ref().is_some_and(|h| *h != identity))
+            {
+                return anyhow::Ok(Some(killed.elapsed().as_secs_f64()));
+            }
+            if killed.elapsed() > window {
+                return Ok(None);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    let (taken_over, measured) = tokio::join!(taken_over, measure(&mut row, cluster, provider, published, op, window));
+    measured?;
+    published.tracing.store(false, Ordering::Relaxed);
+    row.ready_secs = taken_over?;
+    // The refreshes of the killed replica's resources (outputs are `<name>-token`).
+    let trace = std::mem::take(&mut *published.trace.lock().unwrap());
+    let (theirs, others): (Vec<&Traced>, Vec<&Traced>) = trace.iter().partition(|t| {
+        let name = t.secret.strip_suffix("-token").unwrap_or(&t.secret);
+        its.contains(&shard_of(&t.namespace, name, shards))
+    });
+    let first = theirs.iter().map(|t| t.at).min().map(|at| at - killed);
+    let lapsed = |ts: &[&Traced]| ts.iter().filter(|t| t.lapsed).count();
+    // Tokens still expired at the end of the window lapsed too, without a refresh yet.
+    let expired = published.expired();
+    let expired_theirs = expired
+        .iter()
+        .filter(|key| {
+            let (ns, secret) = key.split_once('/').unwrap_or_default();
+            its.contains(&shard_of(ns, secret.strip_suffix("-token").unwrap_or(secret), shards))
+        })
+        .count();
+    row.lapsed += expired.len() as u64;
+    let after = cluster.shard_holders(shards).await?;
+    let survivors: Vec<String> = op
+        .replicas
+        .iter()
+        .map(|r| {
+            let held = after.iter().filter(|h| h.as_deref() == Some(&r.identity)).count();
+            format!("{} {held}", r.identity)
+        })
+        .collect();
+    let mut note = format!(
+        "time: from the SIGKILL until every shard {identity} held was held by another replica{}; \
+         first refresh of its resources after {}; tokens lapsed: refreshed late {} of its resources \
+         and {} others, still expired at the end {} of its and {} others; \
+         {identity}'s peak RSS before the kill {dead_rss:.1} MiB; shards held at the end: {}",
+        if row.ready_secs.is_none() {
+            " (not within the window)"
+        } else {
+            ""
+        },
+        first.map_or("none within the window".into(), |d| format!("{:.1} s", d.as_secs_f64())),
+        lapsed(&theirs),
+        lapsed(&others),
+        expired_theirs,
+        expired.len() - expired_theirs,
+        survivors.join(", ")
+    );
+    std::mem::swap(&mut row.note, &mut note);
+    row.note(&note);
+    Ok(row)
+}
+
 /// Restart with every token valid. Tokens renewed in the normal course during the window would
 /// blur the count, so first every resource renews once onto hour-long tokens; then `op` stops
 /// and a new fleet starts.
@@ -1166,6 +1432,7 @@ async fn restart(
     op.stop()?;
     let _ = cluster.take_writes().await;
     let before = provider.snapshot();
+    let gone = cluster.gone();
     let mut op = Fleet::start(cluster, o, dir, &format!("{n}-restart"))?;
     let started = Instant::now();
     while op.metric("connectorauth_reconciles_total").await < n as f64 {
@@ -1177,6 +1444,7 @@ async fn restart(
     }
     let caught_up = started.elapsed().as_secs_f64();
     tokio::time::sleep(Duration::from_secs(3)).await;
+    let rss = op.rss_note();
     let mut row = Row {
         scenario: "restart, all tokens valid".into(),
         n,
@@ -1188,6 +1456,8 @@ async fn restart(
         note: "time: until every resource was reconciled once; tokens valid for an hour".into(),
         ..Row::default()
     };
+    row.note(&rss);
+    row.note(&gone_note(cluster, &gone));
     row.not_ready = n - cluster.ready().await?;
     op.stop()?;
     Ok(row)

@@ -834,3 +834,27 @@ async fn credentials_changed_while_the_operator_was_down_are_noticed_without_a_s
         .collect();
     assert_eq!(after, expected, "one new token call per token scheme");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_single_replica_turns_ready_once_its_cache_has_synced() {
+    let server = api_server().await;
+    let client = server.client();
+    let (base, _book) = rotating(3600).await;
+    create_rotating(&client, &base, "crm").await;
+    // A gate holds the ConnectorAuth list: not ready while the cache cannot sync.
+    let gate = fake_apiserver::Gate::new();
+    server.delay_next(fake_apiserver::Delay::at(&gate, "connectorauths?&limit=500").method("GET"));
+    let op = Operator::start(Source::Url(server.url()), "op", false);
+    let readyz = format!("http://{}/readyz", op.metrics);
+    let status = || async { reqwest::get(&readyz).await.ok().map(|r| r.status().as_u16()) };
+    tokio::time::timeout(Duration::from_secs(10), gate.arrived())
+        .await
+        .expect("the operator lists ConnectorAuths");
+    assert_eq!(status().await, Some(503));
+    gate.open();
+    eventually(10, "/readyz says ready", || async {
+        (status().await == Some(200)).then_some(())
+    })
+    .await;
+    drop(op);
+}

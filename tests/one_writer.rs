@@ -657,3 +657,61 @@ async fn a_rollout_that_changes_the_shard_count_never_has_two_writers_for_a_reso
     );
     drop(new);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shard_whose_cache_never_synced_is_handed_over_at_once_and_does_not_hold_up_a_stop() {
+    let (base, book) = rotating(3600).await;
+    let server = api_server().await;
+    let client = server.client();
+    secret(&client, "creds", ROTATING_LOGIN).await;
+    let names: Vec<String> = (0..2).map(|s| name_in_shard("crm", s, 2)).collect();
+    for name in &names {
+        connector(&client, name, password_grant(&base)).await;
+    }
+    // The first replica's ConnectorAuth lists (one per shard controller) get no answer, as from
+    // an API server too busy to serve them: its caches never sync. (Its long token timeout
+    // makes the time limit on a stopping controller too long to end one within this test.)
+    let gate = fake_apiserver::Gate::new();
+    server.delay_next(
+        fake_apiserver::Delay::at(&gate, "connectorauths?&limit=500")
+            .method("GET")
+            .times(2),
+    );
+    let patient = |c: &mut connector_auth_operator::controller::Config| c.http.timeout = Duration::from_secs(3600);
+    let mut ops = vec![
+        Some(Operator::start_sharded(Source::Url(server.url()), "op-a", 2, patient)),
+        None,
+    ];
+    tokio::time::timeout(Duration::from_secs(20), gate.wait_arrivals(2))
+        .await
+        .expect("op-a lists for both shards");
+    eventually(10, "op-a holds both shards", || async {
+        (shards_held(&ops).await == [2, 0]).then_some(())
+    })
+    .await;
+
+    // A second replica asks for its fair share: op-a hands over a shard whose controller never
+    // synced, and the newcomer serves it.
+    ops[1] = Some(Operator::start_sharded(Source::Url(server.url()), "op-b", 2, patient));
+    eventually(20, "op-b serves a shard", || async {
+        let served = names
+            .iter()
+            .any(|n| shard_holder(&server, n, 2).as_deref() == Some("op-b") && ready(&server, n));
+        (served && shards_held(&ops).await == [1, 1]).then_some(())
+    })
+    .await;
+
+    // A graceful stop of op-a does not wait for its other, never synced, cache either: it ends
+    // and hands the last shard over.
+    ops[0].take().unwrap().stop().await;
+    eventually(20, "op-b serves every resource", || async {
+        let all = names
+            .iter()
+            .all(|n| shard_holder(&server, n, 2).as_deref() == Some("op-b") && ready(&server, n));
+        all.then_some(())
+    })
+    .await;
+    assert_eq!(gate.arrivals(), 2, "op-a's lists were never answered");
+    assert!(!book.family_revoked());
+    gate.answer(503);
+}

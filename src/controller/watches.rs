@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::fmt::Debug;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use futures::{Stream, StreamExt, TryStreamExt, future};
+use futures::{FutureExt, Stream, StreamExt, TryStreamExt, future};
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::api::{Api, ListParams};
 use kube::core::PartialObjectMeta;
@@ -154,13 +154,20 @@ pub async fn run_controller(
             })
         })
         .reflect(writer)
-        .inspect_ok(move |event| {
-            if let watcher::Event::Delete(cached) = event {
+        .inspect_ok(move |event| match event {
+            watcher::Event::Delete(cached) => {
                 forget_requeue.set(cached, None);
                 if let Ok(ca) = cached.decode() {
                     forget.forget(&ca);
                 }
             }
+            // The reflector has just made the cache ready. (Told here rather than by a second
+            // `wait_until_ready`: kube-runtime wakes only the last of several waiters, so a
+            // second one could leave the runner, which waits too, asleep.)
+            watcher::Event::InitDone => {
+                ready.send_if_modified(|r| !std::mem::replace(r, true));
+            }
+            _ => {}
         })
         .applied_objects();
     let controller = Controller::for_stream(stream, reader.clone())
@@ -171,12 +178,21 @@ pub async fn run_controller(
     let provider_reader = reader.clone();
     // Cluster-scoped, so watched cluster-wide even when the operator watches some namespaces.
     let providers: Api<PartialObjectMeta<ClusterConnectorAuthProvider>> = Api::all(ctx.client.clone());
-    let readiness = reader.clone();
-    tokio::spawn(async move {
-        if readiness.wait_until_ready().await.is_ok() {
-            let _ = ready.send(true);
+    // kube-runtime's runner starts no pass before the cache has synced and waits for that sync
+    // even once told to stop, but from then on no longer reads the watch that would bring it:
+    // a controller stopped before its cache synced would never end. Having run no pass, it
+    // simply ends. (Only this task polls the controller, so the cache cannot sync between the
+    // check and the drop.)
+    let shutdown = shutdown.shared();
+    let stopped_unsynced = {
+        let (shutdown, synced) = (shutdown.clone(), reader.clone());
+        async move {
+            shutdown.await;
+            if synced.wait_until_ready().now_or_never().is_some() {
+                future::pending::<()>().await;
+            }
         }
-    });
+    };
     let controller = controller
         .watches_stream(isolated(secrets, "Secrets"), move |s| {
             in_shard(shard, affected(&mapper_reader, &s))
@@ -191,15 +207,18 @@ pub async fn run_controller(
     } else {
         controller
     };
-    controller
+    let controller = controller
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, Arc::new(Scope { ctx, requeues }))
         .for_each(|res| async move {
             if let Err(e) = res {
                 debug!(error = %e, "controller event");
             }
-        })
-        .await;
+        });
+    tokio::select! {
+        () = controller => {}
+        () = stopped_unsynced => debug!("stopped before the cache synced"),
+    }
 }
 
 /// A watch that only triggers reconciles, with its own backoff, its errors logged here rather

@@ -458,6 +458,8 @@ fn list(request: &Request, info: &ResourceInfo, ck: &CollKey, namespace: Option<
         let store = request.shared.store();
         let rv = match &continuation {
             Some((rv, _)) if *rv < store.compacted_rv => {
+                drop(store);
+                request.shared.record_gone(ck);
                 return Err(ApiError::expired(
                     "The provided continue parameter is too old to display a consistent list result. \
                      You can start a new list without the continue parameter.",

@@ -78,6 +78,7 @@ mod store;
 mod validation;
 mod watch;
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::Duration;
@@ -250,6 +251,8 @@ struct RequestLog {
     requests: Vec<Recorded>,
     faults: Vec<Fault>,
     delays: Vec<Delay>,
+    /// `410 Gone` answers by resource (plural name).
+    gone: BTreeMap<String, u64>,
 }
 
 /// State shared by the server task, open watch streams and the test handle.
@@ -306,6 +309,12 @@ impl Shared {
             log.delays.remove(index);
         }
         Some(wait)
+    }
+
+    /// Counts a `410 Gone` answer: a list continuation or a watch whose resourceVersion is no
+    /// longer served.
+    pub(crate) fn record_gone(&self, ck: &store::CollKey) {
+        *lock(&self.log).gone.entry(ck.1.clone()).or_default() += 1;
     }
 
     fn close_watches(&self) {
@@ -400,6 +409,14 @@ impl FakeApiServer {
     /// Every request received so far, in order.
     pub fn requests(&self) -> Vec<Recorded> {
         lock(&self.shared.log).requests.clone()
+    }
+
+    /// How many `410 Gone` answers the server has given, by resource (plural name): list
+    /// continuations and watches whose resourceVersion was compacted or fell out of the watch
+    /// history, and open watches cut off because they fell behind it. Each one makes a
+    /// `kube::runtime` watcher list everything again. Counted even with recording off.
+    pub fn gone_answers(&self) -> BTreeMap<String, u64> {
+        lock(&self.shared.log).gone.clone()
     }
 
     /// Forgets the recorded requests.

@@ -89,6 +89,7 @@ pub(crate) fn start(
                 let oldest = store.oldest_resumable(&ck);
                 if rv < oldest {
                     drop(store);
+                    shared.record_gone(&ck);
                     let line = error_line(&too_old(rv, oldest));
                     return Ok(stream_response(Body::from(line)));
                 }
@@ -191,6 +192,7 @@ impl WatchStream {
             match read {
                 Err(TooOld { oldest }) => {
                     self.done = true;
+                    self.shared.record_gone(&self.ck);
                     return Some(error_line(&too_old(self.position, oldest)).into());
                 }
                 Ok(None) => return None,

@@ -809,6 +809,7 @@ async fn generate_name_dry_run_and_pagination() {
         .await
         .unwrap_err();
     assert_eq!(api_error(expired), (410, "Expired".to_string()));
+    assert_eq!(server.gone_answers(), [("configmaps".to_string(), 1)].into());
 }
 
 #[tokio::test]

@@ -307,6 +307,7 @@ async fn trimmed_history_gives_gone_to_lagging_watches() {
         WatchEvent::Error(status) => assert_eq!(status.code, 410),
         other => panic!("unexpected {other:?}"),
     }
+    assert_eq!(server.gone_answers(), [("configmaps".to_string(), 1)].into());
     // Recent enough positions still replay from the history.
     let recent = (server.resource_version() - 2).to_string();
     let mut stream = configmaps

@@ -217,11 +217,10 @@ async fn supervise(
     period: Duration,
 ) {
     let shards = held.borrow().shards();
-    // A controller told to stop ends once its running passes have; one that has not after this
-    // long is ended. By then no pass of it may start a token request (the shard is no longer
-    // held) and any request it had under way has timed out, so nothing it holds is lost. (A
-    // controller whose cache never synced never ends by itself: kube-runtime's runner waits
-    // for that before anything else.)
+    // A controller told to stop ends once its running passes have (at once if its cache had
+    // not synced yet: it has run none); one that has not after this long is ended. By then no
+    // pass of it may start a token request (the shard is no longer held) and any request it
+    // had under way has timed out, so nothing it holds is lost.
     let drain_limit = period * 5 + ctx.config.http.timeout + ctx.config.http.connect_timeout;
     let mut controllers: BTreeMap<u32, Running> = BTreeMap::new();
     let mut prepared = false;
@@ -283,7 +282,9 @@ async fn supervise(
             return;
         }
         tokio::select! {
-            _ = held.changed() => {}
+            // The election ends first when stopping with nothing left to release; a closed
+            // channel would otherwise wake this loop at once, over and over.
+            r = held.changed() => if r.is_err() { tokio::time::sleep(period).await },
             _ = stop.changed(), if !stopping => {}
             _ = tokio::time::sleep(period) => {}
         }
@@ -319,8 +320,11 @@ async fn run_controllers(
             let _ = until.wait_for(|s| *s).await;
         }));
     }
+    let started = std::time::Instant::now();
     tokio::spawn(async move {
         if synced_rx.wait_for(|n| *n >= total).await.is_ok() {
+            let after_ms = started.elapsed().as_millis() as u64;
+            info!(shard = ?shard.map(|s| s.index), after_ms, "the caches synced");
             let _ = ready_tx.send(true);
         }
     });
