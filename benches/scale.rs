@@ -604,7 +604,14 @@ impl Cluster {
             }
         };
         let mut out = BTreeMap::new();
+        // Lists and watches (each one a page or a watch started): a relist after a 410 shows as
+        // more of them. Metadata-only ones are the operator's Secret and ConfigMap watches.
+        let mut reads: BTreeMap<String, u64> = BTreeMap::new();
         for r in server.requests() {
+            if matches!(r.verb.as_str(), "list" | "watch") {
+                let only = if r.metadata_only { " (metadata)" } else { "" };
+                *reads.entry(format!("{} {}{only}", r.verb, r.resource)).or_default() += 1;
+            }
             if matches!(
                 r.verb.as_str(),
                 "create" | "update" | "patch" | "delete" | "deletecollection"
@@ -617,6 +624,7 @@ impl Cluster {
             }
         }
         server.clear_requests();
+        eprintln!("lists and watches since the last count: {reads:?}");
         Some(Writes {
             source: WriteSource::ServerLog,
             by_kind: out,
@@ -963,6 +971,7 @@ async fn wait_ready(cluster: &Cluster, op: &mut Fleet, n: usize, timeout: Durati
             return Ok(started.elapsed().as_secs_f64());
         }
         if started.elapsed() > timeout {
+            let _ = cluster.take_writes().await;
             bail!("only {} of {n} Ready after {timeout:?}", cluster.ready().await?);
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
