@@ -64,28 +64,31 @@ impl Index {
 
     /// The resources in `namespace` that may read or own the Secret `name`: as credentials,
     /// TLS object, output (named, or the default `<resource>-token`) or state Secret.
-    pub fn secret_candidates<'a>(
-        &'a self,
-        namespace: Option<&'a str>,
-        name: &'a str,
-    ) -> impl Iterator<Item = &'a Cached> + 'a {
-        self.candidates(Key::Secret(namespace, name))
-            .filter(move |ca| ca.meta().namespace.as_deref() == namespace)
+    pub fn secret_candidates<'a>(&'a self, namespace: Option<&'a str>, name: &str) -> impl Iterator<Item = &'a Cached> {
+        self.in_namespace(namespace, Key::Secret(namespace, name))
     }
 
     /// The resources in `namespace` that may read the ConfigMap `name` (as TLS object).
     pub fn config_map_candidates<'a>(
         &'a self,
         namespace: Option<&'a str>,
-        name: &'a str,
-    ) -> impl Iterator<Item = &'a Cached> + 'a {
-        self.candidates(Key::ConfigMap(namespace, name))
-            .filter(move |ca| ca.meta().namespace.as_deref() == namespace)
+        name: &str,
+    ) -> impl Iterator<Item = &'a Cached> {
+        self.in_namespace(namespace, Key::ConfigMap(namespace, name))
     }
 
     /// The resources, in any namespace, that may use the provider `name`.
-    pub fn provider_candidates<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a Cached> + 'a {
+    pub fn provider_candidates(&self, name: &str) -> impl Iterator<Item = &Cached> {
         self.candidates(Key::Provider(name))
+    }
+
+    fn in_namespace<'a>(
+        &'a self,
+        namespace: Option<&'a str>,
+        key: Key<'_>,
+    ) -> impl Iterator<Item = &'a Cached> + use<'a> {
+        self.candidates(key)
+            .filter(move |ca| ca.meta().namespace.as_deref() == namespace)
     }
 
     fn candidates<'a>(&'a self, key: Key<'_>) -> impl Iterator<Item = &'a Cached> + use<'a> {
