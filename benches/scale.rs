@@ -61,6 +61,7 @@ use axum::response::{IntoResponse, Json, Response};
 use axum::routing::post;
 use base64::Engine as _;
 use connector_auth_operator::api::ConnectorAuth;
+use connector_auth_operator::api::provider::ClusterConnectorAuthProvider;
 use counting::FirstIssue;
 use fake_apiserver::FakeApiServer;
 use futures::{StreamExt, TryStreamExt};
@@ -384,6 +385,8 @@ impl Cluster {
     async fn fake(dir: &Path, o: &Options) -> Cluster {
         let server = FakeApiServer::start().await;
         server.register_crd(&<ConnectorAuth as kube::CustomResourceExt>::crd());
+        // Installed with the chart; without it the operator's provider watch lists in vain.
+        server.register_crd(&<ClusterConnectorAuthProvider as kube::CustomResourceExt>::crd());
         if let Some(late) = o.slow_state_writes {
             server.delay_next(
                 fake_apiserver::Delay::by(late, "-connectorauth-state")
@@ -607,10 +610,18 @@ impl Cluster {
         // Lists and watches (each one a page or a watch started): a relist after a 410 shows as
         // more of them. Metadata-only ones are the operator's Secret and ConfigMap watches.
         let mut reads: BTreeMap<String, u64> = BTreeMap::new();
+        // Each pass reads its resource's credentials: the resources reconciled at least once.
+        let mut passed = std::collections::HashSet::new();
         for r in server.requests() {
             if matches!(r.verb.as_str(), "list" | "watch") {
                 let only = if r.metadata_only { " (metadata)" } else { "" };
                 *reads.entry(format!("{} {}{only}", r.verb, r.resource)).or_default() += 1;
+            }
+            if r.verb == "get"
+                && r.resource == "secrets"
+                && r.name.as_deref().is_some_and(|n| n.ends_with("-credentials"))
+            {
+                passed.insert((r.namespace, r.name));
             }
             if matches!(
                 r.verb.as_str(),
@@ -624,7 +635,10 @@ impl Cluster {
             }
         }
         server.clear_requests();
-        eprintln!("lists and watches since the last count: {reads:?}");
+        eprintln!(
+            "since the last count: {} resources' credentials read; lists and watches: {reads:?}",
+            passed.len()
+        );
         Some(Writes {
             source: WriteSource::ServerLog,
             by_kind: out,
