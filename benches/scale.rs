@@ -633,7 +633,22 @@ impl Cluster {
             }
         };
         let mut out = BTreeMap::new();
+        // Lists and watches (each one a page or a watch started): a relist after a 410 shows as
+        // more of them. Metadata-only ones are the operator's Secret and ConfigMap watches.
+        let mut reads: BTreeMap<String, u64> = BTreeMap::new();
+        // Each pass reads its resource's credentials: the resources reconciled at least once.
+        let mut passed = std::collections::HashSet::new();
         for r in server.requests() {
+            if matches!(r.verb.as_str(), "list" | "watch") {
+                let only = if r.metadata_only { " (metadata)" } else { "" };
+                *reads.entry(format!("{} {}{only}", r.verb, r.resource)).or_default() += 1;
+            }
+            if r.verb == "get"
+                && r.resource == "secrets"
+                && r.name.as_deref().is_some_and(|n| n.ends_with("-credentials"))
+            {
+                passed.insert((r.namespace, r.name));
+            }
             if matches!(
                 r.verb.as_str(),
                 "create" | "update" | "patch" | "delete" | "deletecollection"
@@ -646,6 +661,10 @@ impl Cluster {
             }
         }
         server.clear_requests();
+        eprintln!(
+            "since the last count: {} resources' credentials read; lists and watches: {reads:?}",
+            passed.len()
+        );
         Some(Writes {
             source: WriteSource::ServerLog,
             by_kind: out,
@@ -1090,6 +1109,7 @@ async fn wait_ready(cluster: &Cluster, op: &mut Fleet, n: usize, timeout: Durati
             return Ok(started.elapsed().as_secs_f64());
         }
         if started.elapsed() > timeout {
+            let _ = cluster.take_writes().await;
             bail!("only {} of {n} Ready after {timeout:?}", cluster.ready().await?);
         }
         tokio::time::sleep(Duration::from_millis(100)).await;

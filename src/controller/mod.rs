@@ -9,6 +9,7 @@ pub mod consent_key;
 pub mod context;
 mod error;
 pub mod events;
+mod index;
 pub mod leader;
 pub mod metrics;
 mod pass;

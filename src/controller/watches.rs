@@ -2,7 +2,7 @@
 //! ConfigMaps are watched metadata-only and never cached: memory does not grow with the
 //! number or size of unrelated objects.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use std::fmt::Debug;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -12,7 +12,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::api::{Api, ListParams};
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{self, Controller};
-use kube::runtime::reflector::{self, ObjectRef, Store as Reader};
+use kube::runtime::reflector::{self, ObjectRef};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Resource, ResourceExt};
 use serde::de::DeserializeOwned;
@@ -21,6 +21,7 @@ use tracing::{debug, info, warn};
 
 use super::cache::Cached;
 use super::context::Context;
+use super::index::Index;
 use super::pass::{Scope, error_policy, reconcile};
 use super::requeue::Requeues;
 use super::store::{ROLE_LABEL, STATE_SUFFIX};
@@ -30,7 +31,7 @@ use crate::reconcile::shard_of;
 
 /// Which ConnectorAuths a Secret change concerns: the ones reading it (as credentials, CA
 /// bundle or client certificate) and the one owning it (output or state Secret).
-fn affected(reader: &Reader<Cached>, secret: &PartialObjectMeta<Secret>) -> Vec<ObjectRef<Cached>> {
+fn affected(index: &Index, secret: &PartialObjectMeta<Secret>) -> Vec<ObjectRef<Cached>> {
     let ns = secret.metadata.namespace.as_deref();
     let name = secret.metadata.name.as_deref().unwrap_or_default();
     let mut refs: Vec<ObjectRef<Cached>> = secret
@@ -42,8 +43,7 @@ fn affected(reader: &Reader<Cached>, secret: &PartialObjectMeta<Secret>) -> Vec<
     // A state Secret is private to its owner; any other Secret (an output one included, since
     // outputs can be chained into another resource's credentials) may be read by others.
     let private = secret.labels().get(ROLE_LABEL).map(String::as_str) == Some("state");
-    // One pass over the cache: this runs for every Secret event.
-    refs.extend(readers(reader, ns, |ca| {
+    let concerned = index.secret_candidates(ns, name).filter(|ca| {
         let reads = ca.reads();
         let reading = !private && (reads.credentials == name || reads.tls_object(Kind::Secret, name));
         // A resource refused because its output or state name was taken hears when it is
@@ -54,18 +54,9 @@ fn affected(reader: &Reader<Cached>, secret: &PartialObjectMeta<Secret>) -> Vec<
             None => name.strip_suffix("-token") == Some(own),
         };
         reading || output || name.strip_suffix(STATE_SUFFIX) == Some(own)
-    }));
+    });
+    refs.extend(concerned.map(ObjectRef::from_obj));
     refs
-}
-
-/// The ConnectorAuths in `ns` for which `reads` holds. Copies only the matches out of the
-/// cache (a snapshot of all of it, per Secret event, dominated the CPU at 50,000 resources).
-fn readers(reader: &Reader<Cached>, ns: Option<&str>, reads: impl Fn(&Cached) -> bool) -> Vec<ObjectRef<Cached>> {
-    reader
-        .state_filter(|ca| ca.meta().namespace.as_deref() == ns && reads(ca))
-        .iter()
-        .map(|ca| ObjectRef::from_obj(ca.as_ref()))
-        .collect()
 }
 
 /// The references among `refs` that belong to `shard`.
@@ -79,23 +70,31 @@ fn in_shard(shard: Option<Shard>, mut refs: Vec<ObjectRef<Cached>>) -> Vec<Objec
 /// Which ConnectorAuths use a ClusterConnectorAuthProvider (by `spec.provider`), in every
 /// watched namespace: a created, changed or deleted entry changes what they resolve to.
 fn users_of_provider(
-    reader: &Reader<Cached>,
+    index: &Index,
     provider: &PartialObjectMeta<ClusterConnectorAuthProvider>,
 ) -> Vec<ObjectRef<Cached>> {
-    let name = provider.metadata.name.as_deref();
-    reader
-        .state_filter(|ca| ca.reads().provider.as_deref() == name)
-        .iter()
-        .map(|ca| ObjectRef::from_obj(ca.as_ref()))
+    let name = provider.metadata.name.as_deref().unwrap_or_default();
+    index
+        .provider_candidates(name)
+        .filter(|ca| ca.reads().provider.as_deref() == Some(name))
+        .map(ObjectRef::from_obj)
         .collect()
 }
 
 /// Which ConnectorAuths read a ConfigMap (as CA bundle).
-fn readers_of_config_map(reader: &Reader<Cached>, cm: &PartialObjectMeta<ConfigMap>) -> Vec<ObjectRef<Cached>> {
+fn readers_of_config_map(index: &Index, cm: &PartialObjectMeta<ConfigMap>) -> Vec<ObjectRef<Cached>> {
     let name = cm.metadata.name.as_deref().unwrap_or_default();
-    readers(reader, cm.metadata.namespace.as_deref(), |ca| {
-        ca.reads().tls_object(Kind::ConfigMap, name)
-    })
+    index
+        .config_map_candidates(cm.metadata.namespace.as_deref(), name)
+        .filter(|ca| ca.reads().tls_object(Kind::ConfigMap, name))
+        .map(ObjectRef::from_obj)
+        .collect()
+}
+
+/// The index. A panic while it was held (none is expected) would at worst leave one resource
+/// out of it until the next relist, which beats failing every later event.
+fn lock(index: &Mutex<Index>) -> MutexGuard<'_, Index> {
+    index.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// One shard of the resources: those whose [`shard_of`] is `index` among `count`.
@@ -140,6 +139,9 @@ pub async fn run_controller(
     };
     // The cache holds every ConnectorAuth, encoded (see `cache`).
     let (reader, writer) = reflector::store();
+    // What the mappers look up, kept in step with the store (see `index`).
+    let index = Arc::new(Mutex::new(Index::default()));
+    let (follower, followed) = (index.clone(), reader.clone());
     let forget = ctx.clone();
     let requeues = Arc::new(Requeues::default());
     let forget_requeue = requeues.clone();
@@ -154,6 +156,7 @@ pub async fn run_controller(
             })
         })
         .reflect(writer)
+        .inspect_ok(move |event| lock(&follower).follow(&followed, event))
         .inspect_ok(move |event| match event {
             watcher::Event::Delete(cached) => {
                 forget_requeue.set(cached, None);
@@ -173,9 +176,7 @@ pub async fn run_controller(
     let controller = Controller::for_stream(stream, reader.clone())
         .with_config(controller::Config::default().concurrency(ctx.config.concurrency))
         .reconcile_on(requeues.clone().stream());
-    let mapper_reader = reader.clone();
-    let cm_reader = reader.clone();
-    let provider_reader = reader.clone();
+    let (secret_index, cm_index, provider_index) = (index.clone(), index.clone(), index);
     // Cluster-scoped, so watched cluster-wide even when the operator watches some namespaces.
     let providers: Api<PartialObjectMeta<ClusterConnectorAuthProvider>> = Api::all(ctx.client.clone());
     // kube-runtime's runner starts no pass before the cache has synced and waits for that sync
@@ -195,14 +196,14 @@ pub async fn run_controller(
     };
     let controller = controller
         .watches_stream(isolated(secrets, "Secrets"), move |s| {
-            in_shard(shard, affected(&mapper_reader, &s))
+            in_shard(shard, affected(&lock(&secret_index), &s))
         })
         .watches_stream(isolated(config_maps, "ConfigMaps"), move |cm| {
-            in_shard(shard, readers_of_config_map(&cm_reader, &cm))
+            in_shard(shard, readers_of_config_map(&lock(&cm_index), &cm))
         });
     let controller = if providers_served(&providers).await {
         controller.watches_stream(isolated(providers, "ClusterConnectorAuthProviders"), move |p| {
-            users_of_provider(&provider_reader, &p)
+            users_of_provider(&lock(&provider_index), &p)
         })
     } else {
         controller
