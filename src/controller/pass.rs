@@ -45,9 +45,9 @@ async fn pass(cached: &Cached, ctx: &Arc<Context>) -> Result<Option<Duration>, E
     let ca: ConnectorAuth = cached.decode().map_err(|e| Error::Kube(kube::Error::SerdeError(e)))?;
     let now = Timestamp::now();
     match revocation::step(&ca) {
-        FinalizerStep::Revoke => revocation::on_delete(&ctx, &ca, now).await?,
-        FinalizerStep::Add => revocation::set(&ctx, &ca, true).await?,
-        FinalizerStep::Remove => revocation::set(&ctx, &ca, false).await?,
+        FinalizerStep::Revoke => revocation::on_delete(ctx, &ca, now).await?,
+        FinalizerStep::Add => revocation::set(ctx, &ca, true).await?,
+        FinalizerStep::Remove => revocation::set(ctx, &ca, false).await?,
         FinalizerStep::Leave => {}
     }
     if ca.meta().deletion_timestamp.is_some() {
@@ -56,9 +56,9 @@ async fn pass(cached: &Cached, ctx: &Arc<Context>) -> Result<Option<Duration>, E
     }
     let started = std::time::Instant::now();
     let pass = ctx.core.reconcile(ctx.as_ref(), &ca, now).await.map_err(Error::Pass)?;
-    report::pass(&ctx, &ca, &pass, started.elapsed(), now).await?;
+    report::pass(ctx, &ca, &pass, started.elapsed(), now).await?;
     let restarts_pending = match pass.outcome() {
-        Some(o) if o.token.is_some() => rollout::run(&ctx, &ca, now).await?,
+        Some(o) if o.token.is_some() => rollout::run(ctx, &ca, now).await?,
         _ => false,
     };
     let mut after = requeue_after(&pass);
