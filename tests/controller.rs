@@ -858,3 +858,89 @@ async fn a_single_replica_turns_ready_once_its_cache_has_synced() {
     .await;
     drop(op);
 }
+
+/// A client-credentials token endpoint that takes 150 ms per request and issues 3-second
+/// tokens, counting the requests of each client (`client_id` in the form or HTTP Basic).
+async fn slow_provider() -> (
+    String,
+    std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, u32>>>,
+) {
+    use axum::routing::post;
+    use base64::Engine as _;
+    let counts = std::sync::Arc::new(std::sync::Mutex::new(std::collections::HashMap::new()));
+    let seen = counts.clone();
+    let app = axum::Router::new().route(
+        "/token",
+        post(move |headers: axum::http::HeaderMap, body: String| {
+            let seen = seen.clone();
+            async move {
+                tokio::time::sleep(Duration::from_millis(150)).await;
+                let basic = headers
+                    .get("authorization")
+                    .and_then(|h| h.to_str().ok()?.strip_prefix("Basic ").map(str::to_owned))
+                    .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
+                    .and_then(|b| String::from_utf8(b).ok())
+                    .and_then(|s| s.split_once(':').map(|(id, _)| id.to_owned()));
+                let form = body
+                    .split('&')
+                    .find_map(|kv| kv.strip_prefix("client_id=").map(str::to_owned));
+                let client = basic.or(form).unwrap_or_default();
+                *seen.lock().unwrap().entry(client).or_insert(0) += 1;
+                axum::Json(json!({"access_token": format!("at-{}", rand::random::<u64>()), "token_type": "Bearer", "expires_in": 3}))
+            }
+        }),
+    );
+    (serve(app).await, counts)
+}
+
+/// More falls due than the operator can serve (one pass at a time, each waiting 150 ms on
+/// the provider, while 24 tokens of 3 s each want renewing every 2 s): every resource still
+/// gets its turn, longest waiting first. (kube-runtime's runner served the overflow in hash
+/// order, and the same resources kept winning while others never got a second pass.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_overloaded_operator_serves_every_resource_in_turn() {
+    let (base, counts) = slow_provider().await;
+    let server = api_server().await;
+    let client = server.client();
+    let names: Vec<String> = (0..24).map(|i| format!("app-{i:02}")).collect();
+    for name in &names {
+        let secrets: Api<Secret> = Api::namespaced(client.clone(), NS);
+        let creds: Secret = serde_json::from_value(json!({
+            "apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": format!("{name}-credentials"), "namespace": NS},
+            "data": {"client_id": b64(name), "client_secret": b64("s")},
+        }))
+        .unwrap();
+        secrets.create(&PostParams::default(), &creds).await.unwrap();
+        let ca: ConnectorAuth = serde_json::from_value(json!({
+            "apiVersion": "connectorauth.dev/v1alpha1", "kind": "ConnectorAuth",
+            "metadata": {"name": name, "namespace": NS},
+            "spec": {
+                "credentialsRef": {"name": format!("{name}-credentials")},
+                "oauth2": {"tokenUrl": format!("{base}/token"), "grantType": "clientCredentials"},
+            },
+        }))
+        .unwrap();
+        Api::<ConnectorAuth>::namespaced(client.clone(), NS)
+            .create(&PostParams::default(), &ca)
+            .await
+            .unwrap();
+    }
+    let op = Operator::start_with(Source::Url(server.url()), "op-1", false, |c| c.concurrency = 1);
+    let counted = || counts.lock().unwrap().clone();
+    eventually(20, "every resource's first token", || async {
+        (names.iter().all(|n| counted().contains_key(n))).then_some(())
+    })
+    .await;
+    let first = counted();
+    tokio::time::sleep(Duration::from_secs(16)).await;
+    let last = counted();
+    op.stop().await;
+    let renewals: Vec<(String, u32)> = names.iter().map(|n| (n.clone(), last[n] - first[n])).collect();
+    // ~6 passes a second shared by 24 resources over 16 s: about four each, in turn.
+    let starved: Vec<&(String, u32)> = renewals.iter().filter(|(_, r)| *r < 2).collect();
+    assert!(
+        starved.is_empty(),
+        "renewed fewer than twice in 16 s: {starved:?} (all: {renewals:?})"
+    );
+}

@@ -1,10 +1,13 @@
 //! What the controller caches of each ConnectorAuth. The cache holds every resource, so its
 //! size per resource is most of the operator's memory: a decoded ConnectorAuth with its status
-//! takes ~2.8 KB in the cache (heaptrack: ~1 KB inline, the rest its strings, maps and the
-//! map entry), the same object as JSON about a third of that. So the cache keeps each object encoded, decoded once
-//! per pass, with what the Secret and ConfigMap mappers compare on every event extracted once.
+//! takes ~2.8 KB (heaptrack: ~1 KB inline, the rest its strings and maps), the same object as
+//! JSON about a third of that, and an `ObjectMeta` alone ~350 bytes before its strings. So
+//! the cache keeps each object as an [`Entry`]: its `namespace/name`, what the Secret and
+//! ConfigMap mappers compare on every event (extracted once), and the object encoded, decoded
+//! once per pass.
 
 use std::borrow::Cow;
+use std::sync::Arc;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::{Resource, ResourceExt};
@@ -35,17 +38,31 @@ static OBJECTS: Compactor = Compactor::new(concat!(
 
 const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 
-/// A cached ConnectorAuth: its identity, what the mappers compare, and the object itself,
-/// encoded. Lists and watches deserialize straight into it.
+/// A resource's `namespace/name`, shared by the cache, the index and the work queue (neither
+/// part may contain a `/`).
+pub type Key = Arc<str>;
+
+/// A ConnectorAuth as a list or watch decodes it: already reduced to what the cache keeps,
+/// plus the identity the watcher needs. Lists and watches deserialize straight into it.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(from = "ConnectorAuth")]
 pub struct Cached {
-    /// Name, namespace, uid, resource version and generation only (what the reflector, the
-    /// scheduler and object references need); the rest is in `encoded`.
+    /// Name, namespace and resource version only (what the watcher and the shard filter
+    /// read); the rest is in `encoded`.
     metadata: ObjectMeta,
     reads: Reads,
-    /// The ConnectorAuth as JSON, less field ownership and kubectl's copy of the last applied
-    /// spec (never read, and most of an object's size on a real API server), compressed.
+    encoded: Box<[u8]>,
+}
+
+/// A cached ConnectorAuth: its `namespace/name`, what the mappers compare, and the object
+/// itself, encoded.
+#[derive(Debug)]
+pub struct Entry {
+    key: Key,
+    reads: Reads,
+    /// The ConnectorAuth as JSON, less its name and namespace (they are in `key`), field
+    /// ownership and kubectl's copy of the last applied spec (never read, and most of an
+    /// object's size on a real API server), compressed.
     encoded: Box<[u8]>,
 }
 
@@ -79,15 +96,12 @@ impl From<ConnectorAuth> for Cached {
             tls: tls::references(&ca.spec).into(),
             provider: ca.spec.provider.clone(),
         };
-        // The identity lives in `metadata`, and is not encoded twice.
+        // The name and namespace become the entry's key, and are not encoded twice.
         let m = &mut ca.metadata;
         let metadata = ObjectMeta {
             name: m.name.take(),
             namespace: m.namespace.take(),
-            uid: m.uid.take(),
-            resource_version: m.resource_version.take(),
-            generation: m.generation.take(),
-            deletion_timestamp: m.deletion_timestamp.take(),
+            resource_version: m.resource_version.clone(),
             ..ObjectMeta::default()
         };
         // Serializing a value that was just deserialized cannot fail.
@@ -100,20 +114,42 @@ impl From<ConnectorAuth> for Cached {
     }
 }
 
-impl Cached {
-    /// The ConnectorAuth, as the API server sent it (less what [`From`] strips).
+impl From<Cached> for Entry {
+    fn from(c: Cached) -> Self {
+        Entry {
+            key: key(c.metadata.namespace.as_deref(), c.metadata.name.as_deref()).into(),
+            reads: c.reads,
+            encoded: c.encoded,
+        }
+    }
+}
+
+/// The key of `namespace/name`.
+pub fn key(namespace: Option<&str>, name: Option<&str>) -> String {
+    format!("{}/{}", namespace.unwrap_or_default(), name.unwrap_or_default())
+}
+
+impl Entry {
+    pub fn key(&self) -> &Key {
+        &self.key
+    }
+
+    pub fn namespace(&self) -> &str {
+        self.key.split_once('/').map_or("", |(ns, _)| ns)
+    }
+
+    pub fn name(&self) -> &str {
+        self.key.split_once('/').map_or(&self.key, |(_, name)| name)
+    }
+
+    /// The ConnectorAuth, as the API server sent it (less what [`Cached`] strips).
     pub fn decode(&self) -> Result<ConnectorAuth, serde_json::Error> {
         let json = OBJECTS
             .decompress(&self.encoded)
             .map_err(|e| <serde_json::Error as serde::de::Error>::custom(format!("cached object: {e}")))?;
         let mut ca: ConnectorAuth = serde_json::from_slice(&json)?;
-        let (m, id) = (&mut ca.metadata, &self.metadata);
-        m.name = id.name.clone();
-        m.namespace = id.namespace.clone();
-        m.uid = id.uid.clone();
-        m.resource_version = id.resource_version.clone();
-        m.generation = id.generation;
-        m.deletion_timestamp = id.deletion_timestamp.clone();
+        ca.metadata.name = Some(self.name().to_owned());
+        ca.metadata.namespace = Some(self.namespace().to_owned());
         Ok(ca)
     }
 
@@ -178,9 +214,9 @@ mod tests {
     }
 
     #[test]
-    fn a_cached_resource_decodes_to_the_object_less_field_ownership_and_the_last_applied_copy() {
+    fn an_entry_decodes_to_the_object_less_field_ownership_and_the_last_applied_copy() {
         let cached: Cached = serde_json::from_value(object()).unwrap();
-        let decoded = cached.decode().unwrap();
+        let decoded = Entry::from(cached).decode().unwrap();
         let mut expected: ConnectorAuth = serde_json::from_value(object()).unwrap();
         expected.managed_fields_mut().clear();
         expected.annotations_mut().remove(LAST_APPLIED);
@@ -189,6 +225,9 @@ mod tests {
             serde_json::to_value(&expected).unwrap()
         );
         assert_eq!(decoded.annotations()["note"], "kept");
+        assert_eq!(decoded.uid().as_deref(), Some("u-1"));
+        assert_eq!(decoded.meta().generation, Some(2));
+        assert!(decoded.meta().deletion_timestamp.is_some());
         assert!(decoded.status.is_some(), "status is kept");
     }
 
@@ -197,19 +236,22 @@ mod tests {
         let cached: Cached = serde_json::from_value(object()).unwrap();
         assert_eq!(cached.name_any(), "crm");
         assert_eq!(cached.namespace().as_deref(), Some("team-a"));
-        assert_eq!(cached.uid().as_deref(), Some("u-1"));
-        assert_eq!(cached.meta().generation, Some(2));
         assert_eq!(
-            kube::runtime::reflector::ObjectRef::from_obj(&cached),
-            kube::runtime::reflector::ObjectRef::<Cached>::new("crm").within("team-a")
+            cached.resource_version().as_deref(),
+            Some("7"),
+            "the watcher resumes from it"
         );
-        let reads = cached.reads();
+        assert_eq!(Cached::kind(&()), "ConnectorAuth");
+        assert_eq!(Cached::plural(&()), "connectorauths");
+
+        let entry = Entry::from(cached);
+        assert_eq!(entry.key().as_ref(), "team-a/crm");
+        assert_eq!((entry.namespace(), entry.name()), ("team-a", "crm"));
+        let reads = entry.reads();
         assert_eq!(reads.credentials, "crm-credentials");
         assert_eq!(reads.output.as_deref(), Some("crm-out"));
         assert!(reads.tls_object(Kind::ConfigMap, "ca"));
         assert!(reads.tls_object(Kind::Secret, "cert"));
         assert!(!reads.tls_object(Kind::Secret, "ca"), "a ConfigMap is not a Secret");
-        assert_eq!(Cached::kind(&()), "ConnectorAuth");
-        assert_eq!(Cached::plural(&()), "connectorauths");
     }
 }

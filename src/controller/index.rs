@@ -1,26 +1,24 @@
-//! Which ConnectorAuths read or own a Secret, read a ConfigMap or use a provider: the index the
-//! watch mappers look up, so that a Secret event costs a hash lookup instead of a scan of every
-//! cached resource (that scan, per event, kept the operator CPU-bound at 50,000 resources).
+//! The controller's cache of ConnectorAuths, and the index the watch mappers look up in it:
+//! which resources read or own a Secret, read a ConfigMap or use a provider. A Secret event
+//! costs a hash lookup instead of a scan of every cached resource (that scan, per event, kept
+//! the operator CPU-bound at 50,000 resources).
 //!
-//! The index holds the reflector store's own `Arc`s, not copies, and names are kept only as
-//! hashes: ~100 bytes per resource. A hash can collide, so a lookup yields candidates and the
-//! mappers check each against its [`Reads`](super::cache::Reads), which they do anyway.
+//! Each resource is one shared [`Entry`], found by its `namespace/name` and by the hashes of
+//! the names it reads or owns (~100 bytes per resource). A hash can collide, so a lookup
+//! yields candidates and the mappers check each against its [`Reads`](super::cache::Reads),
+//! which they do anyway.
 //!
-//! It follows the store: [`Index::follow`] runs on each watcher event after the reflector has
-//! applied it, so both hold the same resources (this controller's shard only, the shard
-//! filter coming before both). A relist is buffered by the store and swapped in on `InitDone`,
-//! dropping what the relist no longer has without a `Delete` event; the index is then rebuilt
-//! from the store, and until then answers from the old one, like the store.
+//! It follows the ConnectorAuth watch (this controller's shard only, the shard filter coming
+//! first). A relist is buffered and swapped in on `InitDone`, dropping what the relist no
+//! longer has without a `Delete` event; until then the cache answers from the last one.
 
 use std::hash::{BuildHasher, Hash, RandomState};
 use std::sync::Arc;
 
 use hashbrown::HashTable;
-use kube::Resource;
-use kube::runtime::reflector::{ObjectRef, Store as Reader};
 use kube::runtime::watcher::Event;
 
-use super::cache::Cached;
+use super::cache::{Cached, Entry, Key as EntryKey};
 use super::store::STATE_SUFFIX;
 use crate::engine::tls::Kind;
 
@@ -28,70 +26,114 @@ use crate::engine::tls::Kind;
 /// providers are cluster-scoped.
 #[derive(Hash)]
 enum Key<'a> {
-    Secret(Option<&'a str>, &'a str),
-    ConfigMap(Option<&'a str>, &'a str),
+    Secret(&'a str, &'a str),
+    ConfigMap(&'a str, &'a str),
     Provider(&'a str),
 }
 
-/// The resources by the names they read or own. See the module documentation.
+/// The cached resources, by key and by the names they read or own. See the module
+/// documentation.
 #[derive(Default)]
 pub struct Index {
     /// Seeded per process: names come from users, and must not be able to pile up in one
     /// bucket.
     hasher: RandomState,
-    /// Every indexed resource, by namespace and name.
-    objects: HashTable<Arc<Cached>>,
+    /// Every cached resource, by `namespace/name`.
+    objects: HashTable<Arc<Entry>>,
     /// One (key hash, resource) pair per distinct key of a resource.
-    by_key: HashTable<(u64, Arc<Cached>)>,
+    by_key: HashTable<(u64, Arc<Entry>)>,
+    /// A relist under way: what it brought so far.
+    relist: Option<Vec<Entry>>,
+}
+
+/// What a watch event changed in the cache.
+#[derive(Debug)]
+pub enum Change {
+    /// This resource was created or changed.
+    Applied(EntryKey),
+    /// This resource was deleted (as it was last seen).
+    Deleted(Entry),
+    /// A list completed: the cache holds exactly what it brought (every resource may have
+    /// changed), and no longer these, deleted while the watch was down.
+    Relisted(Vec<Arc<Entry>>),
+    /// Nothing yet (a relist under way).
+    Nothing,
 }
 
 impl Index {
-    /// Brings the index in step with the reflector store `reader` after it applied `event`.
-    pub fn follow(&mut self, reader: &Reader<Cached>, event: &Event<Cached>) {
+    /// Applies a ConnectorAuth watch event.
+    pub fn apply(&mut self, event: Event<Cached>) -> Change {
         match event {
             Event::Apply(ca) => {
-                if let Some(stored) = reader.get(&ObjectRef::from_obj(ca)) {
-                    self.insert(stored);
-                }
+                let entry = Arc::new(Entry::from(ca));
+                let key = entry.key().clone();
+                self.insert(entry);
+                Change::Applied(key)
             }
-            Event::Delete(ca) => self.remove(ca.meta().namespace.as_deref(), ca.meta().name.as_deref()),
-            // The store buffers a relist until it is complete; so does the index, by not
-            // changing until then.
-            Event::Init | Event::InitApply(_) => {}
-            Event::InitDone => self.replace_all(reader.state()),
+            Event::Delete(ca) => {
+                let entry = Entry::from(ca);
+                self.remove(entry.key());
+                Change::Deleted(entry)
+            }
+            Event::Init => {
+                self.relist = Some(Vec::new());
+                Change::Nothing
+            }
+            Event::InitApply(ca) => {
+                self.relist.get_or_insert_default().push(Entry::from(ca));
+                Change::Nothing
+            }
+            Event::InitDone => {
+                let listed = self.relist.take().unwrap_or_default();
+                let before = std::mem::take(&mut self.objects);
+                self.by_key = HashTable::new();
+                for ca in listed {
+                    self.insert(Arc::new(ca));
+                }
+                let gone = before.into_iter().filter(|o| self.get(o.key()).is_none()).collect();
+                Change::Relisted(gone)
+            }
         }
+    }
+
+    /// The resource `namespace/name`, if cached.
+    pub fn get(&self, key: &str) -> Option<Arc<Entry>> {
+        self.objects
+            .find(self.hasher.hash_one(key), |o| o.key().as_ref() == key)
+            .cloned()
+    }
+
+    /// The keys of every cached resource.
+    pub fn keys(&self) -> impl Iterator<Item = &EntryKey> {
+        self.objects.iter().map(|o| o.key())
+    }
+
+    #[cfg(test)]
+    pub fn len(&self) -> usize {
+        self.objects.len()
     }
 
     /// The resources in `namespace` that may read or own the Secret `name`: as credentials,
     /// TLS object, output (named, or the default `<resource>-token`) or state Secret.
-    pub fn secret_candidates<'a>(&'a self, namespace: Option<&'a str>, name: &str) -> impl Iterator<Item = &'a Cached> {
+    pub fn secret_candidates<'a>(&'a self, namespace: &'a str, name: &str) -> impl Iterator<Item = &'a Entry> {
         self.in_namespace(namespace, Key::Secret(namespace, name))
     }
 
     /// The resources in `namespace` that may read the ConfigMap `name` (as TLS object).
-    pub fn config_map_candidates<'a>(
-        &'a self,
-        namespace: Option<&'a str>,
-        name: &str,
-    ) -> impl Iterator<Item = &'a Cached> {
+    pub fn config_map_candidates<'a>(&'a self, namespace: &'a str, name: &str) -> impl Iterator<Item = &'a Entry> {
         self.in_namespace(namespace, Key::ConfigMap(namespace, name))
     }
 
     /// The resources, in any namespace, that may use the provider `name`.
-    pub fn provider_candidates(&self, name: &str) -> impl Iterator<Item = &Cached> {
+    pub fn provider_candidates(&self, name: &str) -> impl Iterator<Item = &Entry> {
         self.candidates(Key::Provider(name))
     }
 
-    fn in_namespace<'a>(
-        &'a self,
-        namespace: Option<&'a str>,
-        key: Key<'_>,
-    ) -> impl Iterator<Item = &'a Cached> + use<'a> {
-        self.candidates(key)
-            .filter(move |ca| ca.meta().namespace.as_deref() == namespace)
+    fn in_namespace<'a>(&'a self, namespace: &'a str, key: Key<'_>) -> impl Iterator<Item = &'a Entry> + use<'a> {
+        self.candidates(key).filter(move |ca| ca.namespace() == namespace)
     }
 
-    fn candidates<'a>(&'a self, key: Key<'_>) -> impl Iterator<Item = &'a Cached> + use<'a> {
+    fn candidates<'a>(&'a self, key: Key<'_>) -> impl Iterator<Item = &'a Entry> + use<'a> {
         let hash = self.hasher.hash_one(key);
         self.by_key
             .iter_hash(hash)
@@ -99,48 +141,35 @@ impl Index {
             .map(|(_, ca)| ca.as_ref())
     }
 
-    /// Indexes `ca`, replacing what was indexed under its namespace and name.
-    fn insert(&mut self, ca: Arc<Cached>) {
-        let (namespace, name) = identity(&ca);
-        self.remove(namespace, name);
-        let hash = self.hasher.hash_one((namespace, name));
-        for key in self.keys(&ca) {
+    /// Caches `ca`, replacing what was cached under its key.
+    fn insert(&mut self, ca: Arc<Entry>) {
+        self.remove(ca.key());
+        for key in self.keys_of(&ca) {
             self.by_key.insert_unique(key, (key, ca.clone()), |(k, _)| *k);
         }
         let hasher = &self.hasher;
-        self.objects.insert_unique(hash, ca, |o| hasher.hash_one(identity(o)));
+        let hash = hasher.hash_one(ca.key().as_ref());
+        self.objects
+            .insert_unique(hash, ca, |o| hasher.hash_one(o.key().as_ref()));
     }
 
-    fn remove(&mut self, namespace: Option<&str>, name: Option<&str>) {
-        let hash = self.hasher.hash_one((namespace, name));
-        let Ok(entry) = self.objects.find_entry(hash, |o| identity(o) == (namespace, name)) else {
+    fn remove(&mut self, key: &str) {
+        let hash = self.hasher.hash_one(key);
+        let Ok(entry) = self.objects.find_entry(hash, |o| o.key().as_ref() == key) else {
             return;
         };
         let (old, _) = entry.remove();
-        for key in self.keys(&old) {
+        for key in self.keys_of(&old) {
             if let Ok(entry) = self.by_key.find_entry(key, |(k, o)| *k == key && Arc::ptr_eq(o, &old)) {
                 entry.remove();
             }
         }
     }
 
-    /// Replaces the whole index by `objects`: what is not among them is dropped.
-    fn replace_all(&mut self, objects: impl IntoIterator<Item = Arc<Cached>>) {
-        let mut fresh = Index {
-            hasher: self.hasher.clone(),
-            ..Index::default()
-        };
-        for ca in objects {
-            fresh.insert(ca);
-        }
-        *self = fresh;
-    }
-
     /// The hashes of the distinct keys of `ca` (a name may serve twice, e.g. credentials
     /// that are also the output of the same resource).
-    fn keys(&self, ca: &Cached) -> Vec<u64> {
-        let (ns, name) = identity(ca);
-        let name = name.unwrap_or_default();
+    fn keys_of(&self, ca: &Entry) -> Vec<u64> {
+        let (ns, name) = (ca.namespace(), ca.name());
         let reads = ca.reads();
         let output = reads.output.clone().unwrap_or_else(|| format!("{name}-token"));
         let state = format!("{name}{STATE_SUFFIX}");
@@ -165,13 +194,8 @@ impl Index {
     }
 }
 
-fn identity(ca: &Cached) -> (Option<&str>, Option<&str>) {
-    (ca.meta().namespace.as_deref(), ca.meta().name.as_deref())
-}
-
 #[cfg(test)]
 mod tests {
-    use kube::runtime::reflector::{self, store::Writer};
     use serde_json::{Value, json};
 
     use super::*;
@@ -193,26 +217,19 @@ mod tests {
         .unwrap()
     }
 
-    /// A store and an index fed the same events, as in the controller.
+    /// An index fed events, as in the controller.
+    #[derive(Default)]
     struct Fed {
-        writer: Writer<Cached>,
-        reader: Reader<Cached>,
         index: Index,
     }
 
     impl Fed {
         fn new() -> Self {
-            let (reader, writer) = reflector::store();
-            Fed {
-                writer,
-                reader,
-                index: Index::default(),
-            }
+            Fed::default()
         }
 
-        fn send(&mut self, event: Event<Cached>) {
-            self.writer.apply_watcher_event(&event);
-            self.index.follow(&self.reader, &event);
+        fn send(&mut self, event: Event<Cached>) -> Change {
+            self.index.apply(event)
         }
 
         fn relist(&mut self, objects: Vec<Cached>) {
@@ -224,22 +241,14 @@ mod tests {
         }
     }
 
-    fn names<'a>(found: impl Iterator<Item = &'a Cached>) -> Vec<String> {
-        let mut names: Vec<String> = found
-            .map(|ca| {
-                format!(
-                    "{}/{}",
-                    ca.meta().namespace.as_deref().unwrap(),
-                    ca.meta().name.as_deref().unwrap()
-                )
-            })
-            .collect();
+    fn names<'a>(found: impl Iterator<Item = &'a Entry>) -> Vec<String> {
+        let mut names: Vec<String> = found.map(|ca| ca.key().to_string()).collect();
         names.sort();
         names
     }
 
     fn secret(index: &Index, ns: &str, name: &str) -> Vec<String> {
-        names(index.secret_candidates(Some(ns), name))
+        names(index.secret_candidates(ns, name))
     }
 
     #[test]
@@ -258,7 +267,7 @@ mod tests {
         for name in ["crm-credentials", "crm-out", "crm-connectorauth-state", "cert"] {
             assert_eq!(secret(index, "team-a", name), ["team-a/crm"], "Secret {name}");
         }
-        assert_eq!(names(index.config_map_candidates(Some("team-a"), "ca")), ["team-a/crm"]);
+        assert_eq!(names(index.config_map_candidates("team-a", "ca")), ["team-a/crm"]);
         assert_eq!(names(index.provider_candidates("salesforce")), ["team-a/crm"]);
 
         assert!(secret(index, "team-a", "crm-token").is_empty(), "the output is named");
@@ -267,7 +276,7 @@ mod tests {
             secret(index, "team-b", "crm-credentials").is_empty(),
             "another namespace"
         );
-        assert!(index.config_map_candidates(Some("team-a"), "cert").next().is_none());
+        assert!(index.config_map_candidates("team-a", "cert").next().is_none());
         assert!(index.provider_candidates("hubspot").next().is_none());
     }
 
@@ -312,7 +321,7 @@ mod tests {
         assert!(index.provider_candidates("old").next().is_none());
         assert_eq!(secret(index, "team-a", "new"), ["team-a/crm"]);
         assert_eq!(secret(index, "team-a", "crm-token"), ["team-a/crm"]);
-        assert_eq!(names(index.config_map_candidates(Some("team-a"), "ca")), ["team-a/crm"]);
+        assert_eq!(names(index.config_map_candidates("team-a", "ca")), ["team-a/crm"]);
         assert_eq!(index.objects.len(), 1);
     }
 
@@ -346,12 +355,17 @@ mod tests {
         assert_eq!(
             secret(&fed.index, "team-a", "erp-credentials"),
             ["team-a/erp"],
-            "until the relist is complete, the index answers like the store: from the last one"
+            "until the relist is complete, the cache answers from the last one"
         );
-        assert!(fed.reader.get(&ObjectRef::new("erp").within("team-a")).is_some());
-        fed.send(Event::InitDone);
-
-        assert!(fed.reader.get(&ObjectRef::new("erp").within("team-a")).is_none());
+        assert!(fed.index.get("team-a/erp").is_some());
+        let Change::Relisted(gone) = fed.send(Event::InitDone) else {
+            panic!("a relist")
+        };
+        assert_eq!(
+            gone.iter().map(|g| g.key().to_string()).collect::<Vec<_>>(),
+            ["team-a/erp"]
+        );
+        assert!(fed.index.get("team-a/erp").is_none());
         assert!(secret(&fed.index, "team-a", "erp-credentials").is_empty());
         assert!(secret(&fed.index, "team-a", "erp-token").is_empty());
         assert!(secret(&fed.index, "team-a", "crm-credentials").is_empty());
@@ -360,15 +374,34 @@ mod tests {
     }
 
     #[test]
-    fn the_index_shares_the_stores_objects_instead_of_copying_them() {
+    fn the_cache_fills_when_a_list_completes_and_says_what_each_event_changed() {
         let mut fed = Fed::new();
-        fed.send(Event::Apply(resource("team-a", "crm", json!({}))));
-        let stored = fed.reader.get(&ObjectRef::new("crm").within("team-a")).unwrap();
-        let indexed = fed
-            .index
-            .secret_candidates(Some("team-a"), "crm-credentials")
-            .next()
-            .unwrap();
-        assert!(std::ptr::eq(stored.as_ref(), indexed));
+        fed.send(Event::Init);
+        assert!(matches!(
+            fed.send(Event::InitApply(resource("team-a", "crm", json!({})))),
+            Change::Nothing
+        ));
+        assert!(fed.index.get("team-a/crm").is_none(), "not before the list is complete");
+        assert!(matches!(fed.send(Event::InitDone), Change::Relisted(gone) if gone.is_empty()));
+        assert_eq!(
+            fed.index.keys().map(|k| k.to_string()).collect::<Vec<_>>(),
+            ["team-a/crm"]
+        );
+
+        let Change::Applied(key) = fed.send(Event::Apply(resource("team-a", "erp", json!({})))) else {
+            panic!("an applied resource")
+        };
+        assert_eq!(key.as_ref(), "team-a/erp");
+        let stored = fed.index.get("team-a/erp").unwrap();
+        assert!(Arc::ptr_eq(stored.key(), &key), "the key is shared, not copied");
+        let indexed = fed.index.secret_candidates("team-a", "erp-credentials").next().unwrap();
+        assert!(std::ptr::eq(stored.as_ref(), indexed), "one entry, found both ways");
+
+        let Change::Deleted(gone) = fed.send(Event::Delete(resource("team-a", "erp", json!({})))) else {
+            panic!("a deleted resource")
+        };
+        assert_eq!(gone.decode().unwrap().metadata.uid.as_deref(), Some("u-erp"));
+        assert!(fed.index.get("team-a/erp").is_none());
+        assert_eq!(fed.index.len(), 1);
     }
 }

@@ -1,48 +1,51 @@
-//! The controller's reconcile: the shared pass ([`crate::reconcile`]) over the Kubernetes
-//! adapter, then status, Events and metrics, then when to look again (kept in the
-//! controller's own [`Requeues`], not kube-runtime's: every pass returns `await_change`).
+//! The controller's pass over one resource: the shared pass ([`crate::reconcile`]) over the
+//! Kubernetes adapter, then status, Events and metrics, then when to look again (which the
+//! runner hands to the work queue).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use jiff::Timestamp;
-use kube::runtime::controller::Action as Requeue;
 use kube::{Resource, ResourceExt};
 use tracing::{instrument, warn};
 
-use super::cache::Cached;
+use super::cache::Entry;
 use super::context::Context;
 use super::error::Error;
 use super::metrics::ReasonLabels;
 use super::report;
-use super::requeue::Requeues;
 use super::{revocation, rollout};
 use crate::api::ConnectorAuth;
 use crate::reason::Reason;
 use crate::reconcile::Verdict;
 use crate::reconcile::decide::FinalizerStep;
 
-/// What the reconciles of one controller share: the process's context, and this controller's
-/// requeues (a controller serves one shard of one namespace, or all).
-pub struct Scope {
-    pub ctx: Arc<Context>,
-    pub requeues: Arc<Requeues>,
-}
-
-pub async fn reconcile(cached: Arc<Cached>, scope: Arc<Scope>) -> Result<Requeue, Error> {
-    let after = pass(&cached, &scope.ctx).await?;
-    scope.requeues.set(&cached, after);
-    Ok(Requeue::await_change())
+/// One pass over `entry`; says when to look again without a change (`None`: only on change).
+/// A failed pass is retried after 5 to 10 seconds.
+pub async fn reconcile(entry: &Entry, ctx: &Arc<Context>) -> Option<Duration> {
+    match pass(entry, ctx).await {
+        Ok(after) => after,
+        Err(error) => {
+            warn!(namespace = entry.namespace(), name = entry.name(), error = %error, "reconcile failed");
+            ctx.metrics
+                .reconcile_errors
+                .get_or_create(&ReasonLabels {
+                    reason: error.metric_label().as_str().into(),
+                })
+                .inc();
+            Some(Duration::from_secs(5) + Duration::from_millis(rand::random::<u64>() % 5000))
+        }
+    }
 }
 
 /// One pass; says when to look again without a change (`None`: only on change).
-#[instrument(skip(cached, ctx), fields(namespace = cached.namespace().unwrap_or_default(), name = cached.name_any()))]
-async fn pass(cached: &Cached, ctx: &Arc<Context>) -> Result<Option<Duration>, Error> {
+#[instrument(skip(entry, ctx), fields(namespace = entry.namespace(), name = entry.name()))]
+async fn pass(entry: &Entry, ctx: &Arc<Context>) -> Result<Option<Duration>, Error> {
     ctx.metrics.reconciles.inc();
-    if cached.uid().is_none() {
+    let ca: ConnectorAuth = entry.decode().map_err(|e| Error::Kube(kube::Error::SerdeError(e)))?;
+    if ca.uid().is_none() {
         return Ok(None);
     }
-    let ca: ConnectorAuth = cached.decode().map_err(|e| Error::Kube(kube::Error::SerdeError(e)))?;
     let now = Timestamp::now();
     match revocation::step(&ca) {
         FinalizerStep::Revoke => revocation::on_delete(ctx, &ca, now).await?,
@@ -97,21 +100,6 @@ fn requeue_after(pass: &crate::reconcile::Pass) -> Option<Duration> {
 fn until(t: Timestamp, now: Timestamp) -> Duration {
     let secs = t.duration_since(now).as_secs_f64();
     Duration::from_secs_f64(secs.max(1.0))
-}
-
-pub fn error_policy(ca: Arc<Cached>, error: &Error, scope: Arc<Scope>) -> Requeue {
-    warn!(name = ca.name_any(), error = %error, "reconcile failed");
-    let retry = Duration::from_secs(5) + Duration::from_millis(rand::random::<u64>() % 5000);
-    scope.requeues.set(&ca, Some(retry));
-    scope
-        .ctx
-        .metrics
-        .reconcile_errors
-        .get_or_create(&ReasonLabels {
-            reason: error.metric_label().as_str().into(),
-        })
-        .inc();
-    Requeue::await_change()
 }
 
 #[cfg(test)]

@@ -86,6 +86,14 @@ pub async fn on_delete(ctx: &Context, ca: &ConnectorAuth, now: Timestamp) -> Res
     if !ctx.leads(ca) {
         return Err(Error::Pass(PassError::NotLeader));
     }
+    // The cached copy may predate a pass that has already revoked and let the resource go
+    // (the watch has not brought the deletion yet): revoking runs once, on the API server's
+    // word. A deletion is rare; this read is cheap insurance.
+    let api: Api<ConnectorAuth> = Api::namespaced(ctx.client.clone(), &ca.namespace().unwrap_or_default());
+    match api.get_opt(&ca.name_any()).await.map_err(Error::Kube)? {
+        Some(fresh) if fresh.uid() == ca.uid() && step(&fresh) == FinalizerStep::Revoke => {}
+        _ => return Ok(()),
+    }
     let held = ctx.core.ledger.hold(ca).await;
     let plan = revoke(ctx, ca, held.record().cloned(), now).await?;
     drop(held);

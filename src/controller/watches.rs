@@ -7,38 +7,38 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::fmt::Debug;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use futures::{FutureExt, Stream, StreamExt, TryStreamExt, future};
+use futures::{Stream, StreamExt, TryStreamExt, future};
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::api::{Api, ListParams};
 use kube::core::PartialObjectMeta;
-use kube::runtime::controller::{self, Controller};
-use kube::runtime::reflector::{self, ObjectRef};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
-use super::cache::Cached;
+use super::cache::{Cached, Entry, Key, key};
 use super::context::Context;
-use super::index::Index;
-use super::pass::{Scope, error_policy, reconcile};
-use super::requeue::Requeues;
+use super::index::{Change, Index};
+use super::queue::Work;
+use super::runner;
 use super::store::{ROLE_LABEL, STATE_SUFFIX};
 use crate::api::provider::ClusterConnectorAuthProvider;
 use crate::engine::tls::Kind;
 use crate::reconcile::shard_of;
 
 /// Which ConnectorAuths a Secret change concerns: the ones reading it (as credentials, CA
-/// bundle or client certificate) and the one owning it (output or state Secret).
-fn affected(index: &Index, secret: &PartialObjectMeta<Secret>) -> Vec<ObjectRef<Cached>> {
-    let ns = secret.metadata.namespace.as_deref();
+/// bundle or client certificate) and the one owning it (output or state Secret). Only cached
+/// ones: another shard's resources are not.
+fn affected(index: &Index, secret: &PartialObjectMeta<Secret>) -> Vec<Key> {
+    let ns = secret.metadata.namespace.as_deref().unwrap_or_default();
     let name = secret.metadata.name.as_deref().unwrap_or_default();
-    let mut refs: Vec<ObjectRef<Cached>> = secret
+    let mut keys: Vec<Key> = secret
         .owner_references()
         .iter()
         .filter(|o| o.kind == "ConnectorAuth" && o.api_version.starts_with(crate::api::GROUP))
-        .map(|o| ObjectRef::new(&o.name).within(ns.unwrap_or_default()))
+        .filter_map(|o| index.get(&key(Some(ns), Some(&o.name))))
+        .map(|ca| ca.key().clone())
         .collect();
     // A state Secret is private to its owner; any other Secret (an output one included, since
     // outputs can be chained into another resource's credentials) may be read by others.
@@ -48,46 +48,35 @@ fn affected(index: &Index, secret: &PartialObjectMeta<Secret>) -> Vec<ObjectRef<
         let reading = !private && (reads.credentials == name || reads.tls_object(Kind::Secret, name));
         // A resource refused because its output or state name was taken hears when it is
         // freed. (Compared without building names.)
-        let own = ca.meta().name.as_deref().unwrap_or_default();
+        let own = ca.name();
         let output = match reads.output.as_deref() {
             Some(n) => n == name,
             None => name.strip_suffix("-token") == Some(own),
         };
         reading || output || name.strip_suffix(STATE_SUFFIX) == Some(own)
     });
-    refs.extend(concerned.map(ObjectRef::from_obj));
-    refs
-}
-
-/// The references among `refs` that belong to `shard`.
-fn in_shard(shard: Option<Shard>, mut refs: Vec<ObjectRef<Cached>>) -> Vec<ObjectRef<Cached>> {
-    if let Some(s) = shard {
-        refs.retain(|r| s.contains(r.namespace.as_deref(), Some(&r.name)));
-    }
-    refs
+    keys.extend(concerned.map(|ca| ca.key().clone()));
+    keys
 }
 
 /// Which ConnectorAuths use a ClusterConnectorAuthProvider (by `spec.provider`), in every
 /// watched namespace: a created, changed or deleted entry changes what they resolve to.
-fn users_of_provider(
-    index: &Index,
-    provider: &PartialObjectMeta<ClusterConnectorAuthProvider>,
-) -> Vec<ObjectRef<Cached>> {
+fn users_of_provider(index: &Index, provider: &PartialObjectMeta<ClusterConnectorAuthProvider>) -> Vec<Key> {
     let name = provider.metadata.name.as_deref().unwrap_or_default();
     index
         .provider_candidates(name)
         .filter(|ca| ca.reads().provider.as_deref() == Some(name))
-        .map(ObjectRef::from_obj)
+        .map(|ca| ca.key().clone())
         .collect()
 }
 
 /// Which ConnectorAuths read a ConfigMap (as CA bundle).
-fn readers_of_config_map(index: &Index, cm: &PartialObjectMeta<ConfigMap>) -> Vec<ObjectRef<Cached>> {
+fn readers_of_config_map(index: &Index, cm: &PartialObjectMeta<ConfigMap>) -> Vec<Key> {
     let name = cm.metadata.name.as_deref().unwrap_or_default();
     index
-        .config_map_candidates(cm.metadata.namespace.as_deref(), name)
+        .config_map_candidates(cm.metadata.namespace.as_deref().unwrap_or_default(), name)
         .filter(|ca| ca.reads().tls_object(Kind::ConfigMap, name))
-        .map(ObjectRef::from_obj)
+        .map(|ca| ca.key().clone())
         .collect()
 }
 
@@ -112,6 +101,10 @@ impl Shard {
 
 /// Runs the controller for one namespace (or all) and one shard (or all) until `shutdown`
 /// fires. Resources of other shards are neither cached nor reconciled.
+///
+/// The watches fill the cache and trigger the work queue; the runner takes from the queue
+/// and runs passes, at most `concurrency` at once, and once told to stop starts no more and
+/// waits for those running.
 pub async fn run_controller(
     ctx: Arc<Context>,
     namespace: Option<String>,
@@ -137,88 +130,95 @@ pub async fn run_controller(
             Api::all(ctx.client.clone()),
         ),
     };
-    // The cache holds every ConnectorAuth, encoded (see `cache`).
-    let (reader, writer) = reflector::store();
-    // What the mappers look up, kept in step with the store (see `index`).
-    let index = Arc::new(Mutex::new(Index::default()));
-    let (follower, followed) = (index.clone(), reader.clone());
-    let forget = ctx.clone();
-    let requeues = Arc::new(Requeues::default());
-    let forget_requeue = requeues.clone();
-    let ours =
-        move |ca: &Cached| shard.is_none_or(|s| s.contains(ca.meta().namespace.as_deref(), ca.meta().name.as_deref()));
-    let stream = watcher(cas, watcher::Config::default().any_semantic())
-        .default_backoff()
-        .try_filter(move |event| {
-            future::ready(match event {
-                watcher::Event::Apply(ca) | watcher::Event::Delete(ca) | watcher::Event::InitApply(ca) => ours(ca),
-                watcher::Event::Init | watcher::Event::InitDone => true,
-            })
-        })
-        .reflect(writer)
-        .inspect_ok(move |event| lock(&follower).follow(&followed, event))
-        .inspect_ok(move |event| match event {
-            watcher::Event::Delete(cached) => {
-                forget_requeue.set(cached, None);
-                if let Ok(ca) = cached.decode() {
-                    forget.forget(&ca);
-                }
-            }
-            // The reflector has just made the cache ready. (Told here rather than by a second
-            // `wait_until_ready`: kube-runtime wakes only the last of several waiters, so a
-            // second one could leave the runner, which waits too, asleep.)
-            watcher::Event::InitDone => {
-                ready.send_if_modified(|r| !std::mem::replace(r, true));
-            }
-            _ => {}
-        })
-        .applied_objects();
-    let controller = Controller::for_stream(stream, reader.clone())
-        .with_config(controller::Config::default().concurrency(ctx.config.concurrency))
-        .reconcile_on(requeues.clone().stream());
-    let (secret_index, cm_index, provider_index) = (index.clone(), index.clone(), index);
     // Cluster-scoped, so watched cluster-wide even when the operator watches some namespaces.
     let providers: Api<PartialObjectMeta<ClusterConnectorAuthProvider>> = Api::all(ctx.client.clone());
-    // kube-runtime's runner starts no pass before the cache has synced and waits for that sync
-    // even once told to stop, but from then on no longer reads the watch that would bring it:
-    // a controller stopped before its cache synced would never end. Having run no pass, it
-    // simply ends. (Only this task polls the controller, so the cache cannot sync between the
-    // check and the drop.)
-    let shutdown = shutdown.shared();
-    let stopped_unsynced = {
-        let (shutdown, synced) = (shutdown.clone(), reader.clone());
-        async move {
-            shutdown.await;
-            if synced.wait_until_ready().now_or_never().is_some() {
-                future::pending::<()>().await;
+    let watch_providers = providers_served(&providers).await;
+
+    let index = Arc::new(Mutex::new(Index::default()));
+    let work = Arc::new(Work::new(ctx.config.concurrency));
+    let synced = ready.subscribe();
+    let ours =
+        move |ca: &Cached| shard.is_none_or(|s| s.contains(ca.meta().namespace.as_deref(), ca.meta().name.as_deref()));
+    let connector_auths = {
+        let (index, work, ctx) = (index.clone(), work.clone(), ctx.clone());
+        let events = watcher(cas, watcher::Config::default().any_semantic())
+            .default_backoff()
+            .try_filter(move |event| {
+                future::ready(match event {
+                    watcher::Event::Apply(ca) | watcher::Event::Delete(ca) | watcher::Event::InitApply(ca) => ours(ca),
+                    watcher::Event::Init | watcher::Event::InitDone => true,
+                })
+            });
+        quiet_errors(events, "ConnectorAuths").for_each(move |event| {
+            let mut cache = lock(&index);
+            match cache.apply(event) {
+                Change::Applied(key) => work.trigger(&key),
+                Change::Deleted(gone) => {
+                    drop(cache);
+                    forget(&ctx, &work, &gone);
+                }
+                Change::Relisted(gone) => {
+                    // Anything may have changed while the watch was down (and after a start,
+                    // every resource wants its first pass).
+                    for key in cache.keys() {
+                        work.trigger(key);
+                    }
+                    drop(cache);
+                    for g in &gone {
+                        forget(&ctx, &work, g);
+                    }
+                    ready.send_if_modified(|r| !std::mem::replace(r, true));
+                }
+                Change::Nothing => {}
             }
+            future::ready(())
+        })
+    };
+    let secrets = {
+        let (index, work) = (index.clone(), work.clone());
+        isolated(secrets, "Secrets").for_each(move |s| {
+            let keys = affected(&lock(&index), &s);
+            keys.iter().for_each(|k| work.trigger(k));
+            future::ready(())
+        })
+    };
+    let config_maps = {
+        let (index, work) = (index.clone(), work.clone());
+        isolated(config_maps, "ConfigMaps").for_each(move |cm| {
+            let keys = readers_of_config_map(&lock(&index), &cm);
+            keys.iter().for_each(|k| work.trigger(k));
+            future::ready(())
+        })
+    };
+    let providers = {
+        let (index, work) = (index.clone(), work.clone());
+        async move {
+            if !watch_providers {
+                return future::pending().await;
+            }
+            isolated(providers, "ClusterConnectorAuthProviders")
+                .for_each(move |p| {
+                    let keys = users_of_provider(&lock(&index), &p);
+                    keys.iter().for_each(|k| work.trigger(k));
+                    future::ready(())
+                })
+                .await;
         }
     };
-    let controller = controller
-        .watches_stream(isolated(secrets, "Secrets"), move |s| {
-            in_shard(shard, affected(&lock(&secret_index), &s))
-        })
-        .watches_stream(isolated(config_maps, "ConfigMaps"), move |cm| {
-            in_shard(shard, readers_of_config_map(&lock(&cm_index), &cm))
-        });
-    let controller = if providers_served(&providers).await {
-        controller.watches_stream(isolated(providers, "ClusterConnectorAuthProviders"), move |p| {
-            users_of_provider(&lock(&provider_index), &p)
-        })
-    } else {
-        controller
+    let watches = async move {
+        tokio::join!(connector_auths, secrets, config_maps, providers);
     };
-    let controller = controller
-        .graceful_shutdown_on(shutdown)
-        .run(reconcile, error_policy, Arc::new(Scope { ctx, requeues }))
-        .for_each(|res| async move {
-            if let Err(e) = res {
-                debug!(error = %e, "controller event");
-            }
-        });
     tokio::select! {
-        () = controller => {}
-        () = stopped_unsynced => debug!("stopped before the cache synced"),
+        () = runner::run(ctx, index, work, synced, shutdown) => {}
+        () = watches => {}
+    }
+}
+
+/// Forgets a deleted resource: its place in the queue, and what the process keeps about it.
+fn forget(ctx: &Context, work: &Work, gone: &Entry) {
+    work.forget(gone.key());
+    if let Ok(ca) = gone.decode() {
+        ctx.forget(&ca);
     }
 }
 
@@ -226,7 +226,7 @@ pub async fn run_controller(
 /// than passed on: the controller pauses every trigger stream on an error from any of them,
 /// so one failing watch (a permission missing, say) would otherwise stall the ConnectorAuth
 /// list and every other trigger with it.
-fn isolated<K>(api: Api<K>, what: &'static str) -> impl Stream<Item = Result<K, watcher::Error>> + Send + 'static
+fn isolated<K>(api: Api<K>, what: &'static str) -> impl Stream<Item = K> + Send + 'static
 where
     K: Resource + Clone + DeserializeOwned + Debug + Send + 'static,
 {
@@ -243,7 +243,7 @@ where
 fn quiet_errors<T, E: std::fmt::Display>(
     stream: impl Stream<Item = Result<T, E>>,
     what: &'static str,
-) -> impl Stream<Item = Result<T, E>> {
+) -> impl Stream<Item = T> {
     let mut failing = false;
     stream.filter_map(move |item| {
         future::ready(match item {
@@ -251,7 +251,7 @@ fn quiet_errors<T, E: std::fmt::Display>(
                 if std::mem::take(&mut failing) {
                     info!(watch = what, "watch works again");
                 }
-                Some(Ok(o))
+                Some(o)
             }
             Err(e) => {
                 if std::mem::replace(&mut failing, true) {
@@ -301,7 +301,7 @@ mod tests {
             Err("410".into()),
             Ok(3),
         ];
-        let seen: Vec<Result<u32, String>> = quiet_errors(futures::stream::iter(items), "test").collect().await;
-        assert_eq!(seen, vec![Ok(1), Ok(2), Ok(3)]);
+        let seen: Vec<u32> = quiet_errors(futures::stream::iter(items), "test").collect().await;
+        assert_eq!(seen, vec![1, 2, 3]);
     }
 }

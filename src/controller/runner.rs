@@ -1,0 +1,62 @@
+//! Runs passes: takes resources from the work queue, at most the queue's limit at once, finds
+//! them in the cache and runs a pass on each, then hands the queue the pass's next time.
+
+use std::pin::pin;
+use std::sync::{Arc, Mutex};
+
+use futures::stream::FuturesUnordered;
+use futures::{FutureExt, StreamExt};
+use tokio::sync::watch;
+use tracing::debug;
+
+use super::context::Context;
+use super::index::Index;
+use super::pass;
+use super::queue::Work;
+
+/// Runs passes until `shutdown` fires, from the moment the cache has synced (a pass before
+/// that would see no Secrets' owners and no neighbours; and until then there is nothing to
+/// run on). Once told to stop, it starts no pass and returns when those running have ended.
+pub async fn run(
+    ctx: Arc<Context>,
+    index: Arc<Mutex<Index>>,
+    work: Arc<Work>,
+    mut synced: watch::Receiver<bool>,
+    shutdown: impl Future<Output = ()> + Send,
+) {
+    let mut shutdown = pin!(shutdown.fuse());
+    tokio::select! {
+        r = synced.wait_for(|s| *s) => if r.is_err() { return },
+        () = &mut shutdown => {
+            debug!("stopped before the cache synced");
+            return;
+        }
+    }
+    let mut running = FuturesUnordered::new();
+    let mut stopping = false;
+    loop {
+        tokio::select! {
+            // Ending passes first: each frees a place for the next.
+            biased;
+            Some((key, after)) = running.next() => work.done(&key, after),
+            () = &mut shutdown, if !stopping => stopping = true,
+            key = work.next(), if !stopping => {
+                let entry = index.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(&key);
+                match entry {
+                    Some(entry) => {
+                        let ctx = ctx.clone();
+                        running.push(async move {
+                            let after = pass::reconcile(&entry, &ctx).await;
+                            (key, after)
+                        });
+                    }
+                    // Deleted (or dropped by a relist) since it was queued.
+                    None => work.done(&key, None),
+                }
+            }
+        }
+        if stopping && running.is_empty() {
+            return;
+        }
+    }
+}
