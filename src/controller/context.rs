@@ -24,6 +24,63 @@ use crate::engine::Engine;
 use crate::reconcile::callback::{Consent, ConsentHost};
 use crate::reconcile::{Adapter, Core, Data, Lead, Source, StoreError};
 
+/// The statuses this process wrote that the cache may not show yet, by `namespace/name`.
+/// Each is dropped as soon as the watch brings the version the write made (not by the next
+/// pass, which may be an hour away: a cold start writes every resource's status at once, and
+/// kept until then they were ~1 KB each), or when a pass finds the cache showing it.
+#[derive(Default)]
+struct WrittenStatus(BTreeMap<String, Written>);
+
+struct Written {
+    uid: Option<String>,
+    /// The resource version the write made.
+    version: Option<String>,
+    status: ConnectorAuthStatus,
+}
+
+fn key_of(ca: &ConnectorAuth) -> String {
+    super::cache::key(ca.meta().namespace.as_deref(), ca.meta().name.as_deref())
+}
+
+impl WrittenStatus {
+    fn previous(&mut self, ca: &ConnectorAuth) -> Option<ConnectorAuthStatus> {
+        let key = key_of(ca);
+        match self.0.get(&key) {
+            Some(w) if w.uid == ca.uid() && ca.status.as_ref() != Some(&w.status) => Some(w.status.clone()),
+            Some(_) => {
+                self.0.remove(&key);
+                ca.status.clone()
+            }
+            None => ca.status.clone(),
+        }
+    }
+
+    fn is(&self, ca: &ConnectorAuth, status: &ConnectorAuthStatus) -> bool {
+        self.0
+            .get(&key_of(ca))
+            .is_some_and(|w| w.uid == ca.uid() && w.status == *status)
+    }
+
+    fn wrote(&mut self, ca: &ConnectorAuth, status: ConnectorAuthStatus, version: Option<String>) {
+        let written = Written {
+            uid: ca.uid(),
+            version,
+            status,
+        };
+        self.0.insert(key_of(ca), written);
+    }
+
+    fn cached(&mut self, key: &str, version: Option<&str>) {
+        if version.is_some() && self.0.get(key).is_some_and(|w| w.version.as_deref() == version) {
+            self.0.remove(key);
+        }
+    }
+
+    fn forget(&mut self, ca: &ConnectorAuth) {
+        self.0.remove(&key_of(ca));
+    }
+}
+
 /// Shared by all reconciles.
 pub struct Context {
     pub client: Client,
@@ -34,9 +91,10 @@ pub struct Context {
     /// Where the Lease is, for a standby to find the leader's callback.
     pub election: Option<LeaderElection>,
     memory: Memory,
-    /// The status last written per resource (uid). Our own Secret writes trigger reconciles
-    /// that may still see the previous status in the cache; this avoids patching it twice.
-    written_status: Mutex<BTreeMap<String, ConnectorAuthStatus>>,
+    /// The status last written per resource (by `namespace/name`), until the cache shows it.
+    /// Our own Secret writes trigger passes that may still see the previous status in the
+    /// cache; this avoids patching it twice.
+    written_status: Mutex<WrittenStatus>,
     /// The `reason` label of each resource's `refresh_failing` series, to remove it when the
     /// resource recovers (only failing resources are here).
     failing: Mutex<BTreeMap<(String, String), String>>,
@@ -71,30 +129,23 @@ impl Context {
     }
 
     /// The resource's current status: what we last wrote if the cache has not caught up.
-    /// Forgets the written copy once the cache shows it, so the map only holds statuses in
-    /// flight rather than one per resource.
     pub(crate) fn previous_status(&self, ca: &ConnectorAuth) -> Option<ConnectorAuthStatus> {
-        let uid = ca.uid().unwrap_or_default();
-        let mut written = self.written_status.lock().expect("lock");
-        match written.get(&uid) {
-            Some(w) if ca.status.as_ref() == Some(w) => {
-                written.remove(&uid);
-                ca.status.clone()
-            }
-            Some(w) => Some(w.clone()),
-            None => ca.status.clone(),
-        }
+        self.written_status.lock().expect("lock").previous(ca)
     }
 
     /// Whether `status` is what the resource has, or what we last wrote for it.
     pub(crate) fn status_is(&self, ca: &ConnectorAuth, status: &ConnectorAuthStatus) -> bool {
-        let uid = ca.uid().unwrap_or_default();
-        ca.status.as_ref() == Some(status) || self.written_status.lock().expect("lock").get(&uid) == Some(status)
+        ca.status.as_ref() == Some(status) || self.written_status.lock().expect("lock").is(ca, status)
     }
 
-    pub(crate) fn wrote_status(&self, ca: &ConnectorAuth, status: ConnectorAuthStatus) {
-        let uid = ca.uid().unwrap_or_default();
-        self.written_status.lock().expect("lock").insert(uid, status);
+    /// We wrote `status`; the API server made it `version` of the resource.
+    pub(crate) fn wrote_status(&self, ca: &ConnectorAuth, status: ConnectorAuthStatus, version: Option<String>) {
+        self.written_status.lock().expect("lock").wrote(ca, status, version);
+    }
+
+    /// The cache now holds `version` of the resource `key`.
+    pub(crate) fn cached(&self, key: &str, version: Option<&str>) {
+        self.written_status.lock().expect("lock").cached(key, version);
     }
 
     /// Whether this process may act on `ca` now (restart its workloads, revoke its tokens, move
@@ -116,7 +167,7 @@ impl Context {
     pub(crate) fn forget(&self, ca: &ConnectorAuth) {
         let uid = ca.uid().unwrap_or_default();
         self.memory.remove(&uid);
-        self.written_status.lock().expect("lock").remove(&uid);
+        self.written_status.lock().expect("lock").forget(ca);
         self.core.ledger.forget(ca);
         self.metrics.token_expiry.remove(&ResourceLabels {
             namespace: ca.namespace().unwrap_or_default(),
@@ -285,4 +336,54 @@ impl ConsentHost for Context {
 /// The object reference of a resource, for Events.
 pub(crate) fn regarding(ca: &ConnectorAuth) -> k8s_openapi::api::core::v1::ObjectReference {
     ca.object_ref(&())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn resource(uid: &str, status: Option<&str>) -> ConnectorAuth {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "connectorauth.dev/v1alpha1", "kind": "ConnectorAuth",
+            "metadata": {"name": "crm", "namespace": "team-a", "uid": uid},
+            "spec": {"credentialsRef": {"name": "c"}, "apiKey": {}},
+            "status": status.map(|s| serde_json::json!({"secretName": s})),
+        }))
+        .unwrap()
+    }
+
+    fn status(s: &str) -> ConnectorAuthStatus {
+        ConnectorAuthStatus {
+            secret_name: Some(s.into()),
+            ..ConnectorAuthStatus::default()
+        }
+    }
+
+    #[test]
+    fn a_written_status_stands_in_for_the_cached_one_until_the_watch_brings_its_version() {
+        let mut w = WrittenStatus::default();
+        let stale = resource("u-1", Some("old"));
+        w.wrote(&stale, status("new"), Some("42".into()));
+        assert_eq!(w.previous(&stale), Some(status("new")), "the cache has not caught up");
+        assert!(w.is(&stale, &status("new")));
+        w.cached("team-a/crm", Some("41"));
+        assert!(w.is(&stale, &status("new")), "an older version does not show it");
+        w.cached("team-a/crm", Some("42"));
+        assert!(w.0.is_empty(), "the version the write made is cached: nothing kept");
+        assert_eq!(w.previous(&stale), Some(status("old")));
+    }
+
+    #[test]
+    fn a_written_status_is_dropped_once_a_pass_sees_it_cached_and_ignored_for_a_new_resource() {
+        let mut w = WrittenStatus::default();
+        w.wrote(&resource("u-1", Some("old")), status("new"), None);
+        let recreated = resource("u-2", Some("other"));
+        assert!(!w.is(&recreated, &status("new")));
+        assert_eq!(w.previous(&recreated), Some(status("other")));
+        assert!(w.0.is_empty());
+
+        w.wrote(&resource("u-1", Some("old")), status("new"), None);
+        assert_eq!(w.previous(&resource("u-1", Some("new"))), Some(status("new")));
+        assert!(w.0.is_empty(), "the cache shows it");
+    }
 }

@@ -16,6 +16,7 @@ use std::hash::{BuildHasher, Hash, RandomState};
 use std::sync::Arc;
 
 use hashbrown::HashTable;
+use kube::Resource;
 use kube::runtime::watcher::Event;
 
 use super::cache::{Cached, Entry, Key as EntryKey};
@@ -49,8 +50,8 @@ pub struct Index {
 /// What a watch event changed in the cache.
 #[derive(Debug)]
 pub enum Change {
-    /// This resource was created or changed.
-    Applied(EntryKey),
+    /// This resource was created or changed; the cache holds this version of it.
+    Applied(EntryKey, Option<String>),
     /// This resource was deleted (as it was last seen).
     Deleted(Entry),
     /// A list completed: the cache holds exactly what it brought (every resource may have
@@ -64,11 +65,12 @@ impl Index {
     /// Applies a ConnectorAuth watch event.
     pub fn apply(&mut self, event: Event<Cached>) -> Change {
         match event {
-            Event::Apply(ca) => {
+            Event::Apply(mut ca) => {
+                let version = ca.meta_mut().resource_version.take();
                 let entry = Arc::new(Entry::from(ca));
                 let key = entry.key().clone();
                 self.insert(entry);
-                Change::Applied(key)
+                Change::Applied(key, version)
             }
             Event::Delete(ca) => {
                 let entry = Entry::from(ca);
@@ -388,9 +390,10 @@ mod tests {
             ["team-a/crm"]
         );
 
-        let Change::Applied(key) = fed.send(Event::Apply(resource("team-a", "erp", json!({})))) else {
+        let Change::Applied(key, version) = fed.send(Event::Apply(resource("team-a", "erp", json!({})))) else {
             panic!("an applied resource")
         };
+        assert_eq!(version.as_deref(), Some("1"));
         assert_eq!(key.as_ref(), "team-a/erp");
         let stored = fed.index.get("team-a/erp").unwrap();
         assert!(Arc::ptr_eq(stored.key(), &key), "the key is shared, not copied");

@@ -240,7 +240,7 @@ async fn patch_status(ctx: &Context, ca: &ConnectorAuth, status: ConnectorAuthSt
     }
     let api: Api<ConnectorAuth> = Api::namespaced(ctx.client.clone(), &ca.namespace().unwrap_or_default());
     let patch = json!({ "apiVersion": ConnectorAuth::api_version(&()), "kind": "ConnectorAuth", "status": status });
-    match api
+    let version = match api
         .patch_status(
             &ca.name_any(),
             &PatchParams::apply(FIELD_MANAGER).force(),
@@ -248,7 +248,7 @@ async fn patch_status(ctx: &Context, ca: &ConnectorAuth, status: ConnectorAuthSt
         )
         .await
     {
-        Ok(_) => {}
+        Ok(written) => written.metadata.resource_version,
         // Refused as invalid (e.g. by a CRD older than this operator): retrying cannot help and
         // the status cannot say so; an Event can.
         Err(kube::Error::Api(s)) if s.code == 422 => {
@@ -258,8 +258,8 @@ async fn patch_status(ctx: &Context, ca: &ConnectorAuth, status: ConnectorAuthSt
             return Ok(());
         }
         Err(e) => return Err(Error::Kube(e)),
-    }
-    ctx.wrote_status(ca, status);
+    };
+    ctx.wrote_status(ca, status, version);
     ctx.metrics.write("status", true);
     Ok(())
 }

@@ -152,7 +152,11 @@ pub async fn run_controller(
         quiet_errors(events, "ConnectorAuths").for_each(move |event| {
             let mut cache = lock(&index);
             match cache.apply(event) {
-                Change::Applied(key) => work.trigger(&key),
+                Change::Applied(key, version) => {
+                    drop(cache);
+                    ctx.cached(&key, version.as_deref());
+                    work.trigger(&key);
+                }
                 Change::Deleted(gone) => {
                     drop(cache);
                     forget(&ctx, &work, &gone);
