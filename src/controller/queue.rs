@@ -128,6 +128,10 @@ impl Queue {
         }
     }
 
+    fn running(&self, key: &str) -> bool {
+        matches!(self.slots.get(key), Some(Slot::Running(_)))
+    }
+
     #[cfg(test)]
     fn len(&self) -> usize {
         self.slots.len()
@@ -168,6 +172,11 @@ impl Work {
         self.queue().done(key, after.map(|d| Instant::now() + d));
         // A pass may start now.
         self.wake.notify_one();
+    }
+
+    /// Whether a pass of `key` is running.
+    pub fn running(&self, key: &str) -> bool {
+        self.queue().running(key)
     }
 
     /// `key` was deleted.
@@ -255,10 +264,12 @@ mod tests {
         let (mut q, base) = (Queue::new(8), Instant::now());
         q.wake(&k("a/x"), base);
         assert_eq!(q.take(base), Next::Due(k("a/x")));
+        assert!(q.running("a/x"));
         q.wake(&k("a/x"), t(base, 1));
         assert_eq!(q.take(t(base, 2)), Next::Idle, "not while its pass runs");
         // The pass wants the next look in an hour; the trigger during it wins.
         q.done(&k("a/x"), Some(t(base, 3600)));
+        assert!(!q.running("a/x"));
         assert_eq!(q.take(t(base, 2)), Next::Due(k("a/x")));
         q.done(&k("a/x"), None);
         assert_eq!(q.len(), 0, "nothing due: no entry");

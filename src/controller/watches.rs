@@ -154,7 +154,11 @@ pub async fn run_controller(
             match cache.apply(event) {
                 Change::Applied(key, version) => {
                     drop(cache);
-                    ctx.cached(&key, version.as_deref());
+                    // A pass under way may hold the copy before this one, and still needs the
+                    // status it wrote (the pass after it drops that).
+                    if !work.running(&key) {
+                        ctx.cached(&key, version.as_deref());
+                    }
                     work.trigger(&key);
                 }
                 Change::Deleted(gone) => {
