@@ -13,7 +13,7 @@
 //! longer has without a `Delete` event; until then the cache answers from the last one.
 
 use std::hash::{BuildHasher, Hash, RandomState};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use hashbrown::HashTable;
 use kube::Resource;
@@ -194,6 +194,12 @@ impl Index {
         keys.dedup();
         keys
     }
+}
+
+/// Locks the cache. A panic while it was held (none is expected) would at worst leave one
+/// resource out of it until the next relist, which beats failing every later event.
+pub fn lock(index: &Mutex<Index>) -> MutexGuard<'_, Index> {
+    index.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 #[cfg(test)]

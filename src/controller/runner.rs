@@ -10,7 +10,7 @@ use tokio::sync::watch;
 use tracing::debug;
 
 use super::context::Context;
-use super::index::Index;
+use super::index::{Index, lock};
 use super::pass;
 use super::queue::Work;
 
@@ -41,7 +41,7 @@ pub async fn run(
             Some((key, after)) = running.next() => work.done(&key, after),
             () = &mut shutdown, if !stopping => stopping = true,
             key = work.next(), if !stopping => {
-                let entry = index.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(&key);
+                let entry = lock(&index).get(&key);
                 match entry {
                     Some(entry) => {
                         let ctx = ctx.clone();

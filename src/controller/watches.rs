@@ -2,7 +2,7 @@
 //! ConfigMaps are watched metadata-only and never cached: memory does not grow with the
 //! number or size of unrelated objects.
 
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex};
 
 use std::fmt::Debug;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -19,7 +19,7 @@ use tracing::{debug, info, warn};
 
 use super::cache::{Cached, Entry, Key, key};
 use super::context::Context;
-use super::index::{Change, Index};
+use super::index::{Change, Index, lock};
 use super::queue::Work;
 use super::runner;
 use super::store::{ROLE_LABEL, STATE_SUFFIX};
@@ -78,12 +78,6 @@ fn readers_of_config_map(index: &Index, cm: &PartialObjectMeta<ConfigMap>) -> Ve
         .filter(|ca| ca.reads().tls_object(Kind::ConfigMap, name))
         .map(|ca| ca.key().clone())
         .collect()
-}
-
-/// The index. A panic while it was held (none is expected) would at worst leave one resource
-/// out of it until the next relist, which beats failing every later event.
-fn lock(index: &Mutex<Index>) -> MutexGuard<'_, Index> {
-    index.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// One shard of the resources: those whose [`shard_of`] is `index` among `count`.
@@ -182,35 +176,21 @@ pub async fn run_controller(
             future::ready(())
         })
     };
-    let secrets = {
-        let (index, work) = (index.clone(), work.clone());
-        isolated(secrets, "Secrets").for_each(move |s| {
-            let keys = affected(&lock(&index), &s);
-            keys.iter().for_each(|k| work.trigger(k));
-            future::ready(())
-        })
-    };
-    let config_maps = {
-        let (index, work) = (index.clone(), work.clone());
-        isolated(config_maps, "ConfigMaps").for_each(move |cm| {
-            let keys = readers_of_config_map(&lock(&index), &cm);
-            keys.iter().for_each(|k| work.trigger(k));
-            future::ready(())
-        })
-    };
+    let secrets = triggers(isolated(secrets, "Secrets"), index.clone(), work.clone(), affected);
+    let config_maps = triggers(
+        isolated(config_maps, "ConfigMaps"),
+        index.clone(),
+        work.clone(),
+        readers_of_config_map,
+    );
     let providers = {
         let (index, work) = (index.clone(), work.clone());
         async move {
-            if !watch_providers {
-                return future::pending().await;
+            if watch_providers {
+                let providers = isolated(providers, "ClusterConnectorAuthProviders");
+                triggers(providers, index, work, users_of_provider).await;
             }
-            isolated(providers, "ClusterConnectorAuthProviders")
-                .for_each(move |p| {
-                    let keys = users_of_provider(&lock(&index), &p);
-                    keys.iter().for_each(|k| work.trigger(k));
-                    future::ready(())
-                })
-                .await;
+            future::pending::<()>().await;
         }
     };
     let watches = async move {
@@ -220,6 +200,22 @@ pub async fn run_controller(
         () = runner::run(ctx, index, work, synced, shutdown) => {}
         () = watches => {}
     }
+}
+
+/// Triggers, for each object `objects` brings, the resources `concerned` finds for it.
+async fn triggers<K>(
+    objects: impl Stream<Item = K>,
+    index: Arc<Mutex<Index>>,
+    work: Arc<Work>,
+    concerned: fn(&Index, &K) -> Vec<Key>,
+) {
+    objects
+        .for_each(|o| {
+            let keys = concerned(&lock(&index), &o);
+            keys.iter().for_each(|k| work.trigger(k));
+            future::ready(())
+        })
+        .await;
 }
 
 /// Forgets a deleted resource: its place in the queue, and what the process keeps about it.
