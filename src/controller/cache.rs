@@ -1,10 +1,10 @@
 //! What the controller caches of each ConnectorAuth. The cache holds every resource, so its
 //! size per resource is most of the operator's memory: a decoded ConnectorAuth with its status
 //! takes ~2.8 KB (heaptrack: ~1 KB inline, the rest its strings and maps), the same object as
-//! JSON about a third of that, and an `ObjectMeta` alone ~350 bytes before its strings. So
-//! the cache keeps each object as an [`Entry`]: its `namespace/name`, what the Secret and
-//! ConfigMap mappers compare on every event (extracted once), and the object encoded, decoded
-//! once per pass.
+//! JSON about a third of that, and an `ObjectMeta` alone several hundred bytes before its
+//! strings. So the cache keeps each object as an [`Entry`]: its `namespace/name`, what the
+//! Secret and ConfigMap mappers compare on every event (extracted once), and the object
+//! encoded, decoded once per pass.
 
 use std::borrow::Cow;
 use std::sync::Arc;
