@@ -863,6 +863,8 @@ impl Operator {
             cmd.env("GLIBC_TUNABLES", image_malloc_tunables());
         }
         cmd.arg(format!("--metrics-addr={metrics}"))
+            // The provider emulator listens on loopback, which the default policy refuses.
+            .arg("--token-url-allow=127.0.0.0/8")
             .args(&o.operator_args)
             // Shard hand-overs and cache syncs, and watch errors (a 410 Gone among them).
             .env(

@@ -4,6 +4,7 @@
 //! move them around. Every field's doc comment becomes `kubectl explain` text, so they are
 //! written for users, not for us.
 
+pub mod names;
 pub mod provider;
 pub mod strict;
 
@@ -380,7 +381,7 @@ pub enum ClientAuth {
 }
 
 /// An OAuth 2.0 token endpoint.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, schemars::JsonSchema)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct OAuth2 {
     /// Token endpoint URL template.
@@ -432,6 +433,14 @@ pub struct OAuth2 {
     /// The provider's callback carries no `code` (ChiefOnboarding: `without_code`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub without_code: bool,
+    /// Query parameters of the consent callback to keep besides `code`, for the code exchange
+    /// as `{{ callback.<name> }}` (an installation id, QuickBooks' `realmId`). Every other
+    /// parameter a browser sends is ignored: callback values never become credentials or
+    /// provider parameters, and never replace them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16))]
+    #[x_kube(validation = Rule::new(CALLBACK_VALUES_RULE).message("callbackValues are query parameter names: a letter followed by at most 63 letters, digits, '_', '-' or '.', and not `state`"))]
+    pub callback_values: Vec<String>,
     /// Replaces the generated first token request entirely (ChiefOnboarding: `access_token`).
     /// The code from the consent callback is `{{ code }}`; a request that does not use it gets
     /// `code=<code>` appended to its URL (ChiefOnboarding does the same).
@@ -581,7 +590,7 @@ pub struct SignedAssertion {
     /// How long the JWT is valid (`exp` - `iat`), e.g. `2m`. Default `2m` (GitHub Apps: `9m`);
     /// Salesforce accepts at most 3 minutes, Google and DocuSign at most an hour.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[x_kube(validation = Rule::new(DURATION_RULE).message("lifetime must be a duration such as 30s, 2m or 1h"))]
+    #[x_kube(validation = Rule::new(DURATION_RULE).message("lifetime must be a duration such as 30s, 2m or 1h, at most 3650d"))]
     pub lifetime: Option<String>,
 }
 
@@ -723,11 +732,12 @@ impl Output {
 }
 
 /// The header a client sends, published as `header_name`, `header_value` and `headers.json`.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, schemars::JsonSchema)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct HeaderOutput {
-    /// Header name. Default `Authorization`.
+    /// Header name (an HTTP token: letters, digits and `!#$%&*+.^_|~-`). Default `Authorization`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new(HEADER_NAME_RULE).message("header.name must be an HTTP header name: at most 256 letters, digits or !#$%&*+.^_|~-"))]
     pub name: Option<String>,
     /// Header value template, e.g. `Bearer {{ access_token }}` or
     /// `.DWPLATFORMAUTH={{ access_token }}` (Locoia: `token_prefix`). `{{ token_format }}` is
@@ -742,8 +752,22 @@ pub struct HeaderOutput {
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub encode: bool,
     /// Further headers every API call needs (Locoia: `custom_headers`); values are templates.
+    /// Names are HTTP header names, as for `name`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[x_kube(validation = Rule::new(HEADER_NAMES_RULE).message("header.extra names must be HTTP header names: at most 256 letters, digits or !#$%&*+.^_|~-"))]
     pub extra: BTreeMap<String, String>,
+}
+
+/// An HTTP header name: an RFC 9110 token, less the quote and backtick.
+const HEADER_NAME_RULE: &str = "self.matches('^[A-Za-z0-9!#$%&*+.^_|~-]{1,256}$')";
+const HEADER_NAMES_RULE: &str = "self.all(k, k.matches('^[A-Za-z0-9!#$%&*+.^_|~-]{1,256}$'))";
+
+/// Whether `name` is a header name the CRD accepts (`HEADER_NAME_RULE`).
+pub fn is_header_name(name: &str) -> bool {
+    (1..=256).contains(&name.len())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "!#$%&*+.^_|~-".contains(c))
 }
 
 /// When to renew.
@@ -753,7 +777,7 @@ pub struct HeaderOutput {
 pub struct Renewal {
     /// Renew this long before expiry, e.g. `5m`. Default: at 2/3 of the lifetime.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[x_kube(validation = Rule::new(DURATION_RULE).message("renewBefore must be a duration such as 30s, 5m or 1h30m"))]
+    #[x_kube(validation = Rule::new(DURATION_RULE).message("renewBefore must be a duration such as 30s, 5m or 1h30m, at most 3650d"))]
     pub renew_before: Option<String>,
     /// Renew when this percentage of the lifetime remains (1–99).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -762,7 +786,7 @@ pub struct Renewal {
     /// Renewal interval for tokens whose expiry is unknown, e.g. `1h`. Omitted: such tokens are
     /// permanent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[x_kube(validation = Rule::new(DURATION_RULE).message("refreshInterval must be a duration such as 30s, 5m or 1h30m"))]
+    #[x_kube(validation = Rule::new(DURATION_RULE).message("refreshInterval must be a duration such as 30s, 5m or 1h30m, at most 3650d"))]
     pub refresh_interval: Option<String>,
 }
 
@@ -776,7 +800,14 @@ pub(crate) const PRIVATE_KEY_JWT_RULE: &str = "!has(self.oauth2) || (has(self.oa
 pub(crate) const PRIVATE_KEY_JWT_MESSAGE: &str =
     "oauth2.clientAssertion is required by, and only used with, clientAuth private_key_jwt";
 
-const DURATION_RULE: &str = "self.matches('^([0-9]+(ms|s|m|h|d))+$')";
+/// Names of consent callback values (`spec.oauth2.callbackValues`).
+const CALLBACK_VALUES_RULE: &str = "self.all(n, n.matches('^[A-Za-z][A-Za-z0-9_.-]{0,63}$') && n != 'state')";
+
+/// A duration such as `30s`, `5m`, `1h30m` or `2d`. Each number is bounded so that no duration
+/// the API server accepts can overflow; the operator refuses anything above 3650d (ten years)
+/// with a message naming the field.
+const DURATION_RULE: &str =
+    "self.size() <= 32 && self.matches('^([0-9]{1,4}d|[0-9]{1,5}h|[0-9]{1,7}m|[0-9]{1,9}s|[0-9]{1,12}ms)+$')";
 
 impl Renewal {
     fn is_empty(&self) -> bool {

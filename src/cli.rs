@@ -189,9 +189,12 @@ pub struct HttpArgs {
     /// host names. Off by default: they serve cloud credentials.
     #[arg(long, env = "TOKEN_URL_ALLOW_LINK_LOCAL")]
     pub allow_link_local_token_urls: bool,
-    /// Refuse token URLs on private, loopback and unique-local addresses too.
-    #[arg(long, env = "TOKEN_URL_DENY_PRIVATE")]
-    pub deny_private_token_urls: bool,
+    /// Allow token URLs on private, loopback, shared (100.64/10) and unique-local addresses.
+    /// Off by default: whoever may create a ConnectorAuth could otherwise read services in the
+    /// operator's network. To reach one internal provider, name its network in
+    /// --token-url-allow instead.
+    #[arg(long, env = "TOKEN_URL_ALLOW_PRIVATE")]
+    pub allow_private_token_urls: bool,
     /// Only these token hosts/networks (comma-separated: `api.example.com`, `*.example.com`,
     /// `10.0.0.0/8`); default: any not otherwise refused.
     #[arg(long, env = "TOKEN_URL_ALLOW", value_delimiter = ',', value_parser = rule_arg)]
@@ -199,6 +202,20 @@ pub struct HttpArgs {
     /// Never these token hosts/networks (same syntax).
     #[arg(long, env = "TOKEN_URL_DENY", value_delimiter = ',', value_parser = rule_arg)]
     pub token_url_deny: Vec<crate::engine::policy::Rule>,
+    /// Send token requests through this HTTP(S) proxy (`http://proxy.corp:3128`). HTTP_PROXY,
+    /// HTTPS_PROXY and ALL_PROXY are ignored. Through a proxy, names this pod cannot resolve
+    /// are refused unless a host rule of --token-url-allow names them.
+    #[arg(long, env = "TOKEN_PROXY", value_parser = proxy_arg)]
+    pub token_proxy: Option<url::Url>,
+}
+
+fn proxy_arg(s: &str) -> Result<url::Url, String> {
+    let url = url::Url::parse(s).map_err(|e| format!("`{s}` is not a URL: {e}"))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err(format!("`{s}` is not an http(s):// proxy URL"));
+    }
+    reqwest::Proxy::all(url.as_str()).map_err(|e| format!("`{s}`: {e}"))?;
+    Ok(url)
 }
 
 fn rule_arg(s: &str) -> Result<crate::engine::policy::Rule, String> {
@@ -212,10 +229,11 @@ impl HttpArgs {
             max_response_bytes: self.max_response_bytes,
             policy: crate::engine::policy::UrlPolicy {
                 allow_link_local: self.allow_link_local_token_urls,
-                deny_private: self.deny_private_token_urls,
+                allow_private: self.allow_private_token_urls,
                 allow: self.token_url_allow.clone(),
                 deny: self.token_url_deny.clone(),
             },
+            proxy: self.token_proxy.clone(),
             ..HttpSettings::default()
         }
     }
@@ -243,8 +261,8 @@ pub struct LocalArgs {
     /// `http://<callback-addr>/oauth2/callback`.
     #[arg(long)]
     pub redirect_url: Option<String>,
-    /// Serve the OAuth2 consent callback on this (loopback) address, for authorization-code
-    /// resources; their consent URLs are printed.
+    /// Serve the OAuth2 consent callback on this loopback address (others are refused), for
+    /// authorization-code resources; their consent URLs are printed.
     #[arg(long)]
     pub callback_addr: Option<SocketAddr>,
     #[command(flatten)]
@@ -655,7 +673,10 @@ async fn run_demo(args: DemoArgs) -> anyhow::Result<std::process::ExitCode> {
         args.ttl.as_secs()
     );
     println!("local mode: {} -> {}", args.manifests.display(), output.display());
-    let engine = Engine::new(HttpSettings::default())?;
+    // The demo's provider is on loopback, which the default policy refuses: allow exactly it.
+    let mut http = HttpSettings::default();
+    http.policy.allow = vec![crate::engine::policy::Rule::Net(addr.ip().into())];
+    let engine = Engine::new(http)?;
     let mut runner = LocalRunner::new(engine, args.manifests.clone(), output.clone());
     runner.poll = Duration::from_secs(1);
     let deadline = tokio::time::sleep(args.duration);

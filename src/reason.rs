@@ -117,6 +117,9 @@ reasons! {
     InvalidValue,
     AuthorizationRequired,
     RefreshTokenInDoubt,
+    /// The refresh endpoint changed since the stored refresh token was issued; it is not
+    /// sent to the new one.
+    RefreshTokenEndpointChanged,
 
     // The operator's own failures.
     /// The private state could not be written or read.
@@ -125,6 +128,9 @@ reasons! {
     KubeApi,
     /// The Lease was lost during a pass, which stopped before any token request.
     LeadershipLost,
+    /// A pass ended in an internal error (a panic: a bug). Only that resource's pass ended;
+    /// it is retried after a pause.
+    InternalError,
 
     // Consent links that are not accepted.
     MalformedState,

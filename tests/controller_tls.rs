@@ -384,8 +384,16 @@ async fn insecure_skip_verify_works_and_is_a_warning_condition_with_one_event() 
 async fn allowed_redirects_reach_the_token_endpoint_and_refused_ones_say_why() {
     let pki = pki();
     let hits = Arc::new(Hits::default());
-    let target = serve_tls(token_router(hits.clone(), None), &pki.server, None).await;
-    let moved = serve_tls(
+    // The token endpoint moved within its own origin: a 307 there keeps the form body.
+    let target = serve_tls(
+        token_router(hits.clone(), Some("/oauth/token".into())),
+        &pki.server,
+        None,
+    )
+    .await;
+    // Another origin answers with a 307 to the token endpoint: following it would send the
+    // form body, client secret included, on to wherever it points.
+    let elsewhere = serve_tls(
         token_router(Arc::new(Hits::default()), Some(format!("{}/oauth/token", target.url))),
         &pki.server,
         None,
@@ -395,13 +403,24 @@ async fn allowed_redirects_reach_the_token_endpoint_and_refused_ones_say_why() {
     seed_credentials(&server);
     seed_secret(&server, "corp-ca", "Opaque", &[("ca.crt", &pki.ca)]);
     let tls = json!({"caBundleRef": {"kind": "Secret", "name": "corp-ca"}});
-    let url = format!("{}/moved", moved.url);
+    let url = format!("{}/moved", target.url);
     seed_resource_at(&server, "follows", &url, json!({"tls": tls, "allowRedirects": true}));
     seed_resource_at(&server, "stays", &url, json!({"tls": tls}));
+    let cross = format!("{}/moved", elsewhere.url);
+    seed_resource_at(&server, "crosses", &cross, json!({"tls": tls, "allowRedirects": true}));
     let client = server.client();
     let op = Operator::start(Source::Url(server.url()), "op-1", false);
 
     ready_is(&client, "follows", "True", Some("TokenValid")).await;
+    let c = ready_is(&client, "crosses", "False", Some("RedirectNotFollowed")).await;
+    assert!(
+        c.message.contains(&format!(
+            "a redirect (HTTP 307) to another host ({}) would send the request body there again; not followed",
+            target.url
+        )),
+        "{}",
+        c.message
+    );
     let c = ready_is(&client, "stays", "False", Some("RedirectNotFollowed")).await;
     assert!(
         c.message.ends_with(&format!(

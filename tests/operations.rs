@@ -378,7 +378,7 @@ async fn check_calls_the_protected_endpoint_with_the_published_headers_and_repor
     let config = kubeconfig(dir.path(), &server);
     let kubectl = plugin(dir.path());
 
-    let out = run(&kubectl, &config, &["check", "ns/crm"]).await;
+    let out = run(&kubectl, &config, &["check", "--allow-private-token-urls", "ns/crm"]).await;
     assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
     let host = base.trim_start_matches("http://");
     assert_eq!(
@@ -390,7 +390,7 @@ async fn check_calls_the_protected_endpoint_with_the_published_headers_and_repor
 
     // The provider revokes the access: the same check now fails, and says how.
     book.valid.lock().unwrap().clear();
-    let out = run(&kubectl, &config, &["check", "crm"]).await;
+    let out = run(&kubectl, &config, &["check", "--allow-private-token-urls", "crm"]).await;
     assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
     assert!(
         stdout(&out).contains("answered HTTP 401: the published credential was not accepted [VerificationRejected]"),
@@ -410,7 +410,7 @@ async fn check_calls_the_protected_endpoint_with_the_published_headers_and_repor
         json!({"credentialsRef": {"name": "creds"}, "apiKey": {"key": "k"}}),
     )
     .await;
-    let out = run(&kubectl, &config, &["check", "plain"]).await;
+    let out = run(&kubectl, &config, &["check", "--allow-private-token-urls", "plain"]).await;
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("has no spec.verify"));
     op.stop().await;

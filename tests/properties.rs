@@ -1,12 +1,13 @@
 //! Property tests: template rendering, extraction (JSONPath, header, cookie, JWT claim), expiry
-//! and duration parsing never panic on arbitrary input, and errors never echo secret values.
+//! and duration parsing, renewal arithmetic, token-URL policy checks and consent callback query
+//! strings never panic on arbitrary input, and errors never echo secret values.
 
 use std::collections::BTreeMap;
 
 use connector_auth_operator::engine::SecretString;
 use connector_auth_operator::engine::extract::{Locator, Parsed, find_cookie, jwt_claims, jwt_expiry, normalize_path};
 use connector_auth_operator::engine::http::{HttpResponse, parse_retry_after};
-use connector_auth_operator::engine::renewal::{RenewalPolicy, parse_duration, renew_at};
+use connector_auth_operator::engine::renewal::{MAX_DURATION, RenewalPolicy, expiry, parse_duration, renew_at};
 use connector_auth_operator::engine::template::{TemplateContext, Templates, parse_time};
 use proptest::prelude::*;
 use reqwest::header::{HeaderMap, HeaderValue, SET_COOKIE};
@@ -66,9 +67,15 @@ proptest! {
 
     #[test]
     fn json_bodies_extract_or_report_absence(body in r#"\{"access_token": ?("[a-z]{0,8}"|[1-9][0-9]{0,4}|null|true|\[\]|\{\})\}"#) {
-        let r = response(body.into_bytes(), &[]);
+        let r = response(body.clone().into_bytes(), &[]);
         let loc = Locator::json("f", "access_token").unwrap();
-        prop_assert!(Parsed::new("login", &r).find("x", &loc).is_ok());
+        let found = Parsed::new("login", &r).find("x", &loc);
+        // Scalars are values (or absent); a list or object is never published whole.
+        if body.contains("[]") || body.contains("{}}") {
+            prop_assert_eq!(found.unwrap_err().reason().as_str(), "InvalidValue");
+        } else {
+            prop_assert!(found.is_ok());
+        }
     }
 
     #[test]
@@ -102,5 +109,56 @@ proptest! {
             let r = renew_at(issued, Some(exp), &policy, jitter).unwrap();
             prop_assert!(r >= issued && r <= exp, "{r} not within [{issued}, {exp}]");
         }
+    }
+
+    #[test]
+    fn any_lifetime_a_provider_states_gives_a_timestamp_within_ten_years(secs in any::<f64>(), abs in any::<i64>(), interval in 1u64..u64::MAX, jitter in any::<f64>()) {
+        let issued = jiff::Timestamp::from_second(1_700_000_000).unwrap();
+        let longest = issued + jiff::SignedDuration::try_from(MAX_DURATION).unwrap();
+        let exp = expiry(issued, Some(secs), None, None).unwrap();
+        prop_assert!(exp >= issued && exp <= longest, "{exp}");
+        let absolute = jiff::Timestamp::from_second(abs).ok();
+        if let Some(e) = expiry(issued, None, absolute, None) {
+            prop_assert!(e <= longest);
+        }
+        let policy = RenewalPolicy { refresh_interval: Some(std::time::Duration::from_secs(interval)), ..Default::default() };
+        let r = renew_at(issued, None, &policy, jitter).unwrap();
+        prop_assert!(r >= issued && r <= longest, "{r}");
+        let r = renew_at(issued, Some(exp), &RenewalPolicy::default(), jitter).unwrap();
+        prop_assert!(r >= issued && r <= exp, "{r}");
+    }
+
+    #[test]
+    fn durations_are_bounded_or_refused(n in any::<u64>(), unit in prop::sample::select(vec!["ms", "s", "m", "h", "d"])) {
+        match parse_duration("f", &format!("{n}{unit}")) {
+            Ok(d) => prop_assert!(d <= MAX_DURATION && !d.is_zero()),
+            Err(e) => prop_assert!(e.to_string().contains("`f`") || e.to_string().contains("f:"), "{e}"),
+        }
+    }
+
+    #[test]
+    fn callback_query_strings_keep_only_code_and_declared_values(query in "[a-zA-Z_=&%0-9.\\-\r\n]{0,200}", declared in prop::collection::vec("[a-zA-Z][a-zA-Z0-9_]{0,8}", 0..3)) {
+        let spec: connector_auth_operator::api::ConnectorAuthSpec = serde_json::from_value(serde_json::json!({
+            "credentialsRef": {"name": "c"},
+            "oauth2": {"grantType": "authorizationCode", "tokenUrl": "https://idp.example/token", "authorizationUrl": "https://idp.example/auth", "callbackValues": declared},
+        })).unwrap();
+        let Ok(flow) = connector_auth_operator::engine::compile(&spec, &Templates::new()) else { return Ok(()) };
+        let pairs: Vec<(String, String)> = url::form_urlencoded::parse(query.as_bytes()).into_owned().collect();
+        if let Ok(kept) = connector_auth_operator::engine::callback::accept(&flow, pairs.iter().map(|(k, v)| (k.as_str(), v.as_str()))) {
+            for (k, v) in &kept {
+                prop_assert!(k == "code" || declared.contains(k), "{k}");
+                prop_assert!(v.expose().len() <= 4096 && !v.expose().chars().any(char::is_control));
+            }
+        }
+    }
+
+    #[test]
+    fn the_url_policy_never_panics_and_never_admits_metadata(a in any::<u128>(), b in any::<u32>(), host in "[a-z0-9.-]{0,30}") {
+        let p = connector_auth_operator::engine::policy::UrlPolicy { allow_private: true, ..Default::default() };
+        let v6 = std::net::IpAddr::V6(std::net::Ipv6Addr::from(a));
+        let v4 = std::net::IpAddr::V4(std::net::Ipv4Addr::from(b));
+        let _ = p.check(&host, &[v6, v4]);
+        let meta = std::net::IpAddr::V4(std::net::Ipv4Addr::new(169, 254, 169, 254));
+        prop_assert!(p.check(&host, &[v6, meta]).is_err());
     }
 }

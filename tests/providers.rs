@@ -499,7 +499,7 @@ async fn slow_and_oversized_responses_are_cut_off() {
     let engine = Engine::new(HttpSettings {
         timeout: Duration::from_millis(300),
         max_response_bytes: 16 * 1024,
-        ..Default::default()
+        ..support::loopback()
     })
     .unwrap();
     let credentials = creds(&[("password", SECRET)]);
@@ -755,14 +755,11 @@ async fn cloud_metadata_endpoints_are_refused_by_default_without_connecting() {
 }
 
 #[tokio::test]
-async fn private_addresses_can_be_denied_also_after_dns_resolution() {
+async fn private_addresses_are_denied_by_default_also_after_dns_resolution() {
     use connector_auth_operator::engine::policy::{Rule, UrlPolicy};
     let base = faulty().await;
     let port = base.rsplit(':').next().unwrap().to_string();
-    let deny = with_policy(UrlPolicy {
-        deny_private: true,
-        ..Default::default()
-    });
+    let deny = with_policy(UrlPolicy::default());
     for url in [
         format!("{base}/ok-no-token"),
         format!("http://localhost:{port}/ok-no-token"),
@@ -779,7 +776,6 @@ async fn private_addresses_can_be_denied_also_after_dns_resolution() {
     }
     // An allow-listed network is reachable again (the request then fails on the missing token).
     let allowed = with_policy(UrlPolicy {
-        deny_private: true,
         allow: vec![Rule::parse("127.0.0.0/8").unwrap()],
         ..Default::default()
     });

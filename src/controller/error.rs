@@ -18,6 +18,7 @@ impl Error {
             Error::Kube(_) => Reason::KubeApi,
             Error::Pass(PassError::NotLeader) => Reason::LeadershipLost,
             Error::Pass(PassError::Store(_)) => Reason::StateWriteFailed,
+            Error::Pass(PassError::Panicked) => Reason::InternalError,
         }
     }
 }

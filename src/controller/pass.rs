@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::FutureExt;
 use jiff::Timestamp;
 use kube::{Resource, ResourceExt};
 use tracing::{instrument, warn};
@@ -20,11 +21,30 @@ use crate::reason::Reason;
 use crate::reconcile::Verdict;
 use crate::reconcile::decide::FinalizerStep;
 
+/// How long a resource whose pass panicked waits before the next: a bug does not heal in
+/// seconds, and retrying it fast would only repeat it.
+const PANIC_RETRY: Duration = Duration::from_secs(300);
+
 /// One pass over `entry`; says when to look again without a change (`None`: only on change).
 /// A failed pass is retried after 5 to 10 seconds.
 pub async fn reconcile(entry: &Entry, ctx: &Arc<Context>) -> Option<Duration> {
-    match pass(entry, ctx).await {
+    // A panic ends this resource's pass only, never the runner and the passes beside it.
+    let result = match std::panic::AssertUnwindSafe(pass(entry, ctx)).catch_unwind().await {
+        Ok(r) => r,
+        Err(_) => Err(Error::Pass(crate::reconcile::PassError::Panicked)),
+    };
+    match result {
         Ok(after) => after,
+        Err(error @ Error::Pass(crate::reconcile::PassError::Panicked)) => {
+            tracing::error!(namespace = entry.namespace(), name = entry.name(), error = %error, "reconcile panicked");
+            ctx.metrics
+                .reconcile_errors
+                .get_or_create(&ReasonLabels {
+                    reason: error.metric_label().as_str().into(),
+                })
+                .inc();
+            Some(PANIC_RETRY)
+        }
         Err(error) => {
             warn!(namespace = entry.namespace(), name = entry.name(), error = %error, "reconcile failed");
             ctx.metrics
@@ -99,7 +119,8 @@ fn requeue_after(pass: &crate::reconcile::Pass) -> Option<Duration> {
 /// Time from `now` until `t`, at least a second.
 fn until(t: Timestamp, now: Timestamp) -> Duration {
     let secs = t.duration_since(now).as_secs_f64();
-    Duration::from_secs_f64(secs.max(1.0))
+    let longest = crate::engine::renewal::MAX_DURATION.as_secs_f64();
+    Duration::from_secs_f64(secs.clamp(1.0, longest))
 }
 
 #[cfg(test)]

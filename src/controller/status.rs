@@ -280,6 +280,7 @@ mod tests {
             seed_refresh_token: None,
             refresh_token_reusable: false,
             oauth: Default::default(),
+            refresh_origin: None,
         }
     }
 

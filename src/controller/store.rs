@@ -106,6 +106,9 @@ struct Private {
     /// What `output.rolloutRestart` workloads were last restarted for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     rollout: Option<RolloutMark>,
+    /// Where the refresh token may be sent (see `TokenState::refresh_origin`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    refresh_origin: Option<String>,
 }
 
 impl Private {
@@ -137,6 +140,7 @@ impl Private {
             oauth: r.token.as_ref().map(|t| t.oauth.clone()).unwrap_or_default(),
             renew_handled: r.renew_handled.clone(),
             rollout: r.rollout.clone(),
+            refresh_origin: r.token.as_ref().and_then(|t| t.refresh_origin.clone()),
         }
     }
 }
@@ -403,6 +407,7 @@ fn public_token(secret: &Secret, private: &Private) -> Option<TokenState> {
         seed_refresh_token: private.seed_refresh_token.clone(),
         refresh_token_reusable: private.refresh_token_reusable,
         oauth: private.oauth.clone(),
+        refresh_origin: private.refresh_origin.clone(),
     })
 }
 
@@ -468,6 +473,7 @@ impl Store for KubeStore {
                 seed_refresh_token: private.seed_refresh_token.clone(),
                 refresh_token_reusable: private.refresh_token_reusable,
                 oauth: private.oauth.clone(),
+                refresh_origin: private.refresh_origin.clone(),
             })
         });
         let record = Record {
@@ -619,6 +625,7 @@ mod tests {
             seed_refresh_token: None,
             refresh_token_reusable: false,
             oauth: BTreeMap::new(),
+            refresh_origin: None,
         };
         let issued = Record {
             token: Some(token.clone()),
@@ -672,6 +679,7 @@ mod tests {
                 seed_refresh_token: Some("seed-digest".into()),
                 refresh_token_reusable: true,
                 oauth: BTreeMap::from([("id_token".to_string(), "x".into())]),
+                refresh_origin: Some("https://idp.example".into()),
             }),
             failures: 2,
             retry_at: Some("2026-01-01T00:01:00Z".parse().unwrap()),

@@ -150,6 +150,14 @@ pub enum EngineError {
          put a new refresh token into the credentials Secret (key `{key}`)"
     )]
     RefreshTokenInDoubt { since: String, key: String },
+
+    /// The stored refresh token was issued for one refresh endpoint and the spec now sends
+    /// refreshes to another (an edited `tokenUrl`, say): it is not sent there. It is kept, so
+    /// putting the old endpoint back makes it usable again.
+    #[error(
+        "the stored refresh token belongs to {was} and is not sent to {now}: put a refresh token for the new endpoint into the credentials Secret (key `{key}`), or change the endpoint back"
+    )]
+    RefreshTokenEndpointChanged { was: String, now: String, key: String },
 }
 
 fn oauth_suffix(e: &Option<String>) -> String {
@@ -193,6 +201,7 @@ impl EngineError {
             EngineError::InvalidValue { .. } => Reason::InvalidValue,
             EngineError::AuthorizationRequired => Reason::AuthorizationRequired,
             EngineError::RefreshTokenInDoubt { .. } => Reason::RefreshTokenInDoubt,
+            EngineError::RefreshTokenEndpointChanged { .. } => Reason::RefreshTokenEndpointChanged,
         }
     }
 

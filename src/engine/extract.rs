@@ -139,7 +139,21 @@ impl<'a> Parsed<'a> {
     /// Finds a value; `Ok(None)` when the response simply does not have it.
     pub fn find(&self, what: &str, loc: &Locator) -> Result<Option<String>> {
         let raw = match &loc.source {
-            Source::Json { path, .. } => path.query(self.json()?).first().and_then(scalar_to_string),
+            Source::Json { path, text } => match path.query(self.json()?).first() {
+                // A whole object or list would publish what the provider sent unread (with
+                // `$`, an internal service's entire answer): only single values are taken.
+                Some(v @ (Value::Object(_) | Value::Array(_))) => {
+                    return Err(EngineError::InvalidValue {
+                        step: self.step.into(),
+                        what: what.into(),
+                        reason: format!(
+                            "JSONPath `{text}` finds a JSON {}, not a single value; point it at a string or a number",
+                            if v.is_object() { "object" } else { "array" }
+                        ),
+                    });
+                }
+                v => v.and_then(scalar_to_string),
+            },
             Source::Header(name) => self
                 .resp
                 .headers
@@ -239,8 +253,7 @@ fn scalar_to_string(v: &Value) -> Option<String> {
         Value::String(s) => Some(s.clone()),
         Value::Number(n) => Some(n.to_string()),
         Value::Bool(b) => Some(b.to_string()),
-        Value::Null => None,
-        other => Some(other.to_string()),
+        Value::Null | Value::Object(_) | Value::Array(_) => None,
     }
 }
 

@@ -153,6 +153,9 @@ pub struct Flow {
     pub code_exchange: Option<Step>,
     pub authorization_url: Option<Tmpl>,
     pub without_code: bool,
+    /// Consent callback parameters kept besides `code` (`spec.oauth2.callbackValues`), as
+    /// `{{ callback.<name> }}`; every other parameter is dropped where it enters.
+    pub callback_values: Vec<String>,
     /// The code exchange's templates do not place `{{ code }}`: the code is appended to its URL
     /// as a query parameter, as ChiefOnboarding does with its `access_token` request.
     pub append_code: bool,
@@ -253,6 +256,7 @@ pub fn compile(spec: &api::ConnectorAuthSpec, templates: &Templates) -> Result<F
     flow.renewal = renewal;
     flow.refresh_keeps_lifetime = matches!(spec.scheme, Scheme::OAuth2(_) | Scheme::SuperOffice(_));
     apply_output(&mut flow, &spec.output);
+    check_header_names(&flow.output)?;
     flow.verify = spec.verify.as_ref().map(super::verify::compile).transpose()?;
     for t in flow.templates() {
         templates.check(&t.field, &t.source)?;
@@ -263,6 +267,21 @@ pub fn compile(spec: &api::ConnectorAuthSpec, templates: &Templates) -> Result<F
         .flat_map(|t| templates.paths(&t.source))
         .collect();
     flow.response_fields = ResponseFields::of(paths.iter().map(String::as_str));
+    for t in flow.templates() {
+        for path in templates.paths(&t.source) {
+            if let Some(name) = path.strip_prefix("callback.").map(|p| p.split('.').next().unwrap_or(p))
+                && name != "code"
+                && !flow.callback_values.iter().any(|v| v == name)
+            {
+                return Err(EngineError::InvalidSpec {
+                    field: t.field.clone(),
+                    reason: format!(
+                        "reads `callback.{name}`, which is not declared in spec.oauth2.callbackValues (only declared callback values are kept)"
+                    ),
+                });
+            }
+        }
+    }
     if let Some(step) = &flow.code_exchange {
         flow.append_code = !flow.without_code
             && !step_templates(step).any(|t| templates.variables(&t.source).iter().any(|v| v == "code"));
@@ -380,6 +399,7 @@ pub(crate) fn base_flow(scheme: &'static str) -> Flow {
         code_exchange: None,
         authorization_url: None,
         without_code: false,
+        callback_values: vec![],
         append_code: false,
         response_fields: ResponseFields::None,
         refresh_keeps_lifetime: false,
@@ -432,6 +452,25 @@ fn apply_output(flow: &mut Flow, o: &api::Output) {
         .collect();
     flow.output.expose_refresh_token = o.expose_refresh_token;
     flow.output.keep_previous = o.keep_previous;
+}
+
+/// Header names are published and sent as they are: they must be HTTP tokens (the CRD checks
+/// the same; local mode has no API server to do it).
+fn check_header_names(o: &OutputPlan) -> Result<()> {
+    let fields = std::iter::once(("spec.output.header.name".to_string(), &o.header_name)).chain(
+        o.extra_headers
+            .iter()
+            .map(|(n, _)| (format!("spec.output.header.extra.{n}"), n)),
+    );
+    for (field, name) in fields {
+        if !api::is_header_name(name) {
+            return Err(EngineError::InvalidSpec {
+                field,
+                reason: "is not an HTTP header name (letters, digits and !#$%&*+.^_|~- only, at most 256)".into(),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// The output Secret keys the engine itself writes; templates may not overwrite them.

@@ -37,6 +37,10 @@ pub struct HttpSettings {
     pub max_requests_per_host: usize,
     /// Which addresses may be reached.
     pub policy: UrlPolicy,
+    /// The HTTP(S) proxy token requests go through (`--token-proxy`). `HTTP_PROXY`,
+    /// `HTTPS_PROXY` and `ALL_PROXY` in the environment are ignored: a proxy resolves names
+    /// itself, out of the policy's sight, so it is used only where configured on purpose.
+    pub proxy: Option<Url>,
 }
 
 impl Default for HttpSettings {
@@ -47,6 +51,7 @@ impl Default for HttpSettings {
             max_response_bytes: 1024 * 1024,
             max_requests_per_host: 8,
             policy: UrlPolicy::default(),
+            proxy: None,
         }
     }
 }
@@ -137,16 +142,20 @@ impl ClientCache {
     }
 }
 
-fn builder(settings: &HttpSettings, allow_redirects: bool) -> reqwest::ClientBuilder {
-    let redirect = if allow_redirects {
-        redirect_policy(settings.policy.clone())
-    } else {
-        reqwest::redirect::Policy::none()
+fn builder(settings: &HttpSettings) -> reqwest::ClientBuilder {
+    let b = reqwest::Client::builder();
+    let b = match &settings.proxy {
+        Some(url) => match reqwest::Proxy::all(url.as_str()) {
+            Ok(p) => b.proxy(p),
+            // Checked when the flag is parsed; never fall back to a direct connection silently.
+            Err(_) => b.proxy(reqwest::Proxy::all("http://invalid-proxy.invalid").expect("a valid URL")),
+        },
+        None => b.no_proxy(),
     };
-    reqwest::Client::builder()
-        .connect_timeout(settings.connect_timeout)
+    b.connect_timeout(settings.connect_timeout)
         .timeout(settings.timeout)
-        .redirect(redirect)
+        // Redirects are followed by `HttpClient::fetch`, which decides what a hop may carry.
+        .redirect(reqwest::redirect::Policy::none())
         // A Referer would carry the previous URL, query (and credentials in it) included.
         .referer(false)
         .dns_resolver(Arc::new(PolicyResolver(settings.policy.clone())))
@@ -156,7 +165,7 @@ fn builder(settings: &HttpSettings, allow_redirects: bool) -> reqwest::ClientBui
 impl HttpClient {
     pub fn new(settings: HttpSettings) -> Result<Self, reqwest::Error> {
         Ok(HttpClient {
-            default: builder(&settings, false).build()?,
+            default: builder(&settings).build()?,
             custom: Arc::default(),
             settings,
             per_host: Arc::default(),
@@ -177,7 +186,7 @@ impl HttpClient {
         if let Some(c) = self.custom.lock().expect("client cache").get(&key) {
             return Ok(c);
         }
-        let mut b = builder(&self.settings, opts.allow_redirects);
+        let mut b = builder(&self.settings);
         if let Some(ca) = &opts.ca_bundle {
             b = b.tls_certs_only(tls::ca_certificates(ca)?);
         }
@@ -202,6 +211,11 @@ impl HttpClient {
 
     /// [`send`](Self::send), but any status is an answer: for callers that judge it themselves
     /// (a verification request).
+    ///
+    /// Redirects are followed here, not by reqwest, and only with `spec.allowRedirects`: each
+    /// hop is checked against the token-URL policy, and a hop to another origin carries none
+    /// of the request's own headers, Basic credentials or body (a 307/308 that would re-send a
+    /// body elsewhere is refused), so a redirect never hands a secret to another host.
     pub async fn fetch(&self, step: &str, req: HttpRequest, opts: &ClientOptions) -> Result<HttpResponse> {
         let client = self.client_for(opts)?;
         let host = host_of(&req.url);
@@ -212,7 +226,54 @@ impl HttpClient {
                 .clone()
         };
         let _permit = limit.acquire_owned().await.expect("semaphore never closed");
-        self.check_policy(step, &req.url).await?;
+        let mut previous: Vec<Url> = Vec::new();
+        let mut req = req;
+        loop {
+            self.check_policy(step, &req.url).await?;
+            let url = req.url.clone();
+            let method = req.method.clone();
+            let resp = self
+                .request(step, &client, req.clone())?
+                .send()
+                .await
+                .map_err(|e| self.transport_error(step, &host_of(&url), e, opts))?;
+            let next = resp
+                .headers()
+                .get(reqwest::header::LOCATION)
+                .filter(|_| resp.status().is_redirection())
+                .and_then(|l| l.to_str().ok())
+                .and_then(|l| url.join(l).ok());
+            let follow =
+                opts.allow_redirects && matches!(resp.status().as_u16(), 301 | 302 | 303 | 307 | 308) && next.is_some();
+            if !follow {
+                return self.read(step, resp, next.as_ref().map(origin_of), opts).await;
+            }
+            let next = next.expect("checked above");
+            previous.push(url.clone());
+            check_hop(&self.settings.policy, &next, &previous).map_err(|r| match r {
+                Refusal::Policy { host, reason } => EngineError::Forbidden {
+                    step: step.into(),
+                    host,
+                    reason,
+                },
+                Refusal::Redirect(reason) => EngineError::Redirect {
+                    step: step.into(),
+                    host: host_of(&url),
+                    reason,
+                },
+            })?;
+            let status = resp.status().as_u16();
+            drop(resp);
+            req = next_request(req, next, status, method).map_err(|reason| EngineError::Redirect {
+                step: step.into(),
+                host: host_of(&url),
+                reason,
+            })?;
+        }
+    }
+
+    /// The reqwest request for `req`, its headers marked sensitive.
+    fn request(&self, step: &str, client: &reqwest::Client, req: HttpRequest) -> Result<reqwest::RequestBuilder> {
         let mut builder = client.request(req.method, req.url);
         for (name, value) in &req.headers {
             let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| EngineError::InvalidRequest {
@@ -232,19 +293,20 @@ impl HttpClient {
         if let Some(body) = req.body {
             builder = builder.body(body.expose().to_string());
         }
-        let mut resp = builder
-            .send()
-            .await
-            .map_err(|e| self.transport_error(step, &host, e, opts))?;
+        Ok(builder)
+    }
+
+    /// Reads a response's body within the size limit.
+    async fn read(
+        &self,
+        step: &str,
+        mut resp: reqwest::Response,
+        location: Option<String>,
+        opts: &ClientOptions,
+    ) -> Result<HttpResponse> {
+        let host = host_of(resp.url());
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
-        // Relative to where the response came from (after any redirects followed).
-        let location = headers
-            .get(reqwest::header::LOCATION)
-            .filter(|_| resp.status().is_redirection())
-            .and_then(|l| l.to_str().ok())
-            .and_then(|l| resp.url().join(l).ok())
-            .map(|u| origin_of(&u));
         let limit = self.settings.max_response_bytes;
         let too_large = || EngineError::ResponseTooLarge {
             step: step.into(),
@@ -287,6 +349,17 @@ impl HttpClient {
                 Err(_) => vec![],
             },
         };
+        // Through a proxy, the proxy resolves the name and connects where it likes: a name
+        // this pod cannot resolve would pass unchecked. Only names on the allow list may.
+        if self.settings.proxy.is_some() && ips.is_empty() && !self.settings.policy.allows_host(&host) {
+            return Err(EngineError::Forbidden {
+                step: step.into(),
+                host: host_of(url),
+                reason: format!(
+                    "{host} cannot be resolved here, so its address cannot be checked before the proxy connects to it; add it to --token-url-allow to reach it through the proxy"
+                ),
+            });
+        }
         self.settings
             .policy
             .check(&host, &ips)
@@ -371,17 +444,41 @@ impl std::fmt::Display for Refusal {
 
 impl std::error::Error for Refusal {}
 
-/// Follows redirects only where the token-URL policy allows, at most [`MAX_REDIRECTS`] in a
-/// row, never from https to plain http. Host names are checked here and their addresses again
-/// by [`PolicyResolver`] when connecting; IP literals never reach the resolver, so they are
-/// checked here.
-fn redirect_policy(policy: UrlPolicy) -> reqwest::redirect::Policy {
-    reqwest::redirect::Policy::custom(
-        move |attempt| match check_hop(&policy, attempt.url(), attempt.previous()) {
-            Ok(()) => attempt.follow(),
-            Err(refusal) => attempt.error(refusal),
-        },
-    )
+/// The request a redirect leads to. To the same origin it is the same request (301, 302 and 303
+/// turn a POST into a bodiless GET, as browsers do); to another origin it carries nothing of
+/// the original but its method: no headers of the spec, no Basic credentials, no body.
+fn next_request(req: HttpRequest, next: Url, status: u16, method: reqwest::Method) -> Result<HttpRequest, String> {
+    let same_origin = req.url.scheme() == next.scheme()
+        && req.url.host_str() == next.host_str()
+        && req.url.port_or_known_default() == next.port_or_known_default();
+    let keeps_method = matches!(status, 307 | 308) || matches!(method, reqwest::Method::GET | reqwest::Method::HEAD);
+    let (method, body) = if keeps_method {
+        (method, req.body)
+    } else {
+        (reqwest::Method::GET, None)
+    };
+    if same_origin {
+        return Ok(HttpRequest {
+            method,
+            url: next,
+            headers: req.headers,
+            body,
+            basic_auth: req.basic_auth,
+        });
+    }
+    if body.is_some() {
+        return Err(format!(
+            "a redirect (HTTP {status}) to another host ({}) would send the request body there again; not followed",
+            origin_of(&next)
+        ));
+    }
+    Ok(HttpRequest {
+        method,
+        url: next,
+        headers: Vec::new(),
+        body: None,
+        basic_auth: None,
+    })
 }
 
 /// Whether a redirect to `next` may be followed, `previous` being the URLs requested so far
@@ -562,6 +659,47 @@ mod tests {
             Err(Refusal::Redirect(r)) => assert!(r.contains("stopped after 5 redirects"), "{r}"),
             other => panic!("{other:?}"),
         }
+    }
+
+    fn request(url: &str, method: reqwest::Method, body: Option<&str>) -> HttpRequest {
+        HttpRequest {
+            method,
+            url: u(url),
+            headers: vec![("Ocp-Apim-Subscription-Key".into(), "k".into())],
+            body: body.map(SecretString::from),
+            basic_auth: Some(("id".into(), Some("secret".into()))),
+        }
+    }
+
+    #[test]
+    fn a_redirect_to_another_host_carries_no_header_credential_or_body() {
+        use reqwest::Method;
+        // Same origin (the default port spelled out or not): everything goes on; a 303 turns the
+        // POST into a bodiless GET.
+        let r = request("https://idp.example/token", Method::POST, Some("client_secret=s"));
+        let n = next_request(r.clone(), u("https://idp.example:443/v2/token"), 307, Method::POST).unwrap();
+        assert_eq!(
+            (n.method, n.body.is_some(), n.headers.len(), n.basic_auth.is_some()),
+            (Method::POST, true, 1, true)
+        );
+        let n = next_request(r.clone(), u("https://idp.example/done"), 303, Method::POST).unwrap();
+        assert_eq!(
+            (n.method, n.body.is_none(), n.basic_auth.is_some()),
+            (Method::GET, true, true)
+        );
+        // Another host: a 307 would re-send the body, so it is not followed at all.
+        let e = next_request(r.clone(), u("https://attacker.example/t"), 307, Method::POST).unwrap_err();
+        assert!(e.contains("would send the request body there again"), "{e}");
+        // A 302 elsewhere becomes a GET with nothing of the original request.
+        let n = next_request(r, u("https://cdn.example/t"), 302, Method::POST).unwrap();
+        assert_eq!(
+            (n.method, n.body.is_none(), n.headers.is_empty(), n.basic_auth.is_none()),
+            (Method::GET, true, true, true)
+        );
+        // Another port is another origin.
+        let r = request("https://idp.example/token", Method::GET, None);
+        let n = next_request(r, u("https://idp.example:8443/token"), 301, Method::GET).unwrap();
+        assert!(n.headers.is_empty() && n.basic_auth.is_none());
     }
 
     #[test]

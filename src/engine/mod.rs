@@ -3,6 +3,7 @@
 //! credentials and the stored token state, and persist what it returns.
 
 pub mod assertion;
+pub mod callback;
 pub mod chain;
 pub mod error;
 pub mod extract;
@@ -69,6 +70,11 @@ pub struct TokenState {
     /// they may be credentials.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub oauth: BTreeMap<String, SecretString>,
+    /// Where the refresh request went (`scheme://host[:port]`) when the refresh token was
+    /// stored: the refresh token is sent nowhere else ([`EngineError::RefreshTokenEndpointChanged`]).
+    /// `None` for states written before this was kept, and where the URL did not render.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_origin: Option<String>,
 }
 
 /// Which refresh token a renewal would send, decided before anything is sent (so the caller
@@ -96,7 +102,8 @@ impl RefreshChoice {
 pub struct Inputs {
     pub credentials: BTreeMap<String, SecretString>,
     pub redirect_url: Option<String>,
-    /// Values of an OAuth2 callback (`code`, and with `withoutCode` whatever it carried).
+    /// Values of an OAuth2 consent callback, as [`callback::accept`] kept them: `code` and the
+    /// declared `callbackValues`. Templates see them as `{{ code }}` and `{{ callback.<name> }}`.
     pub callback: BTreeMap<String, SecretString>,
     /// How token requests are sent (`spec.tls` with its material, `spec.allowRedirects`; see
     /// [`tls::resolve`]).
@@ -262,6 +269,7 @@ impl Engine {
                 seed_refresh_token: None,
                 refresh_token_reusable: false,
                 oauth: BTreeMap::new(),
+                refresh_origin: None,
             });
         }
 
@@ -272,6 +280,29 @@ impl Engine {
         } = choice;
         if let (Some(step), Some(rt)) = (&flow.refresh, &refresh_token) {
             let ctx = self.context(inputs, prev, Some(rt), now);
+            // The stored token goes only where it was issued for (a new seed from the
+            // credentials is the person's own choice, bound to nothing yet).
+            let stored = prev.filter(|p| p.refresh_token.as_ref() == Some(rt));
+            if let Some(was) = stored.and_then(|p| p.refresh_origin.clone())
+                && let Some(now_origin) = self.refresh_origin(flow, &ctx)
+                && was != now_origin
+            {
+                if flow.login.is_none() && flow.code_exchange.is_some() {
+                    tracing::info!(step = step.name, "refresh endpoint changed; consent is required again");
+                    return Err(EngineError::AuthorizationRequired);
+                }
+                if flow.login.is_none() {
+                    return Err(EngineError::RefreshTokenEndpointChanged {
+                        was,
+                        now: now_origin,
+                        key: flow.seed_refresh_key.clone().unwrap_or_else(|| "refresh_token".into()),
+                    });
+                }
+                tracing::info!(step = step.name, "refresh endpoint changed; logging in again");
+                return self
+                    .login_or_consent(flow, inputs, prev, seed_digest, fingerprint, now)
+                    .await;
+            }
             let kind = StepKind::Refresh {
                 token: rt,
                 continues: prev,
@@ -293,6 +324,20 @@ impl Engine {
                 Err(e) => return Err(e),
             }
         }
+        self.login_or_consent(flow, inputs, prev, seed_digest, fingerprint, now)
+            .await
+    }
+
+    /// A token without a refresh: log in, or exchange the consent callback's values.
+    async fn login_or_consent(
+        &self,
+        flow: &Flow,
+        inputs: &Inputs,
+        prev: Option<&TokenState>,
+        seed_digest: Option<String>,
+        fingerprint: &str,
+        now: Timestamp,
+    ) -> Result<TokenState> {
         if let Some(step) = &flow.login {
             let ctx = self.context(inputs, prev, None, now);
             let ctx = self.run_chain(flow, inputs, ctx, now).await?;
@@ -330,7 +375,7 @@ impl Engine {
             reason: "consent callbacks need grantType authorizationCode".into(),
         })?;
         let mut ctx = self.context(inputs, None, None, now);
-        ctx.extra.extend(inputs.callback.clone());
+        ctx.callback = inputs.callback.clone();
         let mut t = self.run_step(step, &ctx, inputs, flow, StepKind::Exchange, now).await?;
         t.fingerprint = fingerprint.into();
         Ok(t)
@@ -376,8 +421,16 @@ impl Engine {
             oauth: prev.map(|p| p.oauth.clone()).unwrap_or_default(),
             redirect_url: inputs.redirect_url.clone(),
             extra: BTreeMap::new(),
+            callback: BTreeMap::new(),
             now: Some(now),
         }
+    }
+
+    /// `scheme://host[:port]` of the flow's refresh request, as rendered with `ctx`.
+    fn refresh_origin(&self, flow: &Flow, ctx: &TemplateContext) -> Option<String> {
+        let step = flow.refresh.as_ref()?;
+        let url = self.render(&step.url, ctx).ok()?;
+        url::Url::parse(url.expose().trim()).ok().map(|u| http::origin_of(&u))
     }
 
     fn render(&self, t: &Tmpl, ctx: &TemplateContext) -> Result<SecretString> {
@@ -465,7 +518,7 @@ impl Engine {
         if matches!(kind, StepKind::Exchange) && flow.append_code {
             // ChiefOnboarding's `access_token` request: the code goes on the URL, after `?` or
             // `&`, whatever the template says.
-            let code = ctx.extra.get("code").ok_or_else(|| EngineError::InvalidRequest {
+            let code = ctx.callback.get("code").ok_or_else(|| EngineError::InvalidRequest {
                 step: step.name.into(),
                 reason: "the consent callback carried no `code`".into(),
             })?;
@@ -485,6 +538,20 @@ impl Engine {
         let returned = parsed
             .optional("refresh token", &e.refresh_token)?
             .map(SecretString::from);
+        // Tokens are published and sent in headers: a provider (or whoever answers in its
+        // place) must not be able to put line breaks into them.
+        for (what, v) in [
+            ("access token", Some(access_token.as_str())),
+            ("refresh token", returned.as_ref().map(|r| r.expose())),
+        ] {
+            if v.is_some_and(|v| v.chars().any(char::is_control)) {
+                return Err(EngineError::InvalidValue {
+                    step: step.name.into(),
+                    what: what.into(),
+                    reason: "it contains control characters (CR, LF, NUL…)".into(),
+                });
+            }
+        }
         // A provider that answers a refresh without a new refresh token (or with the same one)
         // does not rotate them: the one used stays valid.
         let refresh_token_reusable =
@@ -527,7 +594,10 @@ impl Engine {
             && let Some(prev_exp) = p.expires_at
             && prev_exp > p.issued_at
         {
-            expires_at = Some(now + prev_exp.duration_since(p.issued_at));
+            expires_at = Some(renewal::add_clamped(
+                now,
+                prev_exp.duration_since(p.issued_at).as_secs_f64(),
+            ));
         }
         let mut oauth = continues.map(|p| p.oauth.clone()).unwrap_or_default();
         oauth.retain(|k, _| flow.response_fields.wants(k));
@@ -542,6 +612,11 @@ impl Engine {
             });
         }
         let renew_at = renewal::renew_at(now, expires_at, &flow.renewal, rand::random());
+        let refresh_origin = refresh_token.as_ref().and_then(|rt| {
+            let mut at = ctx.clone();
+            at.refresh_token = Some(rt.clone());
+            self.refresh_origin(flow, &at)
+        });
         Ok(TokenState {
             access_token: access_token.into(),
             refresh_token,
@@ -554,6 +629,7 @@ impl Engine {
             seed_refresh_token: None,
             refresh_token_reusable,
             oauth,
+            refresh_origin,
         })
     }
 
@@ -567,6 +643,7 @@ impl Engine {
             oauth: token.oauth.clone(),
             redirect_url: inputs.redirect_url.clone(),
             extra: token.extras.clone(),
+            callback: BTreeMap::new(),
             now: Some(token.issued_at),
         };
         // Locoia's header configuration calls the access token `{{ token }}`; a credentials key
@@ -584,11 +661,14 @@ impl Engine {
         }
         ctx.extra.insert("token_format".into(), format.into());
         let header_value = self.render(&o.header_value, &ctx)?;
+        header_safe(&o.header_name, header_value.expose())?;
 
         let mut headers: flow::Headers = BTreeMap::new();
         headers.insert(o.header_name.clone(), header_value.expose().to_string());
         for (name, t) in &o.extra_headers {
-            headers.insert(name.clone(), self.render(t, &ctx)?.expose().to_string());
+            let value = self.render(t, &ctx)?;
+            header_safe(name, value.expose())?;
+            headers.insert(name.clone(), value.expose().to_string());
         }
 
         let mut data = BTreeMap::new();
@@ -624,6 +704,21 @@ impl Engine {
     }
 }
 
+/// A published header value must be one line: with CR, LF or NUL in it, a client that pastes
+/// it into a request (`curl -H "$(cat header)"`) sends headers, or requests, that the provider
+/// or an attacker chose. Refused, naming the header and never the value.
+fn header_safe(name: &str, value: &str) -> Result<()> {
+    if value.chars().any(|c| c.is_control() && c != '\t') {
+        return Err(EngineError::InvalidValue {
+            step: "output".into(),
+            what: format!("header `{name}`"),
+            reason: "its value contains control characters (CR, LF, NUL…); the token or a template put them there"
+                .into(),
+        });
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -650,6 +745,7 @@ mod tests {
             seed_refresh_token: seed.map(digest),
             refresh_token_reusable: reusable,
             oauth: BTreeMap::new(),
+            refresh_origin: None,
         }
     }
 

@@ -11,6 +11,15 @@ use ipnet::IpNet;
 /// Host names of cloud metadata services, refused with link-local addresses.
 const METADATA_HOSTS: &[&str] = &["metadata.google.internal", "metadata.goog", "metadata", "instance-data"];
 
+/// Cloud metadata and host-agent services outside the link-local range, refused with it:
+/// AWS IMDS over IPv6, Alibaba Cloud, Oracle Cloud, Azure WireServer.
+const METADATA_ADDRS: &[IpAddr] = &[
+    IpAddr::V6(std::net::Ipv6Addr::new(0xfd00, 0x0ec2, 0, 0, 0, 0, 0, 0x0254)),
+    IpAddr::V4(std::net::Ipv4Addr::new(100, 100, 100, 200)),
+    IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 0, 192)),
+    IpAddr::V4(std::net::Ipv4Addr::new(168, 63, 129, 16)),
+];
+
 /// A host pattern (`api.example.com`, `*.example.com`) or a network (`10.0.0.0/8`).
 #[derive(Clone, Debug, PartialEq)]
 pub enum Rule {
@@ -60,10 +69,13 @@ impl Rule {
 /// The token-endpoint address policy.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct UrlPolicy {
-    /// Allow link-local (169.254.0.0/16, fe80::/10) and metadata host names. Default false.
+    /// Allow link-local (169.254.0.0/16, fe80::/10), the other metadata addresses and metadata
+    /// host names. Default false.
     pub allow_link_local: bool,
-    /// Refuse private, loopback and unique-local addresses too. Default false.
-    pub deny_private: bool,
+    /// Allow private, loopback, shared (100.64/10) and unique-local addresses. Default false:
+    /// whoever may create a ConnectorAuth could otherwise make the operator read services
+    /// inside the cluster's network. Networks on the allow list are allowed either way.
+    pub allow_private: bool,
     /// If not empty, only these hosts/networks may be reached (checked before the built-in
     /// denials, which still apply to what is allowed).
     pub allow: Vec<Rule>,
@@ -72,6 +84,14 @@ pub struct UrlPolicy {
 }
 
 impl UrlPolicy {
+    /// Whether a host rule of the allow list names `host` itself.
+    pub fn allows_host(&self, host: &str) -> bool {
+        let host = host.trim_end_matches('.').to_ascii_lowercase();
+        self.allow
+            .iter()
+            .any(|r| matches!(r, Rule::Host(_)) && r.matches_host(&host))
+    }
+
     /// Checks a URL host (name or IP literal) together with the addresses it resolves to.
     /// `Err` says why, naming host and address only.
     ///
@@ -79,7 +99,7 @@ impl UrlPolicy {
     /// - a non-empty allow list admits a host matching a host rule, or else requires every
     ///   address to lie in an allowed network;
     /// - link-local addresses and metadata host names are refused unless `allow_link_local`,
-    ///   private ones when `deny_private`, except addresses in an explicitly allowed network.
+    ///   private ones unless `allow_private`, except addresses in an explicitly allowed network.
     pub fn check(&self, host: &str, ips: &[IpAddr]) -> Result<(), String> {
         let host = host
             .trim_start_matches('[')
@@ -96,29 +116,52 @@ impl UrlPolicy {
             .allow
             .iter()
             .any(|r| matches!(r, Rule::Host(_)) && r.matches_host(&host));
-        for &ip in ips {
-            let ip = match ip {
-                IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
-                v4 => v4,
-            };
-            if self.deny.iter().any(|r| r.matches_ip(ip)) {
-                return Err(format!("{host} resolves to {ip}, which is on the deny list"));
-            }
-            let net_allowed = self.allow.iter().any(|r| r.matches_ip(ip));
-            if !self.allow.is_empty() && !host_allowed && !net_allowed {
-                return Err(format!("{host} ({ip}) is not on the allow list"));
-            }
-            if !self.allow_link_local && !net_allowed && is_link_local(ip) {
-                return Err(format!(
-                    "{host} resolves to link-local address {ip} (cloud metadata endpoints live there)"
-                ));
-            }
-            if self.deny_private && !net_allowed && is_private(ip) {
-                return Err(format!("{host} resolves to private address {ip}"));
+        for &given in ips {
+            // An IPv6 address that carries an IPv4 one (mapped, compatible, NAT64, 6to4) is
+            // judged as that IPv4 address too.
+            for ip in std::iter::once(given).chain(embedded_v4(given).map(IpAddr::V4)) {
+                if self.deny.iter().any(|r| r.matches_ip(ip)) {
+                    return Err(format!("{host} resolves to {ip}, which is on the deny list"));
+                }
+                let net_allowed = self.allow.iter().any(|r| r.matches_ip(ip));
+                if !self.allow.is_empty() && !host_allowed && !net_allowed && ip == given {
+                    return Err(format!("{host} ({ip}) is not on the allow list"));
+                }
+                if !self.allow_link_local && !net_allowed && (is_link_local(ip) || METADATA_ADDRS.contains(&ip)) {
+                    return Err(format!(
+                        "{host} resolves to {ip}, a link-local or cloud metadata address (cloud credentials are served there)"
+                    ));
+                }
+                if !self.allow_private && !net_allowed && is_private(ip) {
+                    return Err(format!(
+                        "{host} resolves to private address {ip}; private, loopback and in-cluster addresses are refused unless the operator allows them (--allow-private-token-urls, or the network in --token-url-allow)"
+                    ));
+                }
             }
         }
         Ok(())
     }
+}
+
+/// The IPv4 address inside an IPv6 one: IPv4-mapped (`::ffff:a.b.c.d`), IPv4-compatible
+/// (`::a.b.c.d`), NAT64 (`64:ff9b::/96`, `64:ff9b:1::/48`) and 6to4 (`2002:aabb:ccdd::/48`).
+fn embedded_v4(ip: IpAddr) -> Option<std::net::Ipv4Addr> {
+    let IpAddr::V6(v6) = ip else { return None };
+    if let Some(v4) = v6.to_ipv4_mapped() {
+        return Some(v4);
+    }
+    let seg = v6.segments();
+    let low = |a: u16, b: u16| std::net::Ipv4Addr::new((a >> 8) as u8, a as u8, (b >> 8) as u8, b as u8);
+    if seg[..6] == [0; 6] && !(seg[6] == 0 && seg[7] <= 1) {
+        return Some(low(seg[6], seg[7]));
+    }
+    if seg[..6] == [0x64, 0xff9b, 0, 0, 0, 0] || (seg[0] == 0x64 && seg[1] == 0xff9b && seg[2] == 1) {
+        return Some(low(seg[6], seg[7]));
+    }
+    if seg[0] == 0x2002 {
+        return Some(low(seg[1], seg[2]));
+    }
+    None
 }
 
 fn is_link_local(ip: IpAddr) -> bool {
@@ -131,10 +174,17 @@ fn is_link_local(ip: IpAddr) -> bool {
 fn is_private(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => {
+            let o = v4.octets();
             v4.is_private()
                 || v4.is_loopback()
                 || v4.is_unspecified()
-                || v4.octets()[0] == 100 && (v4.octets()[1] & 0xc0) == 64
+                || v4.is_broadcast()
+                || o[0] == 0
+                // Shared address space (carrier-grade NAT, some cluster networks).
+                || o[0] == 100 && (o[1] & 0xc0) == 64
+                // Benchmarking (198.18.0.0/15) and reserved (240.0.0.0/4).
+                || o[0] == 198 && (o[1] & 0xfe) == 18
+                || o[0] >= 240
         }
         IpAddr::V6(v6) => v6.is_loopback() || v6.is_unspecified() || (v6.segments()[0] & 0xfe00) == 0xfc00,
     }
@@ -167,17 +217,46 @@ mod tests {
                 .is_err(),
             "any address counts"
         );
-        assert!(lit(&p, "10.1.2.3").is_ok());
-        assert!(lit(&p, "127.0.0.1").is_ok());
+        assert!(
+            lit(&p, "10.1.2.3").unwrap_err().contains("private"),
+            "private is refused by default"
+        );
+        assert!(lit(&p, "127.0.0.1").is_err());
         assert!(p.check("api.snov.io", &[ip("93.184.216.34")]).is_ok());
     }
 
     #[test]
-    fn private_ranges_can_be_denied_and_networks_allowed_back() {
+    fn every_metadata_address_and_every_spelling_of_one_is_refused() {
         let p = UrlPolicy {
-            deny_private: true,
+            allow_private: true,
             ..Default::default()
         };
+        for a in [
+            "fd00:ec2::254",
+            "100.100.100.200",
+            "192.0.0.192",
+            "168.63.129.16",
+            // 169.254.169.254 as IPv4-mapped, IPv4-compatible, NAT64 (both prefixes) and 6to4.
+            "::ffff:169.254.169.254",
+            "::a9fe:a9fe",
+            "64:ff9b::a9fe:a9fe",
+            "64:ff9b:1::a9fe:a9fe",
+            "2002:a9fe:a9fe::1",
+        ] {
+            assert!(lit(&p, a).unwrap_err().contains("metadata"), "{a}");
+        }
+        // The same embedded forms of a private address are private.
+        let strict = UrlPolicy::default();
+        for a in ["::ffff:10.0.0.1", "64:ff9b::7f00:1", "::7f00:1", "2002:0a00:0001::"] {
+            assert!(lit(&strict, a).is_err(), "{a}");
+        }
+        assert!(lit(&strict, "2606:4700::1111").is_ok(), "a public IPv6 address");
+        assert!(lit(&strict, "::1").is_err());
+    }
+
+    #[test]
+    fn private_ranges_are_denied_and_networks_allowed_back() {
+        let p = UrlPolicy::default();
         for a in [
             "10.0.0.1",
             "172.16.5.4",
@@ -191,10 +270,17 @@ mod tests {
         }
         assert!(lit(&p, "93.184.216.34").is_ok());
         let p = UrlPolicy {
-            deny_private: true,
             allow: vec![Rule::parse("10.20.0.0/16").unwrap()],
             ..Default::default()
         };
+        assert!(
+            UrlPolicy {
+                allow_private: true,
+                ..Default::default()
+            }
+            .check("10.1.2.3", &[ip("10.1.2.3")])
+            .is_ok()
+        );
         assert!(lit(&p, "10.20.3.4").is_ok());
         assert!(lit(&p, "10.21.3.4").is_err());
     }

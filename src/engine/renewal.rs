@@ -41,7 +41,25 @@ impl RenewalPolicy {
     }
 }
 
-/// Parses `30s`, `5m`, `1h30m`, `2d`, `500ms`. Zero and negative durations are refused.
+/// The longest duration a spec may give and the longest lifetime a token is taken to have:
+/// ten years. Providers answer `expires_in: 1e12` or an `exp` in the year 9999 for tokens
+/// that do not expire; beyond this they are renewed as if they lived ten years, and timestamp
+/// arithmetic never leaves its range.
+pub const MAX_DURATION: Duration = Duration::from_secs(3650 * 86_400);
+
+/// `t` plus `secs` seconds (negative and NaN count as zero), at most [`MAX_DURATION`] later.
+pub fn add_clamped(t: Timestamp, secs: f64) -> Timestamp {
+    let secs = if secs.is_nan() {
+        0.0
+    } else {
+        secs.clamp(0.0, MAX_DURATION.as_secs_f64())
+    };
+    t.checked_add(SignedDuration::from_secs_f64(secs))
+        .unwrap_or(Timestamp::MAX)
+}
+
+/// Parses `30s`, `5m`, `1h30m`, `2d`, `500ms`. Zero and negative durations are refused, and so
+/// are durations longer than [`MAX_DURATION`] (3650d).
 pub fn parse_duration(field: &str, text: &str) -> Result<Duration> {
     let bad = |why: &str| EngineError::InvalidSpec {
         field: field.into(),
@@ -75,6 +93,9 @@ pub fn parse_duration(field: &str, text: &str) -> Result<Duration> {
     if total.is_zero() {
         return Err(bad("must be greater than zero"));
     }
+    if total > MAX_DURATION {
+        return Err(bad("longer than 3650d, ten years"));
+    }
     Ok(total)
 }
 
@@ -87,9 +108,10 @@ pub fn expiry(
     jwt_exp: Option<Timestamp>,
 ) -> Option<Timestamp> {
     if let Some(secs) = expires_in_secs {
-        return Some(issued_at + SignedDuration::from_secs_f64(secs.max(0.0)));
+        return Some(add_clamped(issued_at, secs));
     }
-    expires_at.or(jwt_exp)
+    let longest = add_clamped(issued_at, f64::INFINITY);
+    expires_at.or(jwt_exp).map(|e| e.min(longest))
 }
 
 /// When to renew a token issued at `issued_at`. `jitter` in `[0, 1)` is drawn once per
@@ -121,7 +143,7 @@ pub fn renew_at(
         None => policy.refresh_interval?.as_secs_f64(),
     };
     let window = window * (1.0 - 0.1 * jitter);
-    Some(issued_at + SignedDuration::from_secs_f64(window.max(0.0)))
+    Some(add_clamped(issued_at, window))
 }
 
 /// What to do about a resource's token now.
@@ -267,6 +289,7 @@ mod tests {
             seed_refresh_token: None,
             refresh_token_reusable: false,
             oauth: Default::default(),
+            refresh_origin: None,
         }
     }
 

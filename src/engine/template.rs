@@ -26,6 +26,8 @@ pub const PROVIDED_VARIABLES: &[&str] = &[
     "github_app_jwt",
     "token_url",
     "steps",
+    // Values of the consent callback (`{{ callback.realmId }}`).
+    "callback",
 ];
 
 use base64::Engine as _;
@@ -51,6 +53,10 @@ pub struct TemplateContext {
     pub redirect_url: Option<String>,
     /// Values of the current issuance (`token_type`, `expires_at`, extras, `token_format`…).
     pub extra: BTreeMap<String, SecretString>,
+    /// Values of a consent callback ([`super::callback::accept`]): `{{ callback.<name> }}`, and
+    /// `code` also as `{{ code }}` unless a credential has that name. Nothing here ever
+    /// replaces a credential.
+    pub callback: BTreeMap<String, SecretString>,
     pub now: Option<Timestamp>,
 }
 
@@ -100,6 +106,19 @@ impl TemplateContext {
                 }
             }
         }
+        if !self.callback.is_empty() {
+            if let Some(code) = self.callback.get("code")
+                && !self.credentials.contains_key("code")
+            {
+                map.insert("code".into(), Value::from(code.expose()));
+            }
+            let values: BTreeMap<String, Value> = self
+                .callback
+                .iter()
+                .map(|(k, v)| (k.clone(), Value::from(v.expose())))
+                .collect();
+            map.insert("callback".into(), Value::from(values));
+        }
         if !steps.is_empty() {
             let steps: BTreeMap<String, Value> = steps.into_iter().map(|(k, v)| (k, Value::from(v))).collect();
             map.insert("steps".into(), Value::from(steps));
@@ -125,12 +144,24 @@ impl TemplateContext {
         }
         names.extend(self.oauth.keys().map(|k| format!("oauth.{k}")));
         names.extend(self.extra.keys().cloned());
+        names.extend(self.callback.keys().map(|k| format!("callback.{k}")));
+        if self.callback.contains_key("code") {
+            names.push("code".into());
+        }
         names.push("now".into());
         names.sort();
         names.dedup();
         names.join(", ")
     }
 }
+
+/// The work one render may do, in minijinja fuel: about one unit per instruction and per 64
+/// bytes of data made. 200,000 is some 12 MB at the very most, and thousands of times what any
+/// real template needs (a 4 KiB private key through `b64encode` costs about 150).
+pub const TEMPLATE_FUEL: u64 = 200_000;
+
+/// The longest text one template may render to. A Secret holds 1 MiB in all.
+pub const MAX_OUTPUT_BYTES: usize = 256 * 1024;
 
 /// The template environment: strict undefined, no auto-escaping, our filters.
 pub struct Templates {
@@ -147,6 +178,7 @@ impl Templates {
     pub fn new() -> Self {
         let mut env = Environment::new();
         env.set_undefined_behavior(UndefinedBehavior::Strict);
+        env.set_fuel(Some(TEMPLATE_FUEL));
         env.set_auto_escape_callback(|_| minijinja::AutoEscape::None);
         env.add_filter("b64encode", |s: &str| STANDARD.encode(s.as_bytes()));
         env.add_filter("b64url_encode", |s: &str| URL_SAFE_NO_PAD.encode(s.as_bytes()));
@@ -198,8 +230,16 @@ impl Templates {
             reason: describe(&e),
         })?;
         let value = ctx.to_value();
-        tmpl.render(&value).map_err(|e| {
-            if e.kind() == ErrorKind::UndefinedError {
+        let out = tmpl.render(&value).map_err(|e| {
+            if e.kind() == ErrorKind::OutOfFuel {
+                EngineError::Template {
+                    field: field.to_string(),
+                    reason: format!(
+                        "the template does too much work (more than {TEMPLATE_FUEL} steps or about {} MB of data): simplify its loops and string operations",
+                        TEMPLATE_FUEL * 64 / 1_000_000
+                    ),
+                }
+            } else if e.kind() == ErrorKind::UndefinedError {
                 let missing = tmpl
                     .undeclared_variables(true)
                     .into_iter()
@@ -217,7 +257,18 @@ impl Templates {
                     reason: describe(&e),
                 }
             }
-        })
+        })?;
+        if out.len() > MAX_OUTPUT_BYTES {
+            return Err(EngineError::Template {
+                field: field.to_string(),
+                reason: format!(
+                    "renders to {} bytes, more than the {} KiB a template may produce",
+                    out.len(),
+                    MAX_OUTPUT_BYTES / 1024
+                ),
+            });
+        }
+        Ok(out)
     }
 }
 
@@ -383,6 +434,35 @@ mod tests {
         );
         assert_eq!(t.render("f", "{{ now | date }}", &c).unwrap(), "2026-11-22");
         assert_eq!(t.render("f", "{{ now | timestamp }}", &c).unwrap(), "1795341600");
+    }
+
+    #[test]
+    fn a_template_cannot_spin_or_fill_the_memory() {
+        let t = Templates::new();
+        let c = ctx(&[]);
+        for (source, says) in [
+            // Would allocate 100 MB per term.
+            ("{{ ('x' * 100000000) ~ ('x' * 100000000) }}", "too much work"),
+            (
+                "{% for i in range(10000) %}{% for j in range(10000) %}{% endfor %}{% endfor %}",
+                "too much work",
+            ),
+            (
+                "{% for i in range(10000) %}{{ 'y' * 100 }}{% endfor %}",
+                "more than the 256 KiB",
+            ),
+        ] {
+            let err = t.render("spec.output.template.big", source, &c).unwrap_err();
+            let msg = err.to_string();
+            assert!(
+                msg.contains("spec.output.template.big") && msg.contains(says),
+                "{source}: {msg}"
+            );
+        }
+        // Real templates are nowhere near the budget.
+        let key = "k".repeat(4096);
+        let c = ctx(&[("private_key", key.as_str())]);
+        assert!(t.render("f", "{{ private_key | b64encode }}", &c).is_ok());
     }
 
     #[test]

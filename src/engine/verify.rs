@@ -106,6 +106,7 @@ impl Engine {
                 .filter(|(k, _)| *k != "access_token")
                 .map(|(k, v)| (k.clone(), SecretString::from(v.as_str())))
                 .collect(),
+            callback: BTreeMap::new(),
             now: Some(now),
         };
         let mut req = self.build_request(step, &ctx)?;

@@ -19,7 +19,11 @@ pub struct FileStore {
 }
 
 impl FileStore {
+    /// The files of one resource under `root`. The names are checked where manifests are read
+    /// (`crate::api::names`): no name that reaches here can leave `root`.
     pub fn new(root: &Path, namespace: &str, name: &str, secret: &str) -> Self {
+        debug_assert!(crate::api::names::check(namespace, name).is_none());
+        debug_assert!(crate::api::names::is_dns1123_subdomain(secret));
         FileStore {
             state_file: root.join(".state").join(namespace).join(format!("{name}.json")),
             output_dir: root.join(namespace).join(secret),
@@ -41,23 +45,48 @@ impl FileStore {
     }
 }
 
+/// A directory the operator writes into, made if missing. A symbolic link in its place is
+/// refused: one planted there would send state (refresh tokens) or output elsewhere, and
+/// `chmod` would follow it.
+fn own_dir(dir: &Path) -> std::io::Result<()> {
+    match fs::symlink_metadata(dir) {
+        Ok(m) if m.file_type().is_symlink() => Err(std::io::Error::other(format!(
+            "{} is a symbolic link; the operator does not write through links in its output folder",
+            dir.display()
+        ))),
+        Ok(m) if m.is_dir() => Ok(()),
+        Ok(_) => Err(std::io::Error::other(format!("{} is not a directory", dir.display()))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => match fs::create_dir(dir) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => own_dir(dir),
+            Err(e) => Err(e),
+        },
+        Err(e) => Err(e),
+    }
+}
+
 pub(crate) fn mkdir_private(dir: &Path) -> std::io::Result<()> {
-    fs::create_dir_all(dir)?;
+    own_dir(dir)?;
     fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
 }
 
-/// Writes `bytes` to `path` atomically (temp file, fsync, rename, fsync dir), mode 0600.
+/// Writes `bytes` to `path` atomically (temp file, fsync, rename, fsync dir), mode 0600. The
+/// temporary file is created anew (`O_EXCL`), so a link planted in its place is not followed.
 fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let dir = path.parent().expect("path has a parent");
     let tmp = dir.join(format!(
         ".{}.tmp",
         path.file_name().and_then(|n| n.to_str()).unwrap_or("state")
     ));
+    match fs::remove_file(&tmp) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
     {
         let mut f = fs::OpenOptions::new()
             .write(true)
-            .create(true)
-            .truncate(true)
+            .create_new(true)
             .mode(0o600)
             .open(&tmp)?;
         f.write_all(bytes)?;
@@ -82,7 +111,11 @@ impl Store for FileStore {
         let what = || format!("writing {}", self.state_file.display());
         let dir = self.state_file.parent().expect("state file has a parent");
         // Both levels of .state are private: they hold refresh tokens.
-        mkdir_private(dir.parent().expect(".state")).map_err(|e| StoreError::new(what(), e))?;
+        let state = dir.parent().expect(".state");
+        if let Some(root) = state.parent() {
+            fs::create_dir_all(root).map_err(|e| StoreError::new(what(), e))?;
+        }
+        mkdir_private(state).map_err(|e| StoreError::new(what(), e))?;
         mkdir_private(dir).map_err(|e| StoreError::new(what(), e))?;
         let bytes = serde_json::to_vec_pretty(record).map_err(|e| StoreError::new(what(), e))?;
         write_atomic(&self.state_file, &bytes).map_err(|e| StoreError::new(what(), e))
@@ -104,8 +137,13 @@ impl Store for FileStore {
 /// temporary symlink at it, rename that over `..data`, link each key to `..data/<key>`, and
 /// remove the old directory and keys that are gone. Readers always see one complete version.
 fn publish_dir(dir: &Path, data: &BTreeMap<String, String>) -> std::io::Result<()> {
-    fs::create_dir_all(dir)?;
-    let old = fs::read_link(dir.join("..data")).ok();
+    // OUTPUT/<namespace>/<secret>: the output folder itself is the user's; below it, no links.
+    let ns_dir = dir.parent().expect("output dir has a parent");
+    if let Some(root) = ns_dir.parent() {
+        fs::create_dir_all(root)?;
+    }
+    own_dir(ns_dir)?;
+    own_dir(dir)?;
     let stamp = Timestamp::now().strftime("..%Y_%m_%d_%H_%M_%S.%f").to_string();
     let fresh = dir.join(&stamp);
     fs::create_dir(&fresh)?;
@@ -125,8 +163,16 @@ fn publish_dir(dir: &Path, data: &BTreeMap<String, String>) -> std::io::Result<(
     fs::rename(&tmp_link, dir.join("..data"))?;
     for k in data.keys() {
         let link = dir.join(k);
-        if fs::symlink_metadata(&link).is_err() {
-            std::os::unix::fs::symlink(Path::new("..data").join(k), &link)?;
+        let target = Path::new("..data").join(k);
+        match fs::read_link(&link) {
+            Ok(t) if t == target => {}
+            // Missing, or replaced by hand with a file or another link: put the key back.
+            Ok(_) | Err(_) => {
+                if fs::symlink_metadata(&link).is_ok() {
+                    fs::remove_file(&link)?;
+                }
+                std::os::unix::fs::symlink(&target, &link)?;
+            }
         }
     }
     for entry in fs::read_dir(dir)?.flatten() {
@@ -134,11 +180,20 @@ fn publish_dir(dir: &Path, data: &BTreeMap<String, String>) -> std::io::Result<(
         if !name.starts_with("..") && !data.contains_key(&name) {
             fs::remove_file(entry.path())?;
         }
-    }
-    if let Some(old) = old.filter(|o| o.as_os_str() != stamp.as_str()) {
-        let _ = fs::remove_dir_all(dir.join(old));
+        // Versions left by a run that was killed mid-write, and the one just replaced.
+        if is_version_dir(&name) && name != stamp && entry.file_type().is_ok_and(|t| t.is_dir()) {
+            let _ = fs::remove_dir_all(entry.path());
+        }
     }
     fs::File::open(dir)?.sync_all()
+}
+
+/// A `..<timestamp>` version directory of [`publish_dir`] (`..2026_12_07_09_30_00.123456`).
+fn is_version_dir(name: &str) -> bool {
+    name.strip_prefix("..").is_some_and(|rest| {
+        rest.starts_with(|c: char| c.is_ascii_digit())
+            && rest.chars().all(|c| c.is_ascii_digit() || c == '_' || c == '.')
+    })
 }
 
 /// The consent signing key of local mode, created on first use (0600).
@@ -149,6 +204,7 @@ pub(crate) fn consent_key(output: &Path) -> anyhow::Result<Vec<u8>> {
     {
         return Ok(k);
     }
+    fs::create_dir_all(output)?;
     mkdir_private(&output.join(".state"))?;
     let key: Vec<u8> = (0..32).map(|_| rand::random::<u8>()).collect();
     write_atomic(&path, &key)?;

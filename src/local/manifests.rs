@@ -76,23 +76,67 @@ impl Source for Manifests {
     }
 }
 
+/// Documents one manifest file may hold (YAML parsers cap this against separator storms; the
+/// default of 1,024 is too few for a file of all one's resources).
+pub const MAX_DOCUMENTS_PER_FILE: usize = 100_000;
+
 /// Reads every `*.yaml`/`*.yml` under `path` (a folder, searched recursively, or one file).
-/// Unknown kinds are skipped; malformed documents are errors naming file and document.
+/// Unknown kinds are skipped; malformed documents, names the API server would refuse and
+/// duplicates are errors naming file and document.
 pub fn load_manifests(path: &Path) -> anyhow::Result<Manifests> {
     let mut files = Vec::new();
     collect_yaml(path, &mut files).with_context(|| format!("reading {}", path.display()))?;
     files.sort();
     let mut m = Manifests::default();
+    // Where each object, and each resource's output Secret, was first seen.
+    let mut seen: BTreeMap<(&'static str, String, String), String> = BTreeMap::new();
+    let mut outputs: BTreeMap<(String, String), String> = BTreeMap::new();
+    let options = || {
+        let mut budget = serde_saphyr::Budget::default();
+        budget.max_documents = MAX_DOCUMENTS_PER_FILE;
+        budget.max_nodes = 20_000_000;
+        budget.max_events = 100_000_000;
+        let mut options = serde_saphyr::Options::default();
+        options.budget = Some(budget);
+        options
+    };
     for file in files {
         let text = fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
-        let docs: Vec<serde_json::Value> =
-            serde_saphyr::from_multiple(&text).with_context(|| format!("{}: not valid YAML", file.display()))?;
+        // The error is shown without the source lines around it: they may be secret values.
+        let docs: Vec<serde_json::Value> = serde_saphyr::from_multiple_with_options(&text, options())
+            .map_err(|e| anyhow::anyhow!("{}: not valid YAML: {}", file.display(), e.without_snippet()))?;
         for (i, doc) in docs.into_iter().enumerate() {
             let at = || format!("{} (document {})", file.display(), i + 1);
             if doc.is_null() {
                 continue;
             }
             crate::api::strict::check(&doc).map_err(|e| anyhow::anyhow!("{}: {e}", at()))?;
+            let kind = match doc.get("kind").and_then(|k| k.as_str()) {
+                Some("ConnectorAuth") => "ConnectorAuth",
+                Some("Secret") => "Secret",
+                Some("ConfigMap") => "ConfigMap",
+                Some("ClusterConnectorAuthProvider") => "ClusterConnectorAuthProvider",
+                _ => "",
+            };
+            if !kind.is_empty() {
+                let (namespace, name) =
+                    namespace_and_name(&doc).with_context(|| format!("{}: invalid {kind}", at()))?;
+                // Names become paths in local mode: only what the API server would accept.
+                let bad = match kind {
+                    "ClusterConnectorAuthProvider" => (!crate::api::names::is_dns1123_subdomain(&name))
+                        .then(|| format!("metadata.name {name:?} is not a valid name")),
+                    _ => crate::api::names::check(&namespace, &name),
+                };
+                if let Some(why) = bad {
+                    bail!("{}: {kind} refused: {why}", at());
+                }
+                if let Some(first) = seen.insert((kind, namespace.clone(), name.clone()), at()) {
+                    bail!(
+                        "{}: {kind} {namespace}/{name} is also defined in {first}; each object may be defined once",
+                        at()
+                    );
+                }
+            }
             match doc.get("kind").and_then(|k| k.as_str()) {
                 Some("ConnectorAuth") => {
                     if let Err(e) = crate::api::validate_document(&doc) {
@@ -106,6 +150,21 @@ pub fn load_manifests(path: &Path) -> anyhow::Result<Manifests> {
                     if let Err(e) = ca.validate_cel() {
                         bail!(
                             "{}: ConnectorAuth {} is refused by the CRD's validation rules: {e}",
+                            at(),
+                            ca.name_any()
+                        );
+                    }
+                    let secret = crate::reconcile::output_secret_name(&ca);
+                    let ns = crate::reconcile::namespace_of(&ca);
+                    if !crate::api::names::is_dns1123_subdomain(&secret) {
+                        bail!(
+                            "{}: ConnectorAuth refused: its output Secret name {secret:?} is not a valid name",
+                            at()
+                        );
+                    }
+                    if let Some(first) = outputs.insert((ns.clone(), secret.clone()), at()) {
+                        bail!(
+                            "{}: ConnectorAuth {} writes Secret {ns}/{secret}, which the ConnectorAuth in {first} writes too; give one of them another output.secretName",
                             at(),
                             ca.name_any()
                         );

@@ -103,6 +103,12 @@ impl LocalRunner {
     /// `{{ redirect_url }}` point at it, unless set already. The signing key is kept in
     /// `OUTPUT/.state/consent-key`. Returns the bound address.
     pub async fn enable_consent(&mut self, listen: std::net::SocketAddr) -> anyhow::Result<std::net::SocketAddr> {
+        // The callback completes consents for every resource here: only this machine may reach it.
+        if !listen.ip().is_loopback() {
+            anyhow::bail!(
+                "--callback-addr {listen}: local mode serves the consent callback on a loopback address only (127.0.0.1 or [::1])"
+            );
+        }
         let key = files::consent_key(&self.output)?;
         let listener = tokio::net::TcpListener::bind(listen)
             .await
@@ -201,7 +207,8 @@ impl LocalRunner {
                 }
                 shown.insert(id, summary);
                 if let Ok(Outcome { next: Some(next), .. }) = &r.result {
-                    let d = next.duration_since(now).as_secs_f64().max(0.05);
+                    let longest = crate::engine::renewal::MAX_DURATION.as_secs_f64();
+                    let d = next.duration_since(now).as_secs_f64().clamp(0.05, longest);
                     sleep = sleep.min(Duration::from_secs_f64(d));
                 }
             }

@@ -5,13 +5,13 @@
 //! the lead: a standby hands the request, unchanged, to the leader's callback and shows the
 //! person the leader's answer, writing nothing itself.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{Query, RawQuery, State};
+use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -21,7 +21,7 @@ use super::driver::{self, ConsentError, Outcome, PassError, StoreError};
 use super::{Adapter, Core, gather, namespace_of, output_secret_name, uid_of};
 use crate::api::ConnectorAuth;
 use crate::consent;
-use crate::engine::SecretString;
+use crate::engine;
 use crate::server::{consent_result_page, page};
 use kube::ResourceExt;
 
@@ -61,15 +61,24 @@ pub fn router<H: ConsentHost>(host: Arc<H>) -> Router {
     Router::new().route(CALLBACK_PATH, get(callback::<H>)).with_state(host)
 }
 
-async fn callback<H: ConsentHost>(
-    State(host): State<Arc<H>>,
-    RawQuery(raw): RawQuery,
-    headers: HeaderMap,
-    Query(params): Query<HashMap<String, String>>,
-) -> Response {
+/// Longest callback query string read. Providers send a code, a state and a few values; a
+/// longer query is not a consent callback.
+const MAX_QUERY_BYTES: usize = 16 * 1024;
+
+async fn callback<H: ConsentHost>(State(host): State<Arc<H>>, RawQuery(raw): RawQuery, headers: HeaderMap) -> Response {
+    let raw = raw.unwrap_or_default();
+    if raw.len() > MAX_QUERY_BYTES {
+        return page(
+            StatusCode::URI_TOO_LONG,
+            "Consent link not accepted",
+            &format!("the callback's query string is longer than {MAX_QUERY_BYTES} bytes; nothing was saved"),
+        );
+    }
+    let params: Vec<(String, String)> = url::form_urlencoded::parse(raw.as_bytes()).into_owned().collect();
+    let first = |name: &str| params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
     // Which resource the link is for decides which replica completes it: the holder of that
     // resource's shard. Read unverified, for routing only; the holder verifies the signature.
-    let addressed = params.get("state").and_then(|s| consent::addressed_to(s));
+    let addressed = first("state").and_then(consent::addressed_to);
     let holds = match &addressed {
         Some((ns, name)) => host.core().lead.holds(ns, name),
         None => host.core().lead.held(),
@@ -78,9 +87,9 @@ async fn callback<H: ConsentHost>(
         if headers.contains_key(HANDED_ON) {
             return no_leader();
         }
-        return hand_on(host.as_ref(), addressed, raw.as_deref().unwrap_or_default()).await;
+        return hand_on(host.as_ref(), addressed, &raw).await;
     }
-    complete(host.as_ref(), params).await
+    complete(host.as_ref(), &params).await
 }
 
 fn no_leader() -> Response {
@@ -121,7 +130,8 @@ async fn hand_on<H: ConsentHost>(host: &H, addressed: Option<(String, String)>, 
     }
 }
 
-async fn complete<H: ConsentHost>(host: &H, params: HashMap<String, String>) -> Response {
+async fn complete<H: ConsentHost>(host: &H, params: &[(String, String)]) -> Response {
+    let first = |name: &str| params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
     let core = host.core();
     let Some(key) = core.consent_key.get() else {
         return page(
@@ -130,7 +140,7 @@ async fn complete<H: ConsentHost>(host: &H, params: HashMap<String, String>) -> 
             "This operator has no callback URL configured.",
         );
     };
-    let Some(state_param) = params.get("state") else {
+    let Some(state_param) = first("state") else {
         return page(
             StatusCode::BAD_REQUEST,
             "Missing state",
@@ -157,7 +167,7 @@ async fn complete<H: ConsentHost>(host: &H, params: HashMap<String, String>) -> 
         Err(e) => return page(StatusCode::SERVICE_UNAVAILABLE, "Resources unavailable", &e.to_string()),
     };
     debug_assert_eq!(ca.name_any(), state.name);
-    if let Some(err) = params.get("error") {
+    if let Some(err) = first("error") {
         // Provider error codes are short tokens (RFC 6749 §4.1.2.1); keep only safe characters.
         let code: String = err
             .chars()
@@ -168,12 +178,7 @@ async fn complete<H: ConsentHost>(host: &H, params: HashMap<String, String>) -> 
         let note = format!("the provider returned error `{code}` instead of consent; nothing was saved");
         return page(StatusCode::FORBIDDEN, "Consent was not granted", &note);
     }
-    let values: BTreeMap<String, SecretString> = params
-        .into_iter()
-        .filter(|(k, _)| k != "state")
-        .map(|(k, v)| (k, SecretString::new(v)))
-        .collect();
-    let g = match gather(&core.engine, host, &ca, core.redirect_url.clone(), values).await {
+    let mut g = match gather(&core.engine, host, &ca, core.redirect_url.clone(), BTreeMap::new()).await {
         Ok(Ok(g)) => g,
         Ok(Err(refusal)) => {
             let detail = format!("{} [{}]", refusal.message, refusal.reason);
@@ -181,6 +186,18 @@ async fn complete<H: ConsentHost>(host: &H, params: HashMap<String, String>) -> 
         }
         Err(e) => return page(StatusCode::SERVICE_UNAVAILABLE, "Resources unavailable", &e.to_string()),
     };
+    // Only `code` and the declared callback values go on, checked; the rest is dropped here.
+    match engine::callback::accept(&g.flow, params.iter().map(|(k, v)| (k.as_str(), v.as_str()))) {
+        Ok(values) => g.inputs.callback = values,
+        Err(refused) => {
+            tracing::warn!(reason = %refused, "consent callback refused");
+            return page(
+                StatusCode::BAD_REQUEST,
+                "Consent link not accepted",
+                &format!("{refused}; nothing was saved"),
+            );
+        }
+    }
     let Some(store) = host.store(&ca, &output_secret_name(&ca)) else {
         return page(
             StatusCode::CONFLICT,

@@ -627,6 +627,7 @@ mod tests {
             seed_refresh_token: None,
             refresh_token_reusable: false,
             oauth: BTreeMap::new(),
+            refresh_origin: None,
         };
         let out = Output::default();
         let a = rollout_trigger(&token("f1", "2026-01-01T00:00:00Z"), &out);
@@ -690,6 +691,7 @@ mod tests {
             seed_refresh_token: None,
             refresh_token_reusable: false,
             oauth: BTreeMap::new(),
+            refresh_origin: None,
         };
         assert!(keeps_previous(true, &old("a", Some("2026-01-01T00:10:00Z")), now));
         assert!(

@@ -147,6 +147,10 @@ pub enum PassError {
     /// nothing more (the new leader takes the resource from here).
     #[error("no longer the leader: the pass stopped before any token request")]
     NotLeader,
+    /// The pass panicked (a bug). Only this resource's pass ended: what it had not persisted
+    /// stays with the resource's lock for the next pass.
+    #[error("an internal error ended this pass; other resources are not affected")]
+    Panicked,
 }
 
 /// Where a resource's record and output live.

@@ -299,14 +299,29 @@ impl Core {
         }
     }
 
-    /// One pass over `ca`: gather, decide and act. `Err` only when the store (or source) failed
-    /// or the lead was lost; everything about the resource itself is in the [`Pass`].
+    /// One pass over `ca`: gather, decide and act. `Err` only when the store (or source) failed,
+    /// the lead was lost or the pass panicked; everything about the resource itself is in the
+    /// [`Pass`]. A panic ends this pass only ([`PassError::Panicked`]).
     pub async fn reconcile<A: Adapter>(
         &self,
         adapter: &A,
         ca: &ConnectorAuth,
         now: Timestamp,
     ) -> Result<Pass, PassError> {
+        use futures::FutureExt;
+        match std::panic::AssertUnwindSafe(self.pass(adapter, ca, now))
+            .catch_unwind()
+            .await
+        {
+            Ok(r) => r,
+            Err(_) => {
+                tracing::error!(namespace = %namespace_of(ca), name = %ca.name_any(), "a pass panicked");
+                Err(PassError::Panicked)
+            }
+        }
+    }
+
+    async fn pass<A: Adapter>(&self, adapter: &A, ca: &ConnectorAuth, now: Timestamp) -> Result<Pass, PassError> {
         let secret_name = output_secret_name(ca);
         let pass = |verdict, authorization_url, replaced, provider| Pass {
             scheme: ca.spec.scheme.name(),
@@ -429,6 +444,55 @@ mod tests {
             "spec": {"credentialsRef": {"name": "c"}, "apiKey": {}},
         }))
         .unwrap()
+    }
+
+    /// A mode whose reads panic, as a bug in a pass would.
+    struct Panicking;
+
+    impl Source for Panicking {
+        async fn secret(&self, _: &str, _: &str) -> Result<Option<Data>, StoreError> {
+            panic!("a bug")
+        }
+        async fn config_map(&self, _: &str, _: &str) -> Result<Option<Data>, StoreError> {
+            Ok(None)
+        }
+        async fn provider(&self, _: &str) -> Result<Option<ProviderSpec>, StoreError> {
+            Ok(None)
+        }
+    }
+
+    struct Nowhere;
+
+    impl Store for Nowhere {
+        async fn load(&self) -> Result<Option<driver::Record>, StoreError> {
+            Ok(None)
+        }
+        async fn save(&self, _: &driver::Record) -> Result<(), StoreError> {
+            Ok(())
+        }
+        async fn publish(&self, _: &BTreeMap<String, String>) -> Result<bool, StoreError> {
+            Ok(false)
+        }
+    }
+
+    impl Adapter for Panicking {
+        type Store = Nowhere;
+        fn store(&self, _: &ConnectorAuth, _: &str) -> Option<Nowhere> {
+            Some(Nowhere)
+        }
+    }
+
+    #[tokio::test]
+    async fn a_panic_in_a_pass_ends_that_pass_only() {
+        let engine = Engine::new(engine::HttpSettings::default()).unwrap();
+        let core = Core::new(engine, None, Lead::always());
+        let ca = resource();
+        let result = core.reconcile(&Panicking, &ca, Timestamp::now()).await;
+        assert!(matches!(result, Err(PassError::Panicked)), "{result:?}");
+        // The process, the core and its ledger go on: the resource's lock was given back.
+        let again = core.reconcile(&Panicking, &ca, Timestamp::now()).await;
+        assert!(matches!(again, Err(PassError::Panicked)));
+        assert!(core.ledger.0.lock().is_ok(), "no lock was poisoned");
     }
 
     fn entries(ledger: &Ledger) -> usize {

@@ -2,6 +2,7 @@
 //! correctly presented token, and helpers to run the engine against them.
 #![allow(dead_code)]
 
+pub mod consent;
 pub mod operator;
 pub mod tls;
 
@@ -35,7 +36,20 @@ pub async fn serve(router: Router) -> String {
 }
 
 pub fn engine() -> Engine {
-    Engine::new(HttpSettings::default()).unwrap()
+    Engine::new(loopback()).unwrap()
+}
+
+/// The HTTP settings of tests: the default policy, but the emulators live on 127.0.0.1, which
+/// the default refuses (private and loopback addresses), so private addresses are allowed
+/// (`--allow-private-token-urls`). Link-local and metadata addresses stay refused.
+pub fn loopback() -> HttpSettings {
+    HttpSettings {
+        policy: engine::policy::UrlPolicy {
+            allow_private: true,
+            ..Default::default()
+        },
+        ..HttpSettings::default()
+    }
 }
 
 pub fn creds(pairs: &[(&str, &str)]) -> BTreeMap<String, SecretString> {

@@ -4,7 +4,6 @@
 use std::time::Duration;
 
 use connector_auth_operator::controller::{self, Config, LeaderElection};
-use connector_auth_operator::engine::HttpSettings;
 use tokio::sync::oneshot;
 
 /// Where the operator's client connects.
@@ -166,7 +165,7 @@ pub fn default_config(identity: &str) -> Config {
         namespaces: vec![],
         concurrency: 4,
         redirect_url: None,
-        http: HttpSettings::default(),
+        http: super::loopback(),
         identity: identity.to_string(),
         consent: None,
     }

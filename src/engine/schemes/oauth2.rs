@@ -203,6 +203,7 @@ pub(crate) fn compile(
                 });
             }
             flow.without_code = o.without_code;
+            flow.callback_values = callback_values(field, &o.callback_values)?;
             // A refresh token put into the credentials (e.g. migrated from another platform)
             // is used instead of asking for consent again.
             flow.seed_refresh_key = o.refresh_token_key.clone().or_else(|| Some("refresh_token".into()));
@@ -240,4 +241,17 @@ enum Params {
     All,
     NoScope,
     None,
+}
+
+/// Checks `callbackValues` names as the CRD does (local mode has no API server to do it).
+fn callback_values(field: &str, names: &[String]) -> Result<Vec<String>> {
+    for (i, n) in names.iter().enumerate() {
+        if !super::super::callback::is_value_name(n) {
+            return Err(EngineError::InvalidSpec {
+                field: format!("{field}.callbackValues[{i}]"),
+                reason: "a callback value is named by a letter followed by at most 63 letters, digits, '_', '-' or '.', and not `state`".into(),
+            });
+        }
+    }
+    Ok(names.to_vec())
 }
