@@ -244,24 +244,32 @@ fn local_mode_with_huge_durations_reports_instead_of_exiting() {
         base_tx.send(serve(app).await).unwrap();
     });
     let base = base_rx.recv().unwrap();
+    let out = local_once(&format!("{base}/token"), |c| c);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// Runs the binary's `local --once` over one client-credentials resource at `token_url`, the
+/// command set up further by `with`; a temporary folder holds manifests and output.
+fn local_once(
+    token_url: &str,
+    with: impl FnOnce(&mut std::process::Command) -> &mut std::process::Command,
+) -> std::process::Output {
     let tmp = tempfile::tempdir().unwrap();
     write(
         tmp.path(),
         "m.yaml",
         &format!(
             "apiVersion: v1\nkind: Secret\nmetadata: {{name: c}}\nstringData: {{client_id: a, client_secret: b}}\n---\n\
-             apiVersion: connectorauth.dev/v1alpha1\nkind: ConnectorAuth\nmetadata: {{name: huge}}\n\
-             spec: {{credentialsRef: {{name: c}}, oauth2: {{tokenUrl: '{base}/token'}}}}\n"
+             apiVersion: connectorauth.dev/v1alpha1\nkind: ConnectorAuth\nmetadata: {{name: r}}\n\
+             spec: {{credentialsRef: {{name: c}}, oauth2: {{tokenUrl: '{token_url}'}}}}\n"
         ),
     );
-    let out = std::process::Command::new(BIN)
-        .args(["local", "--once", "--allow-private-token-urls", "-m"])
+    let mut cmd = std::process::Command::new(BIN);
+    cmd.args(["local", "--once", "--allow-private-token-urls", "-m"])
         .arg(tmp.path().join("m.yaml"))
         .arg("-o")
-        .arg(tmp.path().join("out"))
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+        .arg(tmp.path().join("out"));
+    with(&mut cmd).output().unwrap()
 }
 
 // ------------------------------------------------------------- 3. templates have a budget
@@ -560,29 +568,14 @@ fn https_proxy_in_the_environment_is_ignored() {
         );
         (attacker, serve(app).await)
     });
-    let tmp = tempfile::tempdir().unwrap();
-    write(
-        tmp.path(),
-        "m.yaml",
-        &format!(
-            "apiVersion: v1\nkind: Secret\nmetadata: {{name: c}}\nstringData: {{client_id: a, client_secret: b}}\n---\n\
-             apiVersion: connectorauth.dev/v1alpha1\nkind: ConnectorAuth\nmetadata: {{name: p}}\n\
-             spec: {{credentialsRef: {{name: c}}, oauth2: {{tokenUrl: '{base}/token'}}}}\n"
-        ),
-    );
-    let out = std::process::Command::new(BIN)
-        .args(["local", "--once", "--allow-private-token-urls", "-m"])
-        .arg(tmp.path().join("m.yaml"))
-        .arg("-o")
-        .arg(tmp.path().join("out"))
-        .env("HTTP_PROXY", &attacker.url)
-        .env("HTTPS_PROXY", &attacker.url)
-        .env("ALL_PROXY", &attacker.url)
-        .env("http_proxy", &attacker.url)
-        .env_remove("NO_PROXY")
-        .env_remove("no_proxy")
-        .output()
-        .unwrap();
+    let out = local_once(&format!("{base}/token"), |c| {
+        c.env("HTTP_PROXY", &attacker.url)
+            .env("HTTPS_PROXY", &attacker.url)
+            .env("ALL_PROXY", &attacker.url)
+            .env("http_proxy", &attacker.url)
+            .env_remove("NO_PROXY")
+            .env_remove("no_proxy")
+    });
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(attacker.requests().is_empty(), "{:?}", attacker.requests());
 }

@@ -142,30 +142,26 @@ impl ClientCache {
     }
 }
 
-fn builder(settings: &HttpSettings) -> reqwest::ClientBuilder {
+fn builder(settings: &HttpSettings) -> Result<reqwest::ClientBuilder, reqwest::Error> {
     let b = reqwest::Client::builder();
     let b = match &settings.proxy {
-        Some(url) => match reqwest::Proxy::all(url.as_str()) {
-            Ok(p) => b.proxy(p),
-            // Checked when the flag is parsed; never fall back to a direct connection silently.
-            Err(_) => b.proxy(reqwest::Proxy::all("http://invalid-proxy.invalid").expect("a valid URL")),
-        },
+        Some(url) => b.proxy(reqwest::Proxy::all(url.as_str())?),
         None => b.no_proxy(),
     };
-    b.connect_timeout(settings.connect_timeout)
+    Ok(b.connect_timeout(settings.connect_timeout)
         .timeout(settings.timeout)
         // Redirects are followed by `HttpClient::fetch`, which decides what a hop may carry.
         .redirect(reqwest::redirect::Policy::none())
         // A Referer would carry the previous URL, query (and credentials in it) included.
         .referer(false)
         .dns_resolver(Arc::new(PolicyResolver(settings.policy.clone())))
-        .user_agent(concat!("connector-auth-operator/", env!("CARGO_PKG_VERSION")))
+        .user_agent(concat!("connector-auth-operator/", env!("CARGO_PKG_VERSION"))))
 }
 
 impl HttpClient {
     pub fn new(settings: HttpSettings) -> Result<Self, reqwest::Error> {
         Ok(HttpClient {
-            default: builder(&settings).build()?,
+            default: builder(&settings)?.build()?,
             custom: Arc::default(),
             settings,
             per_host: Arc::default(),
@@ -186,7 +182,8 @@ impl HttpClient {
         if let Some(c) = self.custom.lock().expect("client cache").get(&key) {
             return Ok(c);
         }
-        let mut b = builder(&self.settings);
+        // The proxy was accepted when the default client was built, so this cannot fail.
+        let mut b = builder(&self.settings).map_err(|e| tls::build_error(opts, &e))?;
         if let Some(ca) = &opts.ca_bundle {
             b = b.tls_certs_only(tls::ca_certificates(ca)?);
         }
