@@ -396,8 +396,9 @@ struct Writes {
     by_kind: BTreeMap<String, u64>,
 }
 
-/// The write counters of a real API server, by "verb resource[/subresource]".
-async fn apiserver_writes(client: &kube::Client) -> anyhow::Result<BTreeMap<String, u64>> {
+/// The write counters of a real API server, by "verb resource[/subresource]"; `None` if its
+/// /metrics has no `apiserver_request_total`.
+async fn apiserver_writes(client: &kube::Client) -> anyhow::Result<Option<BTreeMap<String, u64>>> {
     let request = axum::http::Request::get("/metrics").body(Vec::new())?;
     let text = client.request_text(request).await?;
     Ok(counting::apiserver_writes(&text, &WRITTEN_RESOURCES))
@@ -447,10 +448,10 @@ impl Cluster {
             namespaces.create(&PostParams::default(), &ns).await?;
         }
         let apiserver = match apiserver_writes(&client).await {
-            Ok(w) if !w.is_empty() => Some(Mutex::new(w)),
-            Ok(_) => {
+            Ok(Some(w)) => Some(Mutex::new(w)),
+            Ok(None) => {
                 eprintln!(
-                    "the API server's /metrics has no write counters; API writes come from the operator's metrics"
+                    "the API server's /metrics has no apiserver_request_total; API writes come from the operator's metrics"
                 );
                 None
             }
@@ -619,7 +620,11 @@ impl Cluster {
                 ..
             } => {
                 let now = match apiserver_writes(client).await {
-                    Ok(w) => w,
+                    Ok(Some(w)) => w,
+                    Ok(None) => {
+                        eprintln!("the API server's /metrics no longer has apiserver_request_total");
+                        return None;
+                    }
                     Err(e) => {
                         eprintln!("reading the API server's /metrics failed: {e}");
                         return None;

@@ -1,8 +1,12 @@
 //! connector-auth-operator: keeps third-party API credentials fresh.
 //!
-//! - [`engine`]: the scheme engine: the pure core (templates, request building, extraction,
-//!   expiry and renewal maths, scheme definitions) plus the one piece of I/O it owns, sending
-//!   a token request (`engine::http`).
+//! - `engine_core` (the workspace crate `crates/engine-core`): the pure core — spec types,
+//!   compile, schemes, templates, extraction, renewal maths, token-URL policy, token state. It
+//!   cannot import the catalog, the importers, kube or the controller: it has none of them as
+//!   dependencies.
+//! - [`engine`]: the engine's I/O — sends what the core renders (HTTP, TLS, obtain, exchange,
+//!   chained steps, verify, revoke); re-exports the core's modules.
+//! - [`catalog`]: provider resolution, once, before the engine ([`catalog::Resolved`]).
 //! - [`reconcile`]: the one reconcile pass (gather → decide → act) both modes share, with its
 //!   pure decisions, and the one consent callback.
 //! - [`controller`]: the Kubernetes adapter; [`controller::leader`] says who writes and when.
@@ -23,6 +27,6 @@ pub mod engine;
 pub mod import;
 pub mod local;
 pub mod ops;
-pub mod reason;
 pub mod reconcile;
+pub use engine_core::reason;
 pub mod server;

@@ -184,8 +184,7 @@ fn every_example_is_valid_compiles_and_has_its_credentials() {
         let m = load_manifests(&dir).unwrap_or_else(|e| panic!("{}: {e:#}", dir.display()));
         assert!(!m.resources.is_empty(), "{} has no ConnectorAuth", dir.display());
         for ca in &m.resources {
-            let flow = engine
-                .compile(&ca.spec)
+            let flow = connector_auth_operator::catalog::compile(&engine, &ca.spec)
                 .unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
             let ns = kube::ResourceExt::namespace(ca).unwrap();
             let secret = m

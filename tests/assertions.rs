@@ -390,7 +390,7 @@ async fn the_google_emulator_refuses_wrong_aud_expired_exp_reused_jti_and_wrong_
 
     // An assertion signed two hours ago has expired when it arrives.
     let good = spec(&google_spec(&base, ""));
-    let flow = engine.compile(&good).unwrap();
+    let flow = connector_auth_operator::catalog::compile(&engine, &good).unwrap();
     let inputs = Inputs {
         credentials: creds.clone(),
         ..Default::default()
@@ -647,7 +647,7 @@ async fn github_accepts_the_app_jwt_and_the_installation_token_opens_the_api() {
     let expired = {
         let engine = engine();
         let s = spec(&yaml);
-        let flow = engine.compile(&s).unwrap();
+        let flow = connector_auth_operator::catalog::compile(&engine, &s).unwrap();
         let inputs = Inputs {
             credentials: creds(&[("app.pem", &key_pem), ("installation_id", "4242")]),
             ..Default::default()
@@ -662,12 +662,11 @@ async fn github_accepts_the_app_jwt_and_the_installation_token_opens_the_api() {
 
 #[test]
 fn a_github_app_jwt_longer_than_ten_minutes_is_refused_before_sending() {
-    let e = engine()
-        .compile(&spec(&github_spec(
-            "https://api.github.com",
-            "  assertion: {lifetime: 15m}\n",
-        )))
-        .unwrap_err();
+    let e = connector_auth_operator::catalog::compile(
+        &engine(),
+        &spec(&github_spec("https://api.github.com", "  assertion: {lifetime: 15m}\n")),
+    )
+    .unwrap_err();
     assert_eq!(e.reason(), "InvalidSpec");
     assert!(e.to_string().contains("spec.githubApp.assertion.lifetime"), "{e}");
 }
@@ -770,7 +769,7 @@ fn chained_steps_need_unique_names_that_extract_something() {
         "  authorization:",
         "  - name: login\n    url: https://example.com/x\n    extract: {a: {jsonPath: a}}\n  authorization:",
     );
-    let e = engine().compile(&spec(&dup)).unwrap_err();
+    let e = connector_auth_operator::catalog::compile(&engine(), &spec(&dup)).unwrap_err();
     assert_eq!(
         e.to_string(),
         "invalid spec: spec.refreshableToken.steps[login]: two steps have this name"
@@ -853,13 +852,13 @@ oauth2:
   tokenUrl: https://example.com/token
   assertion: {privateKeyKey: key.json}
 "#;
-    let e = engine().compile(&spec(yaml)).unwrap_err();
+    let e = connector_auth_operator::catalog::compile(&engine(), &spec(yaml)).unwrap_err();
     assert_eq!(
         e.to_string(),
         "invalid spec: spec.oauth2.assertion: is only used with grantType jwtBearer"
     );
     let yaml = "credentialsRef: {name: c}\noauth2: {tokenUrl: https://example.com/token, grantType: jwtBearer}\n";
-    let e = engine().compile(&spec(yaml)).unwrap_err();
+    let e = connector_auth_operator::catalog::compile(&engine(), &spec(yaml)).unwrap_err();
     assert_eq!(
         e.to_string(),
         "invalid spec: spec.oauth2.assertion: is required by grantType jwtBearer"

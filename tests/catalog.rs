@@ -34,9 +34,7 @@ fn every_entry_is_a_valid_provider_manifest_that_compiles_for_an_empty_resource(
             "metadata": {"name": "x", "namespace": "ns"}, "spec": spec});
         connector_auth_operator::api::validate_document(&doc).unwrap_or_else(|err| panic!("{}: {err}", e.name));
         let spec: ConnectorAuthSpec = serde_json::from_value(spec).unwrap();
-        engine()
-            .compile(&spec)
-            .unwrap_or_else(|err| panic!("{}: {err}", e.name));
+        connector_auth_operator::catalog::compile(&engine(), &spec).unwrap_or_else(|err| panic!("{}: {err}", e.name));
         assert!(
             e.source().starts_with("https://") && !e.quirks().is_empty() && !e.display_name().is_empty(),
             "{}",
@@ -139,14 +137,18 @@ async fn local_mode_accepts_a_provider_resource_and_issues_its_token() {
 fn an_unknown_provider_or_another_scheme_block_is_refused_naming_spec_provider() {
     let spec: ConnectorAuthSpec =
         serde_json::from_value(json!({"credentialsRef": {"name": "c"}, "provider": "nope", "apiKey": {}})).unwrap();
-    let e = engine().compile(&spec).unwrap_err().to_string();
+    let e = connector_auth_operator::catalog::compile(&engine(), &spec)
+        .unwrap_err()
+        .to_string();
     assert!(
         e.contains("spec.provider") && e.contains("`nope` is not a built-in provider") && e.contains("google"),
         "{e}"
     );
     let spec: ConnectorAuthSpec =
         serde_json::from_value(json!({"credentialsRef": {"name": "c"}, "provider": "google", "apiKey": {}})).unwrap();
-    let e = engine().compile(&spec).unwrap_err().to_string();
+    let e = connector_auth_operator::catalog::compile(&engine(), &spec)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("spec.provider") && e.contains("`oauth2: {}`"), "{e}");
 }
 
@@ -156,8 +158,8 @@ fn a_changed_provider_changes_the_fingerprint() {
     let b: ConnectorAuthSpec = serde_json::from_value(with_provider("woocommerce", json!({}))).unwrap();
     let c = creds(&[]);
     assert_ne!(
-        connector_auth_operator::engine::fingerprint(&a, &c),
-        connector_auth_operator::engine::fingerprint(&b, &c)
+        connector_auth_operator::catalog::fingerprint(&a, &c).unwrap(),
+        connector_auth_operator::catalog::fingerprint(&b, &c).unwrap()
     );
 }
 

@@ -180,7 +180,7 @@ fn with_a_provider_only_the_code_of_a_callback_is_kept() {
     let spec = spec(
         "credentialsRef: {name: c}\nprovider: shopify\nproviderParams: {shop: my-shop, scope: read_orders}\noauth2: {}\n",
     );
-    let flow = engine().compile(&spec).unwrap();
+    let flow = connector_auth_operator::catalog::compile(&engine(), &spec).unwrap();
     let kept = connector_auth_operator::engine::callback::accept(
         &flow,
         [
@@ -431,7 +431,7 @@ fn header_names_that_are_not_http_tokens_are_refused_at_apply_time_and_by_the_en
             "credentialsRef: {{name: c}}\napiKey: {{}}\noutput: {{header: {{name: '{name}', extra: {extra}}}}}\n"
         );
         let s = spec(&yaml);
-        let err = engine().compile(&s).unwrap_err();
+        let err = connector_auth_operator::catalog::compile(&engine(), &s).unwrap_err();
         assert_eq!(err.reason().as_str(), "InvalidSpec", "{name}");
         assert!(err.to_string().contains("not an HTTP header name"), "{err}");
         let ca: connector_auth_operator::api::ConnectorAuth = serde_json::from_value(json!({
@@ -478,7 +478,7 @@ async fn a_redirect_to_another_host_carries_no_secret() {
             ),
             ..Default::default()
         };
-        let flow = engine().compile(&s).unwrap();
+        let flow = connector_auth_operator::catalog::compile(&engine(), &s).unwrap();
         engine()
             .obtain(&flow, &inputs, None, "fp", jiff::Timestamp::now())
             .await

@@ -32,8 +32,7 @@ fn imported(platform: Platform, name: &str, provider: Option<&str>) -> Imported 
     connector_auth_operator::api::validate_document(&doc).unwrap_or_else(|e| panic!("{name}: CEL refuses it: {e}"));
     let ca: ConnectorAuth = serde_json::from_value(doc).unwrap();
     ca.validate_cel().unwrap();
-    engine()
-        .compile(&ca.spec)
+    connector_auth_operator::catalog::compile(&engine(), &ca.spec)
         .unwrap_or_else(|e| panic!("{name}: does not compile: {e}"));
     i
 }

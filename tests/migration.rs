@@ -1,6 +1,6 @@
-//! Every parameter of the platforms in `/work/shared/reference/` (Locoia, ChiefOnboarding,
-//! Sesam), translated as README's "Migrating from other platforms" table says, behaves as on the
-//! original platform against a loopback emulator of the provider.
+//! Every parameter of the platforms whose configuration reference the README's "Migrating from
+//! other platforms" table covers (Locoia, ChiefOnboarding, Sesam), translated as that table says,
+//! behaves as on the original platform against a loopback emulator of the provider.
 
 mod support;
 
@@ -14,7 +14,7 @@ use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
-use connector_auth_operator::engine::{self, Inputs};
+use connector_auth_operator::engine::Inputs;
 use serde_json::{Value, json};
 use support::*;
 
@@ -75,13 +75,13 @@ async fn chiefonboarding_oauth_fields_are_the_last_token_responses_merged_across
         "output": {"template": {"instance": "{{ oauth.instance_url }}", "ok": "{{ oauth.ok }}"}},
     }));
     let eng = engine();
-    let flow = eng.compile(&spec).unwrap();
+    let flow = connector_auth_operator::catalog::compile(&eng, &spec).unwrap();
     let inputs = Inputs {
         credentials: creds(&[("CLIENT_ID", "cid")]),
         callback: creds(&[("code", "the-code")]),
         ..Default::default()
     };
-    let fp = engine::fingerprint(&spec, &inputs.credentials);
+    let fp = connector_auth_operator::catalog::fingerprint(&spec, &inputs.credentials).unwrap();
     let first = eng.exchange(&flow, &inputs, &fp, jiff::Timestamp::now()).await.unwrap();
     let kept: Vec<&String> = first.oauth.keys().collect();
     assert_eq!(
@@ -154,7 +154,7 @@ async fn a_token_request_that_places_the_code_itself_gets_no_second_one() {
         "grantType": "authorizationCode", "authorizationUrl": "https://provider.example/authorize",
         "tokenRequest": {"url": format!("{base}/token?code={{{{ code }}}}")}}}));
     let eng = engine();
-    let flow = eng.compile(&spec).unwrap();
+    let flow = connector_auth_operator::catalog::compile(&eng, &spec).unwrap();
     assert!(!flow.append_code);
     let inputs = Inputs {
         callback: creds(&[("code", "c1")]),

@@ -142,7 +142,7 @@ proptest! {
             "credentialsRef": {"name": "c"},
             "oauth2": {"grantType": "authorizationCode", "tokenUrl": "https://idp.example/token", "authorizationUrl": "https://idp.example/auth", "callbackValues": declared},
         })).unwrap();
-        let Ok(flow) = connector_auth_operator::engine::compile(&spec, &Templates::new()) else { return Ok(()) };
+        let Ok(flow) = connector_auth_operator::engine::compile(&connector_auth_operator::catalog::resolve(&spec).unwrap().engine(), &Templates::new()) else { return Ok(()) };
         let pairs: Vec<(String, String)> = url::form_urlencoded::parse(query.as_bytes()).into_owned().collect();
         if let Ok(kept) = connector_auth_operator::engine::callback::accept(&flow, pairs.iter().map(|(k, v)| (k.as_str(), v.as_str()))) {
             for (k, v) in &kept {

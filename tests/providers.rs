@@ -126,14 +126,14 @@ async fn google_authorization_code_is_exchanged_and_refresh_does_not_rotate() {
     let (base, book) = google().await;
     let engine = engine();
     let spec = spec(&google_spec(&base));
-    let flow = engine.compile(&spec).unwrap();
+    let flow = connector_auth_operator::catalog::compile(&engine, &spec).unwrap();
     let credentials = creds(&[("CLIENT_ID", "g-client"), ("CLIENT_SECRET", "g-secret")]);
     let mut inputs = connector_auth_operator::engine::Inputs {
         credentials: credentials.clone(),
         redirect_url: Some(GOOGLE_REDIRECT.into()),
         ..Default::default()
     };
-    let fp = connector_auth_operator::engine::fingerprint(&spec, &credentials);
+    let fp = connector_auth_operator::catalog::fingerprint(&spec, &credentials).unwrap();
     let now = jiff::Timestamp::now();
 
     // Without consent there is nothing to exchange: the consent URL is what the user needs.
@@ -542,7 +542,7 @@ async fn bad_jsonpath_and_durations_are_refused_at_compile_time() {
     let s = spec(
         "credentialsRef: {name: x}\nrefreshableToken:\n  authorization: {url: 'http://x'}\n  accessToken: {jsonPath: '$[?'}\n",
     );
-    let err = engine.compile(&s).unwrap_err();
+    let err = connector_auth_operator::catalog::compile(&engine, &s).unwrap_err();
     assert_eq!(err.reason(), "InvalidSpec");
     assert!(
         err.to_string()
@@ -551,16 +551,14 @@ async fn bad_jsonpath_and_durations_are_refused_at_compile_time() {
     );
     let s = spec("credentialsRef: {name: x}\napiKey: {}\nrenewal: {refreshInterval: 10 minutes}\n");
     assert!(
-        engine
-            .compile(&s)
+        connector_auth_operator::catalog::compile(&engine, &s)
             .unwrap_err()
             .to_string()
             .contains("spec.renewal.refreshInterval")
     );
     let s = spec("credentialsRef: {name: x}\napiKey: {}\noutput: {header: {value: 'Bearer {{ access_token'}}\n");
     assert!(
-        engine
-            .compile(&s)
+        connector_auth_operator::catalog::compile(&engine, &s)
             .unwrap_err()
             .to_string()
             .contains("spec.output.header.value")
@@ -705,7 +703,7 @@ async fn every_bundled_example_works_against_its_emulated_provider() {
     // Google needs consent: the authorization-code exchange is driven with the callback values.
     let (base, _) = google().await;
     let spec = example("google", "https://oauth2.googleapis.com", &base);
-    let flow = engine.compile(&spec).unwrap();
+    let flow = connector_auth_operator::catalog::compile(&engine, &spec).unwrap();
     let inputs = connector_auth_operator::engine::Inputs {
         credentials: creds(&[("CLIENT_ID", "g-client"), ("CLIENT_SECRET", "g-secret")]),
         redirect_url: Some(GOOGLE_REDIRECT.into()),

@@ -38,7 +38,7 @@ async fn obtain(engine: &Engine, spec_yaml: &str, objects: &[Object<'_>]) -> Res
         http: tls::resolve(&spec, &fetched),
         ..Default::default()
     };
-    let flow = engine.compile(&spec)?;
+    let flow = connector_auth_operator::catalog::compile(engine, &spec)?;
     engine.obtain(&flow, &inputs, None, "fp", jiff::Timestamp::now()).await
 }
 

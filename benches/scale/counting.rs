@@ -34,8 +34,11 @@ const WRITE_VERBS: [&str; 6] = ["CREATE", "UPDATE", "PATCH", "APPLY", "DELETE", 
 /// Writes by "verb resource[/subresource]" (verb in lower case, as the test API server's log
 /// names them) from a kube-apiserver's `/metrics`: the `apiserver_request_total` counters of
 /// write verbs on `resources`, any response code, dry runs left out, summed over the other
-/// labels (group, version, scope, code, component).
-pub fn apiserver_writes(metrics: &str, resources: &[&str]) -> BTreeMap<String, u64> {
+/// labels (group, version, scope, code, component). `None` when the exposition has no
+/// `apiserver_request_total` at all; a server that has not written any of `resources` yet
+/// (a counter appears with its first request) has counters all the same: an empty map.
+pub fn apiserver_writes(metrics: &str, resources: &[&str]) -> Option<BTreeMap<String, u64>> {
+    samples(metrics, "apiserver_request_total").next()?;
     let mut out = BTreeMap::new();
     for (labels, value) in samples(metrics, "apiserver_request_total") {
         let label = |name: &str| labels.iter().find(|(k, _)| k == name).map_or("", |(_, v)| v.as_str());
@@ -52,7 +55,7 @@ pub fn apiserver_writes(metrics: &str, resources: &[&str]) -> BTreeMap<String, u
         *out.entry(format!("{} {resource}", label("verb").to_lowercase()))
             .or_default() += value.round() as u64;
     }
-    out
+    Some(out)
 }
 
 /// The operator's own `connectorauth_writes_total{kind}`, keyed like API writes. It counts a

@@ -13,7 +13,8 @@ use serde_json::Value;
 
 use crate::api::ConnectorAuthSpec;
 use crate::api::provider::{ClusterConnectorAuthProvider, ClusterConnectorAuthProviderSpec};
-use crate::engine::{EngineError, SecretString};
+use crate::engine::spec::Publish;
+use crate::engine::{self, Engine, EngineError, Flow, SecretString, Spec};
 
 /// One built-in provider.
 pub struct Entry {
@@ -158,7 +159,7 @@ impl Entry {
         let Ok(spec) = serde_json::from_value::<ConnectorAuthSpec>(spec) else {
             return vec![];
         };
-        let Ok(flow) = crate::engine::flow::compile(&spec, &templates) else {
+        let Ok(flow) = crate::engine::flow::compile(&Resolved(Cow::Borrowed(&spec)).engine(), &templates) else {
             return vec![];
         };
         let params = self.params();
@@ -166,7 +167,7 @@ impl Entry {
             .templates()
             .iter()
             .flat_map(|t| templates.variables(&t.source))
-            .filter(|v| !crate::import::PROVIDED.contains(&v.as_str()) && !params.contains(v))
+            .filter(|v| !crate::engine::template::PROVIDED_VARIABLES.contains(&v.as_str()) && !params.contains(v))
             .collect();
         keys.sort();
         keys.dedup();
@@ -223,9 +224,43 @@ pub fn not_found(name: &str) -> String {
     )
 }
 
+/// A spec with its provider's settings filled in, `provider` and `providerParams` cleared (or
+/// a spec that names no provider): what the engine is given. Resolution happens once, here,
+/// before the engine; [`Resolved::engine`] is the only way to the engine's [`Spec`].
+#[derive(Clone, Debug)]
+pub struct Resolved<'a>(Cow<'a, ConnectorAuthSpec>);
+
+impl Resolved<'_> {
+    /// The whole resolved spec (for `tls`, `output` and the rest the engine does not read).
+    pub fn spec(&self) -> &ConnectorAuthSpec {
+        &self.0
+    }
+
+    /// The parts the engine compiles.
+    pub fn engine(&self) -> Spec<'_> {
+        let s = &*self.0;
+        Spec {
+            credentials_secret: &s.credentials_ref.name,
+            scheme: &s.scheme,
+            renewal: &s.renewal,
+            publish: Publish {
+                header: s.output.header.as_ref(),
+                template: &s.output.template,
+                expose_refresh_token: s.output.expose_refresh_token,
+                keep_previous: s.output.keep_previous,
+            },
+            verify: s.verify.as_ref(),
+        }
+    }
+
+    pub fn into_owned(self) -> ConnectorAuthSpec {
+        self.0.into_owned()
+    }
+}
+
 /// The spec with a found entry's settings filled in (and `provider`, `providerParams` cleared).
-pub fn apply(found: &Found<'_>, spec: &ConnectorAuthSpec) -> Result<ConnectorAuthSpec, EngineError> {
-    resolve_with(&settings_value(found.provider()), spec)
+pub fn apply(found: &Found<'_>, spec: &ConnectorAuthSpec) -> Result<Resolved<'static>, EngineError> {
+    resolve_with(&settings_value(found.provider()), spec).map(|s| Resolved(Cow::Owned(s)))
 }
 
 /// Adds the entry's parameters to the template variables: `spec.providerParams` first, then a
@@ -283,9 +318,9 @@ pub fn fill_params(
 /// The spec with its built-in provider's settings filled in (unchanged without
 /// `spec.provider`). A reconcile pass resolves ClusterConnectorAuthProviders first (see
 /// `reconcile::gather`), so what reaches the engine from there has no provider left.
-pub fn resolve(spec: &ConnectorAuthSpec) -> Result<Cow<'_, ConnectorAuthSpec>, EngineError> {
+pub fn resolve(spec: &ConnectorAuthSpec) -> Result<Resolved<'_>, EngineError> {
     let Some(name) = &spec.provider else {
-        return Ok(Cow::Borrowed(spec));
+        return Ok(Resolved(Cow::Borrowed(spec)));
     };
     let entry = get(name).ok_or_else(|| EngineError::InvalidSpec {
         field: "spec.provider".into(),
@@ -294,7 +329,20 @@ pub fn resolve(spec: &ConnectorAuthSpec) -> Result<Cow<'_, ConnectorAuthSpec>, E
             ENTRIES.iter().map(|e| e.name).collect::<Vec<_>>().join(", ")
         ),
     })?;
-    apply(&Found::BuiltIn(entry), spec).map(Cow::Owned)
+    apply(&Found::BuiltIn(entry), spec)
+}
+
+/// Compiles a spec that may name a built-in provider: [`resolve`], then the engine.
+pub fn compile(engine: &Engine, spec: &ConnectorAuthSpec) -> Result<Flow, EngineError> {
+    engine.compile(&resolve(spec)?.engine())
+}
+
+/// The token fingerprint ([`engine::fingerprint`]) of a spec that may name a built-in provider.
+pub fn fingerprint(
+    spec: &ConnectorAuthSpec,
+    credentials: &BTreeMap<String, SecretString>,
+) -> Result<String, EngineError> {
+    Ok(engine::fingerprint(&resolve(spec)?.engine(), credentials))
 }
 
 /// `spec` over the provider settings `base`: objects are merged, the resource's values win.

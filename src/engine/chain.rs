@@ -5,32 +5,12 @@
 use jiff::Timestamp;
 
 use super::error::Result;
-use super::extract::{self, Locator};
-use super::flow::{Flow, Step};
+use super::extract;
+use super::flow::Flow;
 use super::secret::SecretString;
 use super::template::TemplateContext;
 use super::{Engine, Inputs};
-
-/// One compiled step of a chained login.
-#[derive(Debug, Clone)]
-pub struct ChainStep {
-    /// The user's name for it: template variable prefix and label in errors.
-    pub name: String,
-    pub step: Step,
-    pub extract: Vec<(String, Locator)>,
-}
-
-impl ChainStep {
-    /// How errors and logs name the step.
-    fn label(&self) -> String {
-        format!("step {}", self.name)
-    }
-}
-
-/// The template variable of a step's value (see [`TemplateContext`]'s nesting of `steps.`).
-pub fn variable(step: &str, key: &str) -> String {
-    format!("steps.{step}.{key}")
-}
+pub use engine_core::chain::{ChainStep, variable};
 
 impl Engine {
     /// Runs the flow's chained steps in order; returns `ctx` with their values added.

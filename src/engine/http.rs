@@ -15,8 +15,8 @@ use url::Url;
 
 use super::error::{EngineError, Result};
 use super::policy::UrlPolicy;
-use super::secret::SecretString;
 use super::tls::{self, ClientOptions};
+pub use engine_core::request::{HttpRequest, HttpResponse};
 
 /// Redirects followed in a row at most, for resources that allow them.
 pub const MAX_REDIRECTS: usize = 5;
@@ -53,55 +53,6 @@ impl Default for HttpSettings {
             policy: UrlPolicy::default(),
             proxy: None,
         }
-    }
-}
-
-/// A request ready to send.
-#[derive(Debug, Clone)]
-pub struct HttpRequest {
-    pub method: reqwest::Method,
-    pub url: Url,
-    pub headers: Vec<(String, SecretString)>,
-    pub body: Option<SecretString>,
-    pub basic_auth: Option<(SecretString, Option<SecretString>)>,
-}
-
-/// What came back; only 2xx and 3xx responses get this far.
-#[derive(Debug, Clone)]
-pub struct HttpResponse {
-    pub status: u16,
-    pub host: String,
-    pub headers: HeaderMap,
-    pub body: Vec<u8>,
-    /// For a redirect: where its `Location` points, as `scheme://host[:port]` (never the path
-    /// or query, which may carry codes or credentials).
-    pub location: Option<String>,
-}
-
-impl HttpResponse {
-    /// The error for a redirect response that did not carry the token (a login that answers
-    /// with a redirect *and* sets the session cookie is fine without following it).
-    pub fn redirect_error(&self, step: &str, allow_redirects: bool) -> Option<EngineError> {
-        if !(300..400).contains(&self.status) {
-            return None;
-        }
-        let to = match &self.location {
-            Some(l) => format!("a redirect to {l}"),
-            None => "a redirect without a usable Location".into(),
-        };
-        let reason = if allow_redirects || self.location.is_none() {
-            format!("answered HTTP {} ({to}) that could not be followed", self.status)
-        } else {
-            format!(
-                "answered HTTP {} ({to}) instead of the token; redirects are not followed unless spec.allowRedirects is true",
-                self.status
-            )
-        };
-        Some(EngineError::Redirect {
-            step: step.into(),
-            host: self.host.clone(),
-            reason,
-        })
     }
 }
 
@@ -606,6 +557,7 @@ pub fn parse_retry_after(v: &str) -> Option<Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::SecretString;
 
     #[test]
     fn retry_after_accepts_seconds_and_dates() {

@@ -50,11 +50,15 @@ pub async fn check(client: &kube::Client, engine: &Engine, target: &Target) -> a
     let (flow, inputs, note) = match gather(engine, &ApiSource(client.clone()), &ca, None, BTreeMap::new()).await {
         Ok(Ok(g)) => (g.flow, g.inputs, None),
         Ok(Err(refusal)) => (
-            engine.compile(&ca.spec)?,
+            crate::catalog::compile(engine, &ca.spec)?,
             Inputs::default(),
             Some(format!("{} ({})", refusal.message, refusal.reason)),
         ),
-        Err(e) => (engine.compile(&ca.spec)?, Inputs::default(), Some(e.to_string())),
+        Err(e) => (
+            crate::catalog::compile(engine, &ca.spec)?,
+            Inputs::default(),
+            Some(e.to_string()),
+        ),
     };
     let step = flow.verify.as_ref().expect("spec.verify compiles to a step");
     let verification = engine.verify(step, &inputs, &output, Timestamp::now()).await;

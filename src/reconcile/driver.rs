@@ -299,7 +299,7 @@ pub async fn reconcile<S: Store + Sync>(
         Decision::Renew { reason } => reason,
     };
     let refreshed = record.token.as_ref().is_some_and(|t| t.refresh_token.is_some());
-    let mut choice = refresh_choice(flow, inputs, record.token.as_ref());
+    let mut choice = refresh_choice(flow, &inputs.credentials, record.token.as_ref());
     let digest = choice.digest();
     let can_login = flow.login.is_some() || flow.code_exchange.is_some();
     let guard = decide::guard(record.in_flight.as_ref(), digest.as_deref(), choice.reusable, can_login);

@@ -181,13 +181,16 @@ pub async fn gather<S: Source>(
     };
     let resolved = match &found {
         Some(f) => match catalog::apply(f, &ca.spec) {
-            Ok(spec) => std::borrow::Cow::Owned(spec),
+            Ok(r) => r,
             Err(e) => return Ok(Err(Refusal::from(&e))),
         },
-        None => std::borrow::Cow::Borrowed(&ca.spec),
+        None => match catalog::resolve(&ca.spec) {
+            Ok(r) => r,
+            Err(e) => return Ok(Err(Refusal::from(&e))),
+        },
     };
-    let spec = &*resolved;
-    let flow = match engine.compile(spec) {
+    let spec = resolved.spec();
+    let flow = match engine.compile(&resolved.engine()) {
         Ok(f) => f,
         Err(e) => return Ok(Err(Refusal::from(&e))),
     };
@@ -214,7 +217,7 @@ pub async fn gather<S: Source>(
         };
         fetched.insert(obj, data);
     }
-    let fingerprint = engine::fingerprint(spec, &credentials);
+    let fingerprint = engine::fingerprint(&resolved.engine(), &credentials);
     let inputs = Inputs {
         credentials,
         redirect_url,

@@ -70,12 +70,12 @@ pub async fn issue_with(
     credentials: &BTreeMap<String, SecretString>,
     prev: Option<&TokenState>,
 ) -> Result<(TokenState, BTreeMap<String, String>), EngineError> {
-    let flow = engine.compile(spec)?;
+    let flow = connector_auth_operator::catalog::compile(engine, spec)?;
     let inputs = Inputs {
         credentials: credentials.clone(),
         ..Default::default()
     };
-    let fp = engine::fingerprint(spec, credentials);
+    let fp = connector_auth_operator::catalog::fingerprint(spec, credentials).unwrap();
     let token = engine.obtain(&flow, &inputs, prev, &fp, jiff::Timestamp::now()).await?;
     let out = engine.render_output(&flow, &inputs, &token)?;
     Ok((token, out))
@@ -892,8 +892,8 @@ pub fn refresh_only(engine: &Engine, base: &str, seed: &str) -> connector_auth_o
         ..Default::default()
     };
     connector_auth_operator::reconcile::Gathered {
-        flow: engine.compile(&spec).unwrap(),
-        fingerprint: connector_auth_operator::engine::fingerprint(&spec, &inputs.credentials),
+        flow: connector_auth_operator::catalog::compile(engine, &spec).unwrap(),
+        fingerprint: connector_auth_operator::catalog::fingerprint(&spec, &inputs.credentials).unwrap(),
         inputs,
         provider: None,
         renew_request: None,

@@ -1,11 +1,11 @@
 //! `jwt`: an application token exchanged for a JWT access token and refresh token (webCRM
 //! style); the expiry comes from the JWT's `exp` when the response gives none.
 
-use crate::api;
-use crate::engine::error::Result;
-use crate::engine::flow::{Extraction, Flow, base_flow, extraction, json, request_step};
+use crate::error::Result;
+use crate::flow::{Extraction, Flow, base_flow, extraction, json, request_step};
+use crate::spec;
 
-pub(crate) fn compile(s: &api::Jwt) -> Result<Flow> {
+pub(crate) fn compile(s: &spec::Jwt) -> Result<Flow> {
     let field = "spec.jwt";
     let defaults = Extraction {
         access_token: json(&["AccessToken", "access_token", "accessToken"]),

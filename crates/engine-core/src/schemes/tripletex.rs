@@ -1,11 +1,11 @@
 //! `tripletex`: consumer token + employee token → `PUT /v2/token/session/:create` with an
 //! `expirationDate`; API calls use `Basic base64("0:" + session token)`.
 
-use crate::api;
-use crate::engine::error::{EngineError, Result};
-use crate::engine::flow::{Body, Extraction, Flow, Step, Tmpl, base_flow, json};
+use crate::error::{EngineError, Result};
+use crate::flow::{Body, Extraction, Flow, Step, Tmpl, base_flow, json};
+use crate::spec;
 
-pub(crate) fn compile(s: &api::Tripletex) -> Result<Flow> {
+pub(crate) fn compile(s: &spec::Tripletex) -> Result<Flow> {
     let base = s
         .base_url
         .as_deref()
@@ -28,7 +28,7 @@ pub(crate) fn compile(s: &api::Tripletex) -> Result<Flow> {
     let mut flow = base_flow("tripletex");
     flow.login = Some(Step {
         name: "login",
-        method: reqwest::Method::PUT,
+        method: http::Method::PUT,
         url: Tmpl::new("spec.tripletex", url),
         headers: vec![],
         body: Body::None,

@@ -1,10 +1,10 @@
 //! `apiKey`: no token endpoint; the key from the credentials is rendered into the output
 //! (WooCommerce basic auth, Wix `Authorization`).
 
-use crate::api;
-use crate::engine::flow::{Flow, Tmpl, base_flow};
+use crate::flow::{Flow, Tmpl, base_flow};
+use crate::spec;
 
-pub(crate) fn compile(s: &api::ApiKey) -> Flow {
+pub(crate) fn compile(s: &spec::ApiKey) -> Flow {
     let mut flow = base_flow("apiKey");
     flow.static_token = Some(Tmpl::new(
         "spec.apiKey.key",

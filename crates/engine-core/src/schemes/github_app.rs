@@ -2,15 +2,15 @@
 //! `iss` = app id, at most 10 minutes, `iat` backdated 60 s as GitHub advises) is exchanged at
 //! `POST {apiUrl}/app/installations/{id}/access_tokens` for a token that lives an hour.
 
-use crate::api;
-use crate::engine::assertion::{Defaults, Plan};
-use crate::engine::error::{EngineError, Result};
-use crate::engine::flow::{Body, Extraction, Flow, Step, Tmpl, base_flow, json};
+use crate::assertion::{Defaults, Plan};
+use crate::error::{EngineError, Result};
+use crate::flow::{Body, Extraction, Flow, Step, Tmpl, base_flow, json};
+use crate::spec;
 
 /// The template variable the app JWT is offered as.
 const APP_JWT: &str = "github_app_jwt";
 
-pub(crate) fn compile(s: &api::GithubApp) -> Result<Flow> {
+pub(crate) fn compile(s: &spec::GithubApp) -> Result<Flow> {
     let field = "spec.githubApp";
     let api_url = s
         .api_url
@@ -75,7 +75,7 @@ pub(crate) fn compile(s: &api::GithubApp) -> Result<Flow> {
     let mut flow = base_flow("githubApp");
     flow.login = Some(Step {
         name: "installation token",
-        method: reqwest::Method::POST,
+        method: http::Method::POST,
         url: t(
             "installationId",
             &format!("{api_url}/app/installations/{installation}/access_tokens"),

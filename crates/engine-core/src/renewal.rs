@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
 
-use super::error::{EngineError, Result};
+use crate::error::{EngineError, Result};
 
 /// Renewal settings, parsed from `spec.renewal`.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -16,7 +16,7 @@ pub struct RenewalPolicy {
 }
 
 impl RenewalPolicy {
-    pub fn from_spec(r: &crate::api::Renewal) -> Result<Self> {
+    pub fn from_spec(r: &crate::spec::Renewal) -> Result<Self> {
         Ok(RenewalPolicy {
             renew_before: r
                 .renew_before
@@ -157,7 +157,7 @@ pub enum Decision {
 
 /// Renew-or-keep, given the stored token (if any), the fingerprint of the inputs it was issued
 /// from and the current inputs' fingerprint.
-pub fn decide(now: Timestamp, token: Option<&super::TokenState>, fingerprint: &str) -> Decision {
+pub fn decide(now: Timestamp, token: Option<&crate::state::TokenState>, fingerprint: &str) -> Decision {
     let Some(t) = token else {
         return Decision::Renew {
             reason: Reason::NoToken,
@@ -198,7 +198,7 @@ pub fn backoff(failures: u32, transient: bool, retry_after: Option<Duration>, ji
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::TokenState;
+    use crate::TokenState;
 
     fn ts(s: &str) -> Timestamp {
         s.parse().unwrap()

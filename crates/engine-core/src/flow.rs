@@ -4,15 +4,15 @@
 
 use std::collections::BTreeMap;
 
-use crate::api::{self, ClientAuth, GrantType, Method, Scheme};
+use crate::spec::{self, ClientAuth, GrantType, Method, Publish, Scheme, Spec};
 
-use super::assertion;
-use super::chain::ChainStep;
-use super::error::{EngineError, Result};
-use super::extract::Locator;
-use super::renewal::RenewalPolicy;
-use super::schemes;
-use super::template::Templates;
+use crate::assertion;
+use crate::chain::ChainStep;
+use crate::error::{EngineError, Result};
+use crate::extract::Locator;
+use crate::renewal::RenewalPolicy;
+use crate::schemes;
+use crate::template::Templates;
 
 /// A template together with the spec field it came from (for error messages).
 #[derive(Debug, Clone, PartialEq)]
@@ -61,7 +61,7 @@ pub struct Extraction {
 pub struct Step {
     /// `login`, `refresh` or `code exchange`: names the step in errors and logs.
     pub name: &'static str,
-    pub method: reqwest::Method,
+    pub method: http::Method,
     pub url: Tmpl,
     pub headers: Vec<(String, Tmpl)>,
     pub body: Body,
@@ -232,10 +232,9 @@ impl Flow {
 
 /// Compiles a spec: applies the scheme's defaults, parses JSONPaths, durations and templates,
 /// so a broken spec fails here with the field named, before any request is sent.
-pub fn compile(spec: &api::ConnectorAuthSpec, templates: &Templates) -> Result<Flow> {
-    let spec = &*crate::catalog::resolve(spec)?;
-    let renewal = RenewalPolicy::from_spec(&spec.renewal)?;
-    let mut flow = match &spec.scheme {
+pub fn compile(spec: &Spec<'_>, templates: &Templates) -> Result<Flow> {
+    let renewal = RenewalPolicy::from_spec(spec.renewal)?;
+    let mut flow = match spec.scheme {
         Scheme::RefreshableToken(s) => schemes::refreshable_token::compile(s)?,
         Scheme::OAuth2(s) => schemes::oauth2::compile(
             "spec.oauth2",
@@ -251,13 +250,13 @@ pub fn compile(spec: &api::ConnectorAuthSpec, templates: &Templates) -> Result<F
         Scheme::GithubApp(s) => schemes::github_app::compile(s)?,
     };
     for plan in &mut flow.assertions {
-        plan.secret = spec.credentials_ref.name.clone();
+        plan.secret = spec.credentials_secret.to_string();
     }
     flow.renewal = renewal;
     flow.refresh_keeps_lifetime = matches!(spec.scheme, Scheme::OAuth2(_) | Scheme::SuperOffice(_));
-    apply_output(&mut flow, &spec.output);
+    apply_output(&mut flow, &spec.publish);
     check_header_names(&flow.output)?;
-    flow.verify = spec.verify.as_ref().map(super::verify::compile).transpose()?;
+    flow.verify = spec.verify.map(crate::verify::compile).transpose()?;
     for t in flow.templates() {
         templates.check(&t.field, &t.source)?;
     }
@@ -289,16 +288,16 @@ pub fn compile(spec: &api::ConnectorAuthSpec, templates: &Templates) -> Result<F
     Ok(flow)
 }
 
-pub(crate) fn method(m: Option<Method>) -> reqwest::Method {
+pub(crate) fn method(m: Option<Method>) -> http::Method {
     match m.unwrap_or(Method::Post) {
-        Method::Get => reqwest::Method::GET,
-        Method::Post => reqwest::Method::POST,
-        Method::Put => reqwest::Method::PUT,
-        Method::Patch => reqwest::Method::PATCH,
+        Method::Get => http::Method::GET,
+        Method::Post => http::Method::POST,
+        Method::Put => http::Method::PUT,
+        Method::Patch => http::Method::PATCH,
     }
 }
 
-pub(crate) fn request_step(name: &'static str, field: &str, r: &api::Request, extraction: Extraction) -> Result<Step> {
+pub(crate) fn request_step(name: &'static str, field: &str, r: &spec::Request, extraction: Extraction) -> Result<Step> {
     if r.url.trim().is_empty() {
         return Err(EngineError::InvalidSpec {
             field: format!("{field}.url"),
@@ -342,7 +341,7 @@ pub(crate) fn request_step(name: &'static str, field: &str, r: &api::Request, ex
     })
 }
 
-pub(crate) fn one(field: &str, e: &Option<api::Extract>) -> Result<Vec<Locator>> {
+pub(crate) fn one(field: &str, e: &Option<spec::Extract>) -> Result<Vec<Locator>> {
     e.as_ref()
         .map(|e| Locator::compile(field, e))
         .transpose()
@@ -350,8 +349,8 @@ pub(crate) fn one(field: &str, e: &Option<api::Extract>) -> Result<Vec<Locator>>
 }
 
 /// Compiles extraction settings; unset fields fall back to `defaults`.
-pub(crate) fn extraction(field: &str, e: &api::Extraction, defaults: &Extraction) -> Result<Extraction> {
-    let pick = |name: &str, v: &Option<api::Extract>, d: &Vec<Locator>| -> Result<Vec<Locator>> {
+pub(crate) fn extraction(field: &str, e: &spec::Extraction, defaults: &Extraction) -> Result<Extraction> {
+    let pick = |name: &str, v: &Option<spec::Extract>, d: &Vec<Locator>| -> Result<Vec<Locator>> {
         let l = one(&format!("{field}.{name}"), v)?;
         Ok(if l.is_empty() { d.clone() } else { l })
     };
@@ -422,7 +421,7 @@ pub(crate) fn base_flow(scheme: &'static str) -> Flow {
     }
 }
 
-fn apply_output(flow: &mut Flow, o: &api::Output) {
+fn apply_output(flow: &mut Flow, o: &Publish<'_>) {
     if let Some(h) = &o.header {
         if let Some(n) = &h.name {
             flow.output.header_name = n.clone();
@@ -463,7 +462,7 @@ fn check_header_names(o: &OutputPlan) -> Result<()> {
             .map(|(n, _)| (format!("spec.output.header.extra.{n}"), n)),
     );
     for (field, name) in fields {
-        if !api::is_header_name(name) {
+        if !spec::is_header_name(name) {
             return Err(EngineError::InvalidSpec {
                 field,
                 reason: "is not an HTTP header name (letters, digits and !#$%&*+.^_|~- only, at most 256)".into(),

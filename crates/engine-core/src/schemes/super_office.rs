@@ -1,12 +1,12 @@
 //! `superOffice`: OAuth2 plus `so_ticket`, a claim of the `id_token`; API calls use
 //! `Authorization: SOTicket <ticket>` and `SO-AppToken`.
 
-use crate::api::{self, ClientAuth, GrantType, SuperOfficeEnvironment};
-use crate::engine::error::Result;
-use crate::engine::extract::Locator;
-use crate::engine::flow::{Flow, Tmpl};
+use crate::error::Result;
+use crate::extract::Locator;
+use crate::flow::{Flow, Tmpl};
+use crate::spec::{self, ClientAuth, GrantType, SuperOfficeEnvironment};
 
-pub(crate) fn compile(s: &api::SuperOffice) -> Result<Flow> {
+pub(crate) fn compile(s: &spec::SuperOffice) -> Result<Flow> {
     let env = match s.environment.unwrap_or_default() {
         SuperOfficeEnvironment::Sod => "sod",
         SuperOfficeEnvironment::Stage => "qaonline",

@@ -36,8 +36,8 @@ use jiff::{Timestamp, ToSpan};
 use minijinja::value::{Kwargs, Value};
 use minijinja::{Environment, ErrorKind, UndefinedBehavior};
 
-use super::error::{EngineError, Result};
-use super::secret::SecretString;
+use crate::error::{EngineError, Result};
+use crate::secret::SecretString;
 
 /// Everything a template can see.
 #[derive(Clone, Debug, Default)]
@@ -53,7 +53,7 @@ pub struct TemplateContext {
     pub redirect_url: Option<String>,
     /// Values of the current issuance (`token_type`, `expires_at`, extras, `token_format`…).
     pub extra: BTreeMap<String, SecretString>,
-    /// Values of a consent callback ([`super::callback::accept`]): `{{ callback.<name> }}`, and
+    /// Values of a consent callback ([`crate::callback::accept`]): `{{ callback.<name> }}`, and
     /// `code` also as `{{ code }}` unless a credential has that name. Nothing here ever
     /// replaces a credential.
     pub callback: BTreeMap<String, SecretString>,

@@ -1,13 +1,13 @@
 //! `refreshableToken`: the generic form (Locoia's refreshable token): a login request, an
 //! optional separate refresh request, values extracted from JSON, headers or cookies.
 
-use crate::api;
-use crate::engine::chain::ChainStep;
-use crate::engine::error::{EngineError, Result};
-use crate::engine::extract::Locator;
-use crate::engine::flow::{Extraction, Flow, base_flow, extraction, oauth_defaults, request_step};
+use crate::chain::ChainStep;
+use crate::error::{EngineError, Result};
+use crate::extract::Locator;
+use crate::flow::{Extraction, Flow, base_flow, extraction, oauth_defaults, request_step};
+use crate::spec;
 
-pub(crate) fn compile(s: &api::RefreshableToken) -> Result<Flow> {
+pub(crate) fn compile(s: &spec::RefreshableToken) -> Result<Flow> {
     let field = "spec.refreshableToken";
     let login_ext = extraction(field, &s.extraction, &oauth_defaults())?;
     let mut flow = base_flow("refreshableToken");
@@ -26,7 +26,7 @@ pub(crate) fn compile(s: &api::RefreshableToken) -> Result<Flow> {
 }
 
 /// Compiles `steps`: names unique and usable as template variables, each extracting something.
-fn chain(field: &str, steps: &[api::ChainStep]) -> Result<Vec<ChainStep>> {
+fn chain(field: &str, steps: &[spec::ChainStep]) -> Result<Vec<ChainStep>> {
     let mut out: Vec<ChainStep> = Vec::new();
     for s in steps {
         let f = format!("{field}.steps[{}]", s.name);

@@ -6,8 +6,8 @@
 
 use std::collections::BTreeMap;
 
-use super::flow::Flow;
-use super::secret::SecretString;
+use crate::flow::Flow;
+use crate::secret::SecretString;
 
 /// Longest callback value kept. Authorization codes are short (Google's are ~100 bytes, JWT
 /// codes a few hundred); anything longer is not a value a provider sends.
@@ -90,7 +90,7 @@ mod tests {
     use super::*;
 
     fn flow(values: &[&str], without_code: bool) -> Flow {
-        let mut f = super::super::flow::base_flow("oauth2");
+        let mut f = crate::flow::base_flow("oauth2");
         f.callback_values = values.iter().map(|s| s.to_string()).collect();
         f.without_code = without_code;
         f

@@ -1,10 +1,10 @@
 //! The signed-assertion parts of `oauth2` (RFC 7523): grant `jwtBearer` (§2.1) and client
 //! authentication `private_key_jwt` (§2.2, OpenID Connect Core §9).
 
-use crate::api::{self, ClientAuth, GrantType};
-use crate::engine::assertion::{Defaults, Plan};
-use crate::engine::error::{EngineError, Result};
-use crate::engine::flow::{FormField, Tmpl};
+use crate::assertion::{Defaults, Plan};
+use crate::error::{EngineError, Result};
+use crate::flow::{FormField, Tmpl};
+use crate::spec::{self, ClientAuth, GrantType};
 
 pub const JWT_BEARER_GRANT: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
 pub const JWT_BEARER_CLIENT_ASSERTION: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
@@ -52,7 +52,7 @@ pub(crate) fn client_auth_fields(field: &str, client_id: &str) -> Vec<FormField>
 /// authentication (or the reverse) is an error.
 pub(crate) fn plans(
     field: &str,
-    o: &api::OAuth2,
+    o: &spec::OAuth2,
     grant: GrantType,
     auth: ClientAuth,
     client_id: &str,

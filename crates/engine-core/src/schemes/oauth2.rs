@@ -2,16 +2,14 @@
 //! authorization code grants, client authentication, scopes, audience and extra parameters,
 //! custom token and refresh requests.
 
-use crate::api::{self, ClientAuth, GrantType};
-use crate::engine::error::{EngineError, Result};
-use crate::engine::flow::{
-    Body, Flow, FormField, Revocation, Step, Tmpl, base_flow, extraction, oauth_defaults, request_step,
-};
-use crate::engine::schemes::oauth2_jwt;
+use crate::error::{EngineError, Result};
+use crate::flow::{Body, Flow, FormField, Revocation, Step, Tmpl, base_flow, extraction, oauth_defaults, request_step};
+use crate::schemes::oauth2_jwt;
+use crate::spec::{self, ClientAuth, GrantType};
 
 pub(crate) fn compile(
     field: &str,
-    o: &api::OAuth2,
+    o: &spec::OAuth2,
     default_url: Option<&str>,
     default_grant: GrantType,
     default_auth: ClientAuth,
@@ -98,7 +96,7 @@ pub(crate) fn compile(
         );
         Step {
             name,
-            method: reqwest::Method::POST,
+            method: http::Method::POST,
             url,
             headers,
             body: Body::Form(form),
@@ -246,7 +244,7 @@ enum Params {
 /// Checks `callbackValues` names as the CRD does (local mode has no API server to do it).
 fn callback_values(field: &str, names: &[String]) -> Result<Vec<String>> {
     for (i, n) in names.iter().enumerate() {
-        if !super::super::callback::is_value_name(n) {
+        if !crate::callback::is_value_name(n) {
             return Err(EngineError::InvalidSpec {
                 field: format!("{field}.callbackValues[{i}]"),
                 reason: "a callback value is named by a letter followed by at most 63 letters, digits, '_', '-' or '.', and not `state`".into(),

@@ -18,14 +18,14 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jiff::Timestamp;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
-use rustls::pki_types::pem::SectionKind;
+use rustls_pki_types::pem::SectionKind;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
-use super::error::{EngineError, Result};
-use super::flow::{Body, Flow, Step, Tmpl};
-use super::template::TemplateContext;
-use crate::api::{JwtAlgorithm, SignedAssertion};
+use crate::error::{EngineError, Result};
+use crate::flow::{Body, Flow, Step, Tmpl};
+use crate::spec::{JwtAlgorithm, SignedAssertion};
+use crate::template::{TemplateContext, Templates};
 
 /// A compiled [`SignedAssertion`]: which template variable it provides and how it is made.
 #[derive(Debug, Clone)]
@@ -34,7 +34,7 @@ pub struct Plan {
     pub var: &'static str,
     /// The spec field, for messages (`spec.oauth2.clientAssertion`).
     pub field: String,
-    /// The credentials Secret's name, for messages; set by [`super::flow::compile`].
+    /// The credentials Secret's name, for messages; set by [`crate::flow::compile`].
     pub secret: String,
     pub private_key_key: String,
     pub certificate_key: Option<String>,
@@ -65,7 +65,7 @@ pub struct Defaults<'a> {
 impl Plan {
     pub fn compile(field: &str, var: &'static str, s: &SignedAssertion, d: Defaults<'_>) -> Result<Plan> {
         let lifetime = s.lifetime.as_deref().unwrap_or(d.lifetime);
-        let lifetime_secs = super::renewal::parse_duration(&format!("{field}.lifetime"), lifetime)?.as_secs() as i64;
+        let lifetime_secs = crate::renewal::parse_duration(&format!("{field}.lifetime"), lifetime)?.as_secs() as i64;
         if lifetime_secs < 1 {
             return Err(EngineError::InvalidSpec {
                 field: format!("{field}.lifetime"),
@@ -176,7 +176,7 @@ impl SigningKey {
         let mut rd = text.as_bytes();
         let mut others = Vec::new();
         loop {
-            match rustls::pki_types::pem::from_buf(&mut rd) {
+            match rustls_pki_types::pem::from_buf(&mut rd) {
                 Ok(Some((kind, der))) => match kind {
                     SectionKind::RsaPrivateKey => return Self::rsa(RsaKeyPair::from_der(&der), der),
                     SectionKind::EcPrivateKey => return Self::sec1(&der),
@@ -296,7 +296,7 @@ pub struct Thumbprints {
 pub fn thumbprints(text: &str, key: &SigningKey) -> std::result::Result<Thumbprints, String> {
     let mut rd = text.as_bytes();
     let der = loop {
-        match rustls::pki_types::pem::from_buf(&mut rd) {
+        match rustls_pki_types::pem::from_buf(&mut rd) {
             Ok(Some((SectionKind::Certificate, der))) => break der,
             Ok(Some(_)) => continue,
             Ok(None) => return Err("holds no PEM certificate (`-----BEGIN CERTIFICATE-----`)".into()),
@@ -394,7 +394,7 @@ pub fn sign(
 }
 
 /// Whether a step's templates read `var`.
-fn step_uses(templates: &super::Templates, step: &Step, var: &str) -> bool {
+fn step_uses(templates: &Templates, step: &Step, var: &str) -> bool {
     let mut all: Vec<&Tmpl> = vec![&step.url];
     all.extend(step.headers.iter().map(|(_, t)| t));
     match &step.body {
@@ -410,80 +410,77 @@ fn step_uses(templates: &super::Templates, step: &Step, var: &str) -> bool {
         .any(|t| templates.variables(&t.source).iter().any(|v| v == var))
 }
 
-impl super::Engine {
-    /// `ctx` with the flow's assertions that `step` uses signed into it.
-    pub(crate) fn with_assertions(
-        &self,
-        flow: &Flow,
-        step: &Step,
-        ctx: &TemplateContext,
-        now: Timestamp,
-    ) -> Result<TemplateContext> {
-        let mut out = ctx.clone();
-        for plan in &flow.assertions {
-            if !step_uses(&self.templates, step, plan.var) {
-                continue;
-            }
-            let jwt = self.assertion(plan, step, ctx, now, &random_jti())?;
-            out.extra.insert(plan.var.into(), jwt.into());
+/// `ctx` with the flow's assertions that `step` uses signed into it.
+pub fn with_assertions(
+    templates: &Templates,
+    flow: &Flow,
+    step: &Step,
+    ctx: &TemplateContext,
+    now: Timestamp,
+) -> Result<TemplateContext> {
+    let mut out = ctx.clone();
+    for plan in &flow.assertions {
+        if !step_uses(templates, step, plan.var) {
+            continue;
         }
-        Ok(out)
+        let jwt = sign_assertion(templates, plan, step, ctx, now, &random_jti())?;
+        out.extra.insert(plan.var.into(), jwt.into());
     }
+    Ok(out)
+}
 
-    /// Signs one assertion for `step` (whose URL is the claims' `token_url`).
-    pub fn assertion(
-        &self,
-        plan: &Plan,
-        step: &Step,
-        ctx: &TemplateContext,
-        now: Timestamp,
-        jti: &str,
-    ) -> Result<String> {
-        let read = |key: &str| -> Result<&str> {
-            ctx.credentials
-                .get(key)
-                .map(|v| v.expose())
-                .ok_or_else(|| EngineError::MissingCredential {
-                    key: key.into(),
-                    field: plan.field.clone(),
-                })
-        };
-        let invalid = |key: &str, reason: String| EngineError::InvalidKey {
-            field: plan.field.clone(),
-            secret: plan.secret.clone(),
-            key: key.into(),
-            reason,
-        };
-        let key = SigningKey::load(read(&plan.private_key_key)?).map_err(|r| invalid(&plan.private_key_key, r))?;
-        let alg = key
-            .algorithm(plan.algorithm)
-            .map_err(|r| invalid(&plan.private_key_key, r))?;
-        let thumbprints = match &plan.certificate_key {
-            Some(c) => Some(thumbprints(read(c)?, &key).map_err(|r| invalid(c, r))?),
-            None => None,
-        };
-        let mut claims_ctx = ctx.clone();
-        let token_url = self.templates.render(&step.url.field, &step.url.source, ctx)?;
-        claims_ctx.extra.insert("token_url".into(), token_url.trim().into());
-        let mut claims = Map::new();
-        for (name, t) in &plan.claims {
-            if name == "iss"
-                && plan.iss_from_key_file
-                && let Some(email) = &key.client_email
-            {
-                claims.insert(name.clone(), email.clone().into());
-                continue;
-            }
-            let v = self.templates.render(&t.field, &t.source, &claims_ctx)?;
-            claims.insert(name.clone(), v.into());
+/// Signs one assertion for `step` (whose URL is the claims' `token_url`).
+pub fn sign_assertion(
+    templates: &Templates,
+    plan: &Plan,
+    step: &Step,
+    ctx: &TemplateContext,
+    now: Timestamp,
+    jti: &str,
+) -> Result<String> {
+    let read = |key: &str| -> Result<&str> {
+        ctx.credentials
+            .get(key)
+            .map(|v| v.expose())
+            .ok_or_else(|| EngineError::MissingCredential {
+                key: key.into(),
+                field: plan.field.clone(),
+            })
+    };
+    let invalid = |key: &str, reason: String| EngineError::InvalidKey {
+        field: plan.field.clone(),
+        secret: plan.secret.clone(),
+        key: key.into(),
+        reason,
+    };
+    let key = SigningKey::load(read(&plan.private_key_key)?).map_err(|r| invalid(&plan.private_key_key, r))?;
+    let alg = key
+        .algorithm(plan.algorithm)
+        .map_err(|r| invalid(&plan.private_key_key, r))?;
+    let thumbprints = match &plan.certificate_key {
+        Some(c) => Some(thumbprints(read(c)?, &key).map_err(|r| invalid(c, r))?),
+        None => None,
+    };
+    let mut claims_ctx = ctx.clone();
+    let token_url = templates.render(&step.url.field, &step.url.source, ctx)?;
+    claims_ctx.extra.insert("token_url".into(), token_url.trim().into());
+    let mut claims = Map::new();
+    for (name, t) in &plan.claims {
+        if name == "iss"
+            && plan.iss_from_key_file
+            && let Some(email) = &key.client_email
+        {
+            claims.insert(name.clone(), email.clone().into());
+            continue;
         }
-        let kid = match &plan.key_id {
-            Some(t) => Some(self.templates.render(&t.field, &t.source, &claims_ctx)?),
-            None => key.private_key_id.clone(),
-        };
-        sign(&key, alg, kid, thumbprints.as_ref(), claims, now, plan, jti)
-            .map_err(|r| invalid(&plan.private_key_key, r))
+        let v = templates.render(&t.field, &t.source, &claims_ctx)?;
+        claims.insert(name.clone(), v.into());
     }
+    let kid = match &plan.key_id {
+        Some(t) => Some(templates.render(&t.field, &t.source, &claims_ctx)?),
+        None => key.private_key_id.clone(),
+    };
+    sign(&key, alg, kid, thumbprints.as_ref(), claims, now, plan, jti).map_err(|r| invalid(&plan.private_key_key, r))
 }
 
 /// 128 random bits, hex: a `jti` no two requests share.

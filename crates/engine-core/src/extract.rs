@@ -9,10 +9,10 @@ use serde_json_path::JsonPath;
 
 use std::collections::BTreeMap;
 
-use super::error::{EngineError, Result};
-use super::flow::{ALL_FIELD_BYTES, ALL_FIELDS_MAX, NAMED_FIELD_BYTES, ResponseFields};
-use super::http::HttpResponse;
-use super::secret::SecretString;
+use crate::error::{EngineError, Result};
+use crate::flow::{ALL_FIELD_BYTES, ALL_FIELDS_MAX, NAMED_FIELD_BYTES, ResponseFields};
+use crate::request::HttpResponse;
+use crate::secret::SecretString;
 
 /// Where one value is found; compiled and validated once.
 #[derive(Debug, Clone)]
@@ -30,7 +30,7 @@ pub enum Source {
 
 impl Locator {
     /// Compiles an API `Extract`; `field` names it in errors.
-    pub fn compile(field: &str, e: &crate::api::Extract) -> Result<Self> {
+    pub fn compile(field: &str, e: &crate::spec::Extract) -> Result<Self> {
         let set = [e.json_path.is_some(), e.header.is_some(), e.cookie.is_some()]
             .iter()
             .filter(|b| **b)
@@ -130,7 +130,7 @@ impl<'a> Parsed<'a> {
                 content_type: self
                     .resp
                     .headers
-                    .get(reqwest::header::CONTENT_TYPE)
+                    .get(http::header::CONTENT_TYPE)
                     .and_then(|v| v.to_str().ok())
                     .map(|s| s.split(';').next().unwrap_or(s).trim().to_string()),
             })
@@ -260,9 +260,9 @@ fn scalar_to_string(v: &Value) -> Option<String> {
 /// The value of cookie `name` among the response's `Set-Cookie` headers. An exact name match
 /// wins; otherwise a single cookie whose name contains `name` (Locoia's "unique string").
 /// Cookies being cleared (empty value) are skipped.
-pub fn find_cookie(headers: &reqwest::header::HeaderMap, name: &str) -> Option<String> {
+pub fn find_cookie(headers: &http::header::HeaderMap, name: &str) -> Option<String> {
     let cookies: Vec<(String, String)> = headers
-        .get_all(reqwest::header::SET_COOKIE)
+        .get_all(http::header::SET_COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .filter_map(|c| {
@@ -306,7 +306,7 @@ pub fn jwt_expiry(token: &str) -> Option<Timestamp> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use reqwest::header::{HeaderMap, HeaderValue, SET_COOKIE};
+    use http::header::{HeaderMap, HeaderValue, SET_COOKIE};
 
     fn resp(headers: HeaderMap, body: &str) -> HttpResponse {
         HttpResponse {

@@ -1,0 +1,31 @@
+//! The pure core of the scheme engine: what users write (`spec`), what it compiles to
+//! (`flow`, one generic flow per scheme, with the scheme defaults in `schemes`), templates,
+//! extraction, the renewal maths, the token-URL policy and the token state with the choices made
+//! from it. No Kubernetes, no catalog, no I/O: the operator crate resolves providers before it
+//! calls [`compile`], and sends the requests the core renders.
+#![forbid(unsafe_code)]
+#![deny(rust_2018_idioms)]
+
+pub mod assertion;
+pub mod callback;
+pub mod chain;
+pub mod error;
+pub mod extract;
+pub mod flow;
+pub mod policy;
+pub mod reason;
+pub mod renewal;
+pub mod request;
+pub mod schemes;
+pub mod secret;
+pub mod spec;
+pub mod state;
+pub mod template;
+pub mod verify;
+
+pub use error::{EngineError, Result};
+pub use flow::{Flow, compile};
+pub use secret::SecretString;
+pub use spec::Spec;
+pub use state::{RefreshChoice, TokenState, fingerprint, refresh_choice};
+pub use template::{TemplateContext, Templates};
