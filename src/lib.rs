@@ -13,7 +13,8 @@
 //! - [`local`]: the file-backed adapter (local mode).
 //! - [`api`]: the `ConnectorAuth` resource; [`reason`]: every reason the operator reports.
 //! - [`ops`]: `status`, `renew` and `check` against a cluster (also the kubectl plugin).
-//! - [`server`], [`cli`], [`demo`]: HTTP endpoints, the command line, the demo.
+//! - [`cli`], [`demo`]: the command line, the demo. (The controller's metrics and health endpoints
+//!   are `controller::server`; the consent pages `reconcile::pages`.)
 #![forbid(unsafe_code)]
 #![deny(rust_2018_idioms)]
 
@@ -29,4 +30,3 @@ pub mod local;
 pub mod ops;
 pub mod reconcile;
 pub use engine_core::reason;
-pub mod server;

@@ -375,10 +375,7 @@ async fn a_bad_resource_gets_the_same_reason_and_message_in_local_mode_and_in_th
     let local: Vec<(String, String)> = reports
         .iter()
         .map(|r| match &r.result {
-            Err(line) => {
-                let (message, reason) = line.rsplit_once(" [").unwrap();
-                (reason.trim_end_matches(']').to_string(), message.to_string())
-            }
+            Err(failure) => (failure.reason.to_string(), failure.message.clone()),
             Ok(o) => match &o.action {
                 Action::Failed { error } => (error.reason().to_string(), error.to_string()),
                 other => panic!("{}: {other:?}", r.name),

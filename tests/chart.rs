@@ -42,7 +42,11 @@ fn names_after(text: &str, marker: &str) -> BTreeSet<String> {
 
 #[test]
 fn the_deployment_sets_every_setting_the_binary_reads_and_nothing_else() {
-    let cli = read(concat!(env!("CARGO_MANIFEST_DIR"), "/src/cli.rs"));
+    // Every command's flags: src/cli/*.rs.
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/src/cli");
+    let mut files: Vec<_> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
+    files.sort();
+    let cli: String = files.iter().map(|p| read(&p.display().to_string())).collect();
     let deployment = read(&format!("{CHART}/templates/deployment.yaml"));
     let read_by_binary = names_after(&cli, "env = \"");
     let set_by_chart = names_after(&deployment, "- name: ");
@@ -51,7 +55,7 @@ fn the_deployment_sets_every_setting_the_binary_reads_and_nothing_else() {
     for downward in ["POD_NAME", "POD_NAMESPACE", "POD_IP"] {
         assert!(
             cli.contains(&format!("\"{downward}\"")),
-            "src/cli.rs no longer reads {downward}"
+            "src/cli/ no longer reads {downward}"
         );
         assert!(set_by_chart.contains(downward), "the chart does not set {downward}");
     }
@@ -81,7 +85,7 @@ fn the_deployment_sets_every_setting_the_binary_reads_and_nothing_else() {
         ("--token-timeout=", "pub token_timeout:"),
         ("--max-response-bytes=", "pub max_response_bytes:"),
     ] {
-        assert!(cli.contains(field), "src/cli.rs has no {field}");
+        assert!(cli.contains(field), "src/cli/ has no {field}");
         assert!(deployment.contains(flag), "the chart does not pass {flag}");
     }
 }

@@ -12,7 +12,8 @@ use std::time::Duration;
 
 use connector_auth_operator::local::LocalRunner;
 use connector_auth_operator::reconcile::Lead;
-use connector_auth_operator::reconcile::driver::{self, Action, Record, Store, StoreError, Unsaved};
+use connector_auth_operator::reconcile::driver;
+use connector_auth_operator::reconcile::record::{Action, Record, Store, StoreError, Unsaved};
 use support::*;
 
 const BIN: &str = env!("CARGO_BIN_EXE_connector-auth-operator");
@@ -504,7 +505,7 @@ async fn a_process_that_dies_holding_the_answer_leaves_the_token_in_doubt_never_
         outcome
             .last_error
             .as_ref()
-            .is_some_and(|(_, m)| m.contains("credentials Secret (key `refresh_token`)")),
+            .is_some_and(|f| f.message.contains("credentials Secret (key `refresh_token`)")),
         "{outcome:?}"
     );
 

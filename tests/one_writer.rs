@@ -401,7 +401,8 @@ async fn a_secret_owned_by_someone_else_is_never_read_or_written_and_the_resourc
 #[tokio::test]
 async fn a_pass_that_has_lost_the_lead_starts_no_token_request_and_writes_nothing() {
     use connector_auth_operator::local::FileStore;
-    use connector_auth_operator::reconcile::driver::{self, PassError, Unsaved};
+    use connector_auth_operator::reconcile::driver;
+    use connector_auth_operator::reconcile::record::{PassError, Unsaved};
     use connector_auth_operator::reconcile::{Held, Lead};
 
     let (base, book) = rotating(3600).await;

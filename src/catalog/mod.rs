@@ -13,7 +13,7 @@ use serde_json::Value;
 
 use crate::api::ConnectorAuthSpec;
 use crate::api::provider::{ClusterConnectorAuthProvider, ClusterConnectorAuthProviderSpec};
-use crate::engine::spec::Publish;
+use crate::engine::spec::{Publish, Scheme};
 use crate::engine::{self, Engine, EngineError, Flow, SecretString, Spec};
 
 /// One built-in provider.
@@ -115,17 +115,6 @@ pub fn entries() -> &'static [Entry] {
 pub fn get(name: &str) -> Option<&'static Entry> {
     ENTRIES.iter().find(|e| e.name == name)
 }
-
-/// The scheme blocks a provider may fill in, in the order the CRD lists them.
-const SCHEMES: [&str; 7] = [
-    "refreshableToken",
-    "oauth2",
-    "apiKey",
-    "jwt",
-    "tripletex",
-    "superOffice",
-    "githubApp",
-];
 
 impl Entry {
     pub fn display_name(&self) -> &str {
@@ -354,7 +343,10 @@ pub fn resolve_with(base: &Value, spec: &ConnectorAuthSpec) -> Result<ConnectorA
             field: "spec.provider".into(),
             reason: format!(
                 "the provider's scheme is not `{own_scheme}`; write its scheme block (e.g. `{}: {{}}`)",
-                SCHEMES.into_iter().find(|k| base.get(*k).is_some()).unwrap_or("?")
+                Scheme::NAMES
+                    .into_iter()
+                    .find(|k| base.get(*k).is_some())
+                    .unwrap_or("?")
             ),
         });
     }

@@ -15,13 +15,11 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 
 use super::metrics::{FailingLabels, Metrics, ResourceLabels};
-use super::report;
 use super::status::Health;
-use super::store::{KubeStore, Memory};
+use super::store::{KubeStore, LastRecords};
 use crate::api::provider::{ClusterConnectorAuthProvider, ClusterConnectorAuthProviderSpec};
 use crate::api::{ConnectorAuth, ConnectorAuthStatus};
 use crate::engine::Engine;
-use crate::reconcile::callback::{Consent, ConsentHost};
 use crate::reconcile::{Adapter, Core, Data, Lead, Source, StoreError};
 
 /// The statuses this process wrote that the cache may not show yet, by `namespace/name`.
@@ -29,7 +27,7 @@ use crate::reconcile::{Adapter, Core, Data, Lead, Source, StoreError};
 /// pass, which may be an hour away: a cold start writes every resource's status at once, and
 /// kept until then they were ~1 KB each), or when a pass finds the cache showing it.
 #[derive(Default)]
-struct WrittenStatus(BTreeMap<String, Written>);
+struct StatusesAhead(BTreeMap<String, Written>);
 
 struct Written {
     uid: Option<String>,
@@ -42,7 +40,7 @@ fn key_of(ca: &ConnectorAuth) -> String {
     super::cache::key(ca.meta().namespace.as_deref(), ca.meta().name.as_deref())
 }
 
-impl WrittenStatus {
+impl StatusesAhead {
     fn previous(&mut self, ca: &ConnectorAuth) -> Option<ConnectorAuthStatus> {
         let key = key_of(ca);
         match self.0.get(&key) {
@@ -90,11 +88,11 @@ pub struct Context {
     pub config: Config,
     /// Where the Lease is, for a standby to find the leader's callback.
     pub election: Option<LeaderElection>,
-    memory: Memory,
+    memory: LastRecords,
     /// The status last written per resource (by `namespace/name`), until the cache shows it.
     /// Our own Secret writes trigger passes that may still see the previous status in the
     /// cache; this avoids patching it twice.
-    written_status: Mutex<WrittenStatus>,
+    written_status: Mutex<StatusesAhead>,
     /// The `reason` label of each resource's `refresh_failing` series, to remove it when the
     /// resource recovers (only failing resources are here).
     failing: Mutex<BTreeMap<(String, String), String>>,
@@ -121,7 +119,7 @@ impl Context {
             metrics,
             config,
             election,
-            memory: Memory::default(),
+            memory: LastRecords::default(),
             written_status: Mutex::default(),
             failing: Mutex::default(),
             verification_failing: Mutex::default(),
@@ -157,7 +155,7 @@ impl Context {
     }
 
     /// The resource's record as last loaded or saved by a pass.
-    pub(crate) fn recall(&self, ca: &ConnectorAuth) -> Option<crate::reconcile::driver::Record> {
+    pub(crate) fn recall(&self, ca: &ConnectorAuth) -> Option<crate::reconcile::record::Record> {
         let uid = ca.uid()?;
         self.memory.get(&uid)
     }
@@ -301,38 +299,6 @@ impl Adapter for Context {
     }
 }
 
-impl ConsentHost for Context {
-    fn core(&self) -> &Core {
-        &self.core
-    }
-
-    async fn resource(&self, namespace: &str, name: &str) -> Result<Option<ConnectorAuth>, StoreError> {
-        Api::<ConnectorAuth>::namespaced(self.client.clone(), namespace)
-            .get_opt(name)
-            .await
-            .map_err(|e| StoreError::new(format!("reading ConnectorAuth {namespace}/{name}"), e))
-    }
-
-    async fn consented(&self, ca: &ConnectorAuth, consent: Consent<'_>) {
-        report::consent(self, ca, consent).await;
-    }
-
-    async fn leader_callback(&self, resource: Option<(String, String)>) -> Option<String> {
-        let election = self.election.as_ref()?;
-        let shard = resource.map_or(0, |(ns, name)| {
-            crate::reconcile::shard_of(&ns, &name, self.core.lead.shards())
-        });
-        super::leader::holder_callback(
-            &self.client,
-            election,
-            self.core.lead.shards(),
-            shard,
-            &self.config.identity,
-        )
-        .await
-    }
-}
-
 /// The object reference of a resource, for Events.
 pub(crate) fn regarding(ca: &ConnectorAuth) -> k8s_openapi::api::core::v1::ObjectReference {
     ca.object_ref(&())
@@ -361,7 +327,7 @@ mod tests {
 
     #[test]
     fn a_written_status_stands_in_for_the_cached_one_until_the_watch_brings_its_version() {
-        let mut w = WrittenStatus::default();
+        let mut w = StatusesAhead::default();
         let stale = resource("u-1", Some("old"));
         w.wrote(&stale, status("new"), Some("42".into()));
         assert_eq!(w.previous(&stale), Some(status("new")), "the cache has not caught up");
@@ -375,7 +341,7 @@ mod tests {
 
     #[test]
     fn a_written_status_is_dropped_once_a_pass_sees_it_cached_and_ignored_for_a_new_resource() {
-        let mut w = WrittenStatus::default();
+        let mut w = StatusesAhead::default();
         w.wrote(&resource("u-1", Some("old")), status("new"), None);
         let recreated = resource("u-2", Some("other"));
         assert!(!w.is(&recreated, &status("new")));

@@ -35,7 +35,7 @@ enum Key<'a> {
 /// The cached resources, by key and by the names they read or own. See the module
 /// documentation.
 #[derive(Default)]
-pub struct Index {
+pub struct ReferenceIndex {
     /// Seeded per process: names come from users, and must not be able to pile up in one
     /// bucket.
     hasher: RandomState,
@@ -61,7 +61,7 @@ pub enum Change {
     Nothing,
 }
 
-impl Index {
+impl ReferenceIndex {
     /// Applies a ConnectorAuth watch event.
     pub fn apply(&mut self, event: Event<Cached>) -> Change {
         match event {
@@ -198,7 +198,7 @@ impl Index {
 
 /// Locks the cache. A panic while it was held (none is expected) would at worst leave one
 /// resource out of it until the next relist, which beats failing every later event.
-pub fn lock(index: &Mutex<Index>) -> MutexGuard<'_, Index> {
+pub fn lock(index: &Mutex<ReferenceIndex>) -> MutexGuard<'_, ReferenceIndex> {
     index.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
@@ -228,7 +228,7 @@ mod tests {
     /// An index fed events, as in the controller.
     #[derive(Default)]
     struct Fed {
-        index: Index,
+        index: ReferenceIndex,
     }
 
     impl Fed {
@@ -255,7 +255,7 @@ mod tests {
         names
     }
 
-    fn secret(index: &Index, ns: &str, name: &str) -> Vec<String> {
+    fn secret(index: &ReferenceIndex, ns: &str, name: &str) -> Vec<String> {
         names(index.secret_candidates(ns, name))
     }
 

@@ -5,8 +5,10 @@
 mod cache;
 mod compact;
 mod config;
+mod consent_host;
 pub mod consent_key;
 pub mod context;
+pub mod decide;
 mod error;
 pub mod events;
 mod index;
@@ -18,6 +20,7 @@ mod report;
 pub mod revocation;
 pub mod rollout;
 mod runner;
+pub mod server;
 pub mod status;
 pub mod store;
 mod watches;

@@ -12,6 +12,7 @@ use tracing::{instrument, warn};
 
 use super::cache::Entry;
 use super::context::Context;
+use super::decide::finalizer::FinalizerStep;
 use super::error::Error;
 use super::metrics::ReasonLabels;
 use super::report;
@@ -19,7 +20,6 @@ use super::{revocation, rollout};
 use crate::api::ConnectorAuth;
 use crate::reason::Reason;
 use crate::reconcile::Verdict;
-use crate::reconcile::decide::FinalizerStep;
 
 /// How long a resource whose pass panicked waits before the next: a bug does not heal in
 /// seconds, and retrying it fast would only repeat it.

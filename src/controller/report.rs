@@ -10,6 +10,7 @@ use serde_json::json;
 use tracing::{debug, info, warn};
 
 use super::context::{Context, regarding};
+use super::decide::events::{self, EventAction, EventPlan};
 use super::error::Error;
 use super::events::{Event, EventType};
 use super::metrics::{OutcomeLabels, ResourceLabels};
@@ -19,8 +20,7 @@ use crate::api::{ConnectorAuth, ConnectorAuthStatus};
 use crate::engine::Verification;
 use crate::reason::Reason;
 use crate::reconcile::callback::Consent;
-use crate::reconcile::decide::{self, EventPlan};
-use crate::reconcile::driver::ConsentError;
+use crate::reconcile::record::ConsentError;
 use crate::reconcile::{Action, Outcome, Pass, Verdict, output_secret_name};
 
 /// Reports a pass: metrics, Events, then status.
@@ -34,7 +34,12 @@ pub async fn pass(
     for secret in &pass.replaced {
         let note =
             format!("Secret {secret} was left by an earlier ConnectorAuth of this name; replaced without reading it");
-        publish(ctx, ca, &plan(false, Reason::StaleSecretReplaced, note, "Adopt")).await;
+        publish(
+            ctx,
+            ca,
+            &plan(false, Reason::StaleSecretReplaced, note, EventAction::Adopt),
+        )
+        .await;
     }
     match &pass.verdict {
         Verdict::Ran(o) => {
@@ -44,12 +49,12 @@ pub async fn pass(
                 .status
                 .as_ref()
                 .is_some_and(|s| s.conditions.iter().any(|c| c.type_ == status::REFRESH_FAILING));
-            if let Some(ev) = decide::event_for(o, was_failing, &pass.secret_name) {
+            if let Some(ev) = events::event_for(o, was_failing, &pass.secret_name) {
                 publish(ctx, ca, &ev).await;
             }
             if let Some(v) = pass.verification.as_ref().filter(|v| !v.ok()) {
                 warn!(reason = %v.reason(), message = %v.message(), "verification failed; the token stays published");
-                publish(ctx, ca, &plan(true, v.reason(), v.message(), "Verify")).await;
+                publish(ctx, ca, &plan(true, v.reason(), v.message(), EventAction::Verify)).await;
             }
         }
         Verdict::Refused(r) => {
@@ -60,7 +65,7 @@ pub async fn pass(
                 .and_then(|s| s.conditions.iter().find(|c| c.type_ == status::READY))
                 .map(|c| c.reason.clone());
             if previous_reason.as_deref() != Some(r.reason.as_str()) {
-                publish(ctx, ca, &plan(true, r.reason, r.message.clone(), "Validate")).await;
+                publish(ctx, ca, &plan(true, r.reason, r.message.clone(), EventAction::Validate)).await;
             }
         }
     }
@@ -86,12 +91,14 @@ pub async fn consent(ctx: &Context, ca: &ConnectorAuth, consent: Consent<'_>) {
             true,
             Reason::ConsentDenied,
             format!("the provider returned error `{code}` instead of consent; nothing was saved"),
-            "Authorize",
+            EventAction::Authorize,
         ),
         Consent::Completed(Ok(Err(e @ ConsentError::NotPending))) => {
-            plan(true, Reason::ConsentReplayed, e.to_string(), "Authorize")
+            plan(true, Reason::ConsentReplayed, e.to_string(), EventAction::Authorize)
         }
-        Consent::Completed(Ok(Err(ConsentError::Engine(e)))) => plan(true, e.reason(), e.to_string(), "Authorize"),
+        Consent::Completed(Ok(Err(ConsentError::Engine(e)))) => {
+            plan(true, e.reason(), e.to_string(), EventAction::Authorize)
+        }
         Consent::Completed(Ok(Ok(outcome))) => {
             let verdict = Verdict::Ran(outcome.clone());
             let now = Timestamp::now();
@@ -114,7 +121,7 @@ pub async fn consent(ctx: &Context, ca: &ConnectorAuth, consent: Consent<'_>) {
                 warn!(error = %e, "status after consent");
             }
             let note = format!("consent granted; token published in Secret {secret_name}");
-            plan(false, Reason::Authorized, note, "Authorize")
+            plan(false, Reason::Authorized, note, EventAction::Authorize)
         }
         Consent::Completed(Err(e)) => {
             warn!(error = %e, "consent not completed");
@@ -124,7 +131,7 @@ pub async fn consent(ctx: &Context, ca: &ConnectorAuth, consent: Consent<'_>) {
     publish(ctx, ca, &ev).await;
 }
 
-fn plan(warning: bool, reason: Reason, note: String, action: &'static str) -> EventPlan {
+fn plan(warning: bool, reason: Reason, note: String, action: EventAction) -> EventPlan {
     EventPlan {
         warning,
         reason,
@@ -143,7 +150,7 @@ pub async fn publish(ctx: &Context, ca: &ConnectorAuth, ev: &EventPlan) {
         },
         reason: ev.reason.as_str(),
         note: &ev.note,
-        action: ev.action,
+        action: ev.action.as_str(),
     };
     match ctx.events.publish(&event, &regarding(ca)).await {
         Ok(()) => ctx.metrics.write("event", true),
@@ -227,7 +234,12 @@ async fn write_status(
     ctx.observe_health(ca, &status::health(&next));
     if let Some(c) = status::raised(previous.as_ref(), &next, status::INSECURE_TLS) {
         warn!(reason = %c.reason, "TLS verification of token requests is disabled");
-        let ev = plan(true, Reason::InsecureSkipVerify, c.message.clone(), "Validate");
+        let ev = plan(
+            true,
+            Reason::InsecureSkipVerify,
+            c.message.clone(),
+            EventAction::Validate,
+        );
         publish(ctx, ca, &ev).await;
     }
     patch_status(ctx, ca, next).await
@@ -254,7 +266,12 @@ async fn patch_status(ctx: &Context, ca: &ConnectorAuth, status: ConnectorAuthSt
         Err(kube::Error::Api(s)) if s.code == 422 => {
             warn!(message = %s.message, "the API server refused the status");
             let note = format!("the API server refused the status: {}", s.message);
-            publish(ctx, ca, &plan(true, Reason::StatusRejected, note, "Validate")).await;
+            publish(
+                ctx,
+                ca,
+                &plan(true, Reason::StatusRejected, note, EventAction::Validate),
+            )
+            .await;
             return Ok(());
         }
         Err(e) => return Err(Error::Kube(e)),

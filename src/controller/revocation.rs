@@ -13,12 +13,13 @@ use serde_json::json;
 use tracing::warn;
 
 use super::context::Context;
+use super::decide::events::{EventAction, EventPlan};
+use super::decide::finalizer::{self, FinalizerStep};
 use super::error::Error;
 use super::report;
 use super::store::FIELD_MANAGER;
 use crate::api::{ConnectorAuth, Scheme};
 use crate::reason::Reason;
-use crate::reconcile::decide::{self, EventPlan, FinalizerStep};
 use crate::reconcile::{Adapter, PassError, Store, StoreError, gather, output_secret_name};
 
 /// The finalizer that holds a deleted resource until its tokens are revoked.
@@ -36,7 +37,7 @@ pub fn wanted(ca: &ConnectorAuth) -> bool {
 /// What the finalizer calls for now.
 pub fn step(ca: &ConnectorAuth) -> FinalizerStep {
     let has = ca.finalizers().iter().any(|f| f == FINALIZER);
-    decide::finalizer_step(wanted(ca), has, ca.meta().deletion_timestamp.is_some())
+    finalizer::finalizer_step(wanted(ca), has, ca.meta().deletion_timestamp.is_some())
 }
 
 /// Adds or removes the finalizer, keeping everyone else's. The list is written with the
@@ -106,14 +107,14 @@ fn plan(ok: bool, note: String) -> EventPlan {
         warning: !ok,
         reason: if ok { Reason::Revoked } else { Reason::RevocationFailed },
         note,
-        action: "Revoke",
+        action: EventAction::Revoke,
     }
 }
 
 async fn revoke(
     ctx: &Context,
     ca: &ConnectorAuth,
-    unsaved: Option<crate::reconcile::driver::Record>,
+    unsaved: Option<crate::reconcile::record::Record>,
     now: Timestamp,
 ) -> Result<EventPlan, Error> {
     let core = &ctx.core;

@@ -15,12 +15,14 @@ use kube::core::Selector;
 use serde_json::json;
 
 use super::context::Context;
+use super::decide::events::{EventAction, EventPlan};
+use super::decide::rollout as decide;
 use super::error::Error;
 use super::report;
 use super::store::FIELD_MANAGER;
 use crate::api::{ConnectorAuth, RolloutTarget};
 use crate::reason::Reason;
-use crate::reconcile::decide::{self, EventPlan};
+use crate::reconcile::decide::still_valid;
 use crate::reconcile::{Adapter, PassError, Store, namespace_of, output_secret_name};
 
 /// The pod template annotation a restart sets (`kubectl rollout restart` sets
@@ -52,7 +54,7 @@ pub async fn run(ctx: &Context, ca: &ConnectorAuth, now: Timestamp) -> Result<bo
     let Some(token) = record.token.as_ref() else {
         return Ok(false);
     };
-    if token.access_token.is_empty() || !decide::still_valid(token.expires_at, now) {
+    if token.access_token.is_empty() || !still_valid(token.expires_at, now) {
         // Nothing is published: nothing to restart for.
         return Ok(false);
     }
@@ -117,7 +119,7 @@ fn warning(note: String) -> EventPlan {
         warning: true,
         reason: Reason::RolloutRestartFailed,
         note,
-        action: "Restart",
+        action: EventAction::Restart,
     }
 }
 
@@ -181,7 +183,7 @@ async fn restart(ctx: &Context, ca: &ConnectorAuth, ns: &str, target: &Target<'_
                     warning: false,
                     reason: Reason::RolloutRestarted,
                     note: format!("restarted {kind} {ns}/{name}: {why}"),
-                    action: "Restart",
+                    action: EventAction::Restart,
                 };
                 report::publish(ctx, ca, &plan).await;
             }

@@ -10,7 +10,7 @@ use tokio::sync::watch;
 use tracing::debug;
 
 use super::context::Context;
-use super::index::{Index, lock};
+use super::index::{ReferenceIndex, lock};
 use super::pass;
 use super::queue::Work;
 
@@ -19,7 +19,7 @@ use super::queue::Work;
 /// run on). Once told to stop, it starts no pass and returns when those running have ended.
 pub async fn run(
     ctx: Arc<Context>,
-    index: Arc<Mutex<Index>>,
+    index: Arc<Mutex<ReferenceIndex>>,
     work: Arc<Work>,
     mut synced: watch::Receiver<bool>,
     shutdown: impl Future<Output = ()> + Send,

@@ -7,6 +7,7 @@ use jiff::Timestamp;
 use crate::api::{Condition, ConnectorAuthSpec, ConnectorAuthStatus};
 use crate::engine::Verification;
 use crate::reason::Reason;
+use crate::reconcile::record::Failure;
 use crate::reconcile::{Action, Verdict};
 
 pub const READY: &str = "Ready";
@@ -87,7 +88,7 @@ pub fn desired(
                 return status;
             }
             let failing = match &o.action {
-                Action::Failed { error } => Some((error.reason().as_str().to_string(), error.to_string())),
+                Action::Failed { error } => Some(Failure::of(error)),
                 Action::BackingOff => o.last_error.clone(),
                 _ => None,
             };
@@ -98,12 +99,12 @@ pub fn desired(
                     None => format!("token published in Secret {secret_name}, no expiry"),
                 };
                 conditions.push(cond(READY, true, Reason::TokenValid.as_str(), &msg, generation));
-            } else if let Some((reason, message)) = &failing {
+            } else if let Some(f) = &failing {
                 let message = match token.and_then(|t| t.expires_at) {
-                    Some(e) => format!("token expired at {e}; {message}"),
-                    None => message.clone(),
+                    Some(e) => format!("token expired at {e}; {}", f.message),
+                    None => f.message.clone(),
                 };
-                conditions.push(cond(READY, false, reason, &message, generation));
+                conditions.push(cond(READY, false, f.reason.as_str(), &message, generation));
             } else {
                 conditions.push(cond(
                     READY,
@@ -113,8 +114,8 @@ pub fn desired(
                     generation,
                 ));
             }
-            if let Some((reason, message)) = failing {
-                conditions.push(cond(REFRESH_FAILING, true, &reason, &message, generation));
+            if let Some(f) = failing {
+                conditions.push(cond(REFRESH_FAILING, true, f.reason.as_str(), &f.message, generation));
             }
         }
     }
@@ -450,7 +451,7 @@ mod tests {
 
     #[test]
     fn awaiting_consent_shows_the_link_and_is_stable() {
-        let pending = crate::reconcile::driver::PendingConsent {
+        let pending = crate::reconcile::record::PendingConsent {
             nonce: "n".into(),
             expires: ts("2026-01-01T00:15:00Z"),
         };
@@ -494,7 +495,7 @@ mod tests {
 
     #[test]
     fn revoked_consent_warns_while_the_old_token_lasts() {
-        let pending = crate::reconcile::driver::PendingConsent {
+        let pending = crate::reconcile::record::PendingConsent {
             nonce: "n".into(),
             expires: ts("2026-01-01T00:30:00Z"),
         };

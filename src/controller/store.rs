@@ -31,13 +31,12 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use super::compact::Compactor;
+use super::decide::output::{self, OutputView};
 use super::metrics::Metrics;
 use crate::api::ConnectorAuth;
 use crate::engine::{SecretString, TokenState};
-use crate::reconcile::decide::{self, OutputView, RolloutMark};
-use crate::reconcile::driver::{
-    InFlight, PREVIOUS_ACCESS_TOKEN, PREVIOUS_HEADERS, PendingConsent, Previous, Record, Store, StoreError,
-};
+use crate::reconcile::driver::{PREVIOUS_ACCESS_TOKEN, PREVIOUS_HEADERS};
+use crate::reconcile::record::{Failure, InFlight, PendingConsent, Previous, Record, RolloutMark, Store, StoreError};
 
 pub const FIELD_MANAGER: &str = "connector-auth-operator";
 pub const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "connector-auth-operator");
@@ -89,7 +88,7 @@ struct Private {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     failed_fingerprint: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    last_error: Option<(String, String)>,
+    last_error: Option<Failure>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pending_consent: Option<PendingConsent>,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -154,9 +153,9 @@ static RECORDS: Compactor = Compactor::new(
 /// edited output Secret without a token call. Kept encoded and compressed: one per resource,
 /// and a decoded record takes about three times the space of its JSON.
 #[derive(Clone, Default)]
-pub struct Memory(Arc<Mutex<BTreeMap<String, Box<[u8]>>>>);
+pub struct LastRecords(Arc<Mutex<BTreeMap<String, Box<[u8]>>>>);
 
-impl Memory {
+impl LastRecords {
     fn insert(&self, uid: &str, record: &Record) {
         // A record always encodes (plain strings, numbers and timestamps).
         let Ok(encoded) = serde_json::to_vec(record) else {
@@ -184,7 +183,7 @@ pub struct KubeStore {
     ca_name: String,
     uid: String,
     output_name: String,
-    memory: Memory,
+    memory: LastRecords,
     /// The output Secret as read by `load`, to compare against without another GET.
     observed_output: Mutex<Option<Secret>>,
     /// The private part as last read from or written to the state Secret, so unchanged state
@@ -240,7 +239,7 @@ impl KubeStore {
         secrets: Api<Secret>,
         ca: &ConnectorAuth,
         output_name: &str,
-        memory: Memory,
+        memory: LastRecords,
         metrics: Metrics,
     ) -> Option<Self> {
         Some(KubeStore {
@@ -561,7 +560,7 @@ impl Store for KubeStore {
                 labels: existing.labels(),
                 owned: existing.owner_references().iter().any(|o| o.uid == self.owner.uid),
             };
-            if decide::output_unchanged(view, data, &annotations, &labels) {
+            if output::output_unchanged(view, data, &annotations, &labels) {
                 self.metrics.write("output", false);
                 return Ok(false);
             }
@@ -684,7 +683,7 @@ mod tests {
             failures: 2,
             retry_at: Some("2026-01-01T00:01:00Z".parse().unwrap()),
             failed_fingerprint: Some("g".into()),
-            last_error: Some(("Timeout".into(), "timed out".into())),
+            last_error: Some(Failure::new(crate::reason::Reason::Timeout, "timed out")),
             pending_consent: Some(PendingConsent {
                 nonce: "n".into(),
                 expires: "2026-01-01T00:10:00Z".parse().unwrap(),
@@ -706,7 +705,7 @@ mod tests {
                 pending: vec!["Deployment/api".into()],
             }),
         };
-        let memory = Memory::default();
+        let memory = LastRecords::default();
         memory.insert("uid-1", &record);
         assert_eq!(memory.get("uid-1"), Some(record));
         memory.remove("uid-1");

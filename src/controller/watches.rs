@@ -19,7 +19,7 @@ use tracing::{debug, info, warn};
 
 use super::cache::{Cached, Entry, Key, key};
 use super::context::Context;
-use super::index::{Change, Index, lock};
+use super::index::{Change, ReferenceIndex, lock};
 use super::queue::Work;
 use super::runner;
 use super::store::{ROLE_LABEL, STATE_SUFFIX};
@@ -30,7 +30,7 @@ use crate::reconcile::shard_of;
 /// Which ConnectorAuths a Secret change concerns: the ones reading it (as credentials, CA
 /// bundle or client certificate) and the one owning it (output or state Secret). Only cached
 /// ones: another shard's resources are not.
-fn affected(index: &Index, secret: &PartialObjectMeta<Secret>) -> Vec<Key> {
+fn affected(index: &ReferenceIndex, secret: &PartialObjectMeta<Secret>) -> Vec<Key> {
     let ns = secret.metadata.namespace.as_deref().unwrap_or_default();
     let name = secret.metadata.name.as_deref().unwrap_or_default();
     let mut keys: Vec<Key> = secret
@@ -61,7 +61,7 @@ fn affected(index: &Index, secret: &PartialObjectMeta<Secret>) -> Vec<Key> {
 
 /// Which ConnectorAuths use a ClusterConnectorAuthProvider (by `spec.provider`), in every
 /// watched namespace: a created, changed or deleted entry changes what they resolve to.
-fn users_of_provider(index: &Index, provider: &PartialObjectMeta<ClusterConnectorAuthProvider>) -> Vec<Key> {
+fn users_of_provider(index: &ReferenceIndex, provider: &PartialObjectMeta<ClusterConnectorAuthProvider>) -> Vec<Key> {
     let name = provider.metadata.name.as_deref().unwrap_or_default();
     index
         .provider_candidates(name)
@@ -71,7 +71,7 @@ fn users_of_provider(index: &Index, provider: &PartialObjectMeta<ClusterConnecto
 }
 
 /// Which ConnectorAuths read a ConfigMap (as CA bundle).
-fn readers_of_config_map(index: &Index, cm: &PartialObjectMeta<ConfigMap>) -> Vec<Key> {
+fn readers_of_config_map(index: &ReferenceIndex, cm: &PartialObjectMeta<ConfigMap>) -> Vec<Key> {
     let name = cm.metadata.name.as_deref().unwrap_or_default();
     index
         .config_map_candidates(cm.metadata.namespace.as_deref().unwrap_or_default(), name)
@@ -128,7 +128,7 @@ pub async fn run_controller(
     let providers: Api<PartialObjectMeta<ClusterConnectorAuthProvider>> = Api::all(ctx.client.clone());
     let watch_providers = providers_served(&providers).await;
 
-    let index = Arc::new(Mutex::new(Index::default()));
+    let index = Arc::new(Mutex::new(ReferenceIndex::default()));
     let work = Arc::new(Work::new(ctx.config.concurrency));
     let synced = ready.subscribe();
     let ours =
@@ -205,9 +205,9 @@ pub async fn run_controller(
 /// Triggers, for each object `objects` brings, the resources `concerned` finds for it.
 async fn triggers<K>(
     objects: impl Stream<Item = K>,
-    index: Arc<Mutex<Index>>,
+    index: Arc<Mutex<ReferenceIndex>>,
     work: Arc<Work>,
-    concerned: fn(&Index, &K) -> Vec<Key>,
+    concerned: fn(&ReferenceIndex, &K) -> Vec<Key>,
 ) {
     objects
         .for_each(|o| {

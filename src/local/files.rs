@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use jiff::Timestamp;
 
-use crate::reconcile::driver::Record;
+use crate::reconcile::record::Record;
 use crate::reconcile::{Store, StoreError};
 
 /// Files for one resource: private record and published output.

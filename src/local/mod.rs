@@ -26,6 +26,7 @@ use crate::api::ConnectorAuth;
 use crate::api::provider::ClusterConnectorAuthProviderSpec as ProviderSpec;
 use crate::engine::{Engine, tls};
 use crate::reconcile::callback::{self, CALLBACK_PATH, Consent, ConsentHost};
+use crate::reconcile::record::Failure;
 use crate::reconcile::{
     Adapter, Core, Data, Lead, Outcome, Pass, Source, StoreError, Verdict, namespace_of, output_secret_name,
 };
@@ -163,28 +164,28 @@ impl LocalRunner {
     fn report(&self, ca: &ConnectorAuth, pass: Result<Pass, crate::reconcile::PassError>) -> Report {
         let namespace = namespace_of(ca);
         let secret = output_secret_name(ca);
-        let mut report = Report {
+        let (mut authorization_url, mut verification) = (None, None);
+        let result = match pass {
+            Ok(p) => {
+                authorization_url = p.authorization_url;
+                verification = p.verification;
+                match p.verdict {
+                    Verdict::Ran(o) => Ok(o),
+                    Verdict::Refused(r) => Err(Failure::new(r.reason, r.message)),
+                }
+            }
+            Err(e) => Err(Failure::new(crate::reason::Reason::StateWriteFailed, e.to_string())),
+        };
+        Report {
             secret: format!("{}", self.output.join(&namespace).join(&secret).display()),
             namespace,
             name: ca.name_any(),
             scheme: ca.spec.scheme.name().into(),
-            result: Err(String::new()),
-            authorization_url: None,
+            result,
+            authorization_url,
             warning: None,
-            verification: None,
-        };
-        match pass {
-            Ok(p) => {
-                report.authorization_url = p.authorization_url;
-                report.verification = p.verification;
-                report.result = match p.verdict {
-                    Verdict::Ran(o) => Ok(o),
-                    Verdict::Refused(r) => Err(format!("{} [{}]", r.message, r.reason)),
-                };
-            }
-            Err(e) => report.result = Err(format!("{e} [{}]", crate::reason::Reason::StateWriteFailed)),
+            verification,
         }
-        report
     }
 
     /// Keeps every token fresh until `shutdown` resolves. Prints a line per change.

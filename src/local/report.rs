@@ -3,6 +3,7 @@
 use jiff::Timestamp;
 
 use crate::engine::{EngineError, Verification};
+use crate::reconcile::record::Failure;
 use crate::reconcile::{Action, Outcome};
 
 /// One resource's result of a pass, for summaries.
@@ -12,7 +13,8 @@ pub struct Report {
     pub name: String,
     pub scheme: String,
     pub secret: String,
-    pub result: Result<Outcome, String>,
+    /// The pass's outcome, or why there was no pass (a refused spec, a state write that failed).
+    pub result: Result<Outcome, Failure>,
     /// For resources awaiting consent: the link to open.
     pub authorization_url: Option<String>,
     /// A warning about the spec, given once per resource and process (`insecureSkipVerify`).
@@ -38,25 +40,22 @@ impl Report {
     pub fn line(&self) -> String {
         let who = format!("{}/{}", self.namespace, self.name);
         match &self.result {
-            Err(e) => format!("{who:<32} {:<17} FAILED  {e}", self.scheme),
+            Err(e) => format!("{who:<32} {:<17} {}  {e}", self.scheme, State::Failed),
             Ok(o) => {
                 let (word, detail) = match &o.action {
-                    Action::Kept => ("kept", String::new()),
+                    Action::Kept => (State::Kept, String::new()),
                     Action::Issued {
                         refreshed: true,
                         reason,
-                    } => ("refreshed", format!(" ({reason})")),
+                    } => (State::Refreshed, format!(" ({reason})")),
                     Action::Issued {
                         refreshed: false,
                         reason,
-                    } => ("issued", format!(" ({reason})")),
-                    Action::Failed { error } => ("FAILED", format!(" {} [{}]", error, error.reason())),
+                    } => (State::Issued, format!(" ({reason})")),
+                    Action::Failed { error } => (State::Failed, format!(" {}", Failure::of(error))),
                     Action::BackingOff => (
-                        "backoff",
-                        o.last_error
-                            .as_ref()
-                            .map(|(r, m)| format!(" {m} [{r}]"))
-                            .unwrap_or_default(),
+                        State::BackingOff,
+                        o.last_error.as_ref().map(|f| format!(" {f}")).unwrap_or_default(),
                     ),
                 };
                 let now = Timestamp::now();
@@ -79,8 +78,9 @@ impl Report {
                 ) = (&o.action, &self.authorization_url)
                 {
                     return format!(
-                        "{who:<32} {:<17} CONSENT   open this URL to grant consent: {url}",
-                        self.scheme
+                        "{who:<32} {:<17} {:<9} open this URL to grant consent: {url}",
+                        self.scheme,
+                        State::Consent
                     );
                 }
                 let verified = match &self.verification {
@@ -94,6 +94,38 @@ impl Report {
                 )
             }
         }
+    }
+}
+
+/// What a pass came to for one resource, as local mode prints it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum State {
+    Issued,
+    Refreshed,
+    Kept,
+    BackingOff,
+    Failed,
+    /// Waiting for a person to grant consent.
+    Consent,
+}
+
+impl State {
+    /// The word printed.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Issued => "issued",
+            State::Refreshed => "refreshed",
+            State::Kept => "kept",
+            State::BackingOff => "backoff",
+            State::Failed => "FAILED",
+            State::Consent => "CONSENT",
+        }
+    }
+}
+
+impl std::fmt::Display for State {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
     }
 }
 

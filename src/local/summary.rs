@@ -6,12 +6,12 @@ use crate::engine::EngineError;
 use crate::reconcile::Action;
 
 use super::Report;
+use super::report::State;
 
 /// What a pass showed for one resource, comparable across passes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Summary {
-    /// `issued`, `refreshed`, `kept`, `backoff`, `FAILED` or `CONSENT`.
-    pub word: &'static str,
+    pub state: State,
     /// The reason category (`RenewalDue`, `ProviderUnavailable`, …), or the whole message of a
     /// failure that has none.
     pub reason: String,
@@ -23,29 +23,33 @@ pub struct Summary {
 
 impl Summary {
     pub fn of(report: &Report) -> Summary {
-        let summary = |word, reason: &str| Summary {
-            word,
+        let summary = |state, reason: &str| Summary {
+            state,
             reason: reason.to_string(),
             link: None,
             published: false,
         };
         let o = match &report.result {
-            Err(message) => return summary("FAILED", message),
+            Err(failure) => return summary(State::Failed, &failure.to_string()),
             Ok(o) => o,
         };
         let mut s = match &o.action {
-            Action::Kept => summary("kept", ""),
-            Action::Issued { reason, refreshed } => {
-                summary(if *refreshed { "refreshed" } else { "issued" }, reason.as_str())
-            }
-            Action::BackingOff => summary("backoff", o.last_error.as_ref().map_or("", |(r, _)| r)),
+            Action::Kept => summary(State::Kept, ""),
+            Action::Issued { reason, refreshed } => summary(
+                if *refreshed { State::Refreshed } else { State::Issued },
+                reason.as_str(),
+            ),
+            Action::BackingOff => summary(
+                State::BackingOff,
+                o.last_error.as_ref().map_or("", |f| f.reason.as_str()),
+            ),
             Action::Failed {
                 error: EngineError::AuthorizationRequired,
             } if report.authorization_url.is_some() => Summary {
                 link: report.authorization_url.clone(),
-                ..summary("CONSENT", EngineError::AuthorizationRequired.reason().as_str())
+                ..summary(State::Consent, EngineError::AuthorizationRequired.reason().as_str())
             },
-            Action::Failed { error } => summary("FAILED", error.reason().as_str()),
+            Action::Failed { error } => summary(State::Failed, error.reason().as_str()),
         };
         s.published = o.written || matches!(o.action, Action::Issued { .. });
         s
@@ -59,8 +63,8 @@ pub fn worth_printing(previous: Option<&Summary>, current: &Summary) -> bool {
     if current.published {
         return true;
     }
-    match current.word {
-        "kept" | "backoff" => false,
+    match current.state {
+        State::Kept | State::BackingOff => false,
         _ => previous != Some(current),
     }
 }
@@ -68,7 +72,9 @@ pub fn worth_printing(previous: Option<&Summary>, current: &Summary) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::reason::Reason;
     use crate::reconcile::Outcome;
+    use crate::reconcile::record::Failure;
 
     fn report(action: Action, written: bool, link: Option<&str>) -> Report {
         Report {
@@ -82,7 +88,7 @@ mod tests {
                 next: None,
                 written,
                 failures: 0,
-                last_error: Some(("ProviderUnavailable".into(), "HTTP 503".into())),
+                last_error: Some(Failure::new(Reason::ProviderUnavailable, "HTTP 503")),
                 pending_consent: None,
                 renew_handled: None,
             }),
@@ -164,11 +170,17 @@ mod tests {
         assert!(worth_printing(Some(&backoff), &failed), "a new attempt failed");
         assert!(worth_printing(Some(&failed), &consent("https://idp/authorize?state=1")));
         let missing = Report {
-            result: Err("credentials Secret ns/c not found [CredentialsNotFound]".into()),
+            result: Err(Failure::new(
+                Reason::CredentialsNotFound,
+                "credentials Secret ns/c not found",
+            )),
             ..report(Action::Kept, false, None)
         };
         let other = Report {
-            result: Err("credentials Secret ns/d not found [CredentialsNotFound]".into()),
+            result: Err(Failure::new(
+                Reason::CredentialsNotFound,
+                "credentials Secret ns/d not found",
+            )),
             ..report(Action::Kept, false, None)
         };
         assert!(!worth_printing(Some(&Summary::of(&missing)), &Summary::of(&missing)));

@@ -17,12 +17,13 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use jiff::Timestamp;
 
-use super::driver::{self, ConsentError, Outcome, PassError, StoreError};
+use super::driver;
+use super::pages::{consent_result_page, page};
+use super::record::{ConsentError, Outcome, PassError, StoreError};
 use super::{Adapter, Core, gather, namespace_of, output_secret_name, uid_of};
 use crate::api::ConnectorAuth;
 use crate::consent;
 use crate::engine;
-use crate::server::{consent_result_page, page};
 use kube::ResourceExt;
 
 pub const CALLBACK_PATH: &str = "/oauth2/callback";

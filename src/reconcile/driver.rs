@@ -1,5 +1,5 @@
 //! Decide and act for one resource, independent of where state lives: load the record, let
-//! the pure decisions ([`super::decide`], [`renewal::decide`]) choose, then send, persist and
+//! the pure decisions ([`super::renew::plan`], [`super::decide`]) choose, then send, persist and
 //! publish.
 //!
 //! The ordering is the durability guarantee: a token response is persisted to the private
@@ -20,198 +20,22 @@
 //! one), so whoever leads next never acts upon it again — at most one token call per request.
 
 use std::collections::BTreeMap;
-use std::future::Future;
 use std::time::Duration;
 
 use backon::{ExponentialBuilder, Retryable};
 use jiff::{SignedDuration, Timestamp};
-use serde::{Deserialize, Serialize};
 
 use super::Gathered;
-use super::decide::{self, Guard};
+use super::decide;
 use super::lead::Lead;
-use crate::engine::renewal::{self, Decision};
-use crate::engine::{Engine, EngineError, Flow, Inputs, RefreshChoice, SecretString, TokenState, refresh_choice};
+use super::record::{
+    Action, ConsentError, Failure, InFlight, Outcome, PassError, PendingConsent, Previous, Record, Store, StoreError,
+    Unsaved,
+};
+use super::renew::{self, Guard, Plan};
+use crate::engine::renewal;
+use crate::engine::{Engine, EngineError, Flow, Inputs, RefreshChoice, TokenState, refresh_choice};
 use crate::reason::Reason;
-
-/// Private, durable per-resource record.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Record {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub token: Option<TokenState>,
-    /// Consecutive failures.
-    #[serde(default)]
-    pub failures: u32,
-    /// No new attempt before this time (backoff), unless the inputs change.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub retry_at: Option<Timestamp>,
-    /// Fingerprint of the inputs of the last failed attempt.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub failed_fingerprint: Option<String>,
-    /// Reason and message of the last failure (never secret).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_error: Option<(String, String)>,
-    /// The consent link currently offered (authorization-code flows awaiting a person).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pending_consent: Option<PendingConsent>,
-    /// Write-ahead mark: a refresh with this refresh token was started and its answer is not
-    /// stored yet.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub in_flight: Option<InFlight>,
-    /// The last renewal request (the `connectorauth.dev/renew` annotation's value) acted upon:
-    /// stored before its token request is sent, so no process acts on it twice.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub renew_handled: Option<String>,
-    /// The token the current one replaced, published beside it (`output.keepPrevious`) until
-    /// it expires.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub previous: Option<Previous>,
-    /// What the workloads of `output.rolloutRestart` were last restarted for (controller).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rollout: Option<decide::RolloutMark>,
-}
-
-/// A replaced token, as `previous_access_token` and `previous_headers.json` publish it.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Previous {
-    pub access_token: SecretString,
-    /// `headers.json` as rendered for that token.
-    pub headers_json: SecretString,
-    /// None: it does not expire, and is kept until the next rotation replaces it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub expires_at: Option<Timestamp>,
-}
-
-/// A refresh token that was about to be sent (or was sent) without its answer being stored.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct InFlight {
-    /// Digest of the refresh token (see [`RefreshChoice::digest`]).
-    pub digest: String,
-    /// When the refresh started.
-    pub since: Timestamp,
-}
-
-/// A consent link's single-use nonce and its expiry.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct PendingConsent {
-    pub nonce: String,
-    pub expires: Timestamp,
-}
-
-/// Why a consent callback was not accepted.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum ConsentError {
-    #[error("this consent link was already used or replaced by a newer one; open the current status.authorizationUrl")]
-    NotPending,
-    #[error("{0}")]
-    Engine(EngineError),
-}
-
-/// A store (or source) could not be read or written.
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error("{what}: {source}")]
-    Io {
-        what: String,
-        #[source]
-        source: Box<dyn std::error::Error + Send + Sync>,
-    },
-    /// A Secret the resource would keep its state or output in belongs to someone else: it is
-    /// never read as state, and never overwritten.
-    #[error(
-        "Secret {secret} already exists and belongs to {owner}, not to this resource; delete it or choose another name"
-    )]
-    OwnedElsewhere { secret: String, owner: String },
-    /// The API server refused a write as invalid: the same write would be refused again.
-    #[error("the API server refused Secret {secret}: {message}")]
-    Rejected { secret: String, message: String },
-}
-
-impl StoreError {
-    pub fn new(what: impl Into<String>, source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
-        StoreError::Io {
-            what: what.into(),
-            source: source.into(),
-        }
-    }
-}
-
-/// Why a pass ended without an [`Outcome`].
-#[derive(Debug, thiserror::Error)]
-pub enum PassError {
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    /// This process lost the Lease during the pass: it starts no token request and writes
-    /// nothing more (the new leader takes the resource from here).
-    #[error("no longer the leader: the pass stopped before any token request")]
-    NotLeader,
-    /// The pass panicked (a bug). Only this resource's pass ended: what it had not persisted
-    /// stays with the resource's lock for the next pass.
-    #[error("an internal error ended this pass; other resources are not affected")]
-    Panicked,
-}
-
-/// Where a resource's record and output live.
-pub trait Store {
-    fn load(&self) -> impl Future<Output = Result<Option<Record>, StoreError>> + Send;
-    /// Durably saves the record.
-    fn save(&self, record: &Record) -> impl Future<Output = Result<(), StoreError>> + Send;
-    /// Publishes the output data; returns false (and writes nothing) when it is unchanged.
-    fn publish(&self, data: &BTreeMap<String, String>) -> impl Future<Output = Result<bool, StoreError>> + Send;
-    /// Secrets left by an earlier resource of the same name that this store found and
-    /// replaced without reading them.
-    fn replaced(&self) -> Vec<String> {
-        Vec::new()
-    }
-}
-
-/// In-memory companion of a store: a record that could not be persisted yet.
-#[derive(Debug, Default)]
-pub struct Unsaved(Option<Record>);
-
-impl Unsaved {
-    /// Nothing is waiting to be persisted.
-    pub fn is_empty(&self) -> bool {
-        self.0.is_none()
-    }
-
-    /// The record waiting to be persisted: the newest there is.
-    pub fn record(&self) -> Option<&Record> {
-        self.0.as_ref()
-    }
-}
-
-/// What a pass did.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Action {
-    /// The stored token is good.
-    Kept,
-    /// A new token was obtained.
-    Issued { reason: Reason, refreshed: bool },
-    /// The attempt failed; the previous token (if any) stays published.
-    Failed { error: EngineError },
-    /// Still backing off from an earlier failure.
-    BackingOff,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct Outcome {
-    pub action: Action,
-    /// The token currently published, if any.
-    pub token: Option<TokenState>,
-    /// When this resource wants to be looked at again (None: only on change).
-    pub next: Option<Timestamp>,
-    /// Whether the output was written.
-    pub written: bool,
-    pub failures: u32,
-    pub last_error: Option<(String, String)>,
-    /// For authorization-code flows awaiting consent: the link's nonce and expiry.
-    pub pending_consent: Option<PendingConsent>,
-    /// The last renewal request acted upon.
-    pub renew_handled: Option<String>,
-}
 
 /// How long a consent link is offered before a fresh one replaces it.
 pub const CONSENT_TTL: SignedDuration = SignedDuration::from_secs(crate::consent::STATE_TTL_SECS);
@@ -267,24 +91,31 @@ pub async fn reconcile<S: Store + Sync>(
         None => fingerprint.to_string(),
     };
     // A renewal someone asked for is attempted at once, backoff or not, and only once.
-    let requested = decide::renew_request(g.renew_request.as_deref(), record.renew_handled.as_deref());
-    if let Some(retry_at) = decide::backing_off(&record, &attempt, now).filter(|_| requested.is_none()) {
-        return Ok(
-            match publish_current(engine, flow, inputs, &record, store, now).await? {
-                Some(written) => outcome(Action::BackingOff, &record, Some(retry_at), written),
-                None => unpublished(outcome(Action::BackingOff, &record, Some(retry_at), false)),
-            },
-        );
-    }
-
-    let decision = decide::with_request(
-        renewal::decide(now, record.token.as_ref(), fingerprint),
-        requested.is_some(),
-    );
-    let reason = match decision {
-        Decision::Keep { until } => {
+    let requested = renew::renew_request(g.renew_request.as_deref(), record.renew_handled.as_deref());
+    let mut choice = refresh_choice(flow, &inputs.credentials, record.token.as_ref());
+    let digest = choice.digest();
+    let plan = renew::plan(&renew::Facts {
+        record: &record,
+        fingerprint,
+        attempt: &attempt,
+        requested,
+        refresh_token: digest.as_deref(),
+        reusable: choice.reusable,
+        can_login: flow.login.is_some() || flow.code_exchange.is_some(),
+        now,
+    });
+    let (reason, guard) = match plan {
+        Plan::BackOff { until } => {
+            return Ok(
+                match publish_current(engine, flow, inputs, &record, store, now).await? {
+                    Some(written) => outcome(Action::BackingOff, &record, Some(until), written),
+                    None => unpublished(outcome(Action::BackingOff, &record, Some(until), false)),
+                },
+            );
+        }
+        Plan::Keep { until } => {
             let Some(token) = record.token.as_ref() else {
-                unreachable!("decide keeps only a stored token")
+                unreachable!("renew-or-keep keeps only a stored token")
             };
             return match output(engine, flow, inputs, token, &record) {
                 Ok(data) => {
@@ -296,13 +127,9 @@ pub async fn reconcile<S: Store + Sync>(
                 Err(error) => Ok(unpublished(outcome(Action::Failed { error }, &record, until, false))),
             };
         }
-        Decision::Renew { reason } => reason,
+        Plan::Renew { reason, guard } => (reason, guard),
     };
     let refreshed = record.token.as_ref().is_some_and(|t| t.refresh_token.is_some());
-    let mut choice = refresh_choice(flow, &inputs.credentials, record.token.as_ref());
-    let digest = choice.digest();
-    let can_login = flow.login.is_some() || flow.code_exchange.is_some();
-    let guard = decide::guard(record.in_flight.as_ref(), digest.as_deref(), choice.reusable, can_login);
     if !lead.held() {
         return Err(PassError::NotLeader);
     }
@@ -421,7 +248,7 @@ async fn await_consent<S: Store + Sync>(
     record.retry_at = None;
     record.failed_fingerprint = None;
     let error = EngineError::AuthorizationRequired;
-    record.last_error = Some((error.reason().to_string(), error.to_string()));
+    record.last_error = Some(Failure::of(&error));
     if record != before {
         persist(store, &record, unsaved).await?;
     }
@@ -482,7 +309,7 @@ pub async fn complete_consent<S: Store + Sync>(
             )))
         }
         Err(e) => {
-            record.last_error = Some((e.reason().to_string(), e.to_string()));
+            record.last_error = Some(Failure::of(&e));
             persist(store, &record, unsaved).await?;
             Ok(Err(ConsentError::Engine(e)))
         }
@@ -509,7 +336,7 @@ async fn fail<S: Store + Sync>(
     let retry_at = decide::retry_time(now, delay, expires_at, error.retry_after().is_some());
     record.retry_at = Some(retry_at);
     record.failed_fingerprint = Some(fingerprint.to_string());
-    record.last_error = Some((error.reason().to_string(), error.to_string()));
+    record.last_error = Some(Failure::of(&error));
     persist(store, record, unsaved).await?;
     Ok(outcome(Action::Failed { error }, record, Some(retry_at), false))
 }

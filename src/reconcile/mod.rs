@@ -12,6 +12,9 @@ pub mod callback;
 pub mod decide;
 pub mod driver;
 pub mod lead;
+pub mod pages;
+pub mod record;
+pub mod renew;
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
@@ -27,8 +30,8 @@ use crate::consent::{self, ConsentState};
 use crate::engine::tls::{self, Kind};
 use crate::engine::{self, Engine, EngineError, Flow, Inputs, SecretString, Verification};
 use crate::reason::Reason;
-pub use driver::{Action, Outcome, PassError, Store, StoreError, Unsaved};
 pub use lead::{Held, Lead, shard_of};
+pub use record::{Action, Outcome, PassError, Store, StoreError, Unsaved};
 
 /// Why a resource could not even be attempted.
 #[derive(Debug, Clone, PartialEq)]
@@ -235,11 +238,11 @@ pub async fn gather<S: Source>(
 
 /// One lock per resource, holding what its passes could not persist yet: a pass and a consent
 /// callback for the same resource never interleave. An entry lives only while it is held or
-/// holds something ([`Ledger::release`]), not one per resource for the life of the process.
+/// holds something ([`ResourceLocks::release`]), not one per resource for the life of the process.
 #[derive(Default)]
-pub struct Ledger(Mutex<HashMap<String, Arc<tokio::sync::Mutex<Unsaved>>>>);
+pub struct ResourceLocks(Mutex<HashMap<String, Arc<tokio::sync::Mutex<Unsaved>>>>);
 
-impl Ledger {
+impl ResourceLocks {
     fn key(ca: &ConnectorAuth) -> String {
         format!("{}/{}/{}", namespace_of(ca), ca.name_any(), uid_of(ca))
     }
@@ -288,7 +291,7 @@ pub struct Core {
     pub consent_key: OnceLock<Vec<u8>>,
     /// Whether this process may act.
     pub lead: Lead,
-    pub ledger: Ledger,
+    pub ledger: ResourceLocks,
 }
 
 impl Core {
@@ -298,7 +301,7 @@ impl Core {
             redirect_url,
             consent_key: OnceLock::new(),
             lead,
-            ledger: Ledger::default(),
+            ledger: ResourceLocks::default(),
         }
     }
 
@@ -467,10 +470,10 @@ mod tests {
     struct Nowhere;
 
     impl Store for Nowhere {
-        async fn load(&self) -> Result<Option<driver::Record>, StoreError> {
+        async fn load(&self) -> Result<Option<record::Record>, StoreError> {
             Ok(None)
         }
-        async fn save(&self, _: &driver::Record) -> Result<(), StoreError> {
+        async fn save(&self, _: &record::Record) -> Result<(), StoreError> {
             Ok(())
         }
         async fn publish(&self, _: &BTreeMap<String, String>) -> Result<bool, StoreError> {
@@ -498,13 +501,13 @@ mod tests {
         assert!(core.ledger.0.lock().is_ok(), "no lock was poisoned");
     }
 
-    fn entries(ledger: &Ledger) -> usize {
+    fn entries(ledger: &ResourceLocks) -> usize {
         ledger.0.lock().unwrap().len()
     }
 
     #[tokio::test]
     async fn a_ledger_entry_lives_only_while_a_pass_holds_or_waits_for_it() {
-        let ledger = Arc::new(Ledger::default());
+        let ledger = Arc::new(ResourceLocks::default());
         let ca = resource();
         let held = ledger.hold(&ca).await;
         assert_eq!(entries(&ledger), 1);

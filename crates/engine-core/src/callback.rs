@@ -90,7 +90,7 @@ mod tests {
     use super::*;
 
     fn flow(values: &[&str], without_code: bool) -> Flow {
-        let mut f = crate::flow::base_flow("oauth2");
+        let mut f = crate::flow::base_flow();
         f.callback_values = values.iter().map(|s| s.to_string()).collect();
         f.without_code = without_code;
         f

@@ -249,6 +249,7 @@ pub fn compile(spec: &Spec<'_>, templates: &Templates) -> Result<Flow> {
         Scheme::SuperOffice(s) => schemes::super_office::compile(s)?,
         Scheme::GithubApp(s) => schemes::github_app::compile(s)?,
     };
+    flow.scheme = spec.scheme.name();
     for plan in &mut flow.assertions {
         plan.secret = spec.credentials_secret.to_string();
     }
@@ -388,9 +389,9 @@ pub(crate) fn oauth_defaults() -> Extraction {
     }
 }
 
-pub(crate) fn base_flow(scheme: &'static str) -> Flow {
+pub(crate) fn base_flow() -> Flow {
     Flow {
-        scheme,
+        scheme: "",
         static_token: None,
         login: None,
         refresh: None,

@@ -15,6 +15,11 @@ macro_rules! reasons {
             /// Every reason, for documentation and tests.
             pub const ALL: &'static [Reason] = &[$(Reason::$variant,)*];
 
+            /// The reason of a stable PascalCase name, if there is one.
+            pub fn parse(name: &str) -> Option<Reason> {
+                Reason::ALL.iter().copied().find(|r| r.as_str() == name)
+            }
+
             /// The stable PascalCase name.
             pub const fn as_str(self) -> &'static str {
                 match self {

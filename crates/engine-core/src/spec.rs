@@ -36,17 +36,28 @@ pub enum Scheme {
 }
 
 impl Scheme {
-    /// The name shown in the `Scheme` printer column and in status.
+    /// Every scheme block's name, in the order the CRD lists them: the one list of them.
+    pub const NAMES: [&'static str; 7] = [
+        "refreshableToken",
+        "oauth2",
+        "apiKey",
+        "jwt",
+        "tripletex",
+        "superOffice",
+        "githubApp",
+    ];
+
+    /// The name shown in the `Scheme` printer column and in status: the block's field name.
     pub fn name(&self) -> &'static str {
-        match self {
-            Scheme::RefreshableToken(_) => "refreshableToken",
-            Scheme::OAuth2(_) => "oauth2",
-            Scheme::ApiKey(_) => "apiKey",
-            Scheme::Jwt(_) => "jwt",
-            Scheme::Tripletex(_) => "tripletex",
-            Scheme::SuperOffice(_) => "superOffice",
-            Scheme::GithubApp(_) => "githubApp",
-        }
+        Self::NAMES[match self {
+            Scheme::RefreshableToken(_) => 0,
+            Scheme::OAuth2(_) => 1,
+            Scheme::ApiKey(_) => 2,
+            Scheme::Jwt(_) => 3,
+            Scheme::Tripletex(_) => 4,
+            Scheme::SuperOffice(_) => 5,
+            Scheme::GithubApp(_) => 6,
+        }]
     }
 }
 
@@ -608,6 +619,20 @@ impl<'a> Spec<'a> {
             renewal: &NO_RENEWAL,
             publish: Publish::default(),
             verify: None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `name()` is the block's field name as serde writes it, for every scheme.
+    #[test]
+    fn each_scheme_is_named_as_its_field() {
+        for name in Scheme::NAMES {
+            let scheme: Scheme = serde_json::from_value(serde_json::json!({ name: {} })).unwrap();
+            assert_eq!(scheme.name(), name);
         }
     }
 }

@@ -381,7 +381,7 @@ pub async fn run(
     let (ready_tx, ready_rx) = watch::channel(election.is_some());
     let listener = tokio::net::TcpListener::bind(metrics_addr).await?;
     info!(address = %listener.local_addr()?, "serving /metrics, /healthz, /readyz");
-    let server = tokio::spawn(crate::server::serve(listener, metrics.clone(), ready_rx));
+    let server = tokio::spawn(super::server::serve(listener, metrics.clone(), ready_rx));
 
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::spawn(async move {

@@ -5,7 +5,7 @@ use crate::flow::{Flow, Tmpl, base_flow};
 use crate::spec;
 
 pub(crate) fn compile(s: &spec::ApiKey) -> Flow {
-    let mut flow = base_flow("apiKey");
+    let mut flow = base_flow();
     flow.static_token = Some(Tmpl::new(
         "spec.apiKey.key",
         s.key.as_deref().unwrap_or("{{ api_key }}"),

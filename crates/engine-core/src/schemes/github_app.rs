@@ -72,7 +72,7 @@ pub(crate) fn compile(s: &spec::GithubApp) -> Result<Flow> {
         let json = serde_json::Value::Object(body).to_string();
         Body::Raw(t("repositories", &format!("{{% raw %}}{json}{{% endraw %}}")))
     };
-    let mut flow = base_flow("githubApp");
+    let mut flow = base_flow();
     flow.login = Some(Step {
         name: "installation token",
         method: http::Method::POST,

@@ -13,7 +13,7 @@ pub(crate) fn compile(s: &spec::Jwt) -> Result<Flow> {
         ..Default::default()
     };
     let login_ext = extraction(field, &s.extraction, &defaults)?;
-    let mut flow = base_flow("jwt");
+    let mut flow = base_flow();
     if let Some(r) = &s.refresh {
         let ext = extraction(&format!("{field}.refresh"), &r.extraction, &login_ext)?;
         flow.refresh = Some(request_step("refresh", &format!("{field}.refresh"), &r.request, ext)?);

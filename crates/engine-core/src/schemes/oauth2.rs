@@ -115,7 +115,7 @@ pub(crate) fn compile(
     };
     let t = |suffix: &str, src: &str| Tmpl::new(format!("{field}.{suffix}"), src);
 
-    let mut flow = base_flow("oauth2");
+    let mut flow = base_flow();
     // Without a refresh request and without a token URL to generate one from, tokens are
     // permanent (ChiefOnboarding: "if refresh is not added, the token is permanent").
     flow.refresh = match (&o.refresh_request, token_url) {

@@ -10,7 +10,7 @@ use crate::spec;
 pub(crate) fn compile(s: &spec::RefreshableToken) -> Result<Flow> {
     let field = "spec.refreshableToken";
     let login_ext = extraction(field, &s.extraction, &oauth_defaults())?;
-    let mut flow = base_flow("refreshableToken");
+    let mut flow = base_flow();
     if let Some(r) = &s.refresh {
         let ext = extraction(&format!("{field}.refresh"), &r.extraction, &login_ext)?;
         flow.refresh = Some(request_step("refresh", &format!("{field}.refresh"), &r.request, ext)?);

@@ -25,7 +25,6 @@ pub(crate) fn compile(s: &spec::SuperOffice) -> Result<Flow> {
         GrantType::RefreshToken,
         ClientAuth::ClientSecretPost,
     )?;
-    flow.scheme = "superOffice";
     let ticket = (
         "so_ticket".to_string(),
         Locator::json("default", "id_token")?.with_claim(claim),

@@ -25,7 +25,7 @@ pub(crate) fn compile(s: &spec::Tripletex) -> Result<Flow> {
         consumer = strip_braces(consumer),
         employee = strip_braces(employee),
     );
-    let mut flow = base_flow("tripletex");
+    let mut flow = base_flow();
     flow.login = Some(Step {
         name: "login",
         method: http::Method::PUT,

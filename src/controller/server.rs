@@ -1,4 +1,5 @@
-//! HTTP endpoints: `/metrics` (Prometheus text format), `/healthz`, `/readyz`.
+//! The controller's HTTP endpoints: `/metrics` (Prometheus text format), `/healthz`, `/readyz`.
+//! The consent callback has its own listener (`reconcile::callback`).
 
 use axum::Router;
 use axum::extract::State;
@@ -7,7 +8,7 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use tokio::sync::watch;
 
-use crate::controller::metrics::Metrics;
+use super::metrics::Metrics;
 
 #[derive(Clone)]
 struct AppState {
@@ -43,54 +44,6 @@ async fn readyz(State(s): State<AppState>) -> impl IntoResponse {
     }
 }
 
-/// A small HTML page for the person in the browser (consent callbacks).
-pub fn page(status: StatusCode, title: &str, detail: &str) -> axum::response::Response {
-    let esc = |s: &str| {
-        s.replace('&', "&amp;")
-            .replace('<', "&lt;")
-            .replace('>', "&gt;")
-            .replace('"', "&quot;")
-    };
-    let body = format!(
-        "<!doctype html><html><head><meta charset=\"utf-8\"><title>{t}</title></head>\
-         <body style=\"font-family:sans-serif;max-width:40em;margin:4em auto\"><h1>{t}</h1><p>{d}</p></body></html>",
-        t = esc(title),
-        d = esc(detail)
-    );
-    (status, axum::response::Html(body)).into_response()
-}
-
-/// The page for the result of completing a consent, the same in both adapters.
-pub fn consent_result_page(
-    result: &Result<
-        Result<crate::reconcile::driver::Outcome, crate::reconcile::driver::ConsentError>,
-        crate::reconcile::driver::PassError,
-    >,
-    what: &str,
-) -> axum::response::Response {
-    use crate::reconcile::driver::ConsentError;
-    match result {
-        Err(e) => page(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "Could not save the tokens",
-            &format!("{e}; try the link again"),
-        ),
-        Ok(Err(e @ ConsentError::NotPending)) => {
-            page(StatusCode::CONFLICT, "Consent link already used", &e.to_string())
-        }
-        Ok(Err(ConsentError::Engine(e))) => page(
-            StatusCode::BAD_GATEWAY,
-            "The provider did not issue tokens",
-            &e.to_string(),
-        ),
-        Ok(Ok(_)) => page(
-            StatusCode::OK,
-            "Connected",
-            &format!("{what} is authorized. You can close this window."),
-        ),
-    }
-}
-
 pub async fn serve(listener: tokio::net::TcpListener, metrics: Metrics, ready: watch::Receiver<bool>) {
     if let Err(e) = axum::serve(listener, router(metrics, ready)).await {
         tracing::error!(error = %e, "HTTP server stopped");
@@ -99,8 +52,8 @@ pub async fn serve(listener: tokio::net::TcpListener, metrics: Metrics, ready: w
 
 #[cfg(test)]
 mod tests {
+    use super::super::metrics::{OutcomeLabels, ResourceLabels};
     use super::*;
-    use crate::controller::metrics::{OutcomeLabels, ResourceLabels};
 
     #[tokio::test]
     async fn endpoints_report_health_readiness_and_metrics() {
