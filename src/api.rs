@@ -430,3 +430,25 @@ fn validate_against(schema: &serde_json::Value, doc: &serde_json::Value) -> Resu
         .validate(schema, doc, None)
         .map_err(|e| e.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; "))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The CEL rule and its message are text; every scheme is in both, in the order of
+    /// [`Scheme::NAMES`].
+    #[test]
+    fn the_one_scheme_rule_names_every_scheme() {
+        let has: Vec<String> = Scheme::NAMES.iter().map(|n| format!("has(self.{n})")).collect();
+        assert!(
+            ONE_SCHEME_RULE.starts_with(&format!("[{}]", has.join(", "))),
+            "{ONE_SCHEME_RULE}"
+        );
+        for name in Scheme::NAMES {
+            assert!(
+                ONE_SCHEME_MESSAGE.contains(name),
+                "{name} missing from: {ONE_SCHEME_MESSAGE}"
+            );
+        }
+    }
+}

@@ -2,7 +2,7 @@
 //! `output`, `renewal`) leave out, from a ClusterConnectorAuthProvider of that name if the
 //! cluster has one, else from a built-in entry. Built-in entries are the files
 //! `catalog/<name>.yaml`, each a ClusterConnectorAuthProvider manifest (so a platform team can
-//! copy one and change it), compiled in; `tests/catalog_e2e.rs` runs every one against an
+//! copy one and change it), compiled in; `tests/catalog_entries.rs` runs every one against an
 //! emulator of its provider's documented behaviour.
 
 use std::borrow::Cow;
@@ -30,7 +30,7 @@ macro_rules! built_in {
     };
 }
 
-/// Every `catalog/*.yaml`, by name (`tests/catalog.rs` checks that none is left out).
+/// Every `catalog/*.yaml`, by name (`tests/catalog_resolution.rs` checks that none is left out).
 static FILES: &[(&str, &str)] = built_in![
     "adobe",
     "amazon-sp-api",
@@ -148,7 +148,7 @@ impl Entry {
         let Ok(spec) = serde_json::from_value::<ConnectorAuthSpec>(spec) else {
             return vec![];
         };
-        let Ok(flow) = crate::engine::flow::compile(&Resolved(Cow::Borrowed(&spec)).engine(), &templates) else {
+        let Ok(flow) = crate::engine::compile(&Resolved(Cow::Borrowed(&spec)).engine(), &templates) else {
             return vec![];
         };
         let params = self.params();
@@ -396,4 +396,102 @@ pub fn markdown_table() -> String {
         ));
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn spec(v: Value) -> ConnectorAuthSpec {
+        serde_json::from_value(v).unwrap()
+    }
+
+    fn provider(v: Value) -> ClusterConnectorAuthProviderSpec {
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn objects_merge_and_the_resources_values_win_field_by_field() {
+        let base = json!({"oauth2": {"tokenUrl": "https://idp/token", "scopes": ["a"], "extraParams": {"x": "1"}},
+                          "renewal": {"renewBefore": "5m"}});
+        let s = spec(
+            json!({"credentialsRef": {"name": "c"}, "provider": "p", "providerParams": {"tenant": "t"},
+                            "oauth2": {"scopes": ["b", "c"], "extraParams": {"y": "2"}}}),
+        );
+        let merged = serde_json::to_value(resolve_with(&base, &s).unwrap()).unwrap();
+        assert_eq!(
+            merged["oauth2"]["tokenUrl"], "https://idp/token",
+            "kept from the provider"
+        );
+        assert_eq!(
+            merged["oauth2"]["scopes"],
+            json!(["b", "c"]),
+            "a list is replaced, not appended"
+        );
+        assert_eq!(
+            merged["oauth2"]["extraParams"],
+            json!({"x": "1", "y": "2"}),
+            "maps merge"
+        );
+        assert_eq!(merged["renewal"]["renewBefore"], "5m");
+        assert!(merged.get("provider").is_none() && merged.get("providerParams").is_none());
+    }
+
+    #[test]
+    fn another_scheme_than_the_providers_is_refused_naming_its_scheme() {
+        let base = json!({"oauth2": {"tokenUrl": "https://idp/token"}});
+        let s = spec(json!({"credentialsRef": {"name": "c"}, "provider": "p", "apiKey": {}}));
+        let e = resolve_with(&base, &s).unwrap_err().to_string();
+        assert!(e.contains("not `apiKey`") && e.contains("`oauth2: {}`"), "{e}");
+    }
+
+    #[test]
+    fn params_come_from_the_spec_then_the_credentials_then_the_default() {
+        let p = provider(
+            json!({"displayName": "P", "source": "https://docs", "settings": {"oauth2": {}},
+            "params": [{"name": "tenant"}, {"name": "region", "default": "eu"}, {"name": "host", "default": "h"}]}),
+        );
+        let found = Found::Cluster(&p);
+        let s = spec(
+            json!({"credentialsRef": {"name": "c"}, "provider": "p", "providerParams": {"tenant": "contoso"}, "oauth2": {}}),
+        );
+        let mut vars: BTreeMap<String, SecretString> = [("host".to_string(), SecretString::from("from-secret"))].into();
+        fill_params(&found, &s, &mut vars).unwrap();
+        let v = |k: &str| vars[k].expose().to_string();
+        assert_eq!(
+            (v("tenant"), v("region"), v("host")),
+            ("contoso".into(), "eu".into(), "from-secret".into())
+        );
+
+        let missing = spec(json!({"credentialsRef": {"name": "c"}, "provider": "p", "oauth2": {}}));
+        let e = fill_params(&found, &missing, &mut BTreeMap::new())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("spec.providerParams.tenant") && e.contains("key `tenant` of the credentials Secret"),
+            "{e}"
+        );
+
+        let unknown = spec(
+            json!({"credentialsRef": {"name": "c"}, "provider": "p", "providerParams": {"tenant": "t", "zone": "z"}, "oauth2": {}}),
+        );
+        let e = fill_params(&found, &unknown, &mut BTreeMap::new())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("spec.providerParams.zone") && e.contains("tenant, region, host"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_spec_without_provider_resolves_to_itself_and_an_unknown_built_in_is_named() {
+        let s = spec(json!({"credentialsRef": {"name": "c"}, "apiKey": {}}));
+        assert_eq!(resolve(&s).unwrap().spec(), &s);
+        let unknown = spec(json!({"credentialsRef": {"name": "c"}, "provider": "nope", "apiKey": {}}));
+        let e = resolve(&unknown).unwrap_err().to_string();
+        assert!(e.contains("`nope` is not a built-in provider"), "{e}");
+    }
 }

@@ -4,13 +4,14 @@
 
 use jiff::Timestamp;
 
-use super::error::Result;
-use super::extract;
-use super::flow::Flow;
-use super::secret::SecretString;
-use super::template::TemplateContext;
 use super::{Engine, Inputs};
-pub use engine_core::chain::{ChainStep, variable};
+pub use engine_core::chain::variable;
+use engine_core::error::Result;
+use engine_core::extract;
+pub use engine_core::flow::ChainStep;
+use engine_core::flow::Flow;
+use engine_core::secret::SecretString;
+use engine_core::template::TemplateContext;
 
 impl Engine {
     /// Runs the flow's chained steps in order; returns `ctx` with their values added.

@@ -13,9 +13,9 @@ use tokio::sync::Semaphore;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
 use url::Url;
 
-use super::error::{EngineError, Result};
-use super::policy::UrlPolicy;
 use super::tls::{self, ClientOptions};
+use engine_core::error::{EngineError, Result};
+use engine_core::policy::UrlPolicy;
 pub use engine_core::request::{HttpRequest, HttpResponse};
 
 /// Redirects followed in a row at most, for resources that allow them.

@@ -10,22 +10,25 @@ pub mod revocation;
 pub mod tls;
 pub mod verify;
 
-pub use engine_core::{assertion, callback, error, extract, flow, policy, renewal, schemes, secret, spec, template};
+pub use engine_core::{
+    assertion, callback, error, extract, flow, policy, renewal, schemes, secret, signing, spec, template,
+};
 
 use std::collections::BTreeMap;
 
 use base64::Engine as _;
 use jiff::Timestamp;
 
+pub use engine_core::compile::compile;
 pub use engine_core::state::{self, RefreshChoice, TokenState, fingerprint, refresh_choice};
+pub use engine_core::verify::Verification;
 pub use error::{EngineError, Result};
-pub use flow::{Flow, compile};
+pub use flow::Flow;
 pub use http::{HttpClient, HttpSettings};
 pub use secret::SecretString;
 pub use spec::Spec;
 pub use template::{TemplateContext, Templates};
 pub use tls::ClientOptions;
-pub use verify::Verification;
 
 use flow::{Body, Step, Tmpl};
 use http::HttpRequest;
@@ -115,7 +118,7 @@ impl Engine {
         ctx: &TemplateContext,
         now: Timestamp,
     ) -> Result<TemplateContext> {
-        assertion::with_assertions(&self.templates, flow, step, ctx, now)
+        signing::with_assertions(&self.templates, flow, step, ctx, now)
     }
 
     /// Signs one assertion for `step` (whose URL is the claims' `token_url`).
@@ -127,12 +130,12 @@ impl Engine {
         now: Timestamp,
         jti: &str,
     ) -> Result<String> {
-        assertion::sign_assertion(&self.templates, plan, step, ctx, now, jti)
+        signing::sign_assertion(&self.templates, plan, step, ctx, now, jti)
     }
 
     /// Compiles a resolved spec (see `catalog::Resolved`).
     pub fn compile(&self, spec: &Spec<'_>) -> Result<Flow> {
-        flow::compile(spec, &self.templates)
+        compile(spec, &self.templates)
     }
 
     /// Gets a new token: refresh when a refresh token is at hand, else log in. A refused

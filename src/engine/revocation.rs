@@ -4,9 +4,10 @@
 
 use jiff::Timestamp;
 
-use super::error::Result;
-use super::flow::{Flow, Step};
-use super::{Engine, Inputs, TokenState};
+use super::{Engine, Inputs};
+use engine_core::TokenState;
+use engine_core::error::Result;
+use engine_core::flow::{Flow, Step};
 
 /// What revocation came to, per token: `None` when there was no such token to revoke (or, with
 /// `timed_out`, no answer in time).

@@ -12,8 +12,8 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use sha2::{Digest, Sha256};
 
-use super::error::{EngineError, Result};
 use crate::api::{CaBundleKind, ConnectorAuthSpec, TlsConfig};
+use engine_core::error::{EngineError, Result};
 
 pub const CA_FIELD: &str = "spec.tls.caBundleRef";
 pub const CLIENT_CERT_FIELD: &str = "spec.tls.clientCertificateRef";

@@ -7,8 +7,9 @@ use jiff::Timestamp;
 
 pub use engine_core::verify::{Verification, compile};
 
-use super::flow::Step;
-use super::{Engine, Inputs, Result, SecretString, TemplateContext};
+use super::{Engine, Inputs};
+use engine_core::flow::Step;
+use engine_core::{Result, SecretString, TemplateContext};
 
 impl Engine {
     /// Sends the verification request with the published `output` (its `headers.json` headers,

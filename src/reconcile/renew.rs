@@ -4,7 +4,7 @@
 use jiff::Timestamp;
 
 use super::record::{InFlight, Record};
-use crate::engine::renewal::{self, Decision};
+use crate::engine::state::{self, Decision};
 use crate::reason::Reason;
 
 /// What renew-or-keep is decided from: the record, the inputs, the renewal request and the
@@ -43,7 +43,7 @@ pub enum Plan {
 ///
 /// 1. **Backoff**: a failed attempt with the same inputs is not retried before its time,
 ///    unless someone asked for a renewal.
-/// 2. **Renewal** ([`renewal::decide`]): no token, changed inputs, expired, or due.
+/// 2. **Renewal** ([`state::decide`]): no token, changed inputs, expired, or due.
 /// 3. **Renew request**: a token that would be kept is renewed when asked (a due token keeps
 ///    the reason it is due for).
 /// 4. Otherwise the token is kept.
@@ -56,7 +56,7 @@ pub fn plan(f: &Facts<'_>) -> Plan {
     {
         return Plan::BackOff { until };
     }
-    let reason = match renewal::decide(f.now, f.record.token.as_ref(), f.fingerprint) {
+    let reason = match state::decide(f.now, f.record.token.as_ref(), f.fingerprint) {
         Decision::Renew { reason } => reason,
         Decision::Keep { .. } if f.requested.is_some() => Reason::RenewRequested,
         Decision::Keep { until } => return Plan::Keep { until },

@@ -74,7 +74,7 @@ Every shard's Lease, as a YAML flow list: shard 0's is the Lease name itself, sh
 
 {{/*
 RBAC rules from a data file under files/rbac/ (a YAML mapping with `rules:`), rendered with
-`tpl` for the few names that depend on the release. tests/rbac.rs reads the same files.
+`tpl` for the few names that depend on the release. tests/chart_rbac.rs reads the same files.
 Usage: include "connector-auth-operator.rules" (list . "controller")
 */}}
 {{- define "connector-auth-operator.rules" -}}

@@ -10,7 +10,6 @@ use serde_json_path::JsonPath;
 use std::collections::BTreeMap;
 
 use crate::error::{EngineError, Result};
-use crate::flow::{ALL_FIELD_BYTES, ALL_FIELDS_MAX, NAMED_FIELD_BYTES, ResponseFields};
 use crate::request::HttpResponse;
 use crate::secret::SecretString;
 
@@ -301,6 +300,59 @@ pub fn jwt_claims(token: &str) -> Option<serde_json::Map<String, Value>> {
 pub fn jwt_expiry(token: &str) -> Option<Timestamp> {
     let exp = jwt_claims(token)?.get("exp")?.as_f64()?;
     Timestamp::from_second(exp as i64).ok()
+}
+
+/// Fields of the last token response that templates read as `{{ oauth.<field> }}`. Only these
+/// are kept (in private state), so a resource that reads none keeps nothing extra.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub enum ResponseFields {
+    #[default]
+    None,
+    /// The fields named by `oauth.<field>` in the templates.
+    Named(std::collections::BTreeSet<String>),
+    /// A template reads `oauth` as a whole: every top-level scalar field, within
+    /// [`ALL_FIELDS_MAX`] fields of at most [`ALL_FIELD_BYTES`] each.
+    All,
+}
+
+/// Bounds of [`ResponseFields::All`]: larger fields are not kept.
+pub const ALL_FIELDS_MAX: usize = 32;
+pub const ALL_FIELD_BYTES: usize = 4096;
+/// Bound of a field named in a template; a larger one is an error, never silently cut.
+pub const NAMED_FIELD_BYTES: usize = 16 * 1024;
+
+impl ResponseFields {
+    /// Which fields the templates read under `oauth.`. `access_token` and `refresh_token` are
+    /// the token state's own and are not kept twice.
+    pub(crate) fn of<'a>(paths: impl IntoIterator<Item = &'a str>) -> Self {
+        let mut named = std::collections::BTreeSet::new();
+        for p in paths {
+            match p.strip_prefix("oauth") {
+                Some("") => return ResponseFields::All,
+                Some(rest) => {
+                    if let Some(field) = rest.strip_prefix('.').and_then(|r| r.split('.').next())
+                        && !matches!(field, "access_token" | "refresh_token")
+                    {
+                        named.insert(field.to_string());
+                    }
+                }
+                None => {}
+            }
+        }
+        if named.is_empty() {
+            ResponseFields::None
+        } else {
+            ResponseFields::Named(named)
+        }
+    }
+
+    pub fn wants(&self, field: &str) -> bool {
+        match self {
+            ResponseFields::None => false,
+            ResponseFields::Named(n) => n.contains(field),
+            ResponseFields::All => true,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -4,31 +4,14 @@
 
 use std::collections::BTreeMap;
 
-use crate::spec::{self, ClientAuth, GrantType, Method, Publish, Scheme, Spec};
+use crate::spec::{self, Method};
 
 use crate::assertion;
-use crate::chain::ChainStep;
 use crate::error::{EngineError, Result};
 use crate::extract::Locator;
+pub use crate::extract::ResponseFields;
 use crate::renewal::RenewalPolicy;
-use crate::schemes;
-use crate::template::Templates;
-
-/// A template together with the spec field it came from (for error messages).
-#[derive(Debug, Clone, PartialEq)]
-pub struct Tmpl {
-    pub field: String,
-    pub source: String,
-}
-
-impl Tmpl {
-    pub fn new(field: impl Into<String>, source: impl Into<String>) -> Self {
-        Tmpl {
-            field: field.into(),
-            source: source.into(),
-        }
-    }
-}
+pub use crate::template::Tmpl;
 
 #[derive(Debug, Clone)]
 pub enum Body {
@@ -84,56 +67,19 @@ pub struct OutputPlan {
     pub keep_previous: bool,
 }
 
-/// Fields of the last token response that templates read as `{{ oauth.<field> }}`. Only these
-/// are kept (in private state), so a resource that reads none keeps nothing extra.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub enum ResponseFields {
-    #[default]
-    None,
-    /// The fields named by `oauth.<field>` in the templates.
-    Named(std::collections::BTreeSet<String>),
-    /// A template reads `oauth` as a whole: every top-level scalar field, within
-    /// [`ALL_FIELDS_MAX`] fields of at most [`ALL_FIELD_BYTES`] each.
-    All,
+/// One compiled step of a chained login.
+#[derive(Debug, Clone)]
+pub struct ChainStep {
+    /// The user's name for it: template variable prefix and label in errors.
+    pub name: String,
+    pub step: Step,
+    pub extract: Vec<(String, Locator)>,
 }
 
-/// Bounds of [`ResponseFields::All`]: larger fields are not kept.
-pub const ALL_FIELDS_MAX: usize = 32;
-pub const ALL_FIELD_BYTES: usize = 4096;
-/// Bound of a field named in a template; a larger one is an error, never silently cut.
-pub const NAMED_FIELD_BYTES: usize = 16 * 1024;
-
-impl ResponseFields {
-    /// Which fields the templates read under `oauth.`. `access_token` and `refresh_token` are
-    /// the token state's own and are not kept twice.
-    fn of<'a>(paths: impl IntoIterator<Item = &'a str>) -> Self {
-        let mut named = std::collections::BTreeSet::new();
-        for p in paths {
-            match p.strip_prefix("oauth") {
-                Some("") => return ResponseFields::All,
-                Some(rest) => {
-                    if let Some(field) = rest.strip_prefix('.').and_then(|r| r.split('.').next())
-                        && !matches!(field, "access_token" | "refresh_token")
-                    {
-                        named.insert(field.to_string());
-                    }
-                }
-                None => {}
-            }
-        }
-        if named.is_empty() {
-            ResponseFields::None
-        } else {
-            ResponseFields::Named(named)
-        }
-    }
-
-    pub fn wants(&self, field: &str) -> bool {
-        match self {
-            ResponseFields::None => false,
-            ResponseFields::Named(n) => n.contains(field),
-            ResponseFields::All => true,
-        }
+impl ChainStep {
+    /// How errors and logs name the step.
+    pub fn label(&self) -> String {
+        format!("step {}", self.name)
     }
 }
 
@@ -187,7 +133,7 @@ pub struct Revocation {
 }
 
 /// The templates of one request.
-fn step_templates(step: &Step) -> impl Iterator<Item = &Tmpl> {
+pub(crate) fn step_templates(step: &Step) -> impl Iterator<Item = &Tmpl> {
     let body: Vec<&Tmpl> = match &step.body {
         Body::None => vec![],
         Body::Raw(t) => vec![t],
@@ -228,65 +174,6 @@ impl Flow {
         all.extend(o.templates.iter().map(|(_, t)| t));
         all
     }
-}
-
-/// Compiles a spec: applies the scheme's defaults, parses JSONPaths, durations and templates,
-/// so a broken spec fails here with the field named, before any request is sent.
-pub fn compile(spec: &Spec<'_>, templates: &Templates) -> Result<Flow> {
-    let renewal = RenewalPolicy::from_spec(spec.renewal)?;
-    let mut flow = match spec.scheme {
-        Scheme::RefreshableToken(s) => schemes::refreshable_token::compile(s)?,
-        Scheme::OAuth2(s) => schemes::oauth2::compile(
-            "spec.oauth2",
-            s,
-            None,
-            GrantType::ClientCredentials,
-            ClientAuth::ClientSecretBasic,
-        )?,
-        Scheme::ApiKey(s) => schemes::api_key::compile(s),
-        Scheme::Jwt(s) => schemes::jwt::compile(s)?,
-        Scheme::Tripletex(s) => schemes::tripletex::compile(s)?,
-        Scheme::SuperOffice(s) => schemes::super_office::compile(s)?,
-        Scheme::GithubApp(s) => schemes::github_app::compile(s)?,
-    };
-    flow.scheme = spec.scheme.name();
-    for plan in &mut flow.assertions {
-        plan.secret = spec.credentials_secret.to_string();
-    }
-    flow.renewal = renewal;
-    flow.refresh_keeps_lifetime = matches!(spec.scheme, Scheme::OAuth2(_) | Scheme::SuperOffice(_));
-    apply_output(&mut flow, &spec.publish);
-    check_header_names(&flow.output)?;
-    flow.verify = spec.verify.map(crate::verify::compile).transpose()?;
-    for t in flow.templates() {
-        templates.check(&t.field, &t.source)?;
-    }
-    let paths: Vec<String> = flow
-        .templates()
-        .iter()
-        .flat_map(|t| templates.paths(&t.source))
-        .collect();
-    flow.response_fields = ResponseFields::of(paths.iter().map(String::as_str));
-    for t in flow.templates() {
-        for path in templates.paths(&t.source) {
-            if let Some(name) = path.strip_prefix("callback.").map(|p| p.split('.').next().unwrap_or(p))
-                && name != "code"
-                && !flow.callback_values.iter().any(|v| v == name)
-            {
-                return Err(EngineError::InvalidSpec {
-                    field: t.field.clone(),
-                    reason: format!(
-                        "reads `callback.{name}`, which is not declared in spec.oauth2.callbackValues (only declared callback values are kept)"
-                    ),
-                });
-            }
-        }
-    }
-    if let Some(step) = &flow.code_exchange {
-        flow.append_code = !flow.without_code
-            && !step_templates(step).any(|t| templates.variables(&t.source).iter().any(|v| v == "code"));
-    }
-    Ok(flow)
 }
 
 pub(crate) fn method(m: Option<Method>) -> http::Method {
@@ -420,57 +307,6 @@ pub(crate) fn base_flow() -> Flow {
         verify: None,
         revocation: None,
     }
-}
-
-fn apply_output(flow: &mut Flow, o: &Publish<'_>) {
-    if let Some(h) = &o.header {
-        if let Some(n) = &h.name {
-            flow.output.header_name = n.clone();
-        }
-        if let Some(f) = &h.format {
-            flow.output.header_format = Tmpl::new("spec.output.header.format", f);
-        }
-        if h.encode {
-            flow.output.header_encode = true;
-        }
-        if let Some(v) = &h.value {
-            flow.output.header_value = Tmpl::new("spec.output.header.value", v);
-        }
-        for (k, v) in &h.extra {
-            flow.output
-                .extra_headers
-                .retain(|(name, _)| !name.eq_ignore_ascii_case(k));
-            flow.output
-                .extra_headers
-                .push((k.clone(), Tmpl::new(format!("spec.output.header.extra.{k}"), v)));
-        }
-    }
-    flow.output.templates = o
-        .template
-        .iter()
-        .map(|(k, v)| (k.clone(), Tmpl::new(format!("spec.output.template.{k}"), v)))
-        .collect();
-    flow.output.expose_refresh_token = o.expose_refresh_token;
-    flow.output.keep_previous = o.keep_previous;
-}
-
-/// Header names are published and sent as they are: they must be HTTP tokens (the CRD checks
-/// the same; local mode has no API server to do it).
-fn check_header_names(o: &OutputPlan) -> Result<()> {
-    let fields = std::iter::once(("spec.output.header.name".to_string(), &o.header_name)).chain(
-        o.extra_headers
-            .iter()
-            .map(|(n, _)| (format!("spec.output.header.extra.{n}"), n)),
-    );
-    for (field, name) in fields {
-        if !spec::is_header_name(name) {
-            return Err(EngineError::InvalidSpec {
-                field,
-                reason: "is not an HTTP header name (letters, digits and !#$%&*+.^_|~- only, at most 256)".into(),
-            });
-        }
-    }
-    Ok(())
 }
 
 /// The output Secret keys the engine itself writes; templates may not overwrite them.

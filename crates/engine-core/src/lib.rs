@@ -9,8 +9,11 @@
 pub mod assertion;
 pub mod callback;
 pub mod chain;
+pub mod compile;
 pub mod error;
 pub mod extract;
+#[cfg(test)]
+mod fixtures;
 pub mod flow;
 pub mod policy;
 pub mod reason;
@@ -18,13 +21,15 @@ pub mod renewal;
 pub mod request;
 pub mod schemes;
 pub mod secret;
+pub mod signing;
 pub mod spec;
 pub mod state;
 pub mod template;
 pub mod verify;
 
+pub use compile::compile;
 pub use error::{EngineError, Result};
-pub use flow::{Flow, compile};
+pub use flow::Flow;
 pub use secret::SecretString;
 pub use spec::Spec;
 pub use state::{RefreshChoice, TokenState, fingerprint, refresh_choice};

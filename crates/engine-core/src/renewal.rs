@@ -1,6 +1,5 @@
 //! Expiry and renewal maths, and the renew-or-keep decision. Pure functions of their inputs.
 
-use crate::reason::Reason;
 use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
@@ -146,41 +145,6 @@ pub fn renew_at(
     Some(add_clamped(issued_at, window))
 }
 
-/// What to do about a resource's token now.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Decision {
-    /// The token is good; look again at `until` (None: permanent).
-    Keep { until: Option<Timestamp> },
-    /// Get a token; `reason` is a PascalCase word for logs and Events.
-    Renew { reason: Reason },
-}
-
-/// Renew-or-keep, given the stored token (if any), the fingerprint of the inputs it was issued
-/// from and the current inputs' fingerprint.
-pub fn decide(now: Timestamp, token: Option<&crate::state::TokenState>, fingerprint: &str) -> Decision {
-    let Some(t) = token else {
-        return Decision::Renew {
-            reason: Reason::NoToken,
-        };
-    };
-    if t.fingerprint != fingerprint {
-        return Decision::Renew {
-            reason: Reason::InputsChanged,
-        };
-    }
-    if t.expires_at.is_some_and(|e| e <= now) {
-        return Decision::Renew {
-            reason: Reason::Expired,
-        };
-    }
-    match t.renew_at {
-        Some(r) if r <= now => Decision::Renew {
-            reason: Reason::RenewalDue,
-        },
-        until => Decision::Keep { until },
-    }
-}
-
 /// Delay before retry number `failures` (1-based): exponential from 5 s, capped at 5 min for
 /// transient errors and 30 min for terminal ones, with ±20% jitter from `jitter` in `[0, 1)`;
 /// a provider's `Retry-After` is honoured when it asks for longer.
@@ -198,7 +162,6 @@ pub fn backoff(failures: u32, transient: bool, retry_after: Option<Duration>, ji
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::TokenState;
 
     fn ts(s: &str) -> Timestamp {
         s.parse().unwrap()
@@ -274,61 +237,6 @@ mod tests {
         };
         assert_eq!(renew_at(now, None, &p, 0.0), Some(ts("2026-01-01T01:00:00Z")));
         assert_eq!(renew_at(now, None, &RenewalPolicy::default(), 0.5), None);
-    }
-
-    fn token(fp: &str, exp: Option<&str>, renew: Option<&str>) -> TokenState {
-        TokenState {
-            access_token: "a".into(),
-            refresh_token: None,
-            token_type: "Bearer".into(),
-            issued_at: ts("2026-01-01T00:00:00Z"),
-            expires_at: exp.map(ts),
-            renew_at: renew.map(ts),
-            extras: Default::default(),
-            fingerprint: fp.into(),
-            seed_refresh_token: None,
-            refresh_token_reusable: false,
-            oauth: Default::default(),
-            refresh_origin: None,
-        }
-    }
-
-    #[test]
-    fn decisions() {
-        let now = ts("2026-01-01T00:30:00Z");
-        assert_eq!(
-            decide(now, None, "f"),
-            Decision::Renew {
-                reason: Reason::NoToken
-            }
-        );
-        let t = token("f", Some("2026-01-01T01:00:00Z"), Some("2026-01-01T00:40:00Z"));
-        assert_eq!(
-            decide(now, Some(&t), "f"),
-            Decision::Keep {
-                until: Some(ts("2026-01-01T00:40:00Z"))
-            }
-        );
-        assert_eq!(
-            decide(now, Some(&t), "g"),
-            Decision::Renew {
-                reason: Reason::InputsChanged
-            }
-        );
-        assert_eq!(
-            decide(ts("2026-01-01T00:45:00Z"), Some(&t), "f"),
-            Decision::Renew {
-                reason: Reason::RenewalDue
-            }
-        );
-        assert_eq!(
-            decide(ts("2026-01-01T01:00:00Z"), Some(&t), "f"),
-            Decision::Renew {
-                reason: Reason::Expired
-            }
-        );
-        let permanent = token("f", None, None);
-        assert_eq!(decide(now, Some(&permanent), "f"), Decision::Keep { until: None });
     }
 
     #[test]

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::flow::Flow;
+use crate::reason::Reason;
 use crate::secret::SecretString;
 use crate::spec::Spec;
 
@@ -126,6 +127,42 @@ pub fn refresh_choice(
     }
 }
 
+/// What to do about a resource's token now, by the token alone (the pass adds backoff, renew
+/// requests and the refresh guard).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Decision {
+    /// The token is good; look again at `until` (None: permanent).
+    Keep { until: Option<Timestamp> },
+    /// Get a token; `reason` is a PascalCase word for logs and Events.
+    Renew { reason: Reason },
+}
+
+/// Renew-or-keep, given the stored token (if any), the fingerprint of the inputs it was issued
+/// from and the current inputs' fingerprint.
+pub fn decide(now: Timestamp, token: Option<&TokenState>, fingerprint: &str) -> Decision {
+    let Some(t) = token else {
+        return Decision::Renew {
+            reason: Reason::NoToken,
+        };
+    };
+    if t.fingerprint != fingerprint {
+        return Decision::Renew {
+            reason: Reason::InputsChanged,
+        };
+    }
+    if t.expires_at.is_some_and(|e| e <= now) {
+        return Decision::Renew {
+            reason: Reason::Expired,
+        };
+    }
+    match t.renew_at {
+        Some(r) if r <= now => Decision::Renew {
+            reason: Reason::RenewalDue,
+        },
+        until => Decision::Keep { until },
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -194,5 +231,64 @@ mod tests {
         f.refresh = None;
         let prev = stored(Some("rt"), None, false);
         assert_eq!(refresh_choice(&f, &BTreeMap::new(), Some(&prev)).token, None);
+    }
+
+    fn ts(s: &str) -> Timestamp {
+        s.parse().unwrap()
+    }
+
+    fn token(fp: &str, exp: Option<&str>, renew: Option<&str>) -> TokenState {
+        TokenState {
+            access_token: "a".into(),
+            refresh_token: None,
+            token_type: "Bearer".into(),
+            issued_at: ts("2026-01-01T00:00:00Z"),
+            expires_at: exp.map(ts),
+            renew_at: renew.map(ts),
+            extras: Default::default(),
+            fingerprint: fp.into(),
+            seed_refresh_token: None,
+            refresh_token_reusable: false,
+            oauth: Default::default(),
+            refresh_origin: None,
+        }
+    }
+
+    #[test]
+    fn decisions() {
+        let now = ts("2026-01-01T00:30:00Z");
+        assert_eq!(
+            decide(now, None, "f"),
+            Decision::Renew {
+                reason: Reason::NoToken
+            }
+        );
+        let t = token("f", Some("2026-01-01T01:00:00Z"), Some("2026-01-01T00:40:00Z"));
+        assert_eq!(
+            decide(now, Some(&t), "f"),
+            Decision::Keep {
+                until: Some(ts("2026-01-01T00:40:00Z"))
+            }
+        );
+        assert_eq!(
+            decide(now, Some(&t), "g"),
+            Decision::Renew {
+                reason: Reason::InputsChanged
+            }
+        );
+        assert_eq!(
+            decide(ts("2026-01-01T00:45:00Z"), Some(&t), "f"),
+            Decision::Renew {
+                reason: Reason::RenewalDue
+            }
+        );
+        assert_eq!(
+            decide(ts("2026-01-01T01:00:00Z"), Some(&t), "f"),
+            Decision::Renew {
+                reason: Reason::Expired
+            }
+        );
+        let permanent = token("f", None, None);
+        assert_eq!(decide(now, Some(&permanent), "f"), Decision::Keep { until: None });
     }
 }

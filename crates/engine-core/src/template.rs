@@ -359,6 +359,22 @@ fn date_add(v: Value, kwargs: Kwargs) -> std::result::Result<String, minijinja::
     Ok(out.timestamp().to_string())
 }
 
+/// A template together with the spec field it came from (for error messages).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tmpl {
+    pub field: String,
+    pub source: String,
+}
+
+impl Tmpl {
+    pub fn new(field: impl Into<String>, source: impl Into<String>) -> Self {
+        Tmpl {
+            field: field.into(),
+            source: source.into(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

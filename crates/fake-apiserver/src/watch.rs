@@ -11,7 +11,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
-use axum::response::Response;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use serde_json::{Value, json};
 use tokio::sync::watch;
@@ -19,7 +20,6 @@ use tokio::time::Instant;
 
 use crate::Shared;
 use crate::error::ApiError;
-use crate::http::stream_response;
 use crate::meta::{META_API_VERSION, ObjectView};
 use crate::registry::ResourceInfo;
 use crate::store::{Change, CollKey, EventType, Filter, TooOld};
@@ -249,4 +249,8 @@ impl WatchStream {
         line.push(b'\n');
         line
     }
+}
+/// Builds a streaming `application/json` response.
+fn stream_response(body: Body) -> Response {
+    (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], body).into_response()
 }

@@ -347,12 +347,12 @@ async fn take_lead(ctx: &Context) -> anyhow::Result<()> {
 /// election, and a controller for each shard this replica holds.
 pub async fn run(
     client: Client,
-    config: super::Config,
+    config: super::config::Config,
     election: Option<LeaderElection>,
     metrics_addr: SocketAddr,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    super::check_crd(&client, &config.namespaces).await?;
+    super::crd::check_crd(&client, &config.namespaces).await?;
     let metrics = super::metrics::Metrics::default();
     let shards = election.as_ref().map_or(1, |e| e.shards.max(1));
     let (held_tx, held_rx) = watch::channel(Held::none(shards));

@@ -14,3 +14,20 @@ pub(crate) fn compile(s: &spec::ApiKey) -> Flow {
     flow.output.header_value = Tmpl::new("spec.output.header.value", "{{ token_format }}");
     flow
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use crate::fixtures::flow;
+
+    #[test]
+    fn the_key_is_read_from_api_key_and_published_as_is() {
+        let f = flow(json!({"apiKey": {}}));
+        assert_eq!(f.scheme, "apiKey");
+        assert_eq!(f.static_token.as_ref().unwrap().source, "{{ api_key }}");
+        assert!(f.login.is_none() && f.refresh.is_none(), "nothing is sent");
+        assert_eq!(f.default_token_type, "ApiKey");
+        assert_eq!(f.output.header_value.source, "{{ token_format }}");
+    }
+}

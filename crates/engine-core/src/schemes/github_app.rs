@@ -92,3 +92,34 @@ pub(crate) fn compile(s: &spec::GithubApp) -> Result<Flow> {
     flow.assertions.push(plan);
     Ok(flow)
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use crate::fixtures::{flow, refused};
+
+    #[test]
+    fn an_installation_token_is_asked_for_with_a_nine_minute_app_jwt() {
+        let f = flow(json!({"githubApp": {"assertion": {"privateKeyKey": "private_key"}}}));
+        assert_eq!(f.scheme, "githubApp");
+        let login = f.login.as_ref().unwrap();
+        assert_eq!(login.method, http::Method::POST);
+        assert_eq!(
+            login.url.source,
+            "https://api.github.com/app/installations/{{ installation_id }}/access_tokens"
+        );
+        let auth = login.headers.iter().find(|(n, _)| n == "Authorization").unwrap();
+        assert_eq!(auth.1.source, "Bearer {{ github_app_jwt }}");
+        let plan = &f.assertions[0];
+        assert_eq!((plan.lifetime_secs, plan.backdate_secs), (540, 60));
+    }
+
+    #[test]
+    fn github_refuses_app_jwts_over_ten_minutes_and_iss_is_the_app_id() {
+        let e = refused(json!({"githubApp": {"assertion": {"privateKeyKey": "k", "lifetime": "10m"}}}));
+        assert!(e.to_string().contains("spec.githubApp.assertion.lifetime"), "{e}");
+        let e = refused(json!({"githubApp": {"assertion": {"privateKeyKey": "k", "claims": {"iss": "x"}}}}));
+        assert!(e.to_string().contains("spec.githubApp.assertion.claims.iss"), "{e}");
+    }
+}

@@ -21,3 +21,31 @@ pub(crate) fn compile(s: &spec::Jwt) -> Result<Flow> {
     flow.login = Some(request_step("login", &format!("{field}.login"), &s.login, login_ext)?);
     Ok(flow)
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use crate::fixtures::flow;
+
+    #[test]
+    fn a_refresh_request_reads_what_the_login_reads_unless_told_otherwise() {
+        let f = flow(json!({"jwt": {
+            "login": {"url": "https://crm.example/Auth/ApiLogin", "body": "{\"authCode\": \"{{ code }}\"}"},
+            "refresh": {"url": "https://crm.example/Auth/ApiRefresh"},
+        }}));
+        assert_eq!(f.scheme, "jwt");
+        let login = f.login.as_ref().unwrap();
+        let refresh = f.refresh.as_ref().unwrap();
+        assert_eq!(
+            login.extraction.access_token.len(),
+            3,
+            "AccessToken, access_token, accessToken"
+        );
+        assert_eq!(
+            refresh.extraction.access_token.len(),
+            login.extraction.access_token.len()
+        );
+        assert_eq!(refresh.extraction.refresh_token.len(), 3);
+    }
+}

@@ -253,3 +253,48 @@ fn callback_values(field: &str, names: &[String]) -> Result<Vec<String>> {
     }
     Ok(names.to_vec())
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use crate::fixtures::{flow, form, refused};
+
+    #[test]
+    fn client_credentials_with_basic_auth_is_the_default_and_scopes_are_one_parameter() {
+        let f = flow(json!({"oauth2": {"tokenUrl": "https://idp.example/token", "scopes": ["a", "b"]}}));
+        assert_eq!(f.scheme, "oauth2");
+        let login = f.login.as_ref().expect("a token request");
+        assert_eq!(login.method, http::Method::POST);
+        assert_eq!(login.url.source, "https://idp.example/token");
+        assert!(login.basic_auth.is_some(), "client_secret_basic");
+        let fields = form(login);
+        assert!(fields.contains(&("grant_type", "client_credentials")), "{fields:?}");
+        assert!(fields.contains(&("scope", "a b")), "{fields:?}");
+        assert!(
+            !fields.iter().any(|(n, _)| *n == "client_secret"),
+            "the secret goes in Basic only"
+        );
+    }
+
+    #[test]
+    fn client_secret_post_sends_the_client_in_the_form() {
+        let f = flow(json!({"oauth2": {"tokenUrl": "https://idp.example/token", "clientAuth": "client_secret_post"}}));
+        let login = f.login.as_ref().unwrap();
+        assert!(login.basic_auth.is_none());
+        let fields = form(login);
+        assert!(fields.contains(&("client_id", "{{ client_id }}")), "{fields:?}");
+        assert!(fields.contains(&("client_secret", "{{ client_secret }}")), "{fields:?}");
+    }
+
+    #[test]
+    fn state_is_never_a_callback_value() {
+        let e = refused(json!({"oauth2": {
+            "tokenUrl": "https://idp.example/token",
+            "grantType": "authorizationCode",
+            "authorizationUrl": "https://idp.example/authorize",
+            "callbackValues": ["realmId", "state"],
+        }}));
+        assert!(e.to_string().contains("spec.oauth2.callbackValues[1]"), "{e}");
+    }
+}

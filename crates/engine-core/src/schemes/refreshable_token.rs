@@ -1,9 +1,9 @@
 //! `refreshableToken`: the generic form (Locoia's refreshable token): a login request, an
 //! optional separate refresh request, values extracted from JSON, headers or cookies.
 
-use crate::chain::ChainStep;
 use crate::error::{EngineError, Result};
 use crate::extract::Locator;
+use crate::flow::ChainStep;
 use crate::flow::{Extraction, Flow, base_flow, extraction, oauth_defaults, request_step};
 use crate::spec;
 
@@ -63,4 +63,34 @@ fn chain(field: &str, steps: &[spec::ChainStep]) -> Result<Vec<ChainStep>> {
         });
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use crate::fixtures::{flow, refused};
+
+    #[test]
+    fn the_login_reads_oauth_fields_and_the_refresh_reads_what_the_login_reads() {
+        let f = flow(json!({"refreshableToken": {
+            "authorization": {"url": "https://api.example/login", "form": {"user": "{{ username }}"}},
+            "refresh": {"url": "https://api.example/refresh"},
+        }}));
+        assert_eq!(f.scheme, "refreshableToken");
+        let login = f.login.as_ref().unwrap();
+        assert_eq!(login.method, http::Method::POST, "POST unless told otherwise");
+        assert_eq!(login.extraction.access_token.len(), 1, "access_token");
+        let refresh = f.refresh.as_ref().unwrap();
+        assert_eq!(refresh.extraction.expires_in.len(), login.extraction.expires_in.len());
+    }
+
+    #[test]
+    fn a_step_name_must_be_usable_as_a_template_variable() {
+        let e = refused(json!({"refreshableToken": {
+            "authorization": {"url": "https://api.example/login"},
+            "steps": [{"name": "1st", "request": {"url": "https://api.example/session"}, "extract": {"sid": {"header": "X-Session"}}}],
+        }}));
+        assert!(e.to_string().contains("spec.refreshableToken.steps[1st]"), "{e}");
+    }
 }

@@ -46,3 +46,36 @@ pub(crate) fn compile(s: &spec::SuperOffice) -> Result<Flow> {
     )];
     Ok(flow)
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use crate::fixtures::{flow, form};
+
+    #[test]
+    fn online_refresh_with_the_ticket_claim_and_the_app_token_header() {
+        let f = flow(json!({"superOffice": {"oauth2": {}}}));
+        assert_eq!(f.scheme, "superOffice");
+        let refresh = f.refresh.as_ref().expect("a refresh request");
+        assert_eq!(
+            refresh.url.source,
+            "https://online.superoffice.com/login/common/oauth/tokens"
+        );
+        assert!(
+            form(refresh).contains(&("client_secret", "{{ client_secret }}")),
+            "client_secret_post"
+        );
+        assert!(refresh.extraction.extras.iter().any(|(k, _)| k == "so_ticket"));
+        assert_eq!(f.output.header_value.source, "SOTicket {{ token_format }}");
+        assert_eq!(f.output.extra_headers[0].0, "SO-AppToken");
+        let sod = flow(json!({"superOffice": {"environment": "sod", "oauth2": {}}}));
+        assert!(
+            sod.refresh
+                .unwrap()
+                .url
+                .source
+                .starts_with("https://sod.superoffice.com/")
+        );
+    }
+}

@@ -60,3 +60,35 @@ fn strip_braces(t: &str) -> String {
     }
     serde_json::to_string(t).unwrap_or_default()
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use crate::fixtures::{flow, refused};
+
+    #[test]
+    fn a_session_is_created_with_put_and_published_as_basic_with_company_zero() {
+        let f = flow(json!({"tripletex": {}}));
+        assert_eq!(f.scheme, "tripletex");
+        let login = f.login.as_ref().unwrap();
+        assert_eq!(login.method, http::Method::PUT);
+        assert!(
+            login.url.source.starts_with(
+                "https://tripletex.no/v2/token/session/:create?consumerToken={{ (consumer_token) | urlencode }}"
+            ),
+            "{}",
+            login.url.source
+        );
+        assert!(login.url.source.contains("date_add(days=1)"), "one day by default");
+        assert_eq!(f.output.header_format.source, "0:{{ access_token }}");
+        assert!(f.output.header_encode);
+        assert_eq!(f.output.header_value.source, "Basic {{ token_format }}");
+    }
+
+    #[test]
+    fn a_session_length_outside_a_year_is_refused() {
+        let e = refused(json!({"tripletex": {"sessionDays": 366}}));
+        assert!(e.to_string().contains("spec.tripletex.sessionDays"), "{e}");
+    }
+}

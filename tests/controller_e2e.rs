@@ -385,7 +385,7 @@ async fn rotating_refresh_tokens_survive_abrupt_restarts_without_reuse() {
     let client = server.client();
     create_rotating(&client, &base, "crm").await;
     // A kill between sending a refresh token and storing the answer leaves that token in doubt
-    // (tests/kill_steps.rs holds each step): it is never sent again, and this refresh-only
+    // (tests/controller_kill_steps.rs holds each step): it is never sent again, and this refresh-only
     // resource waits for a new onboarding token, which `reseed_if_in_doubt` provides.
     for i in 0..4 {
         let op = Operator::start(Source::Url(server.url()), &format!("op-{i}"), false);

@@ -2,7 +2,7 @@
 //! default; run with:
 //!
 //! ```sh
-//! KUBECONFIG=~/.kube/config cargo test --test real_cluster -- --ignored --test-threads=1
+//! KUBECONFIG=~/.kube/config cargo test --test controller_real_cluster -- --ignored --test-threads=1
 //! ```
 //!
 //! The operator runs in the test process (so the loopback token provider is reachable); it

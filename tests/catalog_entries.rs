@@ -184,7 +184,7 @@ fn api_key() -> Row {
 }
 
 /// Entries whose providers have their own emulators in `tests/support` (written from the same
-/// documentation for tests/providers.rs): the entry, its credentials, an API path.
+/// documentation for tests/engine_providers.rs): the entry, its credentials, an API path.
 fn seeded() -> Vec<&'static str> {
     vec![
         "docuware",

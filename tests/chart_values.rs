@@ -1,6 +1,6 @@
 //! The Helm chart stays in step with the binary: the CRD it installs, its appVersion, and the
 //! settings its Deployment passes. Rendering and schema validation need helm and run in
-//! `.ci/run`; the RBAC rules are checked against the operator's requests in tests/rbac.rs.
+//! `.ci/run`; the RBAC rules are checked against the operator's requests in tests/chart_rbac.rs.
 
 use std::collections::BTreeSet;
 
