@@ -136,8 +136,8 @@ fn paths_after(rest: &str) -> Vec<Vec<String>> {
     vec![path]
 }
 
-/// Every crate-absolute module path `file` refers to; `children` are the modules declared
-/// below it, which `use child::…` names relative to it.
+/// Every crate-absolute module path the module's code refers to; `children` are the modules
+/// declared below it, which `child::…` names relative to it.
 fn references(module: &[String], text: &str, children: &BTreeSet<String>) -> Vec<Vec<String>> {
     let module = module.to_vec();
     let code = code(text);
@@ -165,18 +165,16 @@ fn references(module: &[String], text: &str, children: &BTreeSet<String>) -> Vec
                 .map(|tail| base.iter().cloned().chain(tail).collect()),
         );
     }
-    for line in code.lines() {
-        let line = line.trim_start();
-        let Some(at) = line
-            .find("use ")
-            .filter(|at| line[..*at].trim().is_empty() || line.starts_with("pub"))
-        else {
-            continue;
-        };
-        let rest = &line[at + "use ".len()..];
-        if children.contains(ident(rest.trim_start()).0) {
+    // Paths relative to this module: `use child::…` and inline `child::item`.
+    for child in children {
+        let needle = format!("{child}::");
+        for (at, _) in code.match_indices(&needle) {
+            let before = code[..at].chars().next_back();
+            if before.is_some_and(|c| c.is_alphanumeric() || c == '_' || c == ':') {
+                continue;
+            }
             out.extend(
-                paths_after(rest)
+                paths_after(&code[at..])
                     .into_iter()
                     .map(|tail| module.iter().cloned().chain(tail).collect()),
             );
@@ -393,14 +391,15 @@ fn the_reader_sees_grouped_nested_and_relative_imports() {
     );
     let found = references(
         &["controller".to_string()],
-        "pub use store::KubeStore;\nuse leader::{plan, lease::Lease};\n",
-        &["store".into(), "leader".into()].into(),
+        "pub use store::KubeStore;\nuse leader::{plan, lease::Lease};\nfn f() { pass::run(); }\n",
+        &["store".into(), "leader".into(), "pass".into()].into(),
     );
     let found: BTreeSet<String> = found.iter().map(|p| p.join("::")).collect();
     for want in [
         "controller::store::KubeStore",
         "controller::leader::plan",
         "controller::leader::lease::Lease",
+        "controller::pass::run",
     ] {
         assert!(found.contains(want), "{want} not in {found:?}");
     }

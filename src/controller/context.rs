@@ -1,12 +1,10 @@
-//! What every reconcile shares, and the Kubernetes side of the shared pass: reads through the
-//! API ([`Source`]), state and output in Secrets ([`Adapter`]), and the consent callback's
-//! needs ([`ConsentHost`]).
+//! What every reconcile shares: the client, the shared pass's core, Events, metrics, settings,
+//! and what is remembered per resource. Plain state; how a pass reads and stores through it is
+//! `source.rs`, how a consent callback uses it `consent_host.rs`.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
-use k8s_openapi::api::core::v1::{ConfigMap, Secret};
-use kube::api::Api;
 use kube::{Client, Resource, ResourceExt};
 
 use super::config::{Config, LeaderElection};
@@ -16,11 +14,10 @@ use prometheus_client::metrics::gauge::Gauge;
 
 use super::metrics::{FailingLabels, Metrics, ResourceLabels};
 use super::status::Health;
-use super::store::{KubeStore, LastRecords};
-use crate::api::provider::{ClusterConnectorAuthProvider, ClusterConnectorAuthProviderSpec};
+use super::store::LastRecords;
 use crate::api::{ConnectorAuth, ConnectorAuthStatus};
 use crate::engine::Engine;
-use crate::reconcile::{Adapter, Core, Data, Lead, Source, StoreError};
+use crate::reconcile::{Core, Lead};
 
 /// The statuses this process wrote that the cache may not show yet, by `namespace/name`.
 /// Each is dropped as soon as the watch brings the version the write made (not by the next
@@ -88,7 +85,7 @@ pub struct Context {
     pub config: Config,
     /// Where the Lease is, for a standby to find the leader's callback.
     pub election: Option<LeaderElection>,
-    memory: LastRecords,
+    pub(super) memory: LastRecords,
     /// The status last written per resource (by `namespace/name`), until the cache shows it.
     /// Our own Secret writes trigger passes that may still see the previous status in the
     /// cache; this avoids patching it twice.
@@ -218,84 +215,6 @@ fn follow(
     if let Some(reason) = reason {
         family.get_or_create(&labels(reason.clone())).set(1);
         seen.insert(key.clone(), reason.clone());
-    }
-}
-
-/// A Secret's values by key: `data`, overlaid by `stringData` (set by clients that have not
-/// been through the API server's conversion, e.g. in tests).
-pub(crate) fn secret_bytes(s: Secret) -> Data {
-    let mut out: Data = s.data.unwrap_or_default().into_iter().map(|(k, v)| (k, v.0)).collect();
-    for (k, v) in s.string_data.unwrap_or_default() {
-        out.insert(k, v.into_bytes());
-    }
-    out
-}
-
-impl Source for Context {
-    async fn secret(&self, namespace: &str, name: &str) -> Result<Option<Data>, StoreError> {
-        ApiSource(self.client.clone()).secret(namespace, name).await
-    }
-
-    async fn config_map(&self, namespace: &str, name: &str) -> Result<Option<Data>, StoreError> {
-        ApiSource(self.client.clone()).config_map(namespace, name).await
-    }
-
-    async fn provider(&self, name: &str) -> Result<Option<ClusterConnectorAuthProviderSpec>, StoreError> {
-        ApiSource(self.client.clone()).provider(name).await
-    }
-}
-
-/// Reads through the Kubernetes API: the controller's reads, and the CLI's (`check`).
-pub struct ApiSource(pub Client);
-
-impl Source for ApiSource {
-    async fn secret(&self, namespace: &str, name: &str) -> Result<Option<Data>, StoreError> {
-        Api::<Secret>::namespaced(self.0.clone(), namespace)
-            .get_opt(name)
-            .await
-            .map(|s| s.map(secret_bytes))
-            .map_err(|e| StoreError::new(format!("reading Secret {namespace}/{name}"), e))
-    }
-
-    async fn config_map(&self, namespace: &str, name: &str) -> Result<Option<Data>, StoreError> {
-        let cm = Api::<ConfigMap>::namespaced(self.0.clone(), namespace)
-            .get_opt(name)
-            .await
-            .map_err(|e| StoreError::new(format!("reading ConfigMap {namespace}/{name}"), e))?;
-        Ok(cm.map(|c| {
-            let mut data: Data = c
-                .binary_data
-                .unwrap_or_default()
-                .into_iter()
-                .map(|(k, v)| (k, v.0))
-                .collect();
-            for (k, v) in c.data.unwrap_or_default() {
-                data.insert(k, v.into_bytes());
-            }
-            data
-        }))
-    }
-
-    async fn provider(&self, name: &str) -> Result<Option<ClusterConnectorAuthProviderSpec>, StoreError> {
-        // Not found, also when the CRD is not installed: the built-in entry (if any) applies.
-        Api::<ClusterConnectorAuthProvider>::all(self.0.clone())
-            .get_opt(name)
-            .await
-            .map(|p| p.map(|p| p.spec))
-            .map_err(|e| StoreError::new(format!("reading ClusterConnectorAuthProvider {name}"), e))
-    }
-}
-
-impl Adapter for Context {
-    type Store = KubeStore;
-
-    fn store(&self, ca: &ConnectorAuth, secret_name: &str) -> Option<KubeStore> {
-        let secrets = Api::namespaced(self.client.clone(), &ca.namespace()?);
-        KubeStore::new(secrets, ca, secret_name, self.memory.clone(), self.metrics.clone())
-    }
-
-    fn verified_generation(&self, ca: &ConnectorAuth) -> Option<i64> {
-        super::status::verified_generation(self.previous_status(ca).as_ref())
     }
 }
 

@@ -22,6 +22,7 @@ pub mod revocation;
 pub mod rollout;
 mod runner;
 pub mod server;
+pub mod source;
 pub mod status;
 pub mod store;
 mod watches;

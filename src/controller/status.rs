@@ -270,18 +270,12 @@ mod tests {
 
     fn token(exp: &str) -> TokenState {
         TokenState {
-            access_token: "secret-token".into(),
             refresh_token: Some("secret-refresh".into()),
-            token_type: "Bearer".into(),
-            issued_at: ts("2026-01-01T00:00:00Z"),
             expires_at: Some(ts(exp)),
             renew_at: Some(ts("2026-01-01T00:40:00Z")),
             extras: Default::default(),
-            fingerprint: "f".into(),
-            seed_refresh_token: None,
-            refresh_token_reusable: false,
             oauth: Default::default(),
-            refresh_origin: None,
+            ..TokenState::new("secret-token", "Bearer", ts("2026-01-01T00:00:00Z"), "f")
         }
     }
 

@@ -461,18 +461,19 @@ impl Store for KubeStore {
         // falling back to a spent onboarding token. Expired tokens are never published.
         let token = token.or_else(|| {
             (private.refresh_token.is_some() || !private.fingerprint.is_empty()).then(|| TokenState {
-                access_token: SecretString::default(),
                 refresh_token: private.refresh_token.clone(),
-                token_type: String::new(),
-                issued_at: Timestamp::UNIX_EPOCH,
                 expires_at: Some(Timestamp::UNIX_EPOCH),
                 renew_at: Some(Timestamp::UNIX_EPOCH),
-                extras: BTreeMap::new(),
-                fingerprint: private.fingerprint.clone(),
                 seed_refresh_token: private.seed_refresh_token.clone(),
                 refresh_token_reusable: private.refresh_token_reusable,
                 oauth: private.oauth.clone(),
                 refresh_origin: private.refresh_origin.clone(),
+                ..TokenState::new(
+                    SecretString::default(),
+                    String::new(),
+                    Timestamp::UNIX_EPOCH,
+                    private.fingerprint.clone(),
+                )
             })
         });
         let record = Record {
@@ -613,18 +614,7 @@ mod tests {
     #[test]
     fn only_a_record_with_nothing_but_a_fingerprint_goes_without_a_state_secret() {
         let token = TokenState {
-            access_token: "at".into(),
-            refresh_token: None,
-            token_type: "Bearer".into(),
-            issued_at: Timestamp::UNIX_EPOCH,
-            expires_at: None,
-            renew_at: None,
-            extras: BTreeMap::new(),
-            fingerprint: "f".into(),
-            seed_refresh_token: None,
-            refresh_token_reusable: false,
-            oauth: BTreeMap::new(),
-            refresh_origin: None,
+            ..TokenState::new("at", "Bearer", Timestamp::UNIX_EPOCH, "f")
         };
         let issued = Record {
             token: Some(token.clone()),
@@ -667,18 +657,15 @@ mod tests {
     fn the_memory_gives_back_every_field_of_a_record() {
         let record = Record {
             token: Some(TokenState {
-                access_token: "at".into(),
                 refresh_token: Some("rt".into()),
-                token_type: "Bearer".into(),
-                issued_at: "2026-01-01T00:00:00.123456789Z".parse().unwrap(),
                 expires_at: Some("2026-01-01T01:00:00Z".parse().unwrap()),
                 renew_at: Some("2026-01-01T00:40:00.5Z".parse().unwrap()),
                 extras: BTreeMap::from([("so_ticket".to_string(), "t".into())]),
-                fingerprint: "f".into(),
                 seed_refresh_token: Some("seed-digest".into()),
                 refresh_token_reusable: true,
                 oauth: BTreeMap::from([("id_token".to_string(), "x".into())]),
                 refresh_origin: Some("https://idp.example".into()),
+                ..TokenState::new("at", "Bearer", "2026-01-01T00:00:00.123456789Z".parse().unwrap(), "f")
             }),
             failures: 2,
             retry_at: Some("2026-01-01T00:01:00Z".parse().unwrap()),

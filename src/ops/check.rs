@@ -8,7 +8,7 @@ use kube::api::Api;
 
 use super::Target;
 use crate::api::ConnectorAuth;
-use crate::controller::context::ApiSource;
+use crate::controller::source::ApiSource;
 use crate::engine::{Engine, Inputs, Verification};
 use crate::reconcile::{gather, output_secret_name};
 

@@ -58,7 +58,7 @@ pub async fn secret_text(
         .get_opt(name)
         .await?;
     Ok(secret.map(|s| {
-        crate::controller::context::secret_bytes(s)
+        crate::controller::source::secret_bytes(s)
             .into_iter()
             .map(|(k, v)| (k, String::from_utf8_lossy(&v).into_owned()))
             .collect()

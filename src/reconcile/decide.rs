@@ -76,7 +76,6 @@ pub fn next_look(next: Option<Timestamp>, previous: Option<&Previous>) -> Option
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::BTreeMap;
 
     fn ts(s: &str) -> Timestamp {
         s.parse().unwrap()
@@ -137,18 +136,8 @@ mod tests {
     fn a_previous_token_is_kept_while_valid_and_its_expiry_is_the_next_look() {
         let now = ts("2026-01-01T00:00:00Z");
         let old = |access: &str, exp: Option<&str>| TokenState {
-            access_token: access.into(),
-            refresh_token: None,
-            token_type: "Bearer".into(),
-            issued_at: ts("2025-12-31T23:00:00Z"),
             expires_at: exp.map(ts),
-            renew_at: None,
-            extras: BTreeMap::new(),
-            fingerprint: "f".into(),
-            seed_refresh_token: None,
-            refresh_token_reusable: false,
-            oauth: BTreeMap::new(),
-            refresh_origin: None,
+            ..TokenState::new(access, "Bearer", ts("2025-12-31T23:00:00Z"), "f")
         };
         assert!(keeps_previous(true, &old("a", Some("2026-01-01T00:10:00Z")), now));
         assert!(

@@ -25,12 +25,11 @@ use std::time::Duration;
 use backon::{ExponentialBuilder, Retryable};
 use jiff::{SignedDuration, Timestamp};
 
-use super::Gathered;
 use super::decide;
 use super::lead::Lead;
 use super::record::{
-    Action, ConsentError, Failure, InFlight, Outcome, PassError, PendingConsent, Previous, Record, Store, StoreError,
-    Unsaved,
+    Action, ConsentError, Failure, Gathered, InFlight, Outcome, PassError, PendingConsent, Previous, Record, Store,
+    StoreError, Unsaved,
 };
 use super::renew::{self, Guard, Plan};
 use crate::engine::renewal;

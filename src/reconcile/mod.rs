@@ -28,10 +28,10 @@ use crate::api::provider::ClusterConnectorAuthProviderSpec as ProviderSpec;
 use crate::catalog;
 use crate::consent::{self, ConsentState};
 use crate::engine::tls::{self, Kind};
-use crate::engine::{self, Engine, EngineError, Flow, Inputs, SecretString, Verification};
+use crate::engine::{self, Engine, EngineError, Inputs, SecretString, Verification};
 use crate::reason::Reason;
 pub use lead::{Held, Lead, shard_of};
-pub use record::{Action, Outcome, PassError, Store, StoreError, Unsaved};
+pub use record::{Action, Gathered, Outcome, PassError, Store, StoreError, Unsaved};
 
 /// Why a resource could not even be attempted.
 #[derive(Debug, Clone, PartialEq)]
@@ -131,17 +131,6 @@ pub fn output_secret_name(ca: &ConnectorAuth) -> String {
 /// The identity a consent `state` is bound to: the uid (manifests have none: `local`).
 pub fn uid_of(ca: &ConnectorAuth) -> String {
     ca.uid().unwrap_or_else(|| "local".into())
-}
-
-/// What a resource's token depends on, gathered.
-pub struct Gathered {
-    pub flow: Flow,
-    pub inputs: Inputs,
-    pub fingerprint: String,
-    /// The provider entry used: `ClusterConnectorAuthProvider/<name>` or `built-in/<name>`.
-    pub provider: Option<String>,
-    /// The `connectorauth.dev/renew` annotation's value: a renewal someone asked for.
-    pub renew_request: Option<String>,
 }
 
 /// Gathers a resource's inputs, refusing it when it cannot be attempted. The order is the

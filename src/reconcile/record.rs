@@ -1,5 +1,5 @@
-//! What a pass keeps and what it reports: the durable per-resource [`Record`], the
-//! [`Outcome`] of a pass, the [`Store`] a record lives in, and the errors that end a pass.
+//! What a pass is given, keeps and reports: the [`Gathered`] inputs, the durable per-resource
+//! [`Record`], the [`Outcome`] of a pass, the [`Store`] a record lives in, and the errors that end a pass.
 //! Plain data (and one trait): the decisions and the driver use these, nothing here uses them.
 
 use std::collections::BTreeMap;
@@ -8,7 +8,7 @@ use std::future::Future;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
-use crate::engine::{EngineError, SecretString, TokenState};
+use crate::engine::{EngineError, Flow, Inputs, SecretString, TokenState};
 use crate::reason::Reason;
 
 /// Private, durable per-resource record.
@@ -47,6 +47,17 @@ pub struct Record {
     /// What the workloads of `output.rolloutRestart` were last restarted for (controller).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollout: Option<RolloutMark>,
+}
+
+/// What a resource's token depends on, gathered.
+pub struct Gathered {
+    pub flow: Flow,
+    pub inputs: Inputs,
+    pub fingerprint: String,
+    /// The provider entry used: `ClusterConnectorAuthProvider/<name>` or `built-in/<name>`.
+    pub provider: Option<String>,
+    /// The `connectorauth.dev/renew` annotation's value: a renewal someone asked for.
+    pub renew_request: Option<String>,
 }
 
 /// A failure as reported: its reason and a message naming what failed (never a secret value).

@@ -117,7 +117,6 @@ pub fn guard(mark: Option<&InFlight>, token_digest: Option<&str>, reusable: bool
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
 
     use super::*;
     use crate::engine::TokenState;
@@ -191,18 +190,10 @@ mod tests {
 
     fn token(fingerprint: &str, renew_at: &str, expires_at: &str) -> TokenState {
         TokenState {
-            access_token: "at".into(),
             refresh_token: Some("rt".into()),
-            token_type: "Bearer".into(),
-            issued_at: ts("2026-01-01T00:00:00Z"),
             expires_at: Some(ts(expires_at)),
             renew_at: Some(ts(renew_at)),
-            extras: BTreeMap::new(),
-            fingerprint: fingerprint.into(),
-            seed_refresh_token: None,
-            refresh_token_reusable: false,
-            oauth: BTreeMap::new(),
-            refresh_origin: None,
+            ..TokenState::new("at", "Bearer", ts("2026-01-01T00:00:00Z"), fingerprint)
         }
     }
 

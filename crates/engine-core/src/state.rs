@@ -54,6 +54,31 @@ pub struct TokenState {
     pub refresh_origin: Option<String>,
 }
 
+impl TokenState {
+    /// A token just issued, with nothing else known yet (no refresh token, no expiry).
+    pub fn new(
+        access_token: impl Into<SecretString>,
+        token_type: impl Into<String>,
+        issued_at: Timestamp,
+        fingerprint: impl Into<String>,
+    ) -> Self {
+        TokenState {
+            access_token: access_token.into(),
+            refresh_token: None,
+            token_type: token_type.into(),
+            issued_at,
+            expires_at: None,
+            renew_at: None,
+            extras: BTreeMap::new(),
+            fingerprint: fingerprint.into(),
+            seed_refresh_token: None,
+            refresh_token_reusable: false,
+            oauth: BTreeMap::new(),
+            refresh_origin: None,
+        }
+    }
+}
+
 /// Which refresh token a renewal would send, decided before anything is sent (so the caller
 /// can record that it is about to be used).
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -179,18 +204,10 @@ mod tests {
 
     fn stored(rt: Option<&str>, seed: Option<&str>, reusable: bool) -> TokenState {
         TokenState {
-            access_token: "at".into(),
             refresh_token: rt.map(Into::into),
-            token_type: "Bearer".into(),
-            issued_at: Timestamp::UNIX_EPOCH,
-            expires_at: None,
-            renew_at: None,
-            extras: BTreeMap::new(),
-            fingerprint: "f".into(),
             seed_refresh_token: seed.map(digest),
             refresh_token_reusable: reusable,
-            oauth: BTreeMap::new(),
-            refresh_origin: None,
+            ..TokenState::new("at", "Bearer", Timestamp::UNIX_EPOCH, "f")
         }
     }
 
@@ -239,18 +256,11 @@ mod tests {
 
     fn token(fp: &str, exp: Option<&str>, renew: Option<&str>) -> TokenState {
         TokenState {
-            access_token: "a".into(),
-            refresh_token: None,
-            token_type: "Bearer".into(),
-            issued_at: ts("2026-01-01T00:00:00Z"),
             expires_at: exp.map(ts),
             renew_at: renew.map(ts),
             extras: Default::default(),
-            fingerprint: fp.into(),
-            seed_refresh_token: None,
-            refresh_token_reusable: false,
             oauth: Default::default(),
-            refresh_origin: None,
+            ..TokenState::new("a", "Bearer", ts("2026-01-01T00:00:00Z"), fp)
         }
     }
 

@@ -93,7 +93,6 @@ pub fn rollout(
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
 
     use super::*;
 
@@ -161,18 +160,7 @@ mod tests {
     #[test]
     fn the_trigger_changes_with_inputs_and_output_shape_but_not_with_the_restart_list() {
         let token = |fingerprint: &str, issued: &str| TokenState {
-            access_token: "t".into(),
-            refresh_token: None,
-            token_type: "Bearer".into(),
-            issued_at: ts(issued),
-            expires_at: None,
-            renew_at: None,
-            extras: BTreeMap::new(),
-            fingerprint: fingerprint.into(),
-            seed_refresh_token: None,
-            refresh_token_reusable: false,
-            oauth: BTreeMap::new(),
-            refresh_origin: None,
+            ..TokenState::new("t", "Bearer", ts(issued), fingerprint)
         };
         let out = Output::default();
         let a = rollout_trigger(&token("f1", "2026-01-01T00:00:00Z"), &out);
