@@ -169,18 +169,8 @@ impl Engine {
             let token = self.templates.render(&key.field, &key.source, &ctx)?;
             let renew_at = renewal::renew_at(now, None, &flow.renewal, rand::random());
             return Ok(TokenState {
-                access_token: token.into(),
-                refresh_token: None,
-                token_type: flow.default_token_type.into(),
-                issued_at: now,
-                expires_at: None,
                 renew_at,
-                extras: BTreeMap::new(),
-                fingerprint: fingerprint.into(),
-                seed_refresh_token: None,
-                refresh_token_reusable: false,
-                oauth: BTreeMap::new(),
-                refresh_origin: None,
+                ..TokenState::new(token, flow.default_token_type, now, fingerprint)
             });
         }
 
