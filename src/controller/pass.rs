@@ -58,7 +58,8 @@ pub async fn reconcile(entry: &Entry, ctx: &Arc<Context>) -> Option<Duration> {
     }
 }
 
-/// One pass; says when to look again without a change (`None`: only on change).
+/// One pass; says when to look again without a change (`None`: only on change): the
+/// [`STEPS`] in order, each of which may end the pass.
 #[instrument(skip(entry, ctx), fields(namespace = entry.namespace(), name = entry.name()))]
 async fn pass(entry: &Entry, ctx: &Arc<Context>) -> Result<Option<Duration>, Error> {
     ctx.metrics.reconciles.inc();
@@ -66,30 +67,95 @@ async fn pass(entry: &Entry, ctx: &Arc<Context>) -> Result<Option<Duration>, Err
     if ca.uid().is_none() {
         return Ok(None);
     }
-    let now = Timestamp::now();
-    match revocation::step(&ca) {
-        FinalizerStep::Revoke => revocation::on_delete(ctx, &ca, now).await?,
-        FinalizerStep::Add => revocation::set(ctx, &ca, true).await?,
-        FinalizerStep::Remove => revocation::set(ctx, &ca, false).await?,
-        FinalizerStep::Leave => {}
-    }
-    if ca.meta().deletion_timestamp.is_some() {
-        // Owned Secrets are garbage-collected with it.
-        return Ok(None);
-    }
-    let started = std::time::Instant::now();
-    let pass = ctx.core.reconcile(ctx.as_ref(), &ca, now).await.map_err(Error::Pass)?;
-    report::pass(ctx, &ca, &pass, started.elapsed(), now).await?;
-    let restarts_pending = match pass.outcome() {
-        Some(o) if o.token.is_some() => rollout::run(ctx, &ca, now).await?,
-        _ => false,
+    let mut state = State {
+        ctx,
+        ca: &ca,
+        now: Timestamp::now(),
+        pass: None,
+        restarts_pending: false,
     };
-    let mut after = requeue_after(&pass);
-    if restarts_pending {
-        // Restarts not allowed yet (or failed) are tried again, not only at the next renewal.
-        after = Some(after.map_or(RESTART_RETRY, |d| d.min(RESTART_RETRY)));
+    for step in STEPS {
+        if let Next::Done(after) = step.run(&mut state).await? {
+            return Ok(after);
+        }
     }
-    Ok(after)
+    Ok(None)
+}
+
+/// The steps of a controller pass, in order.
+const STEPS: [Step; 4] = [Step::Finalizer, Step::Reconcile, Step::Rollout, Step::Requeue];
+
+#[derive(Clone, Copy, Debug)]
+enum Step {
+    /// The revocation finalizer: added, removed, or acted upon when the resource is deleted
+    /// (which ends the pass: owned Secrets are garbage-collected with it).
+    Finalizer,
+    /// The shared pass, then its status, Events and metrics.
+    Reconcile,
+    /// `output.rolloutRestart`, once a token is published.
+    Rollout,
+    /// When to look again.
+    Requeue,
+}
+
+/// What a pass has so far.
+struct State<'a> {
+    ctx: &'a Arc<Context>,
+    ca: &'a ConnectorAuth,
+    now: Timestamp,
+    pass: Option<crate::reconcile::Pass>,
+    restarts_pending: bool,
+}
+
+/// Whether the pass goes on after a step.
+enum Next {
+    Continue,
+    /// The pass ends here; look again after this (`None`: only on change).
+    Done(Option<Duration>),
+}
+
+impl Step {
+    async fn run(self, s: &mut State<'_>) -> Result<Next, Error> {
+        let (ctx, ca, now) = (s.ctx, s.ca, s.now);
+        match self {
+            Step::Finalizer => {
+                match revocation::step(ca) {
+                    FinalizerStep::Revoke => revocation::on_delete(ctx, ca, now).await?,
+                    FinalizerStep::Add => revocation::set(ctx, ca, true).await?,
+                    FinalizerStep::Remove => revocation::set(ctx, ca, false).await?,
+                    FinalizerStep::Leave => {}
+                }
+                if ca.meta().deletion_timestamp.is_some() {
+                    return Ok(Next::Done(None));
+                }
+            }
+            Step::Reconcile => {
+                let started = std::time::Instant::now();
+                let pass = ctx.core.reconcile(ctx.as_ref(), ca, now).await.map_err(Error::Pass)?;
+                report::pass(ctx, ca, &pass, started.elapsed(), now).await?;
+                s.pass = Some(pass);
+            }
+            Step::Rollout => {
+                if s.pass
+                    .as_ref()
+                    .and_then(|p| p.outcome())
+                    .is_some_and(|o| o.token.is_some())
+                {
+                    s.restarts_pending = rollout::run(ctx, ca, now).await?;
+                }
+            }
+            Step::Requeue => {
+                let mut after = s.pass.as_ref().and_then(requeue_after);
+                if s.restarts_pending {
+                    // Restarts not allowed yet (or failed) are tried again, not only at the
+                    // next renewal.
+                    after = Some(after.map_or(RESTART_RETRY, |d| d.min(RESTART_RETRY)));
+                }
+                return Ok(Next::Done(after));
+            }
+        }
+        Ok(Next::Continue)
+    }
 }
 
 /// How soon restarts left pending are tried again, at most.
