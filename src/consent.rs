@@ -53,6 +53,22 @@ fn mac(key: &[u8]) -> Hmac<Sha256> {
     Hmac::<Sha256>::new_from_slice(key).expect("HMAC accepts any key length")
 }
 
+/// The PKCE `code_verifier` (RFC 7636) of the consent link with this nonce: 43 base64url
+/// characters (256 bits) derived from the consent key, so it is stored nowhere, never in the
+/// link, and every replica holding the key finds the same one for a callback.
+pub fn pkce_verifier(key: &[u8], nonce: &str) -> String {
+    let mut m = mac(key);
+    m.update(b"pkce code_verifier\0");
+    m.update(nonce.as_bytes());
+    URL_SAFE_NO_PAD.encode(m.finalize().into_bytes())
+}
+
+/// The S256 `code_challenge` of a verifier: base64url(SHA-256(verifier)).
+pub fn pkce_challenge(verifier: &str) -> String {
+    use sha2::Digest as _;
+    URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()))
+}
+
 /// `payload.signature`, both base64url.
 pub fn sign(key: &[u8], state: &ConsentState) -> String {
     let payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(state).expect("serializable"));
@@ -131,5 +147,23 @@ mod tests {
         assert_eq!(verify(b"key", &format!("{payload}.{sig}"), 0), Err(StateError::Forged));
         assert_eq!(verify(b"key", "garbage", 0), Err(StateError::Malformed));
         assert_eq!(verify(b"key", "a.!!!", 0), Err(StateError::Malformed));
+    }
+
+    #[test]
+    fn a_pkce_verifier_is_per_link_and_per_key_and_its_challenge_is_s256() {
+        let v = pkce_verifier(b"key", "nonce-1");
+        assert_eq!(v.len(), 43);
+        assert_eq!(
+            v,
+            pkce_verifier(b"key", "nonce-1"),
+            "every replica with the key finds it"
+        );
+        assert_ne!(v, pkce_verifier(b"key", "nonce-2"));
+        assert_ne!(v, pkce_verifier(b"other", "nonce-1"));
+        // RFC 7636 appendix B.
+        assert_eq!(
+            pkce_challenge("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"),
+            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
+        );
     }
 }

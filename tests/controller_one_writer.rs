@@ -200,6 +200,55 @@ async fn a_consent_callback_reaching_a_standby_completes_through_the_leader_and_
         }}),
     )
     .await;
+    consent_at_a_standby(&server, "google", || {
+        book.token_requests.load(std::sync::atomic::Ordering::SeqCst)
+    })
+    .await;
+}
+
+/// PKCE with two replicas: the link is made by the leader, the callback reaches the standby and
+/// is handed to the leader, which finds the same verifier (derived, stored nowhere).
+#[tokio::test]
+async fn a_pkce_consent_reaching_a_standby_is_exchanged_by_the_leader_with_the_links_verifier() {
+    let (base, book) = pkce_server().await;
+    let server = api_server().await;
+    let client = server.client();
+    secret(
+        &client,
+        "pkce-credentials",
+        &[("client_id", "p-client"), ("client_secret", "p-secret")],
+    )
+    .await;
+    connector(
+        &client,
+        "pkce",
+        json!({"credentialsRef": {"name": "pkce-credentials"}, "oauth2": {
+            "grantType": "authorizationCode", "tokenUrl": format!("{base}/token"), "clientAuth": "client_secret_post",
+            "authorizationUrl": format!("{base}/authorize?client_id={{{{ client_id }}}}&redirect_uri={{{{ redirect_url | urlencode }}}}&response_type=code"),
+            "pkce": true,
+        }}),
+    )
+    .await;
+    consent_at_a_standby(&server, "pkce", || book.tokens.requests()).await;
+    assert_eq!(book.refusals.lock().unwrap().clone(), Vec::<String>::new());
+    let verifier = book.verifiers.lock().unwrap()[0].clone();
+    assert_eq!(
+        book.challenges.lock().unwrap()[0],
+        connector_auth_operator::consent::pkce_challenge(&verifier)
+    );
+    for s in ["pkce-token", "pkce-connectorauth-state"] {
+        let data = decoded(&server, s).unwrap();
+        assert!(
+            !data.values().any(|v| v.contains(&verifier)),
+            "{s} holds the code_verifier"
+        );
+    }
+}
+
+/// Two replicas with the consent callback; the person's callback reaches the standby, which
+/// hands it to the leader: it completes there, the standby writes nothing, and the same link
+/// again is refused. `token_requests` counts the provider's token requests.
+async fn consent_at_a_standby(server: &fake_apiserver::FakeApiServer, name: &str, token_requests: impl Fn() -> u64) {
     // Every replica listens on its own port; browsers are sent to one external URL, which
     // (like a Service over all pods) may reach any of them.
     let ports: Vec<std::net::SocketAddr> = (0..2)
@@ -221,14 +270,14 @@ async fn a_consent_callback_reaching_a_standby_completes_through_the_leader_and_
         });
     });
     let url = eventually(15, "a consent link", || async {
-        let ca = server.object("connectorauth.dev", "connectorauths", Some(NS), "google")?;
+        let ca = server.object("connectorauth.dev", "connectorauths", Some(NS), name)?;
         ca["status"]["authorizationUrl"].as_str().map(str::to_string)
     })
     .await;
     let leader = eventually(5, "a leader", || async { leaders(&ops).await.first().copied() }).await;
     let standby = 1 - leader;
     let standby_id = format!("op-{standby}");
-    let before = writes_by(&server, &standby_id);
+    let before = writes_by(server, &standby_id);
     assert!(before.is_empty(), "a standby writes nothing: {before:?}");
 
     // The person consents; the provider redirects to the external URL, which reaches the standby.
@@ -246,28 +295,24 @@ async fn a_consent_callback_reaching_a_standby_completes_through_the_leader_and_
     assert!(page.text().await.unwrap().contains("is authorized"));
 
     eventually(10, "Ready after consent", || async {
-        ready(&server, "google").then_some(())
+        ready(server, name).then_some(())
     })
     .await;
+    assert_eq!(token_requests(), 1, "one code exchange");
     assert_eq!(
-        book.token_requests.load(std::sync::atomic::Ordering::SeqCst),
-        1,
-        "one code exchange"
-    );
-    assert_eq!(
-        writes_by(&server, &standby_id),
+        writes_by(server, &standby_id),
         Vec::<String>::new(),
         "the standby made no write"
     );
-    let leader_writes = writes_by(&server, &format!("op-{leader}"));
+    let leader_writes = writes_by(server, &format!("op-{leader}"));
     assert!(
-        leader_writes.contains(&"patch secrets google-token".to_string()),
+        leader_writes.contains(&format!("patch secrets {name}-token")),
         "the leader wrote the output: {leader_writes:?}"
     );
     // The same link again: refused as used, through the leader, still no standby write.
     let again = reqwest::get(&at_standby).await.unwrap();
     assert_eq!(again.status(), 409);
-    assert_eq!(writes_by(&server, &standby_id), Vec::<String>::new());
+    assert_eq!(writes_by(server, &standby_id), Vec::<String>::new());
 }
 
 #[tokio::test]

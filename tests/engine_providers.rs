@@ -140,7 +140,7 @@ async fn google_authorization_code_is_exchanged_and_refresh_does_not_rotate() {
     let err = engine.obtain(&flow, &inputs, None, &fp, now).await.unwrap_err();
     assert!(matches!(err, EngineError::AuthorizationRequired));
     let url = engine
-        .authorization_url(&flow, &inputs, "st4te", jiff::Timestamp::now())
+        .authorization_url(&flow, &inputs, "st4te", None, jiff::Timestamp::now())
         .unwrap()
         .unwrap();
     assert!(

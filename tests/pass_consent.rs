@@ -551,3 +551,93 @@ async fn the_chiefonboarding_example_through_the_controller_keeps_response_field
     );
     env.stop().await;
 }
+
+/// A ConnectorAuth for the PKCE server, with or without `pkce`, and its credentials.
+fn pkce_manifests(base: &str, pkce: bool) -> String {
+    let manifest = json!({
+        "apiVersion": "connectorauth.dev/v1alpha1", "kind": "ConnectorAuth",
+        "metadata": {"name": "pkce"},
+        "spec": {"credentialsRef": {"name": "pkce-credentials"}, "oauth2": {
+            "grantType": "authorizationCode",
+            "authorizationUrl": format!("{base}/authorize?client_id={{{{ client_id }}}}&redirect_uri={{{{ redirect_url | urlencode }}}}&response_type=code"),
+            "tokenUrl": format!("{base}/token"),
+            "clientAuth": "client_secret_post",
+            "pkce": pkce,
+        }},
+    });
+    format!(
+        "apiVersion: v1\nkind: Secret\nmetadata: {{name: pkce-credentials}}\nstringData: {{client_id: p-client, client_secret: p-secret}}\n---\n{}",
+        serde_json::to_string(&manifest).unwrap()
+    )
+}
+
+/// PKCE through local mode, against a server that requires it: the link carries the S256
+/// challenge, the exchange the verifier that hashes to it, and the verifier itself is nowhere
+/// but in that one token request: not in the link, the output or the state files.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pkce_sends_the_challenge_in_the_link_and_the_verifier_only_in_the_exchange() {
+    let (base, book) = pkce_server().await;
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("pkce.yaml"), pkce_manifests(&base, true)).unwrap();
+    let (_runner, out) = consent_in_local_mode(tmp.path()).await;
+
+    let headers = std::fs::read_to_string(out.join("default/pkce-token/headers.json")).unwrap();
+    let output = std::collections::BTreeMap::from([("headers.json".to_string(), headers)]);
+    assert_eq!(call_api(&format!("{base}/api"), &output).await, 200);
+    assert_eq!(book.refusals.lock().unwrap().clone(), Vec::<String>::new());
+    let challenges = book.challenges.lock().unwrap().clone();
+    let verifiers = book.verifiers.lock().unwrap().clone();
+    assert_eq!((challenges.len(), verifiers.len()), (1, 1));
+    let verifier = &verifiers[0];
+    assert!(
+        (43..=128).contains(&verifier.len())
+            && verifier
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-._~".contains(c)),
+        "RFC 7636 §4.1: {verifier}"
+    );
+    assert_eq!(challenges[0], consent::pkce_challenge(verifier));
+    // Nothing kept or published holds the verifier.
+    let mut files = vec![tmp.path().to_path_buf()];
+    while let Some(p) = files.pop() {
+        if p.is_dir() {
+            files.extend(std::fs::read_dir(&p).unwrap().map(|e| e.unwrap().path()));
+        } else if let Ok(text) = std::fs::read_to_string(&p) {
+            assert!(
+                !text.contains(verifier.as_str()),
+                "{} holds the code_verifier",
+                p.display()
+            );
+        }
+    }
+}
+
+/// Without `pkce` the server refuses the consent link; each link gets its own verifier; a code
+/// exchanged once is not exchanged again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_requires_pkce_refuses_links_without_it_and_each_link_has_its_own_verifier() {
+    let (base, book) = pkce_server().await;
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("pkce.yaml"), pkce_manifests(&base, false)).unwrap();
+    let mut runner =
+        connector_auth_operator::local::LocalRunner::new(engine(), tmp.path().to_path_buf(), tmp.path().join("out"));
+    runner.enable_consent("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let reports = runner.pass().await.unwrap();
+    let url = reports[0].authorization_url.clone().unwrap();
+    assert!(!url.contains("code_challenge"), "{url}");
+    let resp = reqwest::get(&url).await.unwrap();
+    assert_eq!(resp.status(), 400, "the server requires PKCE");
+
+    // Two consents in two folders: two links, two challenges, two verifiers.
+    for _ in 0..2 {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("pkce.yaml"), pkce_manifests(&base, true)).unwrap();
+        consent_in_local_mode(dir.path()).await;
+    }
+    let challenges = book.challenges.lock().unwrap().clone();
+    let verifiers = book.verifiers.lock().unwrap().clone();
+    assert_eq!(challenges.len(), 2);
+    assert_ne!(challenges[0], challenges[1]);
+    assert_ne!(verifiers[0], verifiers[1]);
+    assert_eq!(book.refusals.lock().unwrap().clone(), Vec::<String>::new());
+}

@@ -42,6 +42,9 @@ pub struct Inputs {
     /// Values of an OAuth2 consent callback, as [`callback::accept`] kept them: `code` and the
     /// declared `callbackValues`. Templates see them as `{{ code }}` and `{{ callback.<name> }}`.
     pub callback: BTreeMap<String, SecretString>,
+    /// The PKCE `code_verifier` of the consent being completed (flows with `pkce`); the code
+    /// exchange sees it as `{{ code_verifier }}`.
+    pub code_verifier: Option<SecretString>,
     /// How token requests are sent (`spec.tls` with its material, `spec.allowRedirects`; see
     /// [`tls::resolve`]).
     /// An error (a missing CA ConfigMap, …) is reported only when a request is to be sent, so
@@ -55,6 +58,7 @@ impl Default for Inputs {
             credentials: BTreeMap::new(),
             redirect_url: None,
             callback: BTreeMap::new(),
+            code_verifier: None,
             http: Ok(ClientOptions::default()),
         }
     }
@@ -277,17 +281,29 @@ impl Engine {
         })?;
         let mut ctx = self.context(inputs, None, None, now);
         ctx.callback = inputs.callback.clone();
+        if flow.pkce {
+            let verifier = inputs
+                .code_verifier
+                .clone()
+                .ok_or_else(|| EngineError::InvalidRequest {
+                    step: "code exchange".into(),
+                    reason: "PKCE is on but this consent has no code_verifier".into(),
+                })?;
+            ctx.extra.insert("code_verifier".into(), verifier);
+        }
         let mut t = self.run_step(step, &ctx, inputs, flow, StepKind::Exchange, now).await?;
         t.fingerprint = fingerprint.into();
         Ok(t)
     }
 
-    /// Renders the consent URL of an authorization-code flow.
+    /// Renders the consent URL of an authorization-code flow; with PKCE, `code_challenge` is the
+    /// S256 challenge of the link's verifier.
     pub fn authorization_url(
         &self,
         flow: &Flow,
         inputs: &Inputs,
         state: &str,
+        code_challenge: Option<&str>,
         now: Timestamp,
     ) -> Result<Option<String>> {
         let Some(t) = &flow.authorization_url else {
@@ -297,14 +313,32 @@ impl Engine {
         ctx.extra.insert("state".into(), state.into());
         let rendered = self.templates.render(&t.field, &t.source, &ctx)?;
         // `state` is added as a query parameter unless the template places `{{ state }}` itself.
-        if self.templates.variables(&t.source).iter().any(|v| v == "state") {
+        let templated_state = self.templates.variables(&t.source).iter().any(|v| v == "state");
+        let challenge = match (flow.pkce, code_challenge) {
+            (true, Some(c)) => Some(c),
+            (true, None) => {
+                return Err(EngineError::InvalidRequest {
+                    step: "consent".into(),
+                    reason: "PKCE is on but no code_challenge was made for this link".into(),
+                });
+            }
+            (false, _) => None,
+        };
+        if templated_state && challenge.is_none() {
             return Ok(Some(rendered));
         }
         let mut url = url::Url::parse(rendered.trim()).map_err(|e| EngineError::InvalidRequest {
             step: "consent".into(),
             reason: format!("{} does not render to a valid URL: {e}", t.field),
         })?;
-        url.query_pairs_mut().append_pair("state", state);
+        if !templated_state {
+            url.query_pairs_mut().append_pair("state", state);
+        }
+        if let Some(c) = challenge {
+            url.query_pairs_mut()
+                .append_pair("code_challenge", c)
+                .append_pair("code_challenge_method", "S256");
+        }
         Ok(Some(url.to_string()))
     }
 

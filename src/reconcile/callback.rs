@@ -199,6 +199,9 @@ async fn complete<H: ConsentHost>(host: &H, params: &[(String, String)]) -> Resp
             );
         }
     }
+    if g.flow.pkce {
+        g.inputs.code_verifier = Some(consent::pkce_verifier(key, &state.nonce).into());
+    }
     let Some(store) = host.store(&ca, &output_secret_name(&ca)) else {
         return page(
             StatusCode::CONFLICT,

@@ -214,6 +214,7 @@ pub async fn gather<S: Source>(
         credentials,
         redirect_url,
         callback,
+        code_verifier: None,
         http: tls::resolve(spec, &fetched),
     };
     Ok(Ok(Gathered {
@@ -415,10 +416,17 @@ impl Core {
             nonce: pending.nonce.clone(),
             expires: pending.expires.as_second(),
         };
-        match self
-            .engine
-            .authorization_url(&g.flow, &g.inputs, &consent::sign(key, &state), now)
-        {
+        let challenge = g
+            .flow
+            .pkce
+            .then(|| consent::pkce_challenge(&consent::pkce_verifier(key, &pending.nonce)));
+        match self.engine.authorization_url(
+            &g.flow,
+            &g.inputs,
+            &consent::sign(key, &state),
+            challenge.as_deref(),
+            now,
+        ) {
             Ok(url) => url,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot render the consent URL");

@@ -99,6 +99,8 @@ pub struct Flow {
     pub code_exchange: Option<Step>,
     pub authorization_url: Option<Tmpl>,
     pub without_code: bool,
+    /// PKCE (S256): the consent link carries a challenge, the code exchange the verifier.
+    pub pkce: bool,
     /// Consent callback parameters kept besides `code` (`spec.oauth2.callbackValues`), as
     /// `{{ callback.<name> }}`; every other parameter is dropped where it enters.
     pub callback_values: Vec<String>,
@@ -286,6 +288,7 @@ pub(crate) fn base_flow() -> Flow {
         code_exchange: None,
         authorization_url: None,
         without_code: false,
+        pkce: false,
         callback_values: vec![],
         append_code: false,
         response_fields: ResponseFields::None,

@@ -290,6 +290,14 @@ pub struct OAuth2 {
     /// The provider's callback carries no `code` (ChiefOnboarding: `without_code`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub without_code: bool,
+    /// PKCE (RFC 7636, method S256) for grantType authorizationCode: each consent link carries
+    /// a `code_challenge`, and the code exchange sends its `code_verifier`. The verifier is made
+    /// per link from the operator's consent key and never leaves the operator (not in the link,
+    /// status, Events or logs); whichever replica completes the consent derives the same one.
+    /// A `tokenRequest` override sends it where it places `{{ code_verifier }}`. Default false
+    /// (a provider entry may turn it on).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pkce: Option<bool>,
     /// Query parameters of the consent callback to keep besides `code`, for the code exchange
     /// as `{{ callback.<name> }}` (an installation id, QuickBooks' `realmId`). Every other
     /// parameter a browser sends is ignored: callback values never become credentials or

@@ -6,6 +6,7 @@ mod api_keys;
 mod docuware;
 mod faulty;
 mod google;
+mod pkce;
 mod poweroffice;
 mod rotating;
 mod snov;
@@ -22,6 +23,8 @@ pub use docuware::*;
 pub use faulty::*;
 #[allow(unused_imports)]
 pub use google::*;
+#[allow(unused_imports)]
+pub use pkce::*;
 #[allow(unused_imports)]
 pub use poweroffice::*;
 #[allow(unused_imports)]

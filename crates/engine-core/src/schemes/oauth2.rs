@@ -141,6 +141,12 @@ pub(crate) fn compile(
             .map(|r| request_step(name, &format!("{field}.tokenRequest"), r, ext.clone()))
             .transpose()
     };
+    if o.pkce == Some(true) && grant != GrantType::AuthorizationCode {
+        return Err(EngineError::InvalidSpec {
+            field: format!("{field}.pkce"),
+            reason: "PKCE is part of the consent flow: it needs grantType authorizationCode".into(),
+        });
+    }
     match grant {
         GrantType::ClientCredentials => {
             flow.login = Some(match custom_first("login")? {
@@ -178,18 +184,22 @@ pub(crate) fn compile(
             flow.seed_refresh_key = Some(o.refresh_token_key.clone().unwrap_or_else(|| "refresh_token".into()));
         }
         GrantType::AuthorizationCode => {
+            let pkce = o.pkce.unwrap_or(false);
             flow.code_exchange = Some(match custom_first("code exchange")? {
                 Some(s) => s,
-                None => generated(
-                    "code exchange",
-                    vec![
+                None => {
+                    let mut fields = vec![
                         ("grant_type", t("grantType", "authorization_code"), false),
                         ("code", t("grantType", "{{ code }}"), o.without_code), // withoutCode: no code in the callback
                         ("redirect_uri", t("grantType", "{{ redirect_url }}"), true),
-                    ],
-                    false,
-                )?,
+                    ];
+                    if pkce {
+                        fields.push(("code_verifier", t("pkce", "{{ code_verifier }}"), false));
+                    }
+                    generated("code exchange", fields, false)?
+                }
             });
+            flow.pkce = pkce;
             flow.authorization_url = o
                 .authorization_url
                 .as_ref()
@@ -296,5 +306,29 @@ mod tests {
             "callbackValues": ["realmId", "state"],
         }}));
         assert!(e.to_string().contains("spec.oauth2.callbackValues[1]"), "{e}");
+    }
+
+    #[test]
+    fn pkce_sends_the_verifier_in_the_exchange_and_needs_the_consent_flow() {
+        let consent = |pkce: bool| {
+            flow(json!({"oauth2": {
+                "tokenUrl": "https://idp.example/token",
+                "grantType": "authorizationCode",
+                "authorizationUrl": "https://idp.example/authorize",
+                "pkce": pkce,
+            }}))
+        };
+        let with = consent(true);
+        assert!(with.pkce);
+        assert!(form(with.code_exchange.as_ref().unwrap()).contains(&("code_verifier", "{{ code_verifier }}")));
+        let without = consent(false);
+        assert!(!without.pkce);
+        assert!(
+            !form(without.code_exchange.as_ref().unwrap())
+                .iter()
+                .any(|(n, _)| *n == "code_verifier")
+        );
+        let e = refused(json!({"oauth2": {"tokenUrl": "https://idp.example/token", "pkce": true}}));
+        assert!(e.to_string().contains("spec.oauth2.pkce"), "{e}");
     }
 }
