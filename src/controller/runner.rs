@@ -38,7 +38,10 @@ pub async fn run(
         tokio::select! {
             // Ending passes first: each frees a place for the next.
             biased;
-            Some((key, after)) = running.next() => work.done(&key, after),
+            Some((key, entry, after)) = running.next() => {
+                forget_if_gone(&ctx, &index, &key, &entry);
+                work.done(&key, after);
+            }
             () = &mut shutdown, if !stopping => stopping = true,
             key = work.next(), if !stopping => {
                 let entry = lock(&index).get(&key);
@@ -47,7 +50,7 @@ pub async fn run(
                         let ctx = ctx.clone();
                         running.push(async move {
                             let after = pass::reconcile(&entry, &ctx).await;
-                            (key, after)
+                            (key, entry, after)
                         });
                     }
                     // Deleted (or dropped by a relist) since it was queued.
@@ -58,5 +61,21 @@ pub async fn run(
         if stopping && running.is_empty() {
             return;
         }
+    }
+}
+
+/// A resource deleted while its pass ran was forgotten when the deletion was seen, and the
+/// pass may have put back what is kept about it (its metrics series, its last record): forget
+/// it again once the pass is over, unless the cache still holds that same resource.
+fn forget_if_gone(
+    ctx: &Context,
+    index: &Mutex<ReferenceIndex>,
+    key: &super::cache::Key,
+    ran: &Arc<super::cache::Entry>,
+) {
+    let uid = |e: &super::cache::Entry| e.decode().ok().and_then(|ca| kube::ResourceExt::uid(&ca));
+    let still = lock(index).get(key).is_some_and(|now| uid(&now) == uid(ran));
+    if !still && let Ok(ca) = ran.decode() {
+        ctx.forget(&ca);
     }
 }
