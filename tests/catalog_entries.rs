@@ -70,6 +70,9 @@ struct Row {
     token_path: &'static str,
     /// The consent page's path, for authorization-code providers.
     authorize_path: Option<&'static str>,
+    /// The provider requires PKCE (S256): the consent page a `code_challenge`, the code
+    /// exchange the `code_verifier` that hashes to it.
+    pkce: bool,
     auth: Auth,
     /// The first request's `grant_type`.
     grant: &'static str,
@@ -107,6 +110,7 @@ const D: Row = Row {
     method: Method::POST,
     token_path: "/oauth/token",
     authorize_path: None,
+    pkce: false,
     auth: Auth::Post,
     grant: "authorization_code",
     params: &[],
@@ -137,7 +141,7 @@ fn rows() -> Vec<Row> {
         Row { name: "auth0", grant: cc, params: &[("audience", "https://api.example.com")], expires_in: Some(86400), refresh: Refresh::None, provider_params: &[("domain", "example.eu.auth0.com"), ("audience", "https://api.example.com")], ..D },
         Row { name: "box", token_path: "/oauth2/token", authorize_path: Some("/api/oauth2/authorize"), refresh: Refresh::Rotating, extra: &[("restricted_to", "[]")], ..D },
         Row { name: "box-ccg", token_path: "/oauth2/token", grant: cc, params: &[("box_subject_type", "enterprise"), ("box_subject_id", "12345")], refresh: Refresh::None, provider_params: &[("subject_id", "12345")], ..D },
-        Row { name: "calendly", auth: Auth::Basic, authorize_path: Some("/oauth/authorize"), expires_in: Some(7200), refresh: Refresh::Rotating, extra: &[("owner", "\"https://api.calendly.com/users/1\"")], ..D },
+        Row { name: "calendly", auth: Auth::Basic, authorize_path: Some("/oauth/authorize"), pkce: true, expires_in: Some(7200), refresh: Refresh::Rotating, extra: &[("owner", "\"https://api.calendly.com/users/1\"")], ..D },
         Row { name: "docusign", auth: Auth::Basic, authorize_path: Some("/oauth/auth"), expires_in: Some(28800), refresh: Refresh::Rotating, ..D },
         Row { name: "dropbox", auth: Auth::Basic, token_path: "/oauth2/token", authorize_path: Some("/oauth2/authorize"), expires_in: Some(14400), extra: &[("account_id", "\"dbid:1\"")], ..D },
         Row { name: "ebay", auth: Auth::Basic, token_path: "/identity/v1/oauth2/token", grant: cc, params: &[("scope", "https://api.ebay.com/oauth/api_scope")], expires_in: Some(7200), refresh: Refresh::None, extra: &[("token_type", "\"Application Access Token\"")], ..D },
@@ -158,7 +162,7 @@ fn rows() -> Vec<Row> {
         Row { name: "pipedrive", auth: Auth::Basic, authorize_path: Some("/oauth/authorize"), params: &[("redirect_uri", "*")], expires_in: Some(3599), refresh: Refresh::Repeated, extra: &[("api_domain", "\"https://acme.pipedrive.com\"")], ..D },
         Row { name: "poweroffice-go", auth: Auth::Basic, token_path: "/Demo/OAuth/Token", grant: cc, header: Some(("Ocp-Apim-Subscription-Key", "sub-key")), refresh: Refresh::None, api_extra: Some(("Ocp-Apim-Subscription-Key", "sub-key")), credentials: &[("application_key", ID), ("client_key", SECRET), ("subscription_key", "sub-key")], ..D },
         Row { name: "quickbooks-online", auth: Auth::Basic, token_path: "/oauth2/v1/tokens/bearer", authorize_path: Some("/connect/oauth2"), params: &[("redirect_uri", "*")], refresh: Refresh::Rotating, extra: &[("x_refresh_token_expires_in", "8726400")], ..D },
-        Row { name: "salesforce", token_path: "/services/oauth2/token", authorize_path: Some("/services/oauth2/authorize"), params: &[("redirect_uri", "*")], expires_in: None, refresh: Refresh::Kept, extra: &[("instance_url", "\"https://acme.my.salesforce.com\""), ("signature", "\"sig\""), ("issued_at", "\"1700000000000\""), ("id", "\"https://login.salesforce.com/id/00D/005\"")], ..D },
+        Row { name: "salesforce", token_path: "/services/oauth2/token", authorize_path: Some("/services/oauth2/authorize"), pkce: true, params: &[("redirect_uri", "*")], expires_in: None, refresh: Refresh::Kept, extra: &[("instance_url", "\"https://acme.my.salesforce.com\""), ("signature", "\"sig\""), ("issued_at", "\"1700000000000\""), ("id", "\"https://login.salesforce.com/id/00D/005\"")], ..D },
         Row { name: "salesforce-client-credentials", token_path: "/services/oauth2/token", grant: cc, expires_in: None, refresh: Refresh::None, extra: &[("instance_url", "\"https://acme.my.salesforce.com\"")], provider_params: &[("my_domain", "acme")], ..D },
         Row { name: "salesforce-jwt", auth: Auth::None, token_path: "/services/oauth2/token", grant: "urn:ietf:params:oauth:grant-type:jwt-bearer", expires_in: None, refresh: Refresh::None, extra: &[("instance_url", "\"https://acme.my.salesforce.com\"")], credentials: &[("consumer_key", "3MVG9-key"), ("username", "integration@example.com")], claims: &[("iss", "3MVG9-key"), ("sub", "integration@example.com"), ("aud", "https://login.salesforce.com")], ..D },
         Row { name: "sendgrid", ..api_key() },
@@ -204,7 +208,8 @@ struct Book {
     access: Vec<String>,
     refresh: Option<String>,
     revoked: Vec<String>,
-    codes: Vec<String>,
+    /// Codes issued and not redeemed, each with its PKCE challenge.
+    codes: Vec<(String, Option<String>)>,
     first: u32,
     refreshes: u32,
     refused: Vec<String>,
@@ -269,8 +274,16 @@ async fn handle(
                 format!("consent page: client_id, redirect_uri and state are required: {q:?}"),
             );
         }
+        let challenge = match (
+            q.get("code_challenge"),
+            q.get("code_challenge_method").map(String::as_str),
+        ) {
+            (Some(c), Some("S256")) => Some(c.clone()),
+            _ if row.pkce => return refuse(&e, "consent page: PKCE (S256 code_challenge) is required".into()),
+            _ => None,
+        };
         let code = format!("code-{}", rand::random::<u32>());
-        e.book.lock().unwrap().codes.push(code.clone());
+        e.book.lock().unwrap().codes.push((code.clone(), challenge));
         let to = format!("{}?code={code}&state={}", q["redirect_uri"], urlencode(&q["state"]));
         return (StatusCode::FOUND, [("location", to)]).into_response();
     }
@@ -393,11 +406,19 @@ async fn handle(
         match row.grant {
             "authorization_code" | "" if row.authorize_path.is_some() => {
                 let c = p.get("code").cloned().unwrap_or_default();
-                if !book.codes.contains(&c) {
+                let Some(at) = book.codes.iter().position(|(x, _)| *x == c) else {
                     drop(book);
                     return refuse(&e, "unknown authorization code".into());
+                };
+                let (_, challenge) = book.codes.remove(at);
+                if let Some(challenge) = challenge {
+                    use sha2::Digest as _;
+                    let verifier = p.get("code_verifier").cloned().unwrap_or_default();
+                    if URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(verifier.as_bytes())) != challenge {
+                        drop(book);
+                        return refuse(&e, "code_verifier missing or not the challenge's".into());
+                    }
                 }
-                book.codes.retain(|x| *x != c);
             }
             "refresh_token" => {
                 if p.get("refresh_token").map(String::as_str) != Some("Atzr|seed") {
