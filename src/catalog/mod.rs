@@ -494,4 +494,11 @@ mod tests {
         let e = resolve(&unknown).unwrap_err().to_string();
         assert!(e.contains("`nope` is not a built-in provider"), "{e}");
     }
+
+    /// What the operator provides itself (here the PKCE verifier) is never asked of the
+    /// credentials Secret.
+    #[test]
+    fn a_pkce_entry_asks_only_for_the_client_credentials() {
+        assert_eq!(get("calendly").unwrap().credentials(), ["client_id", "client_secret"]);
+    }
 }

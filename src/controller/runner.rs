@@ -66,7 +66,8 @@ pub async fn run(
 
 /// A resource deleted while its pass ran was forgotten when the deletion was seen, and the
 /// pass may have put back what is kept about it (its metrics series, its last record): forget
-/// it again once the pass is over, unless the cache still holds that same resource.
+/// it again once the pass is over, unless the cache still holds that same resource. Decoding
+/// is needed only when the cached entry changed during the pass.
 fn forget_if_gone(
     ctx: &Context,
     index: &Mutex<ReferenceIndex>,
@@ -74,7 +75,8 @@ fn forget_if_gone(
     ran: &Arc<super::cache::Entry>,
 ) {
     let uid = |e: &super::cache::Entry| e.decode().ok().and_then(|ca| kube::ResourceExt::uid(&ca));
-    let still = lock(index).get(key).is_some_and(|now| uid(&now) == uid(ran));
+    let now = lock(index).get(key);
+    let still = now.is_some_and(|now| Arc::ptr_eq(&now, ran) || uid(&now) == uid(ran));
     if !still && let Ok(ca) = ran.decode() {
         ctx.forget(&ca);
     }

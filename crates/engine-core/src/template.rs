@@ -28,6 +28,8 @@ pub const PROVIDED_VARIABLES: &[&str] = &[
     "steps",
     // Values of the consent callback (`{{ callback.realmId }}`).
     "callback",
+    // The PKCE verifier of the consent being completed (`oauth2.pkce`).
+    "code_verifier",
 ];
 
 use base64::Engine as _;
