@@ -144,7 +144,7 @@ proptest! {
         })).unwrap();
         let Ok(flow) = connector_auth_operator::engine::compile(&connector_auth_operator::catalog::resolve(&spec).unwrap().engine(), &Templates::new()) else { return Ok(()) };
         let pairs: Vec<(String, String)> = url::form_urlencoded::parse(query.as_bytes()).into_owned().collect();
-        if let Ok(kept) = connector_auth_operator::engine::callback::accept(&flow, pairs.iter().map(|(k, v)| (k.as_str(), v.as_str()))) {
+        if let Ok(kept) = connector_auth_operator::engine::callback::accept(&flow, pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())), None) {
             for (k, v) in &kept {
                 prop_assert!(k == "code" || declared.contains(k), "{k}");
                 prop_assert!(v.expose().len() <= 4096 && !v.expose().chars().any(char::is_control));

@@ -189,6 +189,7 @@ fn with_a_provider_only_the_code_of_a_callback_is_kept() {
             ("hmac", "h"),
             ("state", "s"),
         ],
+        None,
     )
     .unwrap();
     assert_eq!(kept.keys().collect::<Vec<_>>(), ["code"]);

@@ -108,6 +108,11 @@ struct Private {
     /// Where the refresh token may be sent (see `TokenState::refresh_origin`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     refresh_origin: Option<String>,
+    /// Consent callback values and lookup values of the grant (see `TokenState`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    callback: BTreeMap<String, SecretString>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    lookups: BTreeMap<String, SecretString>,
 }
 
 impl Private {
@@ -137,6 +142,8 @@ impl Private {
             refresh_token_reusable: r.token.as_ref().is_some_and(|t| t.refresh_token_reusable),
             in_flight: r.in_flight.clone(),
             oauth: r.token.as_ref().map(|t| t.oauth.clone()).unwrap_or_default(),
+            callback: r.token.as_ref().map(|t| t.callback.clone()).unwrap_or_default(),
+            lookups: r.token.as_ref().map(|t| t.lookups.clone()).unwrap_or_default(),
             renew_handled: r.renew_handled.clone(),
             rollout: r.rollout.clone(),
             refresh_origin: r.token.as_ref().and_then(|t| t.refresh_origin.clone()),
@@ -407,6 +414,8 @@ fn public_token(secret: &Secret, private: &Private) -> Option<TokenState> {
         refresh_token_reusable: private.refresh_token_reusable,
         oauth: private.oauth.clone(),
         refresh_origin: private.refresh_origin.clone(),
+        callback: private.callback.clone(),
+        lookups: private.lookups.clone(),
     })
 }
 
@@ -468,6 +477,8 @@ impl Store for KubeStore {
                 refresh_token_reusable: private.refresh_token_reusable,
                 oauth: private.oauth.clone(),
                 refresh_origin: private.refresh_origin.clone(),
+                callback: private.callback.clone(),
+                lookups: private.lookups.clone(),
                 ..TokenState::new(
                     SecretString::default(),
                     String::new(),

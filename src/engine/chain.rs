@@ -4,9 +4,11 @@
 
 use jiff::Timestamp;
 
-use super::{Engine, Inputs};
-pub use engine_core::chain::variable;
-use engine_core::error::Result;
+use std::collections::BTreeMap;
+
+use super::{Engine, Inputs, TokenState};
+pub use engine_core::chain::{lookup_variable, lookups_due, variable};
+use engine_core::error::{EngineError, Result};
 use engine_core::extract;
 pub use engine_core::flow::ChainStep;
 use engine_core::flow::Flow;
@@ -38,5 +40,50 @@ impl Engine {
             }
         }
         Ok(ctx)
+    }
+}
+
+impl Engine {
+    /// Runs the post-connect lookups (`oauth2.lookups`) with `token`, in order, each seeing the
+    /// values of those before it; returns every value, keyed `<lookup>.<key>`. A failure names
+    /// the lookup ([`EngineError::LookupFailed`]).
+    pub async fn lookups(
+        &self,
+        flow: &Flow,
+        inputs: &Inputs,
+        token: &TokenState,
+        now: Timestamp,
+    ) -> Result<BTreeMap<String, SecretString>> {
+        let mut ctx = self.context(inputs, Some(token), token.refresh_token.as_ref(), now);
+        ctx.extra.extend(token.extras.clone());
+        ctx.extra.insert("token_type".into(), token.token_type.clone().into());
+        let mut found = BTreeMap::new();
+        for l in &flow.lookups {
+            let failed = |cause: EngineError| EngineError::LookupFailed {
+                lookup: l.name.clone(),
+                cause: Box::new(cause),
+            };
+            let label = l.label();
+            let req = self.build_request(&l.step, &ctx).map_err(failed)?;
+            let options = inputs.client_options().map_err(failed)?;
+            let resp = self.http.send(&label, req, options).await.map_err(failed)?;
+            tracing::debug!(step = %label, host = %resp.host, status = resp.status, "lookup response");
+            let parsed = extract::Parsed::new(&label, &resp);
+            for (key, loc) in &l.extract {
+                let v = parsed.require(key, std::slice::from_ref(loc)).map_err(failed)?;
+                if v.chars().any(char::is_control) {
+                    return Err(failed(EngineError::InvalidValue {
+                        step: label.clone(),
+                        what: key.clone(),
+                        reason: "it contains control characters (CR, LF, NUL…)".into(),
+                    }));
+                }
+                let stored = format!("{}.{key}", l.name);
+                ctx.extra
+                    .insert(lookup_variable(&stored), SecretString::from(v.clone()));
+                found.insert(stored, SecretString::from(v));
+            }
+        }
+        Ok(found)
     }
 }

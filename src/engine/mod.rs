@@ -226,6 +226,14 @@ impl Engine {
                     tracing::info!(step = step.name, "refresh token refused; consent is required again");
                     return Err(EngineError::AuthorizationRequired);
                 }
+                // Nothing else to get a token with: a dead end until a person acts.
+                Err(e) if e.is_invalid_grant() => {
+                    tracing::info!(step = step.name, "refresh token refused for good");
+                    return Err(EngineError::RefreshTokenRevoked {
+                        cause: Box::new(e),
+                        key: flow.seed_refresh_key.clone().unwrap_or_else(|| "refresh_token".into()),
+                    });
+                }
                 Err(e) => return Err(e),
             }
         }
@@ -293,7 +301,18 @@ impl Engine {
         }
         let mut t = self.run_step(step, &ctx, inputs, flow, StepKind::Exchange, now).await?;
         t.fingerprint = fingerprint.into();
+        // The grant's callback values stay with its tokens; the code is spent.
+        t.callback = inputs.callback.clone();
+        t.callback.remove("code");
         Ok(t)
+    }
+
+    /// The key of `oauth2.callbackHmac`, rendered from the credentials; `None` without one.
+    pub fn callback_hmac_key(&self, flow: &Flow, inputs: &Inputs, now: Timestamp) -> Result<Option<SecretString>> {
+        let Some((_, key)) = &flow.callback_hmac else {
+            return Ok(None);
+        };
+        self.render(key, &self.context(inputs, None, None, now)).map(Some)
     }
 
     /// Renders the consent URL of an authorization-code flow; with PKCE, `code_challenge` is the
@@ -324,7 +343,7 @@ impl Engine {
             }
             (false, _) => None,
         };
-        if templated_state && challenge.is_none() {
+        if templated_state && challenge.is_none() && flow.authorization_params.is_empty() {
             return Ok(Some(rendered));
         }
         let mut url = url::Url::parse(rendered.trim()).map_err(|e| EngineError::InvalidRequest {
@@ -333,6 +352,10 @@ impl Engine {
         })?;
         if !templated_state {
             url.query_pairs_mut().append_pair("state", state);
+        }
+        for (name, t) in &flow.authorization_params {
+            let value = self.render(t, &ctx)?;
+            url.query_pairs_mut().append_pair(name, value.expose());
         }
         if let Some(c) = challenge {
             url.query_pairs_mut()
@@ -355,8 +378,8 @@ impl Engine {
             refresh_token: refresh_token.cloned(),
             oauth: prev.map(|p| p.oauth.clone()).unwrap_or_default(),
             redirect_url: inputs.redirect_url.clone(),
-            extra: BTreeMap::new(),
-            callback: BTreeMap::new(),
+            extra: prev.map(lookup_values).unwrap_or_default(),
+            callback: prev.map(|p| p.callback.clone()).unwrap_or_default(),
             now: Some(now),
         }
     }
@@ -465,6 +488,9 @@ impl Engine {
         tracing::debug!(step = step.name, host = %resp.host, status = resp.status, elapsed_ms = started.elapsed().as_millis() as u64, "token response");
         let parsed = extract::Parsed::new(step.name, &resp);
         let e = &step.extraction;
+        if let Some(rule) = &e.error {
+            reported_error(step.name, &resp, &parsed, rule)?;
+        }
         // A redirect may carry the token itself (a login setting a cookie); if it does not,
         // say that it was a redirect rather than that the token is missing.
         let access_token = parsed
@@ -565,6 +591,9 @@ impl Engine {
             refresh_token_reusable,
             oauth,
             refresh_origin,
+            // A refresh continues the grant: its consent values and lookups stay.
+            callback: continues.map(|p| p.callback.clone()).unwrap_or_default(),
+            lookups: continues.map(|p| p.lookups.clone()).unwrap_or_default(),
         })
     }
 
@@ -578,9 +607,10 @@ impl Engine {
             oauth: token.oauth.clone(),
             redirect_url: inputs.redirect_url.clone(),
             extra: token.extras.clone(),
-            callback: BTreeMap::new(),
+            callback: token.callback.clone(),
             now: Some(token.issued_at),
         };
+        ctx.extra.extend(lookup_values(token));
         // Locoia's header configuration calls the access token `{{ token }}`; a credentials key
         // of that name keeps its meaning.
         if !inputs.credentials.contains_key("token") {
@@ -637,6 +667,48 @@ impl Engine {
         }
         Ok(data)
     }
+}
+
+/// A token's lookup values as template variables (`lookup.<name>.<key>`).
+fn lookup_values(token: &TokenState) -> BTreeMap<String, SecretString> {
+    token
+        .lookups
+        .iter()
+        .map(|(k, v)| (engine_core::chain::lookup_variable(k), v.clone()))
+        .collect()
+}
+
+/// `oauth2.errorCode`: an answer that reports an error where a success would be. Refused as an
+/// HTTP error answer would be, with the code (sanitised like any OAuth error code), and as
+/// `invalid_grant` where the rule says the code means that.
+fn reported_error(
+    step: &str,
+    resp: &http::HttpResponse,
+    parsed: &extract::Parsed<'_>,
+    rule: &flow::ErrorRule,
+) -> Result<()> {
+    let Some(code) = parsed.find("error code", &rule.at)? else {
+        return Ok(());
+    };
+    let code = code.trim();
+    if code.is_empty() || code == "false" || code == "null" {
+        return Ok(());
+    }
+    let safe = code.len() <= 64
+        && code
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+    let oauth_error = if rule.invalid_grant.iter().any(|g| g == code) {
+        Some("invalid_grant".to_string())
+    } else {
+        safe.then(|| code.to_string())
+    };
+    Err(EngineError::Rejected {
+        step: step.into(),
+        host: resp.host.clone(),
+        status: resp.status,
+        oauth_error,
+    })
 }
 
 /// A published header value must be one line: with CR, LF or NUL in it, a client that pastes

@@ -187,8 +187,16 @@ async fn complete<H: ConsentHost>(host: &H, params: &[(String, String)]) -> Resp
         }
         Err(e) => return page(StatusCode::SERVICE_UNAVAILABLE, "Resources unavailable", &e.to_string()),
     };
+    let hmac_key = match core.engine.callback_hmac_key(&g.flow, &g.inputs, Timestamp::now()) {
+        Ok(k) => k,
+        Err(e) => {
+            let detail = format!("{e} [{}]", e.reason());
+            return page(StatusCode::CONFLICT, "The resource cannot be authorized", &detail);
+        }
+    };
     // Only `code` and the declared callback values go on, checked; the rest is dropped here.
-    match engine::callback::accept(&g.flow, params.iter().map(|(k, v)| (k.as_str(), v.as_str()))) {
+    let query = params.iter().map(|(k, v)| (k.as_str(), v.as_str()));
+    match engine::callback::accept(&g.flow, query, hmac_key.as_ref().map(|k| k.expose().as_bytes())) {
         Ok(values) => g.inputs.callback = values,
         Err(refused) => {
             tracing::warn!(reason = %refused, "consent callback refused");

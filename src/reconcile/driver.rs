@@ -32,6 +32,7 @@ use super::record::{
     StoreError, Unsaved,
 };
 use super::renew::{self, Guard, Plan};
+use crate::engine::chain::lookups_due;
 use crate::engine::renewal;
 use crate::engine::{Engine, EngineError, Flow, Inputs, RefreshChoice, TokenState, refresh_choice};
 use crate::reason::Reason;
@@ -101,6 +102,10 @@ pub async fn reconcile<S: Store + Sync>(
         refresh_token: digest.as_deref(),
         reusable: choice.reusable,
         can_login: flow.login.is_some() || flow.code_exchange.is_some(),
+        keep_alive: record
+            .token
+            .as_ref()
+            .and_then(|t| flow.renewal.keep_alive(t.issued_at, t.refresh_token.is_some())),
         now,
     });
     let (reason, guard) = match plan {
@@ -112,7 +117,25 @@ pub async fn reconcile<S: Store + Sync>(
                 },
             );
         }
+        Plan::Stopped => {
+            return Ok(
+                match publish_current(engine, flow, inputs, &record, store, now).await? {
+                    Some(written) => outcome(Action::BackingOff, &record, None, written),
+                    None => unpublished(outcome(Action::BackingOff, &record, None, false)),
+                },
+            );
+        }
         Plan::Keep { until } => {
+            if record.token.as_ref().is_some_and(|t| lookups_due(flow, t)) {
+                if !lead.held() {
+                    return Err(PassError::NotLeader);
+                }
+                if let Some(error) = run_lookups(engine, flow, inputs, &mut record, store, unsaved, now).await? {
+                    return Ok(unpublished(
+                        fail(store, &mut record, error, &attempt, now, unsaved).await?,
+                    ));
+                }
+            }
             let Some(token) = record.token.as_ref() else {
                 unreachable!("renew-or-keep keeps only a stored token")
             };
@@ -200,6 +223,11 @@ pub async fn reconcile<S: Store + Sync>(
                 ..Record::default()
             };
             persist(store, &record, unsaved).await?;
+            if let Some(error) = run_lookups(engine, flow, inputs, &mut record, store, unsaved, now).await? {
+                return Ok(unpublished(
+                    fail(store, &mut record, error, &attempt, now, unsaved).await?,
+                ));
+            }
             let token = record.token.as_ref().expect("just set");
             match output(engine, flow, inputs, token, &record) {
                 Ok(data) => {
@@ -213,6 +241,19 @@ pub async fn reconcile<S: Store + Sync>(
             }
         }
         Err(EngineError::AuthorizationRequired) => Ok(await_consent(store, record, now, unsaved).await?),
+        Err(error @ EngineError::RefreshTokenRevoked { .. }) => {
+            // Nothing is retried: the plan stops here until the inputs change or someone
+            // renews. The refused token is kept (never dropped): a renewal request sends it
+            // once more, for the day the provider's refusal was its own mistake.
+            record.in_flight = None;
+            record.failures = record.failures.saturating_add(1);
+            record.retry_at = None;
+            record.failed_fingerprint = Some(attempt.clone());
+            record.last_error = Some(Failure::of(&error));
+            persist(store, &record, unsaved).await?;
+            let expires_at = record.token.as_ref().and_then(|t| t.expires_at);
+            Ok(outcome(Action::Failed { error }, &record, expires_at, false))
+        }
         Err(error) => {
             // This process saw the attempt end: it is retried after the backoff, as any failure
             // is. Only a stop before that leaves the mark behind.
@@ -290,6 +331,12 @@ pub async fn complete_consent<S: Store + Sync>(
                 ..Record::default()
             };
             persist(store, &record, unsaved).await?;
+            // The code is spent and the tokens are kept whatever the lookups do; a failed one
+            // is retried by the passes that follow.
+            if let Some(error) = run_lookups(engine, flow, inputs, &mut record, store, unsaved, now).await? {
+                fail(store, &mut record, error.clone(), fingerprint, now, unsaved).await?;
+                return Ok(Err(ConsentError::Engine(error)));
+            }
             let token = record.token.as_ref().expect("just set");
             let data = match output(engine, flow, inputs, token, &record) {
                 Ok(d) => d,
@@ -312,6 +359,37 @@ pub async fn complete_consent<S: Store + Sync>(
             persist(store, &record, unsaved).await?;
             Ok(Err(ConsentError::Engine(e)))
         }
+    }
+}
+
+/// Runs the post-connect lookups of a token that lacks their values, and stores them with it.
+/// `Some(error)` when a lookup failed: the token stays stored, and the caller reports the
+/// failure (with backoff) so a later pass tries again.
+async fn run_lookups<S: Store + Sync>(
+    engine: &Engine,
+    flow: &Flow,
+    inputs: &Inputs,
+    record: &mut Record,
+    store: &S,
+    unsaved: &mut Unsaved,
+    now: Timestamp,
+) -> Result<Option<EngineError>, StoreError> {
+    let Some(token) = record.token.as_ref().filter(|t| lookups_due(flow, t)) else {
+        return Ok(None);
+    };
+    match engine.lookups(flow, inputs, token, now).await {
+        Ok(values) => {
+            if let Some(t) = record.token.as_mut() {
+                t.lookups = values;
+            }
+            record.failures = 0;
+            record.retry_at = None;
+            record.failed_fingerprint = None;
+            record.last_error = None;
+            persist(store, record, unsaved).await?;
+            Ok(None)
+        }
+        Err(e) => Ok(Some(e)),
     }
 }
 

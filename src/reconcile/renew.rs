@@ -24,6 +24,9 @@ pub struct Facts<'a> {
     pub reusable: bool,
     /// Whether the scheme can log in (or ask for consent) without a refresh token.
     pub can_login: bool,
+    /// When the stored refresh token must be used again lest the provider revoke it as idle
+    /// (`renewal.refreshTokenIdleLimit`; see `RenewalPolicy::keep_alive`).
+    pub keep_alive: Option<Timestamp>,
     pub now: Timestamp,
 }
 
@@ -35,6 +38,9 @@ pub enum Plan {
     BackOff { until: Timestamp },
     /// The stored token is good; look again at `until` (None: only on change).
     Keep { until: Option<Timestamp> },
+    /// The provider refused the refresh token for good and there is no other way to a token:
+    /// nothing is sent until the inputs change or someone asks for a renewal.
+    Stopped,
     /// Get a token, for `reason`; `guard` says what may be done with the refresh token.
     Renew { reason: Reason, guard: Guard },
 }
@@ -46,7 +52,9 @@ pub enum Plan {
 /// 2. **Renewal** ([`state::decide`]): no token, changed inputs, expired, or due.
 /// 3. **Renew request**: a token that would be kept is renewed when asked (a due token keeps
 ///    the reason it is due for).
-/// 4. Otherwise the token is kept.
+/// 4. **Keep-alive**: a token that would be kept is renewed when its refresh token would
+///    otherwise lie idle too long.
+/// 5. Otherwise the token is kept, looked at again by the keep-alive time at the latest.
 ///
 /// A renewal then passes the **refresh guard** ([`guard`]): a refresh token that may have been
 /// sent without its answer being stored is never sent again.
@@ -56,10 +64,20 @@ pub fn plan(f: &Facts<'_>) -> Plan {
     {
         return Plan::BackOff { until };
     }
+    if f.requested.is_none() && stopped(f.record, f.attempt) {
+        return Plan::Stopped;
+    }
     let reason = match state::decide(f.now, f.record.token.as_ref(), f.fingerprint) {
         Decision::Renew { reason } => reason,
         Decision::Keep { .. } if f.requested.is_some() => Reason::RenewRequested,
-        Decision::Keep { until } => return Plan::Keep { until },
+        Decision::Keep { .. } if f.keep_alive.is_some_and(|k| k <= f.now) => Reason::KeepAlive,
+        Decision::Keep { until } => {
+            let until = match (until, f.keep_alive) {
+                (Some(u), Some(k)) => Some(u.min(k)),
+                (u, k) => u.or(k),
+            };
+            return Plan::Keep { until };
+        }
     };
     Plan::Renew {
         reason,
@@ -72,6 +90,16 @@ pub fn plan(f: &Facts<'_>) -> Plan {
 pub fn backing_off(record: &Record, attempt: &str, now: Timestamp) -> Option<Timestamp> {
     let same_inputs = record.failed_fingerprint.as_deref() == Some(attempt);
     record.retry_at.filter(|r| *r > now && same_inputs)
+}
+
+/// Whether the last attempt with these very inputs ended with the refresh token refused for
+/// good ([`Reason::RefreshTokenRevoked`]).
+pub fn stopped(record: &Record, attempt: &str) -> bool {
+    record.failed_fingerprint.as_deref() == Some(attempt)
+        && record
+            .last_error
+            .as_ref()
+            .is_some_and(|e| e.reason == Reason::RefreshTokenRevoked)
 }
 
 /// The renewal request to act upon in this pass: the `connectorauth.dev/renew` annotation's
@@ -236,6 +264,7 @@ mod tests {
                 refresh_token: Some("d1"),
                 reusable: false,
                 can_login: false,
+                keep_alive: None,
                 now,
             }
         }
@@ -321,6 +350,35 @@ mod tests {
                     ..facts(&due, now)
                 },
                 renew(Reason::RenewalDue, Guard::MarkThenSend),
+            ),
+            // 4. keep-alive
+            (
+                "refresh token about to lie idle too long",
+                Facts {
+                    keep_alive: Some(now),
+                    ..facts(&good, now)
+                },
+                renew(Reason::KeepAlive, Guard::MarkThenSend),
+            ),
+            (
+                "keep-alive later than the renewal",
+                Facts {
+                    keep_alive: Some(ts("2026-01-01T05:00:00Z")),
+                    ..facts(&good, now)
+                },
+                Plan::Keep {
+                    until: Some(ts("2026-01-01T01:40:00Z")),
+                },
+            ),
+            (
+                "keep-alive before the renewal",
+                Facts {
+                    keep_alive: Some(ts("2026-01-01T01:10:00Z")),
+                    ..facts(&good, now)
+                },
+                Plan::Keep {
+                    until: Some(ts("2026-01-01T01:10:00Z")),
+                },
             ),
             // refresh guard
             (

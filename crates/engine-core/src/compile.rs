@@ -62,6 +62,26 @@ pub fn compile(spec: &Spec<'_>, templates: &Templates) -> Result<Flow> {
             }
         }
     }
+    for t in flow.templates() {
+        for path in templates.paths(&t.source) {
+            let Some(rest) = path.strip_prefix("lookup.") else {
+                continue;
+            };
+            let mut parts = rest.split('.');
+            let (name, key) = (parts.next().unwrap_or_default(), parts.next());
+            let declared = flow
+                .lookups
+                .iter()
+                .find(|l| l.name == name)
+                .is_some_and(|l| key.is_none_or(|k| l.extract.iter().any(|(e, _)| e == k)));
+            if !declared {
+                return Err(EngineError::InvalidSpec {
+                    field: t.field.clone(),
+                    reason: format!("reads `lookup.{rest}`, which no entry of spec.oauth2.lookups extracts"),
+                });
+            }
+        }
+    }
     if let Some(step) = &flow.code_exchange {
         flow.append_code = !flow.without_code
             && !step_templates(step).any(|t| templates.variables(&t.source).iter().any(|v| v == "code"));

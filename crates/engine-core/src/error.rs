@@ -158,6 +158,19 @@ pub enum EngineError {
         "the stored refresh token belongs to {was} and is not sent to {now}: put a refresh token for the new endpoint into the credentials Secret (key `{key}`), or change the endpoint back"
     )]
     RefreshTokenEndpointChanged { was: String, now: String, key: String },
+
+    /// A post-connect lookup (`oauth2.lookups`) failed. The token is kept; the lookup is tried
+    /// again after the backoff, without a new consent.
+    #[error("post-connect lookup `{lookup}` failed: {cause}")]
+    LookupFailed { lookup: String, cause: Box<EngineError> },
+
+    /// The provider refused the refresh token for good (`invalid_grant`, or a code that
+    /// `errorCode.invalidGrant` names) and the scheme has no other way to a token: nothing is
+    /// sent to the provider again until the credentials or the spec change, or someone renews.
+    #[error(
+        "the provider refused the refresh token for good ({cause}); no further requests are sent until the credentials Secret (key `{key}`) or the spec changes, or a renewal is requested"
+    )]
+    RefreshTokenRevoked { cause: Box<EngineError>, key: String },
 }
 
 fn oauth_suffix(e: &Option<String>) -> String {
@@ -202,6 +215,8 @@ impl EngineError {
             EngineError::AuthorizationRequired => Reason::AuthorizationRequired,
             EngineError::RefreshTokenInDoubt { .. } => Reason::RefreshTokenInDoubt,
             EngineError::RefreshTokenEndpointChanged { .. } => Reason::RefreshTokenEndpointChanged,
+            EngineError::LookupFailed { .. } => Reason::LookupFailed,
+            EngineError::RefreshTokenRevoked { .. } => Reason::RefreshTokenRevoked,
         }
     }
 
@@ -212,6 +227,9 @@ impl EngineError {
     /// often created after the resource that names it (a changed Secret or ConfigMap is
     /// retried at once anyway, see `reconcile::driver`).
     pub fn is_transient(&self) -> bool {
+        if let EngineError::LookupFailed { cause, .. } = self {
+            return cause.is_transient();
+        }
         matches!(
             self,
             EngineError::Tls { .. }
@@ -228,6 +246,7 @@ impl EngineError {
     /// The provider's `Retry-After`, if it sent one.
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
+            EngineError::LookupFailed { cause, .. } => cause.retry_after(),
             EngineError::RateLimited { retry_after, .. } | EngineError::ProviderUnavailable { retry_after, .. } => {
                 *retry_after
             }
@@ -237,7 +256,13 @@ impl EngineError {
 
     /// The refresh token was refused: it is revoked or expired, so it must not be sent again.
     pub fn is_invalid_grant(&self) -> bool {
-        matches!(self, EngineError::Rejected { oauth_error: Some(e), .. } if e == "invalid_grant")
+        match self {
+            EngineError::Rejected {
+                oauth_error: Some(e), ..
+            } => e == "invalid_grant",
+            EngineError::RefreshTokenRevoked { .. } => true,
+            _ => false,
+        }
     }
 }
 

@@ -37,6 +37,15 @@ pub struct Extraction {
     pub expires_at: Vec<Locator>,
     pub token_type: Vec<Locator>,
     pub extras: Vec<(String, Locator)>,
+    /// `oauth2.errorCode`: an error code in an answer that otherwise looks like a success.
+    pub error: Option<ErrorRule>,
+}
+
+/// Where an answer reports an error despite its status, and which codes mean `invalid_grant`.
+#[derive(Debug, Clone)]
+pub struct ErrorRule {
+    pub at: Locator,
+    pub invalid_grant: Vec<String>,
 }
 
 /// One token request.
@@ -79,7 +88,8 @@ pub struct ChainStep {
 impl ChainStep {
     /// How errors and logs name the step.
     pub fn label(&self) -> String {
-        format!("step {}", self.name)
+        let kind = if self.step.name == "lookup" { "lookup" } else { "step" };
+        format!("{kind} {}", self.name)
     }
 }
 
@@ -104,6 +114,15 @@ pub struct Flow {
     /// Consent callback parameters kept besides `code` (`spec.oauth2.callbackValues`), as
     /// `{{ callback.<name> }}`; every other parameter is dropped where it enters.
     pub callback_values: Vec<String>,
+    /// The callback parameter carrying the code (`oauth2.codeParameter`, default `code`).
+    pub code_parameter: String,
+    /// `oauth2.callbackHmac`: the parameter holding the signature and the key's template.
+    pub callback_hmac: Option<(String, Tmpl)>,
+    /// Extra query parameters of the consent link (`oauth2.authorizationParams`).
+    pub authorization_params: Vec<(String, Tmpl)>,
+    /// Requests run once per grant after the token is issued; their values are kept with it
+    /// (`oauth2.lookups`, see `engine::chain`).
+    pub lookups: Vec<ChainStep>,
     /// The code exchange's templates do not place `{{ code }}`: the code is appended to its URL
     /// as a query parameter, as ChiefOnboarding does with its `access_token` request.
     pub append_code: bool,
@@ -160,7 +179,9 @@ impl Flow {
         for plan in &self.assertions {
             all.extend(plan.templates());
         }
-        let chained = self.chain.iter().map(|c| &c.step);
+        all.extend(self.authorization_params.iter().map(|(_, t)| t));
+        all.extend(self.callback_hmac.iter().map(|(_, t)| t));
+        let chained = self.chain.iter().chain(&self.lookups).map(|c| &c.step);
         let revocation = self.revocation.iter().flat_map(|r| [&r.refresh, &r.access]);
         for step in [&self.login, &self.refresh, &self.code_exchange, &self.verify]
             .into_iter()
@@ -231,6 +252,47 @@ pub(crate) fn request_step(name: &'static str, field: &str, r: &spec::Request, e
     })
 }
 
+/// Compiles chained requests (`refreshableToken.steps`, `oauth2.lookups`): names unique and
+/// usable as template variables, each extracting something. `kind` names them in errors.
+pub(crate) fn chain_steps(field: &str, kind: &'static str, steps: &[spec::ChainStep]) -> Result<Vec<ChainStep>> {
+    let mut out: Vec<ChainStep> = Vec::new();
+    for s in steps {
+        let f = format!("{field}[{}]", s.name);
+        let valid = s
+            .name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && s.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        let problem = if !valid {
+            Some("a step name is a letter or underscore followed by letters, digits or underscores")
+        } else if out.iter().any(|c| c.name == s.name) {
+            Some("two steps have this name")
+        } else if s.extract.is_empty() {
+            Some("extract names no value: a step's only effect is the values it extracts")
+        } else {
+            None
+        };
+        if let Some(reason) = problem {
+            return Err(EngineError::InvalidSpec {
+                field: f,
+                reason: reason.into(),
+            });
+        }
+        let extract = s
+            .extract
+            .iter()
+            .map(|(k, e)| Ok((k.clone(), Locator::compile(&format!("{f}.extract.{k}"), e)?)))
+            .collect::<Result<Vec<_>>>()?;
+        out.push(ChainStep {
+            name: s.name.clone(),
+            step: request_step(kind, &f, &s.request, Extraction::default())?,
+            extract,
+        });
+    }
+    Ok(out)
+}
+
 pub(crate) fn one(field: &str, e: &Option<spec::Extract>) -> Result<Vec<Locator>> {
     e.as_ref()
         .map(|e| Locator::compile(field, e))
@@ -256,6 +318,7 @@ pub(crate) fn extraction(field: &str, e: &spec::Extraction, defaults: &Extractio
         expires_at: pick("expiresAt", &e.expires_at, &defaults.expires_at)?,
         token_type: pick("tokenType", &e.token_type, &defaults.token_type)?,
         extras,
+        error: defaults.error.clone(),
     })
 }
 
@@ -275,6 +338,7 @@ pub(crate) fn oauth_defaults() -> Extraction {
         expires_at: vec![],
         token_type: json(&["token_type"]),
         extras: vec![],
+        error: None,
     }
 }
 
@@ -290,6 +354,10 @@ pub(crate) fn base_flow() -> Flow {
         without_code: false,
         pkce: false,
         callback_values: vec![],
+        code_parameter: "code".into(),
+        callback_hmac: None,
+        authorization_params: vec![],
+        lookups: vec![],
         append_code: false,
         response_fields: ResponseFields::None,
         refresh_keeps_lifetime: false,

@@ -42,6 +42,8 @@ reasons! {
     RenewalDue,
     /// A person granted consent and the authorization code was exchanged.
     Authorized,
+    /// The refresh token would have lain unused for 90% of `renewal.refreshTokenIdleLimit`.
+    KeepAlive,
     /// Someone asked for a renewal (`kubectl connectorauth renew`, the `connectorauth.dev/renew`
     /// annotation).
     RenewRequested,
@@ -125,6 +127,12 @@ reasons! {
     /// The refresh endpoint changed since the stored refresh token was issued; it is not
     /// sent to the new one.
     RefreshTokenEndpointChanged,
+    /// A post-connect lookup (`oauth2.lookups`) failed; the token is kept and the lookup retried.
+    LookupFailed,
+    /// The provider refused the refresh token for good and the scheme cannot get another one
+    /// by itself: a person must grant consent again (the link is in status) or put a new
+    /// refresh token into the credentials. Nothing is sent to the provider meanwhile.
+    RefreshTokenRevoked,
 
     // The operator's own failures.
     /// The private state could not be written or read.

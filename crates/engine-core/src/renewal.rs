@@ -12,6 +12,8 @@ pub struct RenewalPolicy {
     pub renew_before: Option<Duration>,
     pub renew_before_percentage: Option<u8>,
     pub refresh_interval: Option<Duration>,
+    /// `renewal.refreshTokenIdleLimit`.
+    pub refresh_token_idle_limit: Option<Duration>,
 }
 
 impl RenewalPolicy {
@@ -36,7 +38,20 @@ impl RenewalPolicy {
                 .as_deref()
                 .map(|d| parse_duration("spec.renewal.refreshInterval", d))
                 .transpose()?,
+            refresh_token_idle_limit: r
+                .refresh_token_idle_limit
+                .as_deref()
+                .map(|d| parse_duration("spec.renewal.refreshTokenIdleLimit", d))
+                .transpose()?,
         })
+    }
+
+    /// When a refresh token issued at `issued_at` must be used again so that the provider does
+    /// not revoke it for lying idle: at 90% of `refreshTokenIdleLimit`. `None` without a limit
+    /// or without a refresh token.
+    pub fn keep_alive(&self, issued_at: Timestamp, has_refresh_token: bool) -> Option<Timestamp> {
+        let idle = self.refresh_token_idle_limit.filter(|_| has_refresh_token)?;
+        Some(add_clamped(issued_at, idle.as_secs_f64() * 0.9))
     }
 }
 
@@ -204,6 +219,18 @@ mod tests {
             renew_at(now, Some(exp), &p, 0.999999).unwrap().as_second(),
             ts("2026-01-01T01:48:00Z").as_second()
         );
+    }
+
+    #[test]
+    fn keep_alive_is_at_nine_tenths_of_the_idle_limit_and_only_with_a_refresh_token() {
+        let issued = ts("2026-01-01T00:00:00Z");
+        let p = RenewalPolicy {
+            refresh_token_idle_limit: Some(Duration::from_secs(60 * 86_400)),
+            ..Default::default()
+        };
+        assert_eq!(p.keep_alive(issued, true), Some(ts("2026-02-24T00:00:00Z")));
+        assert_eq!(p.keep_alive(issued, false), None);
+        assert_eq!(RenewalPolicy::default().keep_alive(issued, true), None);
     }
 
     #[test]

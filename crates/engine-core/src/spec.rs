@@ -306,6 +306,46 @@ pub struct OAuth2 {
     #[schemars(length(max = 16))]
     #[schemars(extend("x-kubernetes-validations" = [{"rule": CALLBACK_VALUES_RULE, "message": "callbackValues are query parameter names: a letter followed by at most 63 letters, digits, '_', '-' or '.', and not `state`"}]))]
     pub callback_values: Vec<String>,
+    /// The callback parameter that carries the authorization code, when the provider does not
+    /// call it `code` (Amazon SP-API's website authorization: `spapi_oauth_code`). Templates
+    /// still read it as `{{ code }}`. Default `code`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("x-kubernetes-validations" = [{"rule": "self.matches('^[A-Za-z][A-Za-z0-9_.-]{0,63}$') && self != 'state'", "message": "codeParameter is a query parameter name: a letter followed by at most 63 letters, digits, '_', '-' or '.', and not `state`"}]))]
+    pub code_parameter: Option<String>,
+    /// A signature over the consent callback's query string that must be valid before anything
+    /// of it is used (Shopify's `hmac`): HMAC-SHA256, hex, over the other parameters sorted by
+    /// name and joined as `name=value&…`, keyed with `key` (a template, usually
+    /// `{{ client_secret }}`). A callback without it, or with a wrong one, is refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub callback_hmac: Option<CallbackHmac>,
+    /// Requests sent once after each consent (and after each re-consent), with the new access
+    /// token, in the shape of `refreshableToken.steps`: each step's extracted values are kept
+    /// with the tokens across refreshes and restarts, and templates (the output's above all)
+    /// read them as `{{ lookup.<name>.<key> }}` — Xero's tenant id from `GET /connections`,
+    /// Atlassian's cloud id, DocuSign's `base_uri`. A failing lookup keeps the token, reports
+    /// `LookupFailed` and is retried with backoff; nothing is published until it succeeds.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 8))]
+    pub lookups: Vec<ChainStep>,
+    /// Extra query parameters of the consent link only (Nango: `authorization_params`), e.g.
+    /// `{access_type: offline, prompt: consent}`; values are templates, URL-encoded.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub authorization_params: BTreeMap<String, String>,
+    /// Extra form parameters of the first token request only (the code exchange, or the
+    /// login), besides `extraParams` (Nango: `token_params`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub token_params: BTreeMap<String, String>,
+    /// Extra form parameters of the refresh request only, besides `extraParams` (Nango:
+    /// `refresh_params`), e.g. `{scope: "{{ scope }}"}` for providers that want the scope
+    /// again on refresh.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub refresh_params: BTreeMap<String, String>,
+    /// Where the provider puts an error code in an answer that otherwise looks like a success
+    /// (Slack answers HTTP 200 with `{"ok": false, "error": "invalid_refresh_token"}`). An
+    /// answer that has a value there (other than `false`, `null` or empty) is refused with that
+    /// code, as an HTTP error answer would be.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_code: Option<ErrorCode>,
     /// Replaces the generated first token request entirely (ChiefOnboarding: `access_token`).
     /// The code from the consent callback is `{{ code }}`; a request that does not use it gets
     /// `code=<code>` appended to its URL (ChiefOnboarding does the same).
@@ -340,6 +380,31 @@ pub struct OAuth2 {
     /// `refresh_token`, `expires_in`, `token_type`).
     #[serde(flatten)]
     pub extraction: Extraction,
+}
+
+/// `oauth2.callbackHmac`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CallbackHmac {
+    /// The callback parameter holding the signature. Default `hmac`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parameter: Option<String>,
+    /// The key, a template. Default `{{ client_secret }}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+}
+
+/// `oauth2.errorCode`: an error reported in a successful-looking answer.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ErrorCode {
+    /// Where the code is (`jsonPath: error`).
+    #[serde(flatten)]
+    pub at: Extract,
+    /// Codes that mean the refresh token is dead for good, as RFC 6749's `invalid_grant`
+    /// does (Slack: `invalid_refresh_token`, `token_revoked`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub invalid_grant: Vec<String>,
 }
 
 /// A static API key.
@@ -559,6 +624,13 @@ pub struct Renewal {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(extend("x-kubernetes-validations" = [{"rule": DURATION_RULE, "message": "refreshInterval must be a duration such as 30s, 5m or 1h30m, at most 3650d"}]))]
     pub refresh_interval: Option<String>,
+    /// How long the provider lets a refresh token lie unused before revoking it (Google apps in
+    /// "Testing" 7d, Xero and Pipedrive 60d). A token that is not renewed for other reasons is
+    /// refreshed when 90% of this has passed since the last issuance, so the refresh token never
+    /// lapses, even when the access token does not need it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("x-kubernetes-validations" = [{"rule": DURATION_RULE, "message": "refreshTokenIdleLimit must be a duration such as 7d or 60d, at most 3650d"}]))]
+    pub refresh_token_idle_limit: Option<String>,
 }
 
 /// Names of consent callback values (`spec.oauth2.callbackValues`).
@@ -604,6 +676,7 @@ static NO_RENEWAL: Renewal = Renewal {
     renew_before: None,
     renew_before_percentage: None,
     refresh_interval: None,
+    refresh_token_idle_limit: None,
 };
 static NO_TEMPLATES: BTreeMap<String, String> = BTreeMap::new();
 

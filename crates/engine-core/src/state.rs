@@ -52,6 +52,14 @@ pub struct TokenState {
     /// `None` for states written before this was kept, and where the URL did not render.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refresh_origin: Option<String>,
+    /// Values of the consent callback that gave this grant (`oauth2.callbackValues`, without
+    /// the code), as `{{ callback.<name> }}`; carried across refreshes, replaced on re-consent.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub callback: BTreeMap<String, SecretString>,
+    /// Values of the post-connect lookups (`oauth2.lookups`), keyed `<lookup>.<key>`, as
+    /// `{{ lookup.<lookup>.<key> }}`; carried across refreshes, made anew for each grant.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub lookups: BTreeMap<String, SecretString>,
 }
 
 impl TokenState {
@@ -75,6 +83,8 @@ impl TokenState {
             refresh_token_reusable: false,
             oauth: BTreeMap::new(),
             refresh_origin: None,
+            callback: BTreeMap::new(),
+            lookups: BTreeMap::new(),
         }
     }
 }

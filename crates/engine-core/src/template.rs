@@ -26,6 +26,8 @@ pub const PROVIDED_VARIABLES: &[&str] = &[
     "github_app_jwt",
     "token_url",
     "steps",
+    // Values of the post-connect lookups (`{{ lookup.tenant.id }}`).
+    "lookup",
     // Values of the consent callback (`{{ callback.realmId }}`).
     "callback",
     // The PKCE verifier of the consent being completed (`oauth2.pkce`).
@@ -40,6 +42,9 @@ use minijinja::{Environment, ErrorKind, UndefinedBehavior};
 
 use crate::error::{EngineError, Result};
 use crate::secret::SecretString;
+
+/// Prefixes of [`TemplateContext::extra`] keys that nest (`steps.<step>.<key>`).
+const NESTED: &[&str] = &["steps", "lookup"];
 
 /// Everything a template can see.
 #[derive(Clone, Debug, Default)]
@@ -93,13 +98,17 @@ impl TemplateContext {
         if let Some(r) = &self.redirect_url {
             map.insert("redirect_url".into(), Value::from(r.as_str()));
         }
-        // Values of chained steps (`steps.<step>.<key>`) nest, so `{{ steps.login.id }}` works.
-        let mut steps: BTreeMap<String, BTreeMap<String, Value>> = BTreeMap::new();
+        // Values of chained steps (`steps.<step>.<key>`) and lookups (`lookup.<name>.<key>`)
+        // nest, so `{{ steps.login.id }}` works.
+        let mut nested: BTreeMap<&str, BTreeMap<String, BTreeMap<String, Value>>> = BTreeMap::new();
         for (k, v) in &self.extra {
-            match k.strip_prefix("steps.").and_then(|r| r.split_once('.')) {
-                Some((step, key)) => {
-                    steps
-                        .entry(step.to_string())
+            let split = k.split_once('.').filter(|(p, _)| NESTED.contains(p));
+            match split.and_then(|(p, r)| Some((p, r.split_once('.')?))) {
+                Some((prefix, (name, key))) => {
+                    nested
+                        .entry(prefix)
+                        .or_default()
+                        .entry(name.to_string())
                         .or_default()
                         .insert(key.to_string(), Value::from(v.expose()));
                 }
@@ -121,9 +130,9 @@ impl TemplateContext {
                 .collect();
             map.insert("callback".into(), Value::from(values));
         }
-        if !steps.is_empty() {
-            let steps: BTreeMap<String, Value> = steps.into_iter().map(|(k, v)| (k, Value::from(v))).collect();
-            map.insert("steps".into(), Value::from(steps));
+        for (prefix, names) in nested {
+            let names: BTreeMap<String, Value> = names.into_iter().map(|(k, v)| (k, Value::from(v))).collect();
+            map.insert(prefix.into(), Value::from(names));
         }
         let now = self.now.unwrap_or_else(Timestamp::now);
         map.insert("now".into(), Value::from(now.to_string()));

@@ -3,6 +3,7 @@
 //! tokens, the consent page, request parsing) is here.
 
 mod api_keys;
+mod connected;
 mod docuware;
 mod faulty;
 mod google;
@@ -17,6 +18,8 @@ mod webcrm;
 // Each test binary uses some of them: an unused one is no warning.
 #[allow(unused_imports)]
 pub use api_keys::*;
+#[allow(unused_imports)]
+pub use connected::*;
 #[allow(unused_imports)]
 pub use docuware::*;
 #[allow(unused_imports)]

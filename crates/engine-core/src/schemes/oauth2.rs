@@ -3,7 +3,11 @@
 //! custom token and refresh requests.
 
 use crate::error::{EngineError, Result};
-use crate::flow::{Body, Flow, FormField, Revocation, Step, Tmpl, base_flow, extraction, oauth_defaults, request_step};
+use crate::extract::Locator;
+use crate::flow::{
+    Body, ErrorRule, Flow, FormField, Revocation, Step, Tmpl, base_flow, chain_steps, extraction, oauth_defaults,
+    request_step,
+};
 use crate::schemes::oauth2_jwt;
 use crate::spec::{self, ClientAuth, GrantType};
 
@@ -18,7 +22,13 @@ pub(crate) fn compile(
     let auth = o
         .client_auth
         .unwrap_or(oauth2_jwt::default_client_auth(grant, default_auth));
-    let ext = extraction(field, &o.extraction, &oauth_defaults())?;
+    let mut ext = extraction(field, &o.extraction, &oauth_defaults())?;
+    if let Some(e) = &o.error_code {
+        ext.error = Some(ErrorRule {
+            at: Locator::compile(&format!("{field}.errorCode"), &e.at)?,
+            invalid_grant: e.invalid_grant.clone(),
+        });
+    }
     let token_url = o.token_url.as_deref().or(default_url);
     let client_id = o.client_id.clone().unwrap_or_else(|| "{{ client_id }}".into());
     // The default secret is optional (public clients); an explicit template must resolve.
@@ -217,6 +227,49 @@ pub(crate) fn compile(
             flow.seed_refresh_key = o.refresh_token_key.clone().or_else(|| Some("refresh_token".into()));
         }
     }
+    let first = if flow.code_exchange.is_some() {
+        &mut flow.code_exchange
+    } else {
+        &mut flow.login
+    };
+    add_params(first.as_mut(), &format!("{field}.tokenParams"), &o.token_params)?;
+    add_params(
+        flow.refresh.as_mut(),
+        &format!("{field}.refreshParams"),
+        &o.refresh_params,
+    )?;
+    if !o.authorization_params.is_empty() && flow.authorization_url.is_none() {
+        return Err(EngineError::InvalidSpec {
+            field: format!("{field}.authorizationParams"),
+            reason: "parameters of the consent link need grantType authorizationCode".into(),
+        });
+    }
+    flow.authorization_params = o
+        .authorization_params
+        .iter()
+        .map(|(k, v)| (k.clone(), Tmpl::new(format!("{field}.authorizationParams.{k}"), v)))
+        .collect();
+    if let Some(p) = &o.code_parameter {
+        if flow.code_exchange.is_none() || !crate::callback::is_value_name(p) {
+            return Err(EngineError::InvalidSpec {
+                field: format!("{field}.codeParameter"),
+                reason: "is a callback query parameter name (a letter followed by letters, digits, '_', '-' or '.', not `state`) and needs grantType authorizationCode".into(),
+            });
+        }
+        flow.code_parameter = p.clone();
+    }
+    if let Some(h) = &o.callback_hmac {
+        let parameter = h.parameter.clone().unwrap_or_else(|| "hmac".into());
+        if flow.code_exchange.is_none() || !crate::callback::is_value_name(&parameter) {
+            return Err(EngineError::InvalidSpec {
+                field: format!("{field}.callbackHmac"),
+                reason: "verifies a consent callback: it needs grantType authorizationCode and a parameter name as callbackValues have".into(),
+            });
+        }
+        let key = h.key.clone().unwrap_or_else(|| client_secret.clone());
+        flow.callback_hmac = Some((parameter, Tmpl::new(format!("{field}.callbackHmac.key"), key)));
+    }
+    flow.lookups = chain_steps(&format!("{field}.lookups"), "lookup", &o.lookups)?;
     // RFC 7009 §2.1: the token and a hint of its type, with the client's authentication.
     flow.revocation = o.revocation_url.as_ref().map(|url| {
         let revoke = |kind: &'static str| {
@@ -249,6 +302,37 @@ enum Params {
     All,
     NoScope,
     None,
+}
+
+/// Adds one phase's parameters to its request's form.
+fn add_params(step: Option<&mut Step>, field: &str, params: &std::collections::BTreeMap<String, String>) -> Result<()> {
+    if params.is_empty() {
+        return Ok(());
+    }
+    let Some(step) = step else {
+        return Err(EngineError::InvalidSpec {
+            field: field.into(),
+            reason: "this grant sends no such request".into(),
+        });
+    };
+    if matches!(step.body, Body::None) {
+        step.body = Body::Form(vec![]);
+    }
+    let Body::Form(fields) = &mut step.body else {
+        return Err(EngineError::InvalidSpec {
+            field: field.into(),
+            reason: "the request has a raw `body`: put the parameters into it instead".into(),
+        });
+    };
+    for (k, v) in params {
+        fields.retain(|f| &f.name != k);
+        fields.push(FormField {
+            name: k.clone(),
+            value: Tmpl::new(format!("{field}.{k}"), v),
+            optional: false,
+        });
+    }
+    Ok(())
 }
 
 /// Checks `callbackValues` names as the CRD does (local mode has no API server to do it).

@@ -1,10 +1,8 @@
 //! `refreshableToken`: the generic form (Locoia's refreshable token): a login request, an
 //! optional separate refresh request, values extracted from JSON, headers or cookies.
 
-use crate::error::{EngineError, Result};
-use crate::extract::Locator;
-use crate::flow::ChainStep;
-use crate::flow::{Extraction, Flow, base_flow, extraction, oauth_defaults, request_step};
+use crate::error::Result;
+use crate::flow::{Flow, base_flow, chain_steps, extraction, oauth_defaults, request_step};
 use crate::spec;
 
 pub(crate) fn compile(s: &spec::RefreshableToken) -> Result<Flow> {
@@ -21,48 +19,8 @@ pub(crate) fn compile(s: &spec::RefreshableToken) -> Result<Flow> {
         &s.authorization,
         login_ext,
     )?);
-    flow.chain = chain(field, &s.steps)?;
+    flow.chain = chain_steps(&format!("{field}.steps"), "chained step", &s.steps)?;
     Ok(flow)
-}
-
-/// Compiles `steps`: names unique and usable as template variables, each extracting something.
-fn chain(field: &str, steps: &[spec::ChainStep]) -> Result<Vec<ChainStep>> {
-    let mut out: Vec<ChainStep> = Vec::new();
-    for s in steps {
-        let f = format!("{field}.steps[{}]", s.name);
-        let valid = s
-            .name
-            .chars()
-            .next()
-            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-            && s.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-        let problem = if !valid {
-            Some("a step name is a letter or underscore followed by letters, digits or underscores")
-        } else if out.iter().any(|c| c.name == s.name) {
-            Some("two steps have this name")
-        } else if s.extract.is_empty() {
-            Some("extract names no value: a step's only effect is the values it extracts")
-        } else {
-            None
-        };
-        if let Some(reason) = problem {
-            return Err(EngineError::InvalidSpec {
-                field: f,
-                reason: reason.into(),
-            });
-        }
-        let extract = s
-            .extract
-            .iter()
-            .map(|(k, e)| Ok((k.clone(), Locator::compile(&format!("{f}.extract.{k}"), e)?)))
-            .collect::<Result<Vec<_>>>()?;
-        out.push(ChainStep {
-            name: s.name.clone(),
-            step: request_step("chained step", &f, &s.request, Extraction::default())?,
-            extract,
-        });
-    }
-    Ok(out)
 }
 
 #[cfg(test)]
