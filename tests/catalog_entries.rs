@@ -44,6 +44,9 @@ enum Auth {
     Assertion,
     /// `Authorization: Bearer <app JWT>` (GitHub Apps).
     BearerJwt,
+    /// Only `client_secret` (the platform's secret key) in the form, no client id (Stripe
+    /// Connect).
+    SecretOnly,
 }
 
 /// What the provider does with refresh tokens.
@@ -103,6 +106,19 @@ struct Row {
     /// When the renewals are run, in minutes after the first pass. Tokens whose expiry is an
     /// absolute time the provider computes from its clock are renewed before that time.
     renewals: &'static [i64],
+    /// Further parameters the consent callback carries (QuickBooks' `realmId`).
+    callback: &'static [(&'static str, &'static str)],
+    /// The callback is signed as Shopify signs it (`hmac`, HMAC-SHA256 with the client secret).
+    hmac: bool,
+    /// The callback parameter that carries the code (Amazon SP-API: `spapi_oauth_code`).
+    code_param: &'static str,
+    /// The consent page's client parameter (Amazon SP-API: `application_id`).
+    client_param: &'static str,
+    /// Answers of the provider's other endpoints (post-connect lookups): path and JSON body,
+    /// given to requests that carry an access token it issued.
+    answers: &'static [(&'static str, &'static str)],
+    /// Output keys the entry publishes, with the values the emulator's answers lead to.
+    publishes: &'static [(&'static str, &'static str)],
 }
 
 const D: Row = Row {
@@ -127,6 +143,12 @@ const D: Row = Row {
     credentials: &[],
     claims: &[],
     renewals: &[400 * 24 * 60, 800 * 24 * 60],
+    callback: &[],
+    hmac: false,
+    code_param: "code",
+    client_param: "client_id",
+    answers: &[],
+    publishes: &[],
 };
 
 // One provider a line: the table reads better than rustfmt's one field a line.
@@ -135,45 +157,105 @@ fn rows() -> Vec<Row> {
     let cc = "client_credentials";
     vec![
         Row { name: "adobe", token_path: "/ims/token/v3", grant: cc, params: &[("scope", "openid,AdobeID")], expires_in: Some(86399), refresh: Refresh::None, api_extra: Some(("x-api-key", ID)), ..D },
+        Row { name: "airtable", auth: Auth::Basic, token_path: "/oauth2/v1/token", authorize_path: Some("/oauth2/v1/authorize"), pkce: true, params: &[("redirect_uri", "*")], refresh: Refresh::Rotating, extra: &[("refresh_expires_in", "5184000"), ("scope", "\"data.records:read schema.bases:read\"")], ..D },
         Row { name: "amazon-sp-api", token_path: "/auth/o2/token", grant: "refresh_token", refresh: Refresh::Repeated, api_header: ("x-amz-access-token", ""), credentials: &[("refresh_token", "Atzr|seed")], ..D },
+        Row { name: "amazon-sp-api-website", token_path: "/auth/o2/token", authorize_path: Some("/apps/authorize/consent"), params: &[("redirect_uri", "*")], refresh: Refresh::Repeated, api_header: ("x-amz-access-token", ""), provider_params: &[("application_id", "amzn1.sp.solution.app-1")], code_param: "spapi_oauth_code", client_param: "application_id", callback: &[("selling_partner_id", "A1SELLER")], publishes: &[("selling_partner_id", "A1SELLER")], ..D },
         Row { name: "asana", token_path: "/-/oauth_token", authorize_path: Some("/-/oauth_authorize"), params: &[("redirect_uri", "*")], extra: &[("data", "{\"id\": \"1\"}")], ..D },
-        Row { name: "atlassian", authorize_path: Some("/authorize"), json_body: true, refresh: Refresh::Rotating, params: &[("redirect_uri", "*")], ..D },
+        Row { name: "ashby", api_header: ("Authorization", "Basic "), ..api_key() },
+        Row { name: "atlassian", authorize_path: Some("/authorize"), json_body: true, refresh: Refresh::Rotating, params: &[("redirect_uri", "*")], answers: &[("/oauth/token/accessible-resources", r#"[{"id": "cloud-1", "url": "https://acme.atlassian.net", "name": "acme", "scopes": ["read:jira-work"]}]"#)], publishes: &[("cloud_id", "cloud-1"), ("site_url", "https://acme.atlassian.net")], ..D },
         Row { name: "auth0", grant: cc, params: &[("audience", "https://api.example.com")], expires_in: Some(86400), refresh: Refresh::None, provider_params: &[("domain", "example.eu.auth0.com"), ("audience", "https://api.example.com")], ..D },
+        Row { name: "bamboohr", api_header: ("Authorization", "Basic "), provider_params: &[("company_domain", "acme")], ..api_key() },
+        Row { name: "bitbucket", auth: Auth::Basic, token_path: "/site/oauth2/access_token", authorize_path: Some("/site/oauth2/authorize"), expires_in: Some(7200), ..D },
         Row { name: "box", token_path: "/oauth2/token", authorize_path: Some("/api/oauth2/authorize"), refresh: Refresh::Rotating, extra: &[("restricted_to", "[]")], ..D },
         Row { name: "box-ccg", token_path: "/oauth2/token", grant: cc, params: &[("box_subject_type", "enterprise"), ("box_subject_id", "12345")], refresh: Refresh::None, provider_params: &[("subject_id", "12345")], ..D },
-        Row { name: "calendly", auth: Auth::Basic, authorize_path: Some("/oauth/authorize"), pkce: true, expires_in: Some(7200), refresh: Refresh::Rotating, extra: &[("owner", "\"https://api.calendly.com/users/1\"")], ..D },
-        Row { name: "docusign", auth: Auth::Basic, authorize_path: Some("/oauth/auth"), expires_in: Some(28800), refresh: Refresh::Rotating, ..D },
+        Row { name: "calendly", auth: Auth::Basic, authorize_path: Some("/oauth/authorize"), pkce: true, expires_in: Some(7200), refresh: Refresh::Rotating, extra: &[("owner", "\"https://api.calendly.com/users/1\""), ("organization", "\"https://api.calendly.com/organizations/1\"")], ..D },
+        Row { name: "clickup", token_path: "/api/v2/oauth/token", authorize_path: Some("/api"), grant: "", query_only: true, expires_in: None, refresh: Refresh::Permanent, ..D },
+        Row { name: "clickup-personal-token", api_header: ("Authorization", ""), ..api_key() },
+        Row { name: "close", token_path: "/oauth2/token/", authorize_path: Some("/oauth2/authorize/"), params: &[("redirect_uri", "*")], refresh: Refresh::Rotating, ..D },
+        Row { name: "datadog", api_header: ("DD-API-KEY", ""), api_extra: Some(("DD-APPLICATION-KEY", "app-key")), credentials: &[("api_key", "sk_test_123"), ("application_key", "app-key")], ..api_key() },
+        Row { name: "discord", token_path: "/api/oauth2/token", authorize_path: Some("/api/oauth2/authorize"), params: &[("redirect_uri", "*")], expires_in: Some(604800), refresh: Refresh::Rotating, extra: &[("scope", "\"identify\"")], ..D },
+        Row { name: "docusign", auth: Auth::Basic, authorize_path: Some("/oauth/auth"), expires_in: Some(28800), refresh: Refresh::Rotating, answers: &[("/oauth/userinfo", r#"{"sub": "u-1", "accounts": [{"account_id": "acct-2", "is_default": false, "base_uri": "https://eu.docusign.net"}, {"account_id": "acct-1", "is_default": true, "base_uri": "https://demo.docusign.net"}]}"#)], publishes: &[("account_id", "acct-1"), ("base_uri", "https://demo.docusign.net")], ..D },
+        Row { name: "docuware", auth: Auth::None, token_path: "/DocuWare/Identity/connect/token", grant: "password", params: &[("scope", "docuware.platform"), ("client_id", ID), ("username", "dw-user"), ("password", "p@ss&word=1")], refresh: Refresh::None, credentials: &[("username", "dw-user"), ("password", "p@ss&word=1")], provider_params: &[("domain", "acme.docuware.cloud")], answers: &[("/DocuWare/Platform/Home/IdentityServiceInfo", r#"{"IdentityServiceUrl": "{base}/DocuWare/Identity"}"#), ("/DocuWare/Identity/.well-known/openid-configuration", r#"{"token_endpoint": "{base}/DocuWare/Identity/connect/token"}"#)], ..D },
         Row { name: "dropbox", auth: Auth::Basic, token_path: "/oauth2/token", authorize_path: Some("/oauth2/authorize"), expires_in: Some(14400), extra: &[("account_id", "\"dbid:1\"")], ..D },
+        Row { name: "dynamics-365-business-central", token_path: "/tenant-1/oauth2/v2.0/token", grant: cc, params: &[("scope", "https://api.businesscentral.dynamics.com/.default")], refresh: Refresh::None, extra: &[("ext_expires_in", "3600")], provider_params: &[("tenant_id", "tenant-1"), ("environment", "production")], ..D },
         Row { name: "ebay", auth: Auth::Basic, token_path: "/identity/v1/oauth2/token", grant: cc, params: &[("scope", "https://api.ebay.com/oauth/api_scope")], expires_in: Some(7200), refresh: Refresh::None, extra: &[("token_type", "\"Application Access Token\"")], ..D },
         Row { name: "entra-certificate", auth: Auth::Assertion, token_path: "/tenant-1/oauth2/v2.0/token", grant: cc, params: &[("scope", "https://graph.microsoft.com/.default")], refresh: Refresh::None, provider_params: &[("tenant_id", "tenant-1")], claims: &[("aud", "token_url")], ..D },
         Row { name: "entra-id", token_path: "/tenant-1/oauth2/v2.0/token", grant: cc, params: &[("scope", "https://graph.microsoft.com/.default")], refresh: Refresh::None, extra: &[("ext_expires_in", "3600")], provider_params: &[("tenant", "tenant-1")], ..D },
         Row { name: "entra-id-delegated", token_path: "/organizations/oauth2/v2.0/token", authorize_path: Some("/organizations/oauth2/v2.0/authorize"), params: &[("redirect_uri", "*")], refresh: Refresh::Rotating, ..D },
+        Row { name: "exact-online", token_path: "/api/oauth2/token", authorize_path: Some("/api/oauth2/auth"), params: &[("redirect_uri", "*")], expires_in: Some(600), refresh: Refresh::Rotating, ..D },
+        Row { name: "figma-personal-token", api_header: ("X-Figma-Token", ""), ..api_key() },
         Row { name: "fortnox", auth: Auth::Basic, token_path: "/oauth-v1/token", authorize_path: Some("/oauth-v1/auth"), refresh: Refresh::Rotating, provider_params: &[("scope", "companyinformation")], ..D },
+        Row { name: "freshdesk", api_header: ("Authorization", "Basic "), provider_params: &[("domain", "acme")], ..api_key() },
         Row { name: "github-app", auth: Auth::BearerJwt, json_body: true, token_path: "/app/installations/42/access_tokens", grant: "", token_field: "token", expires_in: None, refresh: Refresh::None, credentials: &[("app_id", "1234"), ("installation_id", "42")], claims: &[("iss", "1234")], renewals: &[50], ..D },
         Row { name: "github-oauth-app", token_path: "/login/oauth/access_token", authorize_path: Some("/login/oauth/authorize"), expires_in: None, refresh: Refresh::Permanent, extra: &[("scope", "\"repo\"")], ..D },
         Row { name: "gitlab", authorize_path: Some("/oauth/authorize"), expires_in: Some(7200), refresh: Refresh::Rotating, extra: &[("created_at", "1700000000")], ..D },
-        Row { name: "google", token_path: "/token", authorize_path: Some("/o/oauth2/v2/auth"), credentials: &[("CLIENT_ID", ID), ("CLIENT_SECRET", SECRET)], ..D },
+        Row { name: "gmail", token_path: "/token", authorize_path: Some("/o/oauth2/v2/auth"), params: &[("redirect_uri", "*")], extra: &[("scope", "\"https://www.googleapis.com/auth/gmail.readonly\""), ("token_type", "\"Bearer\"")], ..D },
+        Row { name: "gong", api_header: ("Authorization", "Basic "), credentials: &[("access_key", "gong-key"), ("access_key_secret", "gong-secret")], ..api_key() },
+        Row { name: "google", token_path: "/token", authorize_path: Some("/o/oauth2/v2/auth"), params: &[("redirect_uri", "*")], extra: &[("scope", "\"openid email\""), ("id_token", "\"eyJ.x.y\"")], ..D },
+        Row { name: "google-calendar", token_path: "/token", authorize_path: Some("/o/oauth2/v2/auth"), params: &[("redirect_uri", "*")], extra: &[("scope", "\"https://www.googleapis.com/auth/calendar.readonly\"")], ..D },
+        Row { name: "google-drive", token_path: "/token", authorize_path: Some("/o/oauth2/v2/auth"), params: &[("redirect_uri", "*")], extra: &[("scope", "\"https://www.googleapis.com/auth/drive.readonly\"")], ..D },
         Row { name: "google-service-account", auth: Auth::None, token_path: "/token", grant: "urn:ietf:params:oauth:grant-type:jwt-bearer", refresh: Refresh::None, provider_params: &[("scope", "https://www.googleapis.com/auth/drive.readonly")], claims: &[("iss", "sa@project.iam.gserviceaccount.com"), ("scope", "https://www.googleapis.com/auth/drive.readonly"), ("aud", "token_url")], ..D },
-        Row { name: "hubspot", token_path: "/oauth/v1/token", authorize_path: Some("/oauth/authorize"), params: &[("redirect_uri", "*")], expires_in: Some(1800), refresh: Refresh::Repeated, provider_params: &[("scope", "crm.objects.contacts.read")], ..D },
+        Row { name: "gorgias", auth: Auth::Basic, authorize_path: Some("/oauth/authorize"), params: &[("redirect_uri", "*")], expires_in: Some(86400), refresh: Refresh::Kept, extra: &[("scope", "\"openid email profile offline write:all\""), ("id_token", "\"eyJ.x.y\"")], provider_params: &[("domain", "acme")], ..D },
+        Row { name: "greenhouse", api_header: ("Authorization", "Basic "), ..api_key() },
+        Row { name: "gusto", authorize_path: Some("/oauth/authorize"), params: &[("redirect_uri", "*")], expires_in: Some(7200), refresh: Refresh::Rotating, extra: &[("scope", "\"public\""), ("created_at", "1700000000")], ..D },
+        Row { name: "harvest-personal-token", api_extra: Some(("Harvest-Account-Id", "123")), provider_params: &[("account_id", "123"), ("user_agent", "Test (ops@example.com)")], ..api_key() },
+        Row { name: "help-scout", token_path: "/v2/oauth2/token", grant: cc, expires_in: Some(172800), refresh: Refresh::None, ..D },
+        Row { name: "hubspot", token_path: "/oauth/2026-03/token", authorize_path: Some("/oauth/authorize"), params: &[("redirect_uri", "*")], expires_in: Some(1800), refresh: Refresh::Repeated, extra: &[("token_type", "\"bearer\""), ("hub_id", "62515"), ("user_id", "1"), ("token_use", "\"access_token\"")], provider_params: &[("scope", "crm.objects.contacts.read")], answers: &[("/oauth/2026-03/token/introspect", r#"{"active": true, "hub_id": 62515, "app_id": 1, "user_id": 1, "scopes": ["oauth"], "token_use": "access_token"}"#)], publishes: &[("hub_id", "62515")], ..D },
+        Row { name: "intercom", token_path: "/auth/eagle/token", authorize_path: Some("/oauth"), expires_in: None, refresh: Refresh::Permanent, extra: &[("token", "\"same-as-access-token\"")], ..D },
         Row { name: "keycloak", auth: Auth::Basic, token_path: "/realms/acme/protocol/openid-connect/token", grant: cc, expires_in: Some(300), refresh: Refresh::None, extra: &[("refresh_expires_in", "0"), ("not-before-policy", "0")], provider_params: &[("host", "sso.example.com"), ("realm", "acme")], ..D },
+        Row { name: "klaviyo", auth: Auth::Basic, authorize_path: Some("/oauth/authorize"), pkce: true, params: &[("redirect_uri", "*")], api_extra: Some(("revision", "2026-10-15")), ..D },
+        Row { name: "klaviyo-private-key", api_header: ("Authorization", "Klaviyo-API-Key "), api_extra: Some(("revision", "2026-10-15")), ..api_key() },
+        Row { name: "lever", authorize_path: Some("/authorize"), params: &[("redirect_uri", "*")], refresh: Refresh::Rotating, extra: &[("scope", "\"offline_access users:read:admin\"")], ..D },
+        Row { name: "linear", authorize_path: Some("/oauth/authorize"), params: &[("redirect_uri", "*")], expires_in: Some(86399), refresh: Refresh::Rotating, extra: &[("scope", "\"read\"")], ..D },
         Row { name: "linkedin", token_path: "/oauth/v2/accessToken", authorize_path: Some("/oauth/v2/authorization"), params: &[("redirect_uri", "*")], expires_in: Some(5184000), refresh: Refresh::Repeated, extra: &[("refresh_token_expires_in", "31536000")], provider_params: &[("scope", "openid profile")], ..D },
+        Row { name: "mailchimp", token_path: "/oauth2/token", authorize_path: Some("/oauth2/authorize"), params: &[("redirect_uri", "*")], expires_in: None, refresh: Refresh::Permanent, answers: &[("/oauth2/metadata", r#"{"dc": "us1", "api_endpoint": "https://us1.api.mailchimp.com"}"#)], publishes: &[("dc", "us1")], ..D },
+        Row { name: "mailgun", api_header: ("Authorization", "Basic "), ..api_key() },
+        Row { name: "miro", token_path: "/v1/oauth/token", authorize_path: Some("/oauth/authorize"), params: &[("redirect_uri", "*")], refresh: Refresh::Rotating, extra: &[("team_id", "3074457358607431473"), ("user_id", "3074457358607431474"), ("scope", "\"boards:read\"")], ..D },
+        Row { name: "monday", token_path: "/oauth_ms/oauth/token", authorize_path: Some("/oauth2/authorize"), pkce: true, params: &[("redirect_uri", "*")], refresh: Refresh::Rotating, api_header: ("Authorization", ""), ..D },
+        Row { name: "netsuite", auth: Auth::Basic, token_path: "/services/rest/auth/oauth2/v1/token", authorize_path: Some("/app/login/oauth2/authorize.nl"), params: &[("redirect_uri", "*")], refresh: Refresh::Kept, extra: &[("id_token", "\"eyJ.x.y\"")], provider_params: &[("account_id", "1234567-sb1")], ..D },
+        Row { name: "notion", auth: Auth::Basic, token_path: "/v1/oauth/token", authorize_path: Some("/v1/oauth/authorize"), json_body: true, params: &[("redirect_uri", "*")], expires_in: None, refresh: Refresh::Permanent, extra: &[("bot_id", "\"b-1\""), ("workspace_id", "\"w-1\""), ("workspace_name", "\"Acme\""), ("owner", "{\"type\": \"user\"}"), ("duplicated_template_id", "null"), ("request_id", "\"r-1\"")], api_extra: Some(("Notion-Version", "2025-09-03")), ..D },
         Row { name: "okta", auth: Auth::Basic, token_path: "/oauth2/default/v1/token", grant: cc, params: &[("scope", "widgets.read")], refresh: Refresh::None, provider_params: &[("okta_domain", "example.okta.com"), ("scope", "widgets.read")], ..D },
+        Row { name: "outreach", authorize_path: Some("/oauth/authorize"), params: &[("redirect_uri", "*")], expires_in: Some(7200), refresh: Refresh::Rotating, provider_params: &[("scope", "users.read")], ..D },
+        Row { name: "pagerduty", api_header: ("Authorization", "Token token="), api_extra: Some(("Accept", "application/vnd.pagerduty+json;version=2")), ..api_key() },
         Row { name: "paypal", auth: Auth::Basic, token_path: "/v1/oauth2/token", grant: cc, expires_in: Some(32400), refresh: Refresh::None, extra: &[("app_id", "\"APP-1\""), ("nonce", "\"n\"")], ..D },
-        Row { name: "pipedrive", auth: Auth::Basic, authorize_path: Some("/oauth/authorize"), params: &[("redirect_uri", "*")], expires_in: Some(3599), refresh: Refresh::Repeated, extra: &[("api_domain", "\"https://acme.pipedrive.com\"")], ..D },
+        Row { name: "pipedrive", auth: Auth::Basic, authorize_path: Some("/oauth/authorize"), params: &[("redirect_uri", "*")], expires_in: Some(3599), refresh: Refresh::Repeated, extra: &[("api_domain", "\"{base}\"")], ..D },
+        Row { name: "postmark", api_header: ("X-Postmark-Server-Token", ""), ..api_key() },
+        Row { name: "postmark-account", api_header: ("X-Postmark-Account-Token", ""), ..api_key() },
         Row { name: "poweroffice-go", auth: Auth::Basic, token_path: "/Demo/OAuth/Token", grant: cc, header: Some(("Ocp-Apim-Subscription-Key", "sub-key")), refresh: Refresh::None, api_extra: Some(("Ocp-Apim-Subscription-Key", "sub-key")), credentials: &[("application_key", ID), ("client_key", SECRET), ("subscription_key", "sub-key")], ..D },
-        Row { name: "quickbooks-online", auth: Auth::Basic, token_path: "/oauth2/v1/tokens/bearer", authorize_path: Some("/connect/oauth2"), params: &[("redirect_uri", "*")], refresh: Refresh::Rotating, extra: &[("x_refresh_token_expires_in", "8726400")], ..D },
+        Row { name: "quickbooks-online", auth: Auth::Basic, token_path: "/oauth2/v1/tokens/bearer", authorize_path: Some("/connect/oauth2"), params: &[("redirect_uri", "*")], refresh: Refresh::Rotating, extra: &[("x_refresh_token_expires_in", "8726400")], callback: &[("realmId", "9130350000000000")], publishes: &[("realm_id", "9130350000000000")], ..D },
+        Row { name: "reddit", auth: Auth::Basic, token_path: "/api/v1/access_token", authorize_path: Some("/api/v1/authorize"), params: &[("redirect_uri", "*")], extra: &[("scope", "\"identity\"")], api_extra: Some(("User-Agent", "test:app:v1 (by /u/test)")), provider_params: &[("user_agent", "test:app:v1 (by /u/test)")], ..D },
+        Row { name: "ringcentral", auth: Auth::Basic, token_path: "/restapi/oauth/token", authorize_path: Some("/restapi/oauth/authorize"), params: &[("redirect_uri", "*")], refresh: Refresh::Rotating, extra: &[("refresh_token_expires_in", "604800"), ("scope", "\"ReadAccounts\""), ("owner_id", "\"256440016\""), ("endpoint_id", "\"e-1\"")], ..D },
         Row { name: "salesforce", token_path: "/services/oauth2/token", authorize_path: Some("/services/oauth2/authorize"), pkce: true, params: &[("redirect_uri", "*")], expires_in: None, refresh: Refresh::Kept, extra: &[("instance_url", "\"https://acme.my.salesforce.com\""), ("signature", "\"sig\""), ("issued_at", "\"1700000000000\""), ("id", "\"https://login.salesforce.com/id/00D/005\"")], ..D },
         Row { name: "salesforce-client-credentials", token_path: "/services/oauth2/token", grant: cc, expires_in: None, refresh: Refresh::None, extra: &[("instance_url", "\"https://acme.my.salesforce.com\"")], provider_params: &[("my_domain", "acme")], ..D },
-        Row { name: "salesforce-jwt", auth: Auth::None, token_path: "/services/oauth2/token", grant: "urn:ietf:params:oauth:grant-type:jwt-bearer", expires_in: None, refresh: Refresh::None, extra: &[("instance_url", "\"https://acme.my.salesforce.com\"")], credentials: &[("consumer_key", "3MVG9-key"), ("username", "integration@example.com")], claims: &[("iss", "3MVG9-key"), ("sub", "integration@example.com"), ("aud", "https://login.salesforce.com")], ..D },
+        Row { name: "salesforce-jwt", auth: Auth::None, token_path: "/services/oauth2/token", grant: "urn:ietf:params:oauth:grant-type:jwt-bearer", expires_in: None, refresh: Refresh::None, extra: &[("instance_url", "\"{base}\"")], credentials: &[("consumer_key", "3MVG9-key"), ("username", "integration@example.com")], claims: &[("iss", "3MVG9-key"), ("sub", "integration@example.com"), ("aud", "https://login.salesforce.com")], ..D },
+        Row { name: "salesloft", token_path: "/oauth/token", authorize_path: Some("/oauth/authorize"), json_body: true, params: &[("redirect_uri", "*")], expires_in: Some(7200), refresh: Refresh::Rotating, ..D },
         Row { name: "sendgrid", ..api_key() },
-        Row { name: "shopify", token_path: "/admin/oauth/access_token", authorize_path: Some("/admin/oauth/authorize"), grant: "", expires_in: None, refresh: Refresh::Permanent, extra: &[("scope", "\"read_products\"")], api_header: ("X-Shopify-Access-Token", ""), provider_params: &[("shop", "acme"), ("scope", "read_products")], ..D },
+        Row { name: "shopify", token_path: "/admin/oauth/access_token", authorize_path: Some("/admin/oauth/authorize"), grant: "", params: &[("code", "*"), ("expiring", "1")], expires_in: Some(3600), refresh: Refresh::Rotating, extra: &[("scope", "\"read_products\""), ("refresh_token_expires_in", "7776000")], api_header: ("X-Shopify-Access-Token", ""), provider_params: &[("shop", "acme"), ("scope", "read_products")], callback: &[("shop", "acme.myshopify.com"), ("timestamp", "1765100000")], hmac: true, publishes: &[("shop_domain", "acme.myshopify.com")], ..D },
         Row { name: "slack", auth: Auth::Basic, token_path: "/api/oauth.v2.access", authorize_path: Some("/oauth/v2/authorize"), expires_in: None, refresh: Refresh::Permanent, extra: &[("ok", "true"), ("token_type", "\"bot\""), ("bot_user_id", "\"U1\""), ("team", "{\"id\": \"T1\"}")], provider_params: &[("scope", "chat:write")], ..D },
+        Row { name: "smartsheet", token_path: "/2.0/token", authorize_path: Some("/b/authorize"), expires_in: Some(604799), refresh: Refresh::Rotating, ..D },
+        Row { name: "snov-io", token_path: "/v1/oauth/access_token", grant: cc, refresh: Refresh::None, extra: &[("success", "true"), ("token_type", "\"Bearer\"")], ..D },
+        Row { name: "spotify", auth: Auth::Basic, token_path: "/api/token", authorize_path: Some("/authorize"), params: &[("redirect_uri", "*")], extra: &[("scope", "\"user-read-private user-read-email\"")], ..D },
+        Row { name: "spotify-client-credentials", auth: Auth::Basic, token_path: "/api/token", grant: cc, refresh: Refresh::None, ..D },
+        Row { name: "square", token_path: "/oauth2/token", authorize_path: Some("/oauth2/authorize"), json_body: true, expires_in: None, refresh: Refresh::Repeated, extra: &[("merchant_id", "\"ML1\""), ("short_lived", "false"), ("expires_at", "\"{in_30_days}\"")], renewals: &[20 * 24 * 60, 28 * 24 * 60], ..D },
+        Row { name: "square-access-token", ..api_key() },
         Row { name: "stripe", ..api_key() },
+        Row { name: "stripe-connect", auth: Auth::SecretOnly, authorize_path: Some("/oauth/authorize"), expires_in: None, refresh: Refresh::Permanent, extra: &[("token_type", "\"bearer\""), ("stripe_user_id", "\"acct_1\""), ("stripe_publishable_key", "\"pk_test_1\""), ("livemode", "false"), ("scope", "\"read_write\"")], ..D },
+        Row { name: "twilio", api_header: ("Authorization", "Basic "), credentials: &[("api_key_sid", "SK123"), ("api_key_secret", "sk_test_123")], ..api_key() },
+        Row { name: "twitch", token_path: "/oauth2/token", grant: cc, expires_in: Some(5011271), refresh: Refresh::None, api_extra: Some(("Client-Id", ID)), ..D },
+        Row { name: "twitch-user", token_path: "/oauth2/token", authorize_path: Some("/oauth2/authorize"), params: &[("redirect_uri", "*")], expires_in: Some(14124), refresh: Refresh::Rotating, extra: &[("scope", "[\"user:read:email\"]")], api_extra: Some(("Client-Id", ID)), ..D },
+        Row { name: "typeform", authorize_path: Some("/oauth/authorize"), params: &[("redirect_uri", "*")], expires_in: Some(604800), provider_params: &[("host", "api.typeform.com")], ..D },
+        Row { name: "typeform-personal-token", ..api_key() },
         Row { name: "visma-eaccounting", auth: Auth::Basic, token_path: "/connect/token", authorize_path: Some("/connect/authorize"), params: &[("redirect_uri", "*")], refresh: Refresh::Rotating, ..D },
-        Row { name: "xero", auth: Auth::Basic, token_path: "/connect/token", authorize_path: Some("/identity/connect/authorize"), params: &[("redirect_uri", "*")], expires_in: Some(1800), refresh: Refresh::Rotating, extra: &[("id_token", "\"eyJ.x.y\"")], ..D },
-        Row { name: "zendesk", token_path: "/oauth/tokens", authorize_path: Some("/oauth/authorizations/new"), json_body: true, params: &[("redirect_uri", "*"), ("scope", "read write")], expires_in: Some(172800), refresh: Refresh::Rotating, extra: &[("scope", "\"read write\""), ("refresh_token_expires_in", "7776000")], provider_params: &[("subdomain", "acme")], ..D },
-        Row { name: "zoho", token_path: "/oauth/v2/token", authorize_path: Some("/oauth/v2/auth"), params: &[("redirect_uri", "*")], refresh: Refresh::Kept, extra: &[("api_domain", "\"https://www.zohoapis.com\"")], api_header: ("Authorization", "Zoho-oauthtoken "), provider_params: &[("scope", "ZohoCRM.modules.ALL")], ..D },
+        Row { name: "webflow", token_path: "/oauth/access_token", authorize_path: Some("/oauth/authorize"), params: &[("redirect_uri", "*")], expires_in: None, refresh: Refresh::Permanent, ..D },
+        Row { name: "webflow-site-token", ..api_key() },
+        Row { name: "workable", provider_params: &[("subdomain", "acme")], ..api_key() },
+        Row { name: "workday", auth: Auth::Basic, token_path: "/ccx/oauth2/acme/token", grant: "refresh_token", refresh: Refresh::Repeated, credentials: &[("refresh_token", "Atzr|seed")], provider_params: &[("host", "wd2-impl-services1.workday.com"), ("tenant", "acme")], ..D },
+        Row { name: "x", auth: Auth::Basic, token_path: "/2/oauth2/token", authorize_path: Some("/i/oauth2/authorize"), pkce: true, params: &[("redirect_uri", "*")], expires_in: Some(7200), refresh: Refresh::Rotating, extra: &[("scope", "\"tweet.read users.read offline.access\"")], ..D },
+        Row { name: "xero", auth: Auth::Basic, token_path: "/connect/token", authorize_path: Some("/identity/connect/authorize"), params: &[("redirect_uri", "*")], expires_in: Some(1800), refresh: Refresh::Rotating, extra: &[("id_token", "\"eyJ.x.y\"")], api_extra: Some(("xero-tenant-id", "tenant-1")), answers: &[("/connections", r#"[{"id": "c-0", "tenantId": "practice-1", "tenantType": "PRACTICEMANAGER"}, {"id": "c-1", "tenantId": "tenant-1", "tenantType": "ORGANISATION"}]"#)], publishes: &[("tenant_id", "tenant-1")], ..D },
+        Row { name: "zendesk", token_path: "/oauth/tokens", authorize_path: Some("/oauth/authorizations/new"), json_body: true, params: &[("redirect_uri", "*"), ("scope", "read write"), ("expires_in", "3600"), ("refresh_token_expires_in", "7776000")], expires_in: Some(3600), refresh: Refresh::Rotating, extra: &[("scope", "\"read write\""), ("refresh_token_expires_in", "7776000")], provider_params: &[("subdomain", "acme")], ..D },
+        Row { name: "zoho", token_path: "/oauth/v2/token", authorize_path: Some("/oauth/v2/auth"), params: &[("redirect_uri", "*")], refresh: Refresh::Kept, extra: &[("api_domain", "\"https://www.zohoapis.eu\"")], api_header: ("Authorization", "Zoho-oauthtoken "), provider_params: &[("scope", "ZohoCRM.modules.ALL")], callback: &[("location", "eu"), ("accounts-server", "https://accounts.zoho.eu")], publishes: &[("location", "eu")], ..D },
         Row { name: "zoom", auth: Auth::Basic, grant: "account_credentials", params: &[("account_id", "acct-1")], query_only: true, expires_in: Some(3599), refresh: Refresh::None, provider_params: &[("account_id", "acct-1")], ..D },
+        Row { name: "zoom-user", auth: Auth::Basic, authorize_path: Some("/oauth/authorize"), params: &[("redirect_uri", "*")], expires_in: Some(3599), refresh: Refresh::Rotating, extra: &[("scope", "\"user:read\""), ("api_url", "\"https://api.zoom.us\"")], ..D },
     ]
 }
 
@@ -187,18 +269,78 @@ fn api_key() -> Row {
     }
 }
 
+/// Entries without a `verify` request, and why.
+const NO_VERIFY: &[(&str, &str)] = &[
+    (
+        "adobe",
+        "an OAuth server-to-server token belongs to the project's technical account, not a user; no documented IMS identity/userinfo call accepts it, and which product API works depends on the APIs added to the Developer Console project",
+    ),
+    (
+        "auth0",
+        "a client-credentials token is issued for the customer's own API (`audience`); /userinfo needs a user token, and the Management API only answers if the audience is that API and the needed scopes were granted, so no request passes for every app token",
+    ),
+    (
+        "entra-certificate",
+        "an app-only token is for whatever resource `scope` names; Microsoft Graph has no identity call for app tokens (/me needs a signed-in user) and every Graph read needs an application permission the admin must grant, so nothing passes for every working credential",
+    ),
+    (
+        "entra-id",
+        "an app-only token is for whatever resource `scope` names; Microsoft Graph has no identity call for app tokens (/me needs a signed-in user) and every Graph read needs an application permission the admin must grant, so nothing passes for every working credential",
+    ),
+    (
+        "fortnox",
+        "every Fortnox API resource is tied to a scope and the entry's `scope` has no default; with the `companyinformation` scope GET https://api.fortnox.se/3/companyinformation would do (consider defaulting the scope to include it)",
+    ),
+    (
+        "keycloak",
+        "since Keycloak 20 /userinfo requires the `openid` scope in the token, which a client-credentials request without scope does not carry; introspection needs the client's own credentials in the body, not the bearer token; the admin REST API depends on service-account roles",
+    ),
+    (
+        "linkedin",
+        "what a token may call depends on the products and scopes of the app; GET https://api.linkedin.com/v2/userinfo passes only with the `openid` scope (Sign In with LinkedIn using OpenID Connect), and the entry's `scope` has no default",
+    ),
+    (
+        "okta",
+        "a client-credentials token of a custom authorization server carries only custom scopes: /userinfo needs a user token with `openid`, and Okta's own APIs accept only org-authorization-server tokens with okta.* scopes; introspection needs client credentials in the body",
+    ),
+    (
+        "slack",
+        "auth.test answers HTTP 200 with `ok: false` for a revoked token, and `spec.verify` judges by the status only",
+    ),
+    (
+        "superoffice",
+        "the SOTicket works only against the tenant's own web API URL (https://sod.superoffice.com/<context>/api/...), which the entry neither has as a param nor extracts; it could be taken from the id_token's webapi_url claim and then e.g. GET {{ webapi_url }}/v1/User/currentPrincipal, but that is not expressible with the current settings",
+    ),
+    (
+        "webcrm",
+        "no documented identity call found for webCRM API tokens; every data endpoint (e.g. /Persons) is subject to the access rights given to the application token, so none is known to pass for every working token",
+    ),
+    (
+        "wix",
+        "API keys get only the permissions chosen when they are created in the API Keys Manager, and Wix answers 403 for a call outside them; no site-level call is open to every key",
+    ),
+    (
+        "woocommerce",
+        "the entry has no parameter for the store's host, so no URL can be written; with one (e.g. `store_url`) any authenticated read such as GET https://{{ store_url }}/wp-json/wc/v3/products?per_page=1 would do for read or read/write keys",
+    ),
+    (
+        "workday",
+        "integration users (not workers) have no documented identity endpoint; Workday's REST APIs need a tenant-specific resource",
+    ),
+    (
+        "zoho",
+        "every Zoho API needs a product scope the resource chooses; there is no identity call that any Zoho token passes",
+    ),
+    (
+        "zoom",
+        "a Server-to-Server token only reaches the scopes added to the app, and the entry fixes none; with user:read:user:admin (or user:read:admin) GET https://api.zoom.us/v2/users/me would answer the account owner",
+    ),
+];
+
 /// Entries whose providers have their own emulators in `tests/support` (written from the same
 /// documentation for tests/engine_providers.rs): the entry, its credentials, an API path.
 fn seeded() -> Vec<&'static str> {
-    vec![
-        "docuware",
-        "snov-io",
-        "superoffice",
-        "tripletex",
-        "webcrm",
-        "wix",
-        "woocommerce",
-    ]
+    vec!["superoffice", "tripletex", "webcrm", "wix", "woocommerce"]
 }
 
 // ---------------------------------------------------------------- the emulator
@@ -265,13 +407,16 @@ async fn handle(
     let path = uri.path();
     if Some(path) == row.authorize_path {
         let q: HashMap<String, String> = form_urlencoded(q.as_deref().unwrap_or_default());
-        if q.get("client_id").map(String::as_str) != Some(ID)
+        if !q.get(row.client_param).is_some_and(|c| !c.is_empty())
             || !q.contains_key("redirect_uri")
             || !q.contains_key("state")
         {
             return refuse(
                 &e,
-                format!("consent page: client_id, redirect_uri and state are required: {q:?}"),
+                format!(
+                    "consent page: {}, redirect_uri and state are required: {q:?}",
+                    row.client_param
+                ),
             );
         }
         let challenge = match (
@@ -284,10 +429,57 @@ async fn handle(
         };
         let code = format!("code-{}", rand::random::<u32>());
         e.book.lock().unwrap().codes.push((code.clone(), challenge));
-        let to = format!("{}?code={code}&state={}", q["redirect_uri"], urlencode(&q["state"]));
+        let mut back: Vec<(&str, &str)> = vec![(row.code_param, &code), ("state", &q["state"])];
+        back.extend(row.callback.iter().copied());
+        let signature = row
+            .hmac
+            .then(|| connector_auth_operator::engine::callback::sign(SECRET.as_bytes(), &back));
+        if let Some(sig) = &signature {
+            back.push(("hmac", sig));
+        }
+        let query: String = url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(back)
+            .finish();
+        let to = format!("{}?{query}", q["redirect_uri"]);
         return (StatusCode::FOUND, [("location", to)]).into_response();
     }
-    if path == "/api" {
+    if let Some((_, answer)) = row.answers.iter().find(|(p, _)| *p == path) {
+        // A lookup: the new access token in a header or in the form (token introspection). A
+        // discovery document (`{base}` in it) is public.
+        let book = e.book.lock().unwrap();
+        let text = format!("{h:?} {}", String::from_utf8_lossy(&body));
+        let public = answer.contains("{base}");
+        return if public || book.access.iter().any(|a| text.contains(a.as_str())) {
+            let answer = answer.replace("{base}", &e.base);
+            (StatusCode::OK, [("content-type", "application/json")], answer).into_response()
+        } else {
+            StatusCode::UNAUTHORIZED.into_response()
+        };
+    }
+    if path != api_path(row) && path != row.token_path && Some(path) != row.authorize_path {
+        // The entry's `verify` request (its provider's identity endpoint): passes with a
+        // credential the emulator issued or was given, in whatever header the entry sends it.
+        let book = e.book.lock().unwrap();
+        let mut seen: Vec<String> = h.values().filter_map(|v| v.to_str().ok()).map(str::to_string).collect();
+        seen.extend(
+            seen.clone()
+                .iter()
+                .filter_map(|v| v.strip_prefix("Basic "))
+                .filter_map(|b| STANDARD.decode(b).ok())
+                .map(|b| String::from_utf8_lossy(&b).into_owned()),
+        );
+        let mut known: Vec<String> = book.access.clone();
+        known.extend(row.credentials.iter().map(|(_, v)| v.to_string()));
+        let ok = seen
+            .iter()
+            .any(|v| known.iter().any(|k| !k.is_empty() && v.contains(k.as_str())));
+        return if ok {
+            (StatusCode::OK, axum::Json(json!({"ok": true}))).into_response()
+        } else {
+            StatusCode::UNAUTHORIZED.into_response()
+        };
+    }
+    if path == api_path(row) {
         let (name, prefix) = row.api_header;
         let got = h
             .get(name)
@@ -299,9 +491,7 @@ async fn handle(
         let book = e.book.lock().unwrap();
         return match got {
             Some(t) if extra_ok && book.access.iter().any(|a| a == t) => StatusCode::OK.into_response(),
-            Some(t) if extra_ok && row.auth == Auth::Post && row.token_path.is_empty() && t == "sk_test_123" => {
-                StatusCode::OK.into_response()
-            }
+            Some(t) if extra_ok && row.token_path.is_empty() && static_key_ok(row, t) => StatusCode::OK.into_response(),
             _ => StatusCode::UNAUTHORIZED.into_response(),
         };
     }
@@ -354,6 +544,7 @@ async fn handle(
                 && p.get("client_secret").map(String::as_str) == Some(SECRET)
         }
         Auth::None => basic.is_none() && !p.contains_key("client_secret"),
+        Auth::SecretOnly => basic.is_none() && p.get("client_secret").map(String::as_str) == Some(SECRET),
         Auth::Assertion => {
             p.get("client_assertion_type").map(String::as_str)
                 == Some("urn:ietf:params:oauth:client-assertion-type:jwt-bearer")
@@ -468,7 +659,12 @@ async fn handle(
         answer["refresh_token"] = json!(book.refresh.clone());
     }
     for (k, v) in row.extra {
-        answer[*k] = serde_json::from_str(v).unwrap();
+        // `{base}`: where the provider's answer points the client (an instance URL, an API
+        // domain); `{in_30_days}`: an absolute expiry from the provider's clock (Square).
+        let v = v
+            .replace("{base}", &e.base)
+            .replace("{in_30_days}", &(Timestamp::now() + (30 * 24).hours()).to_string());
+        answer[*k] = serde_json::from_str(&v).unwrap();
     }
     let status = if row.auth == Auth::BearerJwt {
         StatusCode::CREATED
@@ -478,10 +674,38 @@ async fn handle(
     (status, axum::Json(answer)).into_response()
 }
 
+/// Where the emulator checks the published headers: `/api`, unless that is the provider's
+/// consent page (ClickUp's is `app.clickup.com/api`).
+fn api_path(row: &Row) -> &'static str {
+    if row.authorize_path == Some("/api") {
+        "/api-call"
+    } else {
+        "/api"
+    }
+}
+
+/// A static credential as an API-key entry presents it: the key itself, or HTTP Basic of the
+/// credentials (`key:` or `key:secret`, as Freshdesk, Greenhouse or Twilio document).
+fn static_key_ok(row: &Row, presented: &str) -> bool {
+    let values: Vec<&str> = row.credentials.iter().map(|(_, v)| *v).collect();
+    if values.contains(&presented) {
+        return true;
+    }
+    let decoded = STANDARD
+        .decode(presented.strip_prefix("Basic ").unwrap_or(presented).trim())
+        .ok()
+        .map(|b| String::from_utf8_lossy(&b).into_owned());
+    decoded.is_some_and(|d| {
+        let (user, pass) = d.split_once(':').unwrap_or((&d, ""));
+        values.contains(&user) || values.contains(&pass)
+    })
+}
+
 fn form_urlencoded(s: &str) -> HashMap<String, String> {
     url::form_urlencoded::parse(s.as_bytes()).into_owned().collect()
 }
 
+#[allow(dead_code)]
 fn urlencode(s: &str) -> String {
     url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
@@ -529,9 +753,12 @@ fn at_origin(manifest: &str, base: &str) -> Value {
 
 /// `https://HOST/rest` → `base/rest`, where HOST may hold templates (`{{ shop }}.myshopify.com`).
 fn replace_origin(url: &str, base: &str) -> String {
-    let rest = url
-        .strip_prefix("https://")
-        .unwrap_or_else(|| panic!("not an https URL: {url}"));
+    // A URL whose origin comes from an earlier answer (`{{ steps.info.url }}/…`) is left as
+    // it is: the emulator's answer points it back at the emulator.
+    let Some(rest) = url.strip_prefix("https://") else {
+        assert!(url.starts_with("{{"), "not an https URL: {url}");
+        return url.to_string();
+    };
     let mut i = 0;
     let b = rest.as_bytes();
     while i < b.len() {
@@ -693,7 +920,7 @@ async fn run_row(row: Row) -> Result<(), String> {
         }
     }
     let first = published(&out, name);
-    if call(&emu.base, "/api", &first).await != 200 {
+    if call(&emu.base, api_path(&row), &first).await != 200 {
         return Err(fail(
             "the API refused the published headers",
             first["headers.json"].clone(),
@@ -731,8 +958,15 @@ async fn run_row(row: Row) -> Result<(), String> {
         ));
     }
     let last = published(&out, name);
-    if call(&emu.base, "/api", &last).await != 200 {
+    if call(&emu.base, api_path(&row), &last).await != 200 {
         return Err(fail("the API refused the renewed token", last["headers.json"].clone()));
+    }
+    // Values from the callback and the lookups, published and still there after the renewals.
+    for (key, want) in row.publishes {
+        let got = std::fs::read_to_string(out.join(format!("default/{name}-token/{key}"))).unwrap_or_default();
+        if got != *want {
+            return Err(fail("published values", format!("{key} is {got:?}, expected {want:?}")));
+        }
     }
     Ok(())
 }
@@ -743,18 +977,6 @@ async fn run_seeded(name: &str) -> Result<(), String> {
     let entry = catalog::get(name).unwrap();
     type Pairs = &'static [(&'static str, &'static str)];
     let (base, creds, params, api): (String, Pairs, Pairs, &str) = match name {
-        "docuware" => (
-            docuware().await.0,
-            &[("username", "dw-user"), ("password", "p@ss&word=1")],
-            &[("domain", "acme.docuware.cloud")],
-            "/docuware/platform/Organizations",
-        ),
-        "snov-io" => (
-            snov().await.0,
-            &[("username", "snov-id"), ("password", "snov&secret")],
-            &[],
-            "/v1/get-balance",
-        ),
         "superoffice" => (
             superoffice().await.0,
             &[
@@ -831,9 +1053,31 @@ async fn every_built_in_entry_is_accepted_by_the_crds_and_works_against_its_docu
         "every built-in entry has a row (or a seed emulator), and no row is without an entry"
     );
 
+    // Each names the documentation it was written from and when that was last checked, and
+    // proves a credential with the provider's cheapest identity endpoint where there is one.
+    let mut failures = Vec::new();
+    for e in catalog::entries() {
+        let checked = jiff::civil::Date::strptime("%Y-%m-%d", e.checked());
+        if !e.source().starts_with("https://") || checked.is_err() {
+            failures.push(format!(
+                "{}: source {:?}, checked {:?}",
+                e.name,
+                e.source(),
+                e.checked()
+            ));
+        }
+        let doc: Value = serde_saphyr::from_str(e.manifest).unwrap();
+        let has_verify = doc["spec"]["settings"].get("verify").is_some();
+        if has_verify == NO_VERIFY.iter().any(|(n, _)| *n == e.name) {
+            failures.push(format!(
+                "{}: a verify request, or a reason in NO_VERIFY why the provider has none",
+                e.name
+            ));
+        }
+    }
+
     // The entries as they ship, and a resource using each, through an API server with the CRDs.
     let server = api_server().await;
-    let mut failures = Vec::new();
     for e in catalog::entries() {
         let doc: Value = serde_saphyr::from_str(e.manifest).unwrap();
         if let Err(err) = accepted(&server, &doc).await {

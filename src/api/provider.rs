@@ -35,6 +35,10 @@ pub struct ClusterConnectorAuthProviderSpec {
     /// Where the provider documents this behaviour (its token endpoint's documentation page).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub source: String,
+    /// The date (`YYYY-MM-DD`) the entry was last checked against `source`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[x_kube(validation = Rule::new("self.matches('^[0-9]{4}-[0-9]{2}-[0-9]{2}$')").message("checked is a date: YYYY-MM-DD"))]
+    pub checked: String,
     /// What is unusual about the provider: refresh-token rotation and lifetime, the scopes
     /// needed for a refresh token, the client authentication, odd response fields.
     #[serde(default, skip_serializing_if = "String::is_empty")]
@@ -89,6 +93,10 @@ pub struct ProviderSettings {
     /// Follow redirects of token requests (see the ConnectorAuth field).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub allow_redirects: bool,
+    /// A cheap request that only a working credential passes (the provider's "who am I"
+    /// endpoint), as the ConnectorAuth's `spec.verify`; the resource's own wins.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verify: Option<super::Request>,
 }
 
 /// The CRD's OpenAPI schema, generated once.

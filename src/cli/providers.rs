@@ -33,7 +33,9 @@ pub fn providers_text(command: &ProvidersCommand) -> anyhow::Result<String> {
             })?;
             let params = e.params();
             Ok(format!(
-                "# credentials keys: {}\n# parameters (spec.providerParams or credentials keys): {}\n# use: spec.provider: {} with an empty `{}: {{}}` block; fields you set win.\n# Applied as it stands, this manifest replaces the built-in entry in a cluster.\n{}",
+                "# documentation: {} (checked {})\n# credentials keys: {}\n# parameters (spec.providerParams or credentials keys): {}\n# use: spec.provider: {} with an empty `{}: {{}}` block; fields you set win.\n# Applied as it stands, this manifest replaces the built-in entry in a cluster.\n{}",
+                e.source(),
+                e.checked(),
                 e.credentials().join(", "),
                 if params.is_empty() {
                     "none".to_string()

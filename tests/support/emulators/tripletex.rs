@@ -42,6 +42,16 @@ pub async fn tripletex() -> (String, Arc<Book>) {
             }),
         )
         .route(
+            // Who the session token belongs to (`>whoAmI`, Tripletex's identity endpoint).
+            "/v2/token/session/%3EwhoAmI",
+            get(|State(b): State<Arc<Book>>, h: HeaderMap| async move {
+                match basic(&h) {
+                    Some((user, t)) if user == "0" && b.is_valid(&t) => Json(json!({"value": {"employeeId": 2, "companyId": 1}})).into_response(),
+                    _ => unauthorized(),
+                }
+            }),
+        )
+        .route(
             "/v2/employee",
             get(|State(b): State<Arc<Book>>, h: HeaderMap| async move {
                 match basic(&h) {
