@@ -7,6 +7,7 @@ mod connected;
 mod docuware;
 mod faulty;
 mod google;
+mod login_page;
 mod pkce;
 mod poweroffice;
 mod rotating;
@@ -26,6 +27,8 @@ pub use docuware::*;
 pub use faulty::*;
 #[allow(unused_imports)]
 pub use google::*;
+#[allow(unused_imports)]
+pub use login_page::*;
 #[allow(unused_imports)]
 pub use pkce::*;
 #[allow(unused_imports)]
