@@ -407,7 +407,7 @@ async fn handle(
     let path = uri.path();
     if Some(path) == row.authorize_path {
         let q: HashMap<String, String> = form_urlencoded(q.as_deref().unwrap_or_default());
-        if !q.get(row.client_param).is_some_and(|c| !c.is_empty())
+        if q.get(row.client_param).is_none_or(|c| c.is_empty())
             || !q.contains_key("redirect_uri")
             || !q.contains_key("state")
         {
@@ -703,11 +703,6 @@ fn static_key_ok(row: &Row, presented: &str) -> bool {
 
 fn form_urlencoded(s: &str) -> HashMap<String, String> {
     url::form_urlencoded::parse(s.as_bytes()).into_owned().collect()
-}
-
-#[allow(dead_code)]
-fn urlencode(s: &str) -> String {
-    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
 
 async fn emulator(row: Row) -> Arc<Emu> {

@@ -126,26 +126,24 @@ fn signature_matches(parameter: &str, key: &[u8], query: &[(&str, &str)]) -> boo
     let Some(given) = unhex(given) else {
         return false;
     };
-    let mut rest: Vec<(&str, &str)> = query.iter().copied().filter(|(n, _)| *n != parameter).collect();
-    rest.sort();
-    let mut message = url::form_urlencoded::Serializer::new(String::new());
-    for (n, v) in rest {
-        message.append_pair(n, v);
-    }
+    let rest: Vec<(&str, &str)> = query.iter().copied().filter(|(n, _)| *n != parameter).collect();
     let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, key);
-    aws_lc_rs::hmac::verify(&key, message.finish().as_bytes(), &given).is_ok()
+    aws_lc_rs::hmac::verify(&key, signed_message(&rest).as_bytes(), &given).is_ok()
 }
 
 /// The signature a provider would send, for tests and emulators.
 pub fn sign(key: &[u8], query: &[(&str, &str)]) -> String {
+    let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, key);
+    crate::state::hex(aws_lc_rs::hmac::sign(&key, signed_message(query).as_bytes()).as_ref())
+}
+
+/// What is signed: the parameters sorted by name, form-encoded, joined with `&`.
+fn signed_message(query: &[(&str, &str)]) -> String {
     let mut sorted = query.to_vec();
     sorted.sort();
-    let mut message = url::form_urlencoded::Serializer::new(String::new());
-    for (n, v) in sorted {
-        message.append_pair(n, v);
-    }
-    let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, key);
-    crate::state::hex(aws_lc_rs::hmac::sign(&key, message.finish().as_bytes()).as_ref())
+    url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(sorted)
+        .finish()
 }
 
 fn unhex(s: &str) -> Option<Vec<u8>> {
