@@ -147,11 +147,14 @@ async fn a_cluster_entry_fills_in_a_resource_wins_over_the_built_in_and_its_chan
         .delete("snov-io", &Default::default())
         .await
         .unwrap();
-    eventually(20, "status names the built-in entry", || async {
-        let s = status(&client, "leads").await?;
-        (s.provider.as_deref() == Some("built-in/snov-io")).then_some(())
+    // The built-in snov-io follows snov.io's documented OAuth2 endpoint, so this resource's
+    // `refreshableToken` block no longer fits: refused, naming the built-in's scheme.
+    let (st, reason, message) = eventually(20, "the built-in entry applies", || async {
+        let r = ready(&client, "leads").await?;
+        r.2.contains("`oauth2: {}`").then_some(r)
     })
     .await;
+    assert_eq!((st.as_str(), reason.as_str()), ("False", "InvalidSpec"), "{message}");
     op.stop().await;
 }
 

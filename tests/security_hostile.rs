@@ -175,24 +175,30 @@ async fn a_tampered_consent_callback_cannot_move_the_code_exchange_in_the_contro
 }
 
 #[test]
-fn with_a_provider_only_the_code_of_a_callback_is_kept() {
-    // Shopify's URLs are built from its `shop` parameter: a callback `shop` must not reach them.
+fn with_a_provider_a_callback_is_used_only_signed_and_never_reaches_its_urls() {
+    // Shopify's URLs are built from its `shop` parameter: a callback `shop` must not reach them,
+    // and Shopify signs its callbacks, so an unsigned one is not used at all.
     let spec = spec(
         "credentialsRef: {name: c}\nprovider: shopify\nproviderParams: {shop: my-shop, scope: read_orders}\noauth2: {}\n",
     );
     let flow = connector_auth_operator::catalog::compile(&engine(), &spec).unwrap();
-    let kept = connector_auth_operator::engine::callback::accept(
-        &flow,
-        [
-            ("code", "c-1"),
-            ("shop", "attacker.example/x?"),
-            ("hmac", "h"),
-            ("state", "s"),
-        ],
-        None,
-    )
-    .unwrap();
-    assert_eq!(kept.keys().collect::<Vec<_>>(), ["code"]);
+    let query = [("code", "c-1"), ("shop", "attacker.example/x?"), ("state", "s")];
+    let unsigned = [query.as_slice(), &[("hmac", "h")]].concat();
+    assert_eq!(
+        connector_auth_operator::engine::callback::accept(&flow, unsigned.iter().copied(), Some(b"app-secret")),
+        Err(connector_auth_operator::engine::callback::Refused::BadSignature { name: "hmac".into() })
+    );
+    let sig = connector_auth_operator::engine::callback::sign(b"app-secret", &query);
+    let signed = [query.as_slice(), &[("hmac", sig.as_str())]].concat();
+    let kept =
+        connector_auth_operator::engine::callback::accept(&flow, signed.iter().copied(), Some(b"app-secret")).unwrap();
+    assert_eq!(kept.keys().collect::<Vec<_>>(), ["code", "shop"]);
+    // Kept for the output (`shop_domain`), but the token URL is the parameter's.
+    let exchange = flow.code_exchange.as_ref().unwrap();
+    assert_eq!(
+        exchange.url.source,
+        "https://{{ shop }}.myshopify.com/admin/oauth/access_token"
+    );
 }
 
 // ------------------------------------------------------------ 2. huge durations never panic
