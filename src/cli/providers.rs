@@ -66,11 +66,33 @@ pub struct ImportArgs {
     /// The entry of a Nango providers.yaml to import.
     #[arg(long)]
     pub provider: Option<String>,
+    /// Nango: try every entry of the file and print, instead of resources, one line per entry
+    /// (imported, or why not) and how many imported.
+    #[arg(long, conflicts_with = "provider")]
+    pub all: bool,
 }
 
 /// What `import` prints: the ConnectorAuth, `---`, the credentials Secret.
 pub fn import_yaml(args: &ImportArgs) -> anyhow::Result<String> {
     let text = std::fs::read_to_string(&args.file).with_context(|| format!("reading {}", args.file.display()))?;
+    if args.all {
+        anyhow::ensure!(
+            args.platform == crate::import::Platform::Nango,
+            "--all reads a Nango providers.yaml"
+        );
+        let all =
+            crate::import::import_all_nango(&text).with_context(|| format!("cannot read {}", args.file.display()))?;
+        let mut out = String::new();
+        let ok = all.iter().filter(|(_, r)| r.is_ok()).count();
+        for (name, r) in &all {
+            match r {
+                Ok(_) => out.push_str(&format!("{name}: imported\n")),
+                Err(e) => out.push_str(&format!("{name}: refused: {e}\n")),
+            }
+        }
+        out.push_str(&format!("# {ok} of {} entries imported\n", all.len()));
+        return Ok(out);
+    }
     let imported = crate::import::import(args.platform, &text, args.provider.as_deref())
         .with_context(|| format!("cannot import {}", args.file.display()))?;
     let name = args.name.clone().or_else(|| args.provider.clone()).unwrap_or_else(|| {

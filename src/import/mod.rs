@@ -92,6 +92,11 @@ pub fn import(platform: Platform, text: &str, provider: Option<&str>) -> Result<
     Ok(imported)
 }
 
+/// Every entry of a Nango providers.yaml, each imported or refused (`import nango --all`).
+pub fn import_all_nango(text: &str) -> Result<Vec<(String, Result<Imported>)>> {
+    nango::import_all(text)
+}
+
 /// Template variables the operator provides itself (never credentials keys).
 pub(crate) use crate::engine::template::PROVIDED_VARIABLES as PROVIDED;
 
@@ -123,6 +128,10 @@ fn collect_strings(v: &Value, out: &mut Vec<String>) {
 pub fn resource(imported: &Imported, target: &Target) -> Value {
     let mut spec = imported.spec.clone();
     spec["credentialsRef"] = json!({"name": credentials_name(target)});
+    // A client certificate kept in the credentials Secret (Nango's `require_client_certificate`).
+    if let Some(r) = spec.pointer_mut("/tls/clientCertificateRef") {
+        r["name"] = json!(credentials_name(target));
+    }
     json!({
         "apiVersion": format!("{}/{}", crate::api::GROUP, crate::api::VERSION),
         "kind": "ConnectorAuth",
