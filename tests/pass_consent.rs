@@ -552,6 +552,67 @@ async fn the_chiefonboarding_example_through_the_controller_keeps_response_field
     env.stop().await;
 }
 
+/// Through the controller, a callback value (Google's granted `scope`) and a post-connect lookup
+/// (the userinfo `hd` domain) are published, and both survive refreshes and a restart of the
+/// operator (the store rebuilds them from the state Secret): the lookup runs once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn callback_values_and_lookups_survive_refreshes_and_a_restart_of_the_controller() {
+    let mut env = google_env_with(3, |base| {
+        json!({"credentialsRef": {"name": "google-credentials"}, "oauth2": {
+            "grantType": "authorizationCode", "tokenUrl": format!("{base}/token"),
+            "clientId": "{{ CLIENT_ID }}", "clientSecret": "{{ CLIENT_SECRET }}", "clientAuth": "client_secret_post",
+            "authorizationUrl": format!("{base}/o/oauth2/v2/auth?client_id={{{{ CLIENT_ID }}}}&redirect_uri={{{{ redirect_url | urlencode }}}}&response_type=code&scope=openid%20email"),
+            "callbackValues": ["scope"],
+            "lookups": [{"name": "user", "url": format!("{base}/oauth2/v3/userinfo"), "method": "GET",
+                "headers": {"Authorization": "Bearer {{ access_token }}"}, "extract": {"domain": {"jsonPath": "hd"}}}],
+        }, "output": {"template": {"granted": "{{ callback.scope }}", "domain": "{{ lookup.user.domain }}"}}})
+    })
+    .await;
+    let url = env.authorization_url(None).await;
+    assert_eq!(get(&env.consent(&url).await).await.0, 200);
+    env.ready().await;
+    let secrets = Api::<Secret>::namespaced(env.client.clone(), NS);
+    let value = |s: &Secret, k: &str| String::from_utf8(s.data.as_ref().unwrap()[k].0.clone()).unwrap();
+    let refreshed = |after: String| {
+        let secrets = secrets.clone();
+        async move {
+            eventually(15, "a refresh through the controller", || {
+                let secrets = secrets.clone();
+                let after = after.clone();
+                async move {
+                    let s = secrets.get("google-token").await.ok()?;
+                    (value(&s, "access_token") != after).then_some(s)
+                }
+            })
+            .await
+        }
+    };
+    let first = secrets.get("google-token").await.unwrap();
+    assert_eq!(
+        (value(&first, "granted"), value(&first, "domain")),
+        ("openid email".into(), "example.com".into())
+    );
+    let second = refreshed(value(&first, "access_token")).await;
+    assert_eq!(
+        (value(&second, "granted"), value(&second, "domain")),
+        ("openid email".into(), "example.com".into())
+    );
+
+    env.op.take().unwrap().stop().await;
+    let op = Operator::start(Source::Url(env.server.url()), "op-2", false);
+    let third = refreshed(value(&second, "access_token")).await;
+    assert_eq!(
+        (value(&third, "granted"), value(&third, "domain")),
+        ("openid email".into(), "example.com".into())
+    );
+    assert_eq!(
+        env.book.identity_requests.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "one lookup for one grant"
+    );
+    op.stop().await;
+}
+
 /// A ConnectorAuth for the PKCE server, with or without `pkce`, and its credentials.
 fn pkce_manifests(base: &str, pkce: bool) -> String {
     let manifest = json!({

@@ -66,6 +66,17 @@ pub async fn google_with_ttl(ttl: u64) -> (String, Arc<Book>) {
             }),
         )
         .route(
+            // OpenID Connect userinfo: who granted the consent, and their Workspace domain (`hd`).
+            "/oauth2/v3/userinfo",
+            get(|State(b): State<Arc<Book>>, h: HeaderMap| async move {
+                b.identity_requests.fetch_add(1, Ordering::SeqCst);
+                match bearer(&h) {
+                    Some(t) if b.is_valid(&t) => Json(json!({"sub": "110169484474386276334", "email": "admin@example.com", "hd": "example.com"})).into_response(),
+                    _ => unauthorized(),
+                }
+            }),
+        )
+        .route(
             "/admin/directory/v1/users",
             get(|State(b): State<Arc<Book>>, h: HeaderMap| async move {
                 match bearer(&h) {

@@ -121,6 +121,8 @@ pub struct Book {
     pub handled: AtomicU64,
     /// Lifetime of the access tokens issued from now on, in seconds (rotating provider).
     pub ttl: AtomicU64,
+    /// Requests to an identity endpoint (Google's userinfo).
+    pub identity_requests: AtomicU64,
     hold_request: Mutex<Option<Gate>>,
     hold_answer: Mutex<Option<Gate>>,
 }
@@ -153,6 +155,10 @@ pub(super) async fn authorize(
     url.query_pairs_mut().append_pair("code", &code);
     if let Some(state) = q.get("state") {
         url.query_pairs_mut().append_pair("state", state);
+    }
+    // Google says on the redirect which scopes were granted.
+    if let Some(scope) = q.get("scope") {
+        url.query_pairs_mut().append_pair("scope", scope);
     }
     (StatusCode::FOUND, [(header::LOCATION, url.to_string())]).into_response()
 }
