@@ -112,6 +112,45 @@ pub struct ConnectorAuthSpec {
     /// the HTTP status and records a Warning Event. The token stays published either way.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verify: Option<Request>,
+    /// The workload's Kubernetes identity as the credential: for each token request, a fresh
+    /// bound token of this ServiceAccount (in the resource's namespace) for `audience`, as
+    /// `{{ service_account_token }}` — the subject of grant `tokenExchange`, a client assertion
+    /// for Entra workload identity, the web identity token of AWS STS. Never stored, logged or
+    /// published. The ServiceAccount must opt in: its annotation
+    /// `connectorauth.dev/connectorauths` lists the ConnectorAuths (by name, comma-separated,
+    /// or `*`) that may use it; otherwise the resource is refused and no token is requested.
+    /// The operator needs `serviceaccounts/token` create (chart: `serviceAccountTokens.enabled`).
+    /// Local mode reads the token from `<--service-account-tokens>/<name>/token`, as a
+    /// projected volume gives it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_account_token: Option<ServiceAccountTokenSource>,
+}
+
+/// `spec.serviceAccountToken`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceAccountTokenSource {
+    /// The ServiceAccount, in the ConnectorAuth's namespace.
+    #[x_kube(validation = Rule::new("self.size() > 0 && self.size() <= 253").message("serviceAccountToken.name names a ServiceAccount"))]
+    pub name: String,
+    /// The audience the token is bound to (`aud`): what the provider's trust configuration
+    /// expects, e.g. `sts.amazonaws.com` or `api://AzureADTokenExchange`.
+    #[x_kube(validation = Rule::new("self.size() > 0").message("serviceAccountToken.audience must not be empty"))]
+    pub audience: String,
+    /// Lifetime of each token, in seconds: 600 (kube-apiserver's minimum, the default) to 86400.
+    /// It only needs to last through the exchange.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 600, max = 86400))]
+    pub expiration_seconds: Option<i64>,
+}
+
+/// The annotation by which a ServiceAccount lets ConnectorAuths use its tokens
+/// (`spec.serviceAccountToken`): their names, comma-separated, or `*`.
+pub const SERVICE_ACCOUNT_OPT_IN: &str = "connectorauth.dev/connectorauths";
+
+/// Whether the annotation value `allowed` lets the ConnectorAuth `name` use the ServiceAccount.
+pub fn service_account_allows(allowed: Option<&str>, name: &str) -> bool {
+    allowed.is_some_and(|a| a.split(',').map(str::trim).any(|n| n == "*" || n == name))
 }
 
 /// An optional enum field (`Option<Method>`) may be left out; it is not nullable. schemars

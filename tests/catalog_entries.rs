@@ -272,6 +272,18 @@ fn api_key() -> Row {
 /// Entries without a `verify` request, and why.
 const NO_VERIFY: &[(&str, &str)] = &[
     (
+        "aws-sts-web-identity",
+        "AWS calls are signed (SigV4) with the published keys; a bearer-style verify request cannot make one",
+    ),
+    (
+        "entra-workload-identity",
+        "an app-only token is for whatever resource `scope` names; Microsoft Graph has no identity call for app tokens",
+    ),
+    (
+        "token-exchange",
+        "any RFC 8693 server: the exchanged token is for an API the entry does not know",
+    ),
+    (
         "adobe",
         "an OAuth server-to-server token belongs to the project's technical account, not a user; no documented IMS identity/userinfo call accepts it, and which product API works depends on the APIs added to the Developer Console project",
     ),
@@ -341,6 +353,19 @@ const NO_VERIFY: &[(&str, &str)] = &[
 /// documentation for tests/engine_providers.rs): the entry, its credentials, an API path.
 fn seeded() -> Vec<&'static str> {
     vec!["superoffice", "tripletex", "webcrm", "wix", "woocommerce"]
+}
+
+/// Entries that take the workload's ServiceAccount token: each against the workload identity
+/// services of tests/support, with a token the test API server signed for the audience the
+/// entry documents (the services verify it against the server's published keys).
+fn workload() -> Vec<&'static str> {
+    vec![
+        "aws-sts-web-identity",
+        "entra-workload-identity",
+        "gcp-workload-identity",
+        "token-exchange",
+        "vault-jwt",
+    ]
 }
 
 // ---------------------------------------------------------------- the emulator
@@ -1035,11 +1060,165 @@ async fn run_seeded(name: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// A workload identity entry (see [`workload`]) in local mode: the ServiceAccount token in the
+/// folder a projected volume would give, exchanged, published, renewed with a fresh exchange.
+async fn run_workload(name: &str) -> Result<(), String> {
+    use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
+    use k8s_openapi::api::core::v1::ServiceAccount;
+    let entry = catalog::get(name).unwrap();
+    let server = fake_apiserver::FakeApiServer::start().await;
+    let sas: Api<ServiceAccount> = Api::namespaced(server.client(), "default");
+    let sa: ServiceAccount = serde_json::from_value(json!({"metadata": {"name": "workload"}})).unwrap();
+    sas.create(&PostParams::default(), &sa).await.unwrap();
+    let (base, book) = workload_identity(&server.issuer(), "system:serviceaccount:default:workload").await;
+    type Pairs = Vec<(&'static str, String)>;
+    let (audience, params, creds): (&str, Pairs, Pairs) = match name {
+        "token-exchange" => (
+            "exchange.example.com",
+            vec![("token_url", format!("{base}/token")), ("audience", "crm-api".into())],
+            vec![
+                ("client_id", "exchanger".into()),
+                ("client_secret", "exchanger-secret".into()),
+            ],
+        ),
+        "entra-workload-identity" => (
+            "api://AzureADTokenExchange",
+            vec![("tenant_id", "tenant-1".into())],
+            vec![("client_id", "app-1".into())],
+        ),
+        "aws-sts-web-identity" => (
+            "sts.amazonaws.com",
+            vec![
+                ("role_arn", "arn:aws:iam::123456789012:role/crm-sync".into()),
+                ("region", "eu-west-1".into()),
+            ],
+            vec![],
+        ),
+        "gcp-workload-identity" => (
+            "https://iam.googleapis.com/projects/123/locations/global/workloadIdentityPools/cluster/providers/kubernetes",
+            vec![
+                ("audience", GOOGLE_AUDIENCE.into()),
+                ("service_account", "crm-sync@project.iam.gserviceaccount.com".into()),
+            ],
+            vec![],
+        ),
+        "vault-jwt" => (
+            "vault",
+            vec![
+                ("vault_addr", "vault.example.com:8200".into()),
+                ("mount", "kubernetes-jwt".into()),
+                ("role", "crm-sync".into()),
+            ],
+            vec![],
+        ),
+        _ => unreachable!(),
+    };
+    let request = TokenRequest {
+        spec: Some(TokenRequestSpec {
+            audiences: Some(vec![audience.to_string()]),
+            expiration_seconds: Some(3600),
+            ..TokenRequestSpec::default()
+        }),
+        ..TokenRequest::default()
+    };
+    let token = sas
+        .create_token_request("workload", &PostParams::default(), &request)
+        .await
+        .unwrap()
+        .status
+        .and_then(|s| s.token)
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("tokens/workload")).unwrap();
+    std::fs::write(dir.path().join("tokens/workload/token"), &token).unwrap();
+    let provider = at_origin(entry.manifest, &base);
+    let creds: BTreeMap<String, String> = creds.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+    let params: Vec<(&str, &str)> = params.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let mut ca = resource(name, entry.scheme(), &params);
+    ca["spec"]["serviceAccountToken"] = json!({"name": "workload", "audience": audience});
+    let secret = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": format!("{name}-credentials")}, "stringData": creds});
+    std::fs::write(
+        dir.path().join("manifests.yaml"),
+        format!("{provider}\n---\n{secret}\n---\n{ca}\n"),
+    )
+    .unwrap();
+    let out = dir.path().join("out");
+    let mut runner =
+        connector_auth_operator::local::LocalRunner::new(engine(), dir.path().join("manifests.yaml"), out.clone());
+    runner.service_account_tokens = Some(dir.path().join("tokens"));
+    let fail = |what: &str, detail: String| format!("{name}: {what}: {detail}; refused: {:?}", book.refused());
+    let start = Timestamp::now();
+    // Vault's token lives the role's 32-day TTL; the others an hour or less.
+    let later = if name == "vault-jwt" {
+        (22 * 24).hours()
+    } else {
+        50.minutes()
+    };
+    for at in [start, start + later] {
+        let reports = runner.pass_at(at).await.map_err(|e| fail("pass", e.to_string()))?;
+        if !reports[0].ok() {
+            return Err(fail("pass", reports[0].line()));
+        }
+        let published = published(&out, name);
+        if call(&base, "/api", &published).await != 200 {
+            return Err(fail(
+                "the API refused the published credential",
+                published["headers.json"].clone(),
+            ));
+        }
+    }
+    let exchanges = book.exchanges();
+    let per_issue = if name == "gcp-workload-identity" { 2 } else { 1 };
+    if exchanges.len() != 2 * per_issue || !book.refused().is_empty() {
+        return Err(fail("exchanges", format!("{exchanges:?}")));
+    }
+    if name == "aws-sts-web-identity" {
+        let file = |k: &str| std::fs::read_to_string(out.join(format!("default/{name}-token/{k}"))).unwrap_or_default();
+        let process: Value = serde_json::from_str(&file("credential_process.json"))
+            .map_err(|e| fail("credential_process.json", e.to_string()))?;
+        if file("AWS_ACCESS_KEY_ID") != "ASIAEXAMPLE"
+            || !file("credentials").contains("aws_session_token = ")
+            || process["Version"] != 1
+            || process["SessionToken"] != file("AWS_SESSION_TOKEN").as_str()
+        {
+            return Err(fail("AWS credentials", format!("{process}")));
+        }
+    }
+    // The ServiceAccount token went to the token service and nowhere else.
+    for e in walkdir(dir.path()) {
+        if e.ends_with("token") && e.parent().is_some_and(|p| p.ends_with("workload")) {
+            continue;
+        }
+        if std::fs::read_to_string(&e).is_ok_and(|t| t.contains(&token)) {
+            return Err(fail("the ServiceAccount token was kept", e.display().to_string()));
+        }
+    }
+    Ok(())
+}
+
+fn walkdir(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(p) = todo.pop() {
+        if p.is_dir() {
+            todo.extend(std::fs::read_dir(&p).unwrap().map(|e| e.unwrap().path()));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
 #[tokio::test]
 async fn every_built_in_entry_is_accepted_by_the_crds_and_works_against_its_documented_provider() {
     let rows = rows();
     let seeded = seeded();
-    let mut covered: Vec<&str> = rows.iter().map(|r| r.name).chain(seeded.iter().copied()).collect();
+    let mut covered: Vec<&str> = rows
+        .iter()
+        .map(|r| r.name)
+        .chain(seeded.iter().copied())
+        .chain(workload())
+        .collect();
     covered.sort();
     let mut all: Vec<&str> = catalog::entries().iter().map(|e| e.name).collect();
     all.sort();
@@ -1093,6 +1272,11 @@ async fn every_built_in_entry_is_accepted_by_the_crds_and_works_against_its_docu
     failures.extend(results.into_iter().filter_map(Result::err));
     for name in seeded {
         if let Err(e) = run_seeded(name).await {
+            failures.push(e);
+        }
+    }
+    for name in workload() {
+        if let Err(e) = run_workload(name).await {
             failures.push(e);
         }
     }

@@ -115,6 +115,8 @@ struct Values {
     callback: bool,
     /// `rbac.rolloutRestart.enabled`
     rollout_restart: bool,
+    /// `rbac.serviceAccountTokens.enabled`
+    service_account_tokens: bool,
 }
 
 /// What clusterrole(binding).yaml and role(binding).yaml render for `values`.
@@ -126,12 +128,14 @@ fn grants(values: &Values) -> Vec<Grant> {
     };
     let mut out = Vec::new();
     // The workload rules ride in the controller's (Cluster)Role(s) when enabled.
-    let controller: &[&'static str] = if values.rollout_restart {
-        &["controller", "rollout-restart"]
-    } else {
-        &["controller"]
-    };
-    for &file in controller {
+    let mut controller: Vec<&'static str> = vec!["controller"];
+    if values.rollout_restart {
+        controller.push("rollout-restart");
+    }
+    if values.service_account_tokens {
+        controller.push("service-account-tokens");
+    }
+    for &file in &controller {
         if values.watch_namespaces.is_empty() {
             out.push(grant(file, Scope::Cluster));
         } else {
@@ -326,6 +330,7 @@ async fn lifecycle() -> Scenario {
             leader_election: false,
             callback: false,
             rollout_restart: false,
+            service_account_tokens: false,
         },
         requests: operator_requests(&server),
     }
@@ -401,6 +406,7 @@ async fn tls() -> Scenario {
             leader_election: false,
             callback: false,
             rollout_restart: false,
+            service_account_tokens: false,
         },
         requests: operator_requests(&server),
     }
@@ -432,6 +438,7 @@ async fn outage() -> Scenario {
             leader_election: false,
             callback: false,
             rollout_restart: false,
+            service_account_tokens: false,
         },
         requests: operator_requests(&server),
     }
@@ -522,8 +529,68 @@ async fn operations() -> Scenario {
             leader_election: false,
             callback: false,
             rollout_restart: true,
+            service_account_tokens: false,
         },
         requests: operator_requests(&server),
+    }
+}
+
+/// The workload's identity (`rbac.serviceAccountTokens.enabled`): the ServiceAccount is read
+/// (did it opt in?) and a token of it requested for the exchange.
+async fn workload_identity_scenario() -> Scenario {
+    let ns = "team-a";
+    let server = api_server().await;
+    let (base, _book) = workload_identity(&server.issuer(), "system:serviceaccount:team-a:crm-sync").await;
+    server
+        .create_object(
+            "",
+            "serviceaccounts",
+            json!({"apiVersion": "v1", "kind": "ServiceAccount",
+                "metadata": {"name": "crm-sync", "namespace": ns, "annotations": {"connectorauth.dev/connectorauths": "crm"}}}),
+        )
+        .unwrap();
+    server
+        .create_object(
+            "",
+            "secrets",
+            json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "crm-credentials", "namespace": ns},
+                "data": {"client_id": b64("exchanger"), "client_secret": b64("exchanger-secret")}}),
+        )
+        .unwrap();
+    server
+        .create_object(
+            "connectorauth.dev",
+            "connectorauths",
+            json!({"apiVersion": "connectorauth.dev/v1alpha1", "kind": "ConnectorAuth",
+                "metadata": {"name": "crm", "namespace": ns},
+                "spec": {"credentialsRef": {"name": "crm-credentials"}, "provider": "token-exchange",
+                    "providerParams": {"token_url": format!("{base}/token"), "audience": "crm-api"}, "oauth2": {},
+                    "serviceAccountToken": {"name": "crm-sync", "audience": "exchange.example.com"}}}),
+        )
+        .unwrap();
+    let op = Operator::start(Source::Url(server.url()), "op-1", false);
+    eventually(20, "first issuance (workload identity)", || token(&server, ns, "crm")).await;
+    op.stop().await;
+    Scenario {
+        name: "workload identity",
+        values: Values {
+            watch_namespaces: vec![],
+            leader_election: false,
+            callback: false,
+            rollout_restart: false,
+            service_account_tokens: true,
+        },
+        // The token service reads the issuer's keys (public, as kube-apiserver serves them with
+        // `system:service-account-issuer-discovery`); the operator does not.
+        requests: operator_requests(&server)
+            .into_iter()
+            .filter(|r| {
+                !matches!(
+                    r.resource.as_str(),
+                    "/.well-known/openid-configuration" | "/openid/v1/jwks"
+                )
+            })
+            .collect(),
     }
 }
 
@@ -609,6 +676,7 @@ async fn leader_election_and_consent(watch_namespaces: Vec<&'static str>) -> Sce
             leader_election: true,
             callback: true,
             rollout_restart: false,
+            service_account_tokens: false,
         },
         requests: operator_requests(&server),
     }
@@ -618,11 +686,12 @@ async fn leader_election_and_consent(watch_namespaces: Vec<&'static str>) -> Sce
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chart_rbac_is_exactly_what_the_operator_uses() {
-    let (lifecycle, outage, tls, operations, cluster, namespaced) = tokio::join!(
+    let (lifecycle, outage, tls, operations, workload, cluster, namespaced) = tokio::join!(
         lifecycle(),
         outage(),
         tls(),
         operations(),
+        workload_identity_scenario(),
         leader_election_and_consent(vec![]),
         leader_election_and_consent(vec!["team-a", "team-b"]),
     );
@@ -652,7 +721,7 @@ async fn chart_rbac_is_exactly_what_the_operator_uses() {
         "cluster-wide requests with watchNamespaces: {cluster_wide:#?}"
     );
 
-    let scenarios = [lifecycle, outage, tls, operations, cluster, namespaced];
+    let scenarios = [lifecycle, outage, tls, operations, workload, cluster, namespaced];
     let mut denied = BTreeSet::new();
     // (file, rule index) -> the checks it allowed
     let mut used: BTreeMap<(&str, usize), BTreeSet<Check>> = BTreeMap::new();
@@ -699,6 +768,7 @@ async fn chart_rbac_is_exactly_what_the_operator_uses() {
         "consent-key",
         "providers",
         "rollout-restart",
+        "service-account-tokens",
     ] {
         for (i, rule) in rules(file).iter().enumerate() {
             let seen = used.get(&(file, i)).cloned().unwrap_or_default();

@@ -38,6 +38,10 @@ pub struct LocalArgs {
     /// authorization-code resources; their consent URLs are printed.
     #[arg(long)]
     pub callback_addr: Option<SocketAddr>,
+    /// Folder of ServiceAccount tokens for `spec.serviceAccountToken`: `<dir>/<name>/token`,
+    /// as a projected volume (or `kubectl create token NAME > <dir>/NAME/token`) gives them.
+    #[arg(long)]
+    pub service_account_tokens: Option<PathBuf>,
     #[command(flatten)]
     pub http: HttpArgs,
 }
@@ -47,6 +51,7 @@ pub(super) async fn run_local(args: LocalArgs) -> anyhow::Result<std::process::E
     let mut runner = LocalRunner::new(engine, args.manifests.clone(), args.output.clone());
     runner.set_redirect_url(args.redirect_url.clone());
     runner.poll = args.poll;
+    runner.service_account_tokens = args.service_account_tokens.clone();
     if let Some(addr) = args.callback_addr {
         let bound = runner.enable_consent(addr).await?;
         eprintln!(

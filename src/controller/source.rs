@@ -1,14 +1,17 @@
 //! The controller's side of the shared pass: reads through the Kubernetes API ([`Source`],
 //! also for the CLI's `check`), and where a pass keeps state and output ([`Adapter`]: Secrets).
 
-use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, ServiceAccount};
 use kube::api::Api;
 use kube::{Client, ResourceExt};
 
 use super::context::Context;
 use super::store::KubeStore;
 use crate::api::ConnectorAuth;
+use crate::api::ServiceAccountTokenSource;
 use crate::api::provider::{ClusterConnectorAuthProvider, ClusterConnectorAuthProviderSpec};
+use crate::engine::{EngineError, SecretString, ServiceAccountTokens};
 use crate::reconcile::{Adapter, Data, Source, StoreError};
 
 /// A Secret's values by key: `data`, overlaid by `stringData` (set by clients that have not
@@ -32,6 +35,16 @@ impl Source for Context {
 
     async fn provider(&self, name: &str) -> Result<Option<ClusterConnectorAuthProviderSpec>, StoreError> {
         ApiSource(self.client.clone()).provider(name).await
+    }
+
+    async fn service_account_allows(&self, namespace: &str, name: &str, ca: &str) -> Result<Option<bool>, StoreError> {
+        ApiSource(self.client.clone())
+            .service_account_allows(namespace, name, ca)
+            .await
+    }
+
+    fn service_account_tokens(&self, namespace: &str, source: &ServiceAccountTokenSource) -> ServiceAccountTokens {
+        ApiSource(self.client.clone()).service_account_tokens(namespace, source)
     }
 }
 
@@ -73,6 +86,61 @@ impl Source for ApiSource {
             .await
             .map(|p| p.map(|p| p.spec))
             .map_err(|e| StoreError::new(format!("reading ClusterConnectorAuthProvider {name}"), e))
+    }
+
+    async fn service_account_allows(&self, namespace: &str, name: &str, ca: &str) -> Result<Option<bool>, StoreError> {
+        let sa = Api::<ServiceAccount>::namespaced(self.0.clone(), namespace)
+            .get_opt(name)
+            .await
+            .map_err(|e| StoreError::new(format!("reading ServiceAccount {namespace}/{name}"), e))?;
+        Ok(sa.map(|sa| {
+            crate::api::service_account_allows(
+                sa.annotations()
+                    .get(crate::api::SERVICE_ACCOUNT_OPT_IN)
+                    .map(String::as_str),
+                ca,
+            )
+        }))
+    }
+
+    /// A TokenRequest (`serviceaccounts/token` create) for each token: bound to the audience,
+    /// as short-lived as the spec says, and kept by no one but the request that uses it.
+    fn service_account_tokens(&self, namespace: &str, source: &ServiceAccountTokenSource) -> ServiceAccountTokens {
+        let api = Api::<ServiceAccount>::namespaced(self.0.clone(), namespace);
+        let (name, audience) = (source.name.clone(), source.audience.clone());
+        let seconds = source.expiration_seconds.unwrap_or(600);
+        let namespace = namespace.to_string();
+        ServiceAccountTokens(std::sync::Arc::new(move || {
+            let (api, name, audience, namespace) = (api.clone(), name.clone(), audience.clone(), namespace.clone());
+            Box::pin(async move {
+                let request = TokenRequest {
+                    spec: Some(TokenRequestSpec {
+                        audiences: Some(vec![audience]),
+                        expiration_seconds: Some(seconds),
+                        ..TokenRequestSpec::default()
+                    }),
+                    ..TokenRequest::default()
+                };
+                let answer = api
+                    .create_token_request(&name, &Default::default(), &request)
+                    .await
+                    .map_err(|e| EngineError::MissingReference {
+                        field: "spec.serviceAccountToken".into(),
+                        reason: format!("a token of ServiceAccount {namespace}/{name} was not issued: {e}"),
+                    })?;
+                answer
+                    .status
+                    .and_then(|s| s.token)
+                    .filter(|t| !t.is_empty())
+                    .map(SecretString::new)
+                    .ok_or_else(|| EngineError::MissingReference {
+                        field: "spec.serviceAccountToken".into(),
+                        reason: format!(
+                            "the TokenRequest of ServiceAccount {namespace}/{name} came back without a token"
+                        ),
+                    })
+            })
+        }))
     }
 }
 

@@ -54,6 +54,14 @@ impl Engine {
         token: &TokenState,
         now: Timestamp,
     ) -> Result<BTreeMap<String, SecretString>> {
+        let fresh = inputs
+            .with_fresh_tokens(flow)
+            .await
+            .map_err(|cause| EngineError::LookupFailed {
+                lookup: flow.lookups.first().map(|l| l.name.clone()).unwrap_or_default(),
+                cause: Box::new(cause),
+            })?;
+        let inputs = fresh.as_ref();
         let mut ctx = self.context(inputs, Some(token), token.refresh_token.as_ref(), now);
         ctx.extra.extend(token.extras.clone());
         ctx.extra.insert("token_type".into(), token.token_type.clone().into());

@@ -34,6 +34,23 @@ use flow::{Body, Step, Tmpl};
 use http::HttpRequest;
 use state::{digest, hex};
 
+/// Fetches a fresh ServiceAccount token (a TokenRequest, or the file a projected volume gives)
+/// for flows that read `{{ service_account_token }}`; each call asks anew, and nothing keeps it.
+#[derive(Clone)]
+pub struct ServiceAccountTokens(pub std::sync::Arc<dyn Fn() -> TokenFuture + Send + Sync>);
+
+/// One fetch of a ServiceAccount token.
+pub type TokenFuture = std::pin::Pin<Box<dyn Future<Output = Result<SecretString>> + Send>>;
+
+impl std::fmt::Debug for ServiceAccountTokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ServiceAccountTokens")
+    }
+}
+
+/// The template variable of the ServiceAccount token.
+pub const SERVICE_ACCOUNT_TOKEN: &str = "service_account_token";
+
 /// What the engine is given besides the spec.
 #[derive(Clone, Debug)]
 pub struct Inputs {
@@ -50,6 +67,11 @@ pub struct Inputs {
     /// An error (a missing CA ConfigMap, …) is reported only when a request is to be sent, so
     /// a valid token stays published meanwhile.
     pub http: Result<ClientOptions>,
+    /// `spec.serviceAccountToken`, where the resource has one.
+    pub service_account_tokens: Option<ServiceAccountTokens>,
+    /// Values fetched for the requests about to be sent (the ServiceAccount token), as
+    /// template variables; never stored.
+    pub fresh: BTreeMap<String, SecretString>,
 }
 
 impl Default for Inputs {
@@ -60,6 +82,8 @@ impl Default for Inputs {
             callback: BTreeMap::new(),
             code_verifier: None,
             http: Ok(ClientOptions::default()),
+            service_account_tokens: None,
+            fresh: BTreeMap::new(),
         }
     }
 }
@@ -77,6 +101,25 @@ impl Inputs {
 
     fn client_options(&self) -> Result<&ClientOptions> {
         self.http.as_ref().map_err(Clone::clone)
+    }
+
+    /// These inputs with a fresh ServiceAccount token, where the flow reads one and there is
+    /// none yet for this round of requests.
+    pub async fn with_fresh_tokens(&self, flow: &Flow) -> Result<std::borrow::Cow<'_, Inputs>> {
+        if !flow.uses_service_account_token || self.fresh.contains_key(SERVICE_ACCOUNT_TOKEN) {
+            return Ok(std::borrow::Cow::Borrowed(self));
+        }
+        let tokens = self
+            .service_account_tokens
+            .as_ref()
+            .ok_or_else(|| EngineError::InvalidSpec {
+                field: "spec.serviceAccountToken".into(),
+                reason: "the templates read `service_account_token`, so the resource must name a ServiceAccount".into(),
+            })?;
+        let token = (tokens.0)().await?;
+        let mut inputs = self.clone();
+        inputs.fresh.insert(SERVICE_ACCOUNT_TOKEN.into(), token);
+        Ok(std::borrow::Cow::Owned(inputs))
     }
 }
 
@@ -178,6 +221,8 @@ impl Engine {
             });
         }
 
+        let fresh = inputs.with_fresh_tokens(flow).await?;
+        let inputs = fresh.as_ref();
         let RefreshChoice {
             token: refresh_token,
             seed_digest,
@@ -287,6 +332,8 @@ impl Engine {
             field: format!("spec.{}.grantType", flow.scheme),
             reason: "consent callbacks need grantType authorizationCode".into(),
         })?;
+        let fresh = inputs.with_fresh_tokens(flow).await?;
+        let inputs = fresh.as_ref();
         let mut ctx = self.context(inputs, None, None, now);
         ctx.callback = inputs.callback.clone();
         if flow.pkce {
@@ -378,7 +425,12 @@ impl Engine {
             refresh_token: refresh_token.cloned(),
             oauth: prev.map(|p| p.oauth.clone()).unwrap_or_default(),
             redirect_url: inputs.redirect_url.clone(),
-            extra: prev.map(lookup_values).unwrap_or_default(),
+            extra: prev
+                .map(lookup_values)
+                .unwrap_or_default()
+                .into_iter()
+                .chain(inputs.fresh.clone())
+                .collect(),
             callback: prev.map(|p| p.callback.clone()).unwrap_or_default(),
             now: Some(now),
         }

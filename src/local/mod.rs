@@ -40,6 +40,43 @@ pub use summary::Summary;
 struct Files<'a> {
     manifests: &'a Manifests,
     output: &'a Path,
+    service_account_tokens: Option<&'a Path>,
+}
+
+/// Local mode's ServiceAccount tokens: `<dir>/<name>/token`, as a projected volume mounts them
+/// (the kubelet keeps the file fresh); read anew for each request. A ServiceAccount exists
+/// when its file does; the person running local mode is the one who put it there.
+fn local_service_account(dir: Option<&Path>, name: &str) -> Option<PathBuf> {
+    let valid = crate::api::names::is_dns1123_subdomain(name);
+    dir.filter(|_| valid)
+        .map(|d| d.join(name).join("token"))
+        .filter(|p| p.is_file())
+}
+
+fn local_service_account_tokens(dir: Option<&Path>, name: &str) -> crate::engine::ServiceAccountTokens {
+    let path = dir.map(|d| d.join(name).join("token"));
+    let name = name.to_string();
+    crate::engine::ServiceAccountTokens(Arc::new(move || {
+        let (path, name) = (path.clone(), name.clone());
+        Box::pin(async move {
+            let missing = |why: String| crate::engine::EngineError::MissingReference {
+                field: "spec.serviceAccountToken".into(),
+                reason: why,
+            };
+            let path = path.ok_or_else(|| {
+                missing(format!(
+                    "no token of ServiceAccount {name}: run with --service-account-tokens DIR"
+                ))
+            })?;
+            let token = tokio::fs::read_to_string(&path).await.map_err(|e| {
+                missing(format!(
+                    "reading the token of ServiceAccount {name} at {}: {e}",
+                    path.display()
+                ))
+            })?;
+            Ok(crate::engine::SecretString::new(token.trim().to_string()))
+        })
+    }))
 }
 
 impl Source for Files<'_> {
@@ -53,6 +90,18 @@ impl Source for Files<'_> {
 
     async fn provider(&self, name: &str) -> Result<Option<ProviderSpec>, StoreError> {
         Source::provider(self.manifests, name).await
+    }
+
+    async fn service_account_allows(&self, _: &str, name: &str, _: &str) -> Result<Option<bool>, StoreError> {
+        Ok(local_service_account(self.service_account_tokens, name).map(|_| true))
+    }
+
+    fn service_account_tokens(
+        &self,
+        _: &str,
+        source: &crate::api::ServiceAccountTokenSource,
+    ) -> crate::engine::ServiceAccountTokens {
+        local_service_account_tokens(self.service_account_tokens, &source.name)
     }
 }
 
@@ -78,6 +127,8 @@ pub struct LocalRunner {
     core: Arc<Core>,
     /// Resources already warned about `spec.tls.insecureSkipVerify` (once per process).
     warned_insecure: BTreeSet<(String, String)>,
+    /// Where ServiceAccount tokens are read (`<dir>/<name>/token`, `--service-account-tokens`).
+    pub service_account_tokens: Option<PathBuf>,
 }
 
 impl LocalRunner {
@@ -88,6 +139,7 @@ impl LocalRunner {
             poll: Duration::from_secs(10),
             core: Arc::new(Core::new(engine, None, Lead::always())),
             warned_insecure: BTreeSet::new(),
+            service_account_tokens: None,
         }
     }
 
@@ -123,6 +175,7 @@ impl LocalRunner {
             core: self.core.clone(),
             manifests: self.manifests.clone(),
             output: self.output.clone(),
+            service_account_tokens: self.service_account_tokens.clone(),
         });
         let router = callback::router(host);
         tokio::spawn(async move {
@@ -143,6 +196,7 @@ impl LocalRunner {
         let files = Files {
             manifests: &manifests,
             output: &self.output,
+            service_account_tokens: self.service_account_tokens.as_deref(),
         };
         let mut reports = Vec::new();
         for ca in &manifests.resources {
@@ -226,6 +280,7 @@ struct LocalHost {
     core: Arc<Core>,
     manifests: PathBuf,
     output: PathBuf,
+    service_account_tokens: Option<PathBuf>,
 }
 
 impl LocalHost {
@@ -245,6 +300,18 @@ impl Source for LocalHost {
 
     async fn provider(&self, name: &str) -> Result<Option<ProviderSpec>, StoreError> {
         Source::provider(&self.load()?, name).await
+    }
+
+    async fn service_account_allows(&self, _: &str, name: &str, _: &str) -> Result<Option<bool>, StoreError> {
+        Ok(local_service_account(self.service_account_tokens.as_deref(), name).map(|_| true))
+    }
+
+    fn service_account_tokens(
+        &self,
+        _: &str,
+        source: &crate::api::ServiceAccountTokenSource,
+    ) -> crate::engine::ServiceAccountTokens {
+        local_service_account_tokens(self.service_account_tokens.as_deref(), &source.name)
     }
 }
 

@@ -28,7 +28,7 @@ use crate::api::provider::ClusterConnectorAuthProviderSpec as ProviderSpec;
 use crate::catalog;
 use crate::consent::{self, ConsentState};
 use crate::engine::tls::{self, Kind};
-use crate::engine::{self, Engine, EngineError, Inputs, SecretString, Verification};
+use crate::engine::{self, Engine, EngineError, Inputs, SecretString, ServiceAccountTokens, Verification};
 use crate::reason::Reason;
 pub use lead::{Held, Lead, shard_of};
 pub use record::{Action, Gathered, Outcome, PassError, Store, StoreError, Unsaved};
@@ -99,6 +99,34 @@ pub trait Source: Sync {
     fn config_map(&self, namespace: &str, name: &str) -> impl Future<Output = Result<Option<Data>, StoreError>> + Send;
     /// The ClusterConnectorAuthProvider of this name; `None` when there is none.
     fn provider(&self, name: &str) -> impl Future<Output = Result<Option<ProviderSpec>, StoreError>> + Send;
+    /// Whether the ServiceAccount exists and lets the ConnectorAuth `ca` use its tokens
+    /// ([`crate::api::SERVICE_ACCOUNT_OPT_IN`]): `None` when it does not exist (and in a mode
+    /// without ServiceAccounts).
+    fn service_account_allows(
+        &self,
+        _namespace: &str,
+        _name: &str,
+        _ca: &str,
+    ) -> impl Future<Output = Result<Option<bool>, StoreError>> + Send {
+        async { Ok(None) }
+    }
+    /// How this mode gets a fresh token of the ServiceAccount (nothing is fetched yet).
+    fn service_account_tokens(
+        &self,
+        _namespace: &str,
+        source: &crate::api::ServiceAccountTokenSource,
+    ) -> ServiceAccountTokens {
+        let name = source.name.clone();
+        ServiceAccountTokens(std::sync::Arc::new(move || {
+            let name = name.clone();
+            Box::pin(async move {
+                Err(EngineError::MissingReference {
+                    field: "spec.serviceAccountToken".into(),
+                    reason: format!("this mode cannot get tokens of ServiceAccount {name}"),
+                })
+            })
+        }))
+    }
 }
 
 /// A mode: its reads, and where each resource's state and output are kept.
@@ -209,13 +237,53 @@ pub async fn gather<S: Source>(
         };
         fetched.insert(obj, data);
     }
+    // The ServiceAccount must exist and have opted in before any token of it is asked for.
+    let service_account_tokens = match &spec.service_account_token {
+        None if flow.uses_service_account_token => {
+            return Ok(Err(Refusal {
+                reason: Reason::InvalidSpec,
+                message: "the templates read `service_account_token`: set spec.serviceAccountToken".into(),
+            }));
+        }
+        None => None,
+        Some(sa) => match source.service_account_allows(&ns, &sa.name, &ca.name_any()).await? {
+            None => {
+                return Ok(Err(Refusal {
+                    reason: Reason::ServiceAccountNotFound,
+                    message: format!("ServiceAccount {ns}/{} (spec.serviceAccountToken) not found", sa.name),
+                }));
+            }
+            Some(false) => {
+                return Ok(Err(Refusal {
+                    reason: Reason::ServiceAccountNotAllowed,
+                    message: format!(
+                        "ServiceAccount {ns}/{} does not let this ConnectorAuth use its tokens: its annotation {} must list `{}` (or `*`)",
+                        sa.name,
+                        crate::api::SERVICE_ACCOUNT_OPT_IN,
+                        ca.name_any()
+                    ),
+                }));
+            }
+            Some(true) => Some(source.service_account_tokens(&ns, sa)),
+        },
+    };
     let fingerprint = engine::fingerprint(&resolved.engine(), &credentials);
+    // Another ServiceAccount or audience is another identity: the token is issued anew.
+    let fingerprint = match &spec.service_account_token {
+        Some(sa) => engine::state::digest(&format!(
+            "{fingerprint}/{}",
+            serde_json::to_string(sa).unwrap_or_default()
+        )),
+        None => fingerprint,
+    };
     let inputs = Inputs {
         credentials,
         redirect_url,
         callback,
         code_verifier: None,
         http: tls::resolve(spec, &fetched),
+        service_account_tokens,
+        fresh: BTreeMap::new(),
     };
     Ok(Ok(Gathered {
         flow,

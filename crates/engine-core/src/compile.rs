@@ -47,6 +47,7 @@ pub fn compile(spec: &Spec<'_>, templates: &Templates) -> Result<Flow> {
         .flat_map(|t| templates.paths(&t.source))
         .collect();
     flow.response_fields = ResponseFields::of(paths.iter().map(String::as_str));
+    flow.uses_service_account_token = paths.iter().any(|p| p == "service_account_token");
     for t in flow.templates() {
         for path in templates.paths(&t.source) {
             if let Some(name) = path.strip_prefix("callback.").map(|p| p.split('.').next().unwrap_or(p))

@@ -138,6 +138,9 @@ pub struct Flow {
     pub assertions: Vec<assertion::Plan>,
     /// Requests sent in order before `login` (see `engine::chain`).
     pub chain: Vec<ChainStep>,
+    /// Some template reads `{{ service_account_token }}`: a fresh ServiceAccount token is
+    /// fetched before each request that may read it (never stored).
+    pub uses_service_account_token: bool,
     /// `spec.verify`: proves a published credential works (see `engine::verify`).
     pub verify: Option<Step>,
     /// RFC 7009 revocation on delete (oauth2 with `revocationUrl`).
@@ -375,6 +378,7 @@ pub(crate) fn base_flow() -> Flow {
         renewal: RenewalPolicy::default(),
         assertions: vec![],
         chain: vec![],
+        uses_service_account_token: false,
         verify: None,
         revocation: None,
     }

@@ -91,6 +91,11 @@ reasons! {
     CredentialsNotFound,
     /// `spec.provider` names neither a ClusterConnectorAuthProvider nor a built-in provider.
     ProviderNotFound,
+    /// `spec.serviceAccountToken` names a ServiceAccount that does not exist.
+    ServiceAccountNotFound,
+    /// `spec.serviceAccountToken` names a ServiceAccount whose `connectorauth.dev/connectorauths`
+    /// annotation does not list this ConnectorAuth: no token is requested for it.
+    ServiceAccountNotAllowed,
     /// A Secret the resource would write belongs to someone else.
     SecretOwnedElsewhere,
     /// The API server refused a Secret write as invalid.

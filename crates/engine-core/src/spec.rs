@@ -215,6 +215,11 @@ pub enum GrantType {
     AuthorizationCode,
     /// `password`: resource owner password credentials.
     Password,
+    /// `urn:ietf:params:oauth:grant-type:token-exchange` (RFC 8693): a token the operator
+    /// holds — by default the ServiceAccount token of `spec.serviceAccountToken` — exchanged
+    /// for one of the provider's (`tokenExchange` says which and for what). Renewal repeats
+    /// the exchange with a fresh subject token.
+    TokenExchange,
     /// `urn:ietf:params:oauth:grant-type:jwt-bearer` (RFC 7523 §2.1): the operator signs a JWT
     /// (`assertion`) with a private key and exchanges it (Google service accounts, Salesforce
     /// and DocuSign JWT flows). `scopes` go into the JWT's `scope` claim.
@@ -346,6 +351,10 @@ pub struct OAuth2 {
     /// code, as an HTTP error answer would be.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error_code: Option<ErrorCode>,
+    /// The parameters of grant `tokenExchange` (RFC 8693 §2.1). `audience` and `scopes` above
+    /// are its `audience` and `scope`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_exchange: Option<TokenExchange>,
     /// Replaces the generated first token request entirely (ChiefOnboarding: `access_token`).
     /// The code from the consent callback is `{{ code }}`; a request that does not use it gets
     /// `code=<code>` appended to its URL (ChiefOnboarding does the same).
@@ -380,6 +389,31 @@ pub struct OAuth2 {
     /// `refresh_token`, `expires_in`, `token_type`).
     #[serde(flatten)]
     pub extraction: Extraction,
+}
+
+/// `oauth2.tokenExchange`: what is exchanged, and for what.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TokenExchange {
+    /// The subject token, a template. Default `{{ service_account_token }}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject_token: Option<String>,
+    /// Its type. Default `urn:ietf:params:oauth:token-type:jwt`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject_token_type: Option<String>,
+    /// The type of token asked for (e.g. `urn:ietf:params:oauth:token-type:access_token`);
+    /// omitted by default, leaving it to the server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requested_token_type: Option<String>,
+    /// `resource`: where the token will be used (a URI).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource: Option<String>,
+    /// An actor token (delegation, RFC 8693 §1.1), a template.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor_token: Option<String>,
+    /// The actor token's type. Default `urn:ietf:params:oauth:token-type:jwt`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor_token_type: Option<String>,
 }
 
 /// `oauth2.callbackHmac`.

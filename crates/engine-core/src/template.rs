@@ -32,6 +32,8 @@ pub const PROVIDED_VARIABLES: &[&str] = &[
     "callback",
     // The PKCE verifier of the consent being completed (`oauth2.pkce`).
     "code_verifier",
+    // A fresh bound token of `spec.serviceAccountToken` (TokenRequest, or a projected file).
+    "service_account_token",
 ];
 
 use base64::Engine as _;
@@ -325,6 +327,15 @@ pub fn parse_time(s: &str) -> std::result::Result<Timestamp, minijinja::Error> {
     }
     if let Ok(secs) = s.parse::<i64>()
         && let Ok(t) = Timestamp::from_second(secs)
+    {
+        return Ok(t);
+    }
+    // Unix seconds written as a JSON number with a fraction or exponent (`1.7e9`, AWS's JSON
+    // answers).
+    if let Ok(secs) = s.parse::<f64>()
+        && secs.is_finite()
+        && secs.abs() < 1e15
+        && let Ok(t) = Timestamp::from_second(secs.trunc() as i64)
     {
         return Ok(t);
     }

@@ -50,6 +50,10 @@ enum Route {
     /// `/api/v1`, `/apis/{group}/{version}`
     GroupVersion(String, String),
     Resource(ResourcePath),
+    /// `/.well-known/openid-configuration`: the ServiceAccount issuer's discovery document.
+    OpenIdConfiguration,
+    /// `/openid/v1/jwks`: the keys ServiceAccount tokens are signed with.
+    Jwks,
     Unknown,
 }
 
@@ -63,6 +67,8 @@ impl Route {
         let segs: Vec<&str> = decoded.iter().map(String::as_str).collect();
         match segs.as_slice() {
             ["version"] => Self::Version,
+            [".well-known", "openid-configuration"] => Self::OpenIdConfiguration,
+            ["openid", "v1", "jwks"] => Self::Jwks,
             ["healthz" | "livez" | "readyz", ..] => Self::Health,
             ["api"] => Self::CoreVersions,
             ["apis"] => Self::Groups,
@@ -211,6 +217,8 @@ fn dispatch(request: Request, route: Route, host: &str) -> Response {
         Route::Groups => Ok(json_response(StatusCode::OK, &api_groups(&request))),
         Route::GroupVersion(group, version) => api_resources(&request, &group, &version),
         Route::Resource(path) => serve_resource(request, path),
+        Route::OpenIdConfiguration => Ok(json_response(StatusCode::OK, &request.shared.issuer.discovery())),
+        Route::Jwks => Ok(json_response(StatusCode::OK, &request.shared.issuer.jwks())),
         Route::Unknown => Err(ApiError::unknown_resource()),
     };
     result.unwrap_or_else(|e| error_response(&e))
@@ -292,6 +300,9 @@ fn serve_resource(request: Request, path: ResourcePath) -> Result<Response, ApiE
         (None, Some(_)) => !info.namespaced,
         (None, None) => true,
     };
+    if info.group.is_empty() && info.plural == "serviceaccounts" && path.subresource.as_deref() == Some("token") {
+        return token_request(&request, &info, &ck, &path);
+    }
     let target = match path.subresource.as_deref() {
         None => Target::Main,
         Some("status") if info.status_subresource => Target::Status,
@@ -366,6 +377,33 @@ fn serve_resource(request: Request, path: ResourcePath) -> Result<Response, ApiE
         (&Method::DELETE, None) => delete_collection(&request, &info, &ck, path.namespace.as_deref()),
         _ => Err(ApiError::method_not_allowed()),
     }
+}
+
+/// `POST .../serviceaccounts/{name}/token`: a TokenRequest, answered with a signed token.
+fn token_request(
+    request: &Request,
+    info: &ResourceInfo,
+    ck: &CollKey,
+    path: &ResourcePath,
+) -> Result<Response, ApiError> {
+    let (Some(ns), Some(name)) = (path.namespace.as_deref(), path.name.as_deref()) else {
+        return Err(ApiError::unknown_resource());
+    };
+    if request.method != Method::POST {
+        return Err(ApiError::method_not_allowed());
+    }
+    let body = request.json_body()?;
+    let sa = request
+        .shared
+        .store()
+        .get(ck, ns, name)
+        .cloned()
+        .ok_or_else(|| ApiError::not_found(info, name))?;
+    let answer = request
+        .shared
+        .issuer
+        .token_request(&sa, &body, jiff::Timestamp::now().as_second())?;
+    Ok(json_response(StatusCode::CREATED, &answer))
 }
 
 fn created_status(created: bool) -> StatusCode {

@@ -75,6 +75,7 @@ mod registry;
 mod schema;
 mod selector;
 mod store;
+mod tokens;
 mod validation;
 mod watch;
 
@@ -258,6 +259,8 @@ struct RequestLog {
 /// State shared by the server task, open watch streams and the test handle.
 pub(crate) struct Shared {
     store: Mutex<Store>,
+    /// Signs ServiceAccount tokens (TokenRequest) and serves their keys.
+    pub(crate) issuer: tokens::Issuer,
     log: Mutex<RequestLog>,
     /// Bumped to end all open watch streams.
     closer: notify::Sender<u64>,
@@ -335,15 +338,16 @@ impl FakeApiServer {
     /// Binds `127.0.0.1:0` and serves in a background tokio task. Must be called
     /// inside a tokio runtime, which the server then lives on.
     pub async fn start() -> Self {
-        let shared = Arc::new(Shared {
-            store: Mutex::new(Store::new(DEFAULT_HISTORY_LIMIT, DEFAULT_EVENT_TTL)),
-            log: Mutex::new(RequestLog::default()),
-            closer: notify::channel(0).0,
-        });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind 127.0.0.1:0");
         let addr = listener.local_addr().expect("listener address");
+        let shared = Arc::new(Shared {
+            store: Mutex::new(Store::new(DEFAULT_HISTORY_LIMIT, DEFAULT_EVENT_TTL)),
+            issuer: tokens::Issuer::new(format!("http://{addr}")),
+            log: Mutex::new(RequestLog::default()),
+            closer: notify::channel(0).0,
+        });
         let (shutdown, stopped) = oneshot::channel::<()>();
         let app = http::router(shared.clone());
         tokio::spawn(async move {
@@ -367,6 +371,12 @@ impl FakeApiServer {
     /// Base URL, `http://127.0.0.1:PORT`.
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// The issuer of the ServiceAccount tokens this server signs (its `iss` claim): the base
+    /// URL, whose `/.well-known/openid-configuration` and `/openid/v1/jwks` are served.
+    pub fn issuer(&self) -> String {
+        self.shared.issuer.url.clone()
     }
 
     /// A `kube::Client` for this server, with default namespace `default`.

@@ -15,6 +15,7 @@ mod snov;
 mod superoffice;
 mod tripletex;
 mod webcrm;
+mod workload_identity;
 
 // Each test binary uses some of them: an unused one is no warning.
 #[allow(unused_imports)]
@@ -43,6 +44,8 @@ pub use superoffice::*;
 pub use tripletex::*;
 #[allow(unused_imports)]
 pub use webcrm::*;
+#[allow(unused_imports)]
+pub use workload_identity::*;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -151,6 +151,12 @@ pub(crate) fn compile(
             .map(|r| request_step(name, &format!("{field}.tokenRequest"), r, ext.clone()))
             .transpose()
     };
+    if o.token_exchange.is_some() && grant != GrantType::TokenExchange {
+        return Err(EngineError::InvalidSpec {
+            field: format!("{field}.tokenExchange"),
+            reason: "is for grantType tokenExchange".into(),
+        });
+    }
     if o.pkce == Some(true) && grant != GrantType::AuthorizationCode {
         return Err(EngineError::InvalidSpec {
             field: format!("{field}.pkce"),
@@ -182,6 +188,57 @@ pub(crate) fn compile(
                     ],
                     true,
                 )?,
+            });
+        }
+        GrantType::TokenExchange => {
+            let x = o.token_exchange.clone().unwrap_or_default();
+            let mut fields = vec![
+                (
+                    "grant_type",
+                    t("grantType", "urn:ietf:params:oauth:grant-type:token-exchange"),
+                    false,
+                ),
+                (
+                    "subject_token",
+                    t(
+                        "tokenExchange.subjectToken",
+                        x.subject_token.as_deref().unwrap_or("{{ service_account_token }}"),
+                    ),
+                    false,
+                ),
+                (
+                    "subject_token_type",
+                    t(
+                        "tokenExchange.subjectTokenType",
+                        x.subject_token_type
+                            .as_deref()
+                            .unwrap_or("urn:ietf:params:oauth:token-type:jwt"),
+                    ),
+                    false,
+                ),
+            ];
+            if let Some(r) = &x.requested_token_type {
+                fields.push(("requested_token_type", t("tokenExchange.requestedTokenType", r), false));
+            }
+            if let Some(r) = &x.resource {
+                fields.push(("resource", t("tokenExchange.resource", r), false));
+            }
+            if let Some(a) = &x.actor_token {
+                fields.push(("actor_token", t("tokenExchange.actorToken", a), false));
+                fields.push((
+                    "actor_token_type",
+                    t(
+                        "tokenExchange.actorTokenType",
+                        x.actor_token_type
+                            .as_deref()
+                            .unwrap_or("urn:ietf:params:oauth:token-type:jwt"),
+                    ),
+                    false,
+                ));
+            }
+            flow.login = Some(match custom_first("login")? {
+                Some(s) => s,
+                None => generated("login", fields, true)?,
             });
         }
         GrantType::JwtBearer => {
@@ -379,6 +436,29 @@ mod tests {
         let fields = form(login);
         assert!(fields.contains(&("client_id", "{{ client_id }}")), "{fields:?}");
         assert!(fields.contains(&("client_secret", "{{ client_secret }}")), "{fields:?}");
+    }
+
+    #[test]
+    fn token_exchange_sends_the_service_account_token_as_the_subject_by_default() {
+        let f = flow(json!({"oauth2": {
+            "tokenUrl": "https://sts.example/token", "grantType": "tokenExchange", "clientAuth": "none",
+            "audience": "https://api.example", "scopes": ["read"],
+            "tokenExchange": {"requestedTokenType": "urn:ietf:params:oauth:token-type:access_token"},
+        }}));
+        let fields = form(f.login.as_ref().unwrap());
+        for want in [
+            ("grant_type", "urn:ietf:params:oauth:grant-type:token-exchange"),
+            ("subject_token", "{{ service_account_token }}"),
+            ("subject_token_type", "urn:ietf:params:oauth:token-type:jwt"),
+            ("requested_token_type", "urn:ietf:params:oauth:token-type:access_token"),
+            ("audience", "https://api.example"),
+            ("scope", "read"),
+        ] {
+            assert!(fields.contains(&want), "{want:?} in {fields:?}");
+        }
+        assert!(f.uses_service_account_token);
+        let e = refused(json!({"oauth2": {"tokenUrl": "https://x/t", "tokenExchange": {}}}));
+        assert!(e.to_string().contains("spec.oauth2.tokenExchange"), "{e}");
     }
 
     #[test]
