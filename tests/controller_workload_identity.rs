@@ -83,8 +83,28 @@ async fn headers(client: &kube::Client, name: &str) -> Option<BTreeMap<String, S
     Some(BTreeMap::from([("headers.json".to_string(), v)]))
 }
 
+#[derive(Clone, Default)]
+struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_service_account_token_is_exchanged_fresh_each_time_and_kept_nowhere() {
+    let logs = Captured::default();
+    let writer = logs.clone();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter("trace")
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .try_init();
     let server = api_server().await;
     let client = server.client();
     let (base, book) = workload_identity(&server.issuer(), &format!("system:serviceaccount:{NS}:crm-sync")).await;
@@ -122,9 +142,11 @@ async fn a_service_account_token_is_exchanged_fresh_each_time_and_kept_nowhere()
 
     // Not in status, Events or any Secret (output or private state).
     let mut seen: Vec<String> = vec![serde_json::to_string(&renew.get("crm").await.unwrap().status).unwrap()];
-    for e in server.objects("", "events") {
+    for e in server.objects("events.k8s.io", "events") {
         seen.push(e.to_string());
     }
+    assert!(seen[1..].iter().any(|e| e.contains("Issued")), "Events were written");
+    let status_and_events = seen.join("\n");
     for s in server.objects("", "secrets") {
         let data: Value = s["data"].clone();
         for v in data.as_object().into_iter().flatten().filter_map(|(_, v)| v.as_str()) {
@@ -133,11 +155,22 @@ async fn a_service_account_token_is_exchanged_fresh_each_time_and_kept_nowhere()
             seen.push(String::from_utf8_lossy(&bytes).into_owned());
         }
     }
+    let logs = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    assert!(logs.contains("TRACE"), "trace logging was on");
     for t in &presented {
         let signature = t.rsplit('.').next().unwrap();
         assert!(
             !seen.iter().any(|s| s.contains(signature)),
             "a ServiceAccount token was kept"
+        );
+        assert!(!logs.contains(signature), "a ServiceAccount token was logged");
+    }
+    // The exchanged credentials are in the output Secret only: not logged, not in status or Events.
+    for issued in book.issued.lock().unwrap().iter() {
+        assert!(!logs.contains(issued.as_str()), "an exchanged token was logged");
+        assert!(
+            !status_and_events.contains(issued.as_str()),
+            "an exchanged token in status or an Event"
         );
     }
     op.stop().await;
