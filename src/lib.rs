@@ -13,6 +13,7 @@
 //! - [`local`]: the file-backed adapter (local mode).
 //! - [`api`]: the `ConnectorAuth` resource; [`reason`]: every reason the operator reports.
 //! - [`ops`]: `status`, `renew` and `check` against a cluster (also the kubectl plugin).
+//! - [`proxy`]: the auth-injecting proxy for workloads that cannot read a file (`proxy`).
 //! - [`cli`], [`demo`]: the command line, the demo. (The controller's metrics and health endpoints
 //!   are `controller::server`; the consent pages `reconcile::pages`.)
 #![forbid(unsafe_code)]
@@ -28,5 +29,6 @@ pub mod engine;
 pub mod import;
 pub mod local;
 pub mod ops;
+pub mod proxy;
 pub mod reconcile;
 pub use engine_core::reason;

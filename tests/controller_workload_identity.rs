@@ -117,7 +117,7 @@ async fn a_service_account_token_is_exchanged_fresh_each_time_and_kept_nowhere()
         (call_api(&format!("{base}/api"), &h).await == 200).then_some(())
     })
     .await;
-    // The exchanged token lives 300 s: renewed at two thirds, with a new ServiceAccount token.
+    // A renewal (asked for here) exchanges again, with a new ServiceAccount token.
     let renew = Api::<ConnectorAuth>::namespaced(client.clone(), NS);
     renew
         .patch(

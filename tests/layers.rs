@@ -25,6 +25,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("controller", 5),
     ("local", 5),
     ("ops", 5),
+    ("proxy", 5),
     ("demo", 6),
     ("cli", 6),
 ];

@@ -15,6 +15,7 @@ mod local_mode;
 mod operations;
 mod operator;
 mod providers;
+mod proxy;
 
 pub use demo::DemoArgs;
 use demo::run_demo;
@@ -27,6 +28,7 @@ use operator::run_operator;
 pub use providers::{
     ImportArgs, ProvidersCommand, all_crds_yaml, crd_yaml, import_yaml, provider_crd_yaml, providers_text,
 };
+pub use proxy::ProxyArgs;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -77,6 +79,9 @@ pub enum Command {
     /// Send a ConnectorAuth's `spec.verify` request with its published headers and print the
     /// HTTP status. Exits 1 when the provider does not accept the credential.
     Check(CheckArgs),
+    /// Forward workloads' requests to one upstream per route, adding the published credential
+    /// (for workloads that cannot re-read a mounted Secret): a sidecar or a Deployment.
+    Proxy(ProxyArgs),
 }
 
 /// How `status` prints.
@@ -219,6 +224,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             Ok(std::process::ExitCode::SUCCESS)
         }
         Command::Status(args) => run_status(args).await,
+        Command::Proxy(args) => proxy::run_proxy(args).await,
         Command::Renew(args) => run_renew(args).await,
         Command::Check(args) => run_check(args).await,
     }

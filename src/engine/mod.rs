@@ -11,7 +11,7 @@ pub mod tls;
 pub mod verify;
 
 pub use engine_core::{
-    assertion, callback, error, extract, flow, policy, renewal, schemes, secret, signing, spec, template,
+    assertion, callback, dpop, error, extract, flow, policy, renewal, schemes, secret, signing, spec, template,
 };
 
 use std::collections::BTreeMap;
@@ -536,7 +536,7 @@ impl Engine {
         }
         let options = inputs.client_options()?;
         let started = std::time::Instant::now();
-        let resp = self.http.send(step.name, req, options).await?;
+        let resp = self.send_with_dpop(flow, inputs, step.name, req, options, now).await?;
         tracing::debug!(step = step.name, host = %resp.host, status = resp.status, elapsed_ms = started.elapsed().as_millis() as u64, "token response");
         let parsed = extract::Parsed::new(step.name, &resp);
         let e = &step.extraction;
@@ -647,6 +647,52 @@ impl Engine {
             callback: continues.map(|p| p.callback.clone()).unwrap_or_default(),
             lookups: continues.map(|p| p.lookups.clone()).unwrap_or_default(),
         })
+    }
+
+    /// Sends a token request; with `oauth2.dpop`, with a proof of the key, and once more with
+    /// the server's nonce when it answers `use_dpop_nonce` (RFC 9449 §8).
+    async fn send_with_dpop(
+        &self,
+        flow: &Flow,
+        inputs: &Inputs,
+        step: &str,
+        req: HttpRequest,
+        options: &ClientOptions,
+        now: Timestamp,
+    ) -> Result<http::HttpResponse> {
+        let Some((key_name, alg)) = &flow.dpop else {
+            return self.http.send(step, req, options).await;
+        };
+        let pem = inputs
+            .credentials
+            .get(key_name)
+            .ok_or_else(|| EngineError::MissingCredential {
+                key: key_name.clone(),
+                field: "spec.oauth2.dpop.privateKeyKey".into(),
+            })?;
+        let key = engine_core::dpop::DpopKey::from_pem(pem.expose(), *alg, &format!("credentials key `{key_name}`"))?;
+        let mut nonce: Option<String> = None;
+        for attempt in 0..2 {
+            let mut r = req.clone();
+            let proof = key.proof(r.method.as_str(), &r.url, None, nonce.as_deref(), now.as_second());
+            r.headers.push(("DPoP".into(), proof.into()));
+            let resp = self.http.fetch(step, r, options).await?;
+            let asked = resp
+                .headers
+                .get("dpop-nonce")
+                .and_then(|v| v.to_str().ok())
+                .filter(|n| !n.is_empty() && n.len() <= 256 && n.chars().all(|c| c.is_ascii_graphic()))
+                .map(str::to_string);
+            let wants_nonce =
+                matches!(resp.status, 400 | 401) && String::from_utf8_lossy(&resp.body).contains("use_dpop_nonce");
+            if attempt == 0 && wants_nonce && asked.is_some() {
+                nonce = asked;
+                continue;
+            }
+            http::classify_status(step, &resp.host, resp.status, &resp.headers, &resp.body)?;
+            return Ok(resp);
+        }
+        unreachable!("the second attempt returns")
     }
 
     /// The output Secret's data for a token.

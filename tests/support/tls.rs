@@ -241,3 +241,92 @@ pub fn token_spec(token_url: &str, extra: &str) -> String {
 /// Credentials for [`token_spec`].
 pub const CLIENT_ID: &str = "tls-client";
 pub const CLIENT_SECRET: &str = "tls-secret";
+
+/// The client of a mutual-TLS connection: its address and its certificate's SHA-256
+/// thumbprint (base64url, as RFC 8705's `cnf.x5t#S256`). Handlers read it as
+/// `ConnectInfo<PeerCert>` from [`serve_mtls_with_peers`].
+#[derive(Clone, Debug)]
+pub struct PeerCert {
+    pub addr: SocketAddr,
+    pub thumbprint: Option<String>,
+}
+
+impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, PeerListener>> for PeerCert {
+    fn connect_info(stream: axum::serve::IncomingStream<'_, PeerListener>) -> Self {
+        stream.remote_addr().clone()
+    }
+}
+
+/// Connections whose mutual-TLS handshake succeeded, with their client's certificate.
+pub struct PeerListener {
+    rx: tokio::sync::mpsc::Receiver<(tokio_rustls::server::TlsStream<TcpStream>, PeerCert)>,
+    addr: SocketAddr,
+}
+
+impl axum::serve::Listener for PeerListener {
+    type Io = tokio_rustls::server::TlsStream<TcpStream>;
+    type Addr = PeerCert;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        match self.rx.recv().await {
+            Some(conn) => conn,
+            None => std::future::pending().await,
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        Ok(PeerCert {
+            addr: self.addr,
+            thumbprint: None,
+        })
+    }
+}
+
+/// [`serve_tls`] requiring a client certificate from `client_ca`, telling handlers which one
+/// each connection presented.
+pub async fn serve_mtls_with_peers(router: Router, server: &CertKey, client_ca: &str) -> String {
+    use base64::Engine as _;
+    use sha2::Digest as _;
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(server.cert.as_bytes())
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let key = PrivateKeyDer::from_pem_slice(server.key.as_bytes()).unwrap();
+    let mut roots = RootCertStore::empty();
+    for c in CertificateDer::pem_slice_iter(client_ca.as_bytes()) {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let verifier = WebPkiClientVerifier::builder(Arc::new(roots)).build().unwrap();
+    let config = ServerConfig::builder()
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(certs, key)
+        .unwrap();
+    let acceptor = TlsAcceptor::from(Arc::new(config));
+    let tcp = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = tcp.local_addr().unwrap();
+    let (tx, rx) = tokio::sync::mpsc::channel(16);
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, peer)) = tcp.accept().await else {
+                continue;
+            };
+            let (acceptor, tx) = (acceptor.clone(), tx.clone());
+            tokio::spawn(async move {
+                if let Ok(Ok(tls)) = tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream)).await {
+                    let thumbprint = tls.get_ref().1.peer_certificates().and_then(|c| c.first()).map(|c| {
+                        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(c.as_ref()))
+                    });
+                    let _ = tx.send((tls, PeerCert { addr: peer, thumbprint })).await;
+                }
+            });
+        }
+    });
+    tokio::spawn(async move {
+        axum::serve(
+            PeerListener { rx, addr },
+            router.into_make_service_with_connect_info::<PeerCert>(),
+        )
+        .await
+        .unwrap();
+    });
+    format!("https://{addr}")
+}

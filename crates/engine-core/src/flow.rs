@@ -138,6 +138,8 @@ pub struct Flow {
     pub assertions: Vec<assertion::Plan>,
     /// Requests sent in order before `login` (see `engine::chain`).
     pub chain: Vec<ChainStep>,
+    /// `oauth2.dpop`: the credentials key of the DPoP key and its algorithm.
+    pub dpop: Option<(String, spec::JwtAlgorithm)>,
     /// Some template reads `{{ service_account_token }}`: a fresh ServiceAccount token is
     /// fetched before each request that may read it (never stored).
     pub uses_service_account_token: bool,
@@ -378,6 +380,7 @@ pub(crate) fn base_flow() -> Flow {
         renewal: RenewalPolicy::default(),
         assertions: vec![],
         chain: vec![],
+        dpop: None,
         uses_service_account_token: false,
         verify: None,
         revocation: None,

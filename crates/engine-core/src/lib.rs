@@ -10,6 +10,7 @@ pub mod assertion;
 pub mod callback;
 pub mod chain;
 pub mod compile;
+pub mod dpop;
 pub mod error;
 pub mod extract;
 #[cfg(test)]

@@ -351,6 +351,12 @@ pub struct OAuth2 {
     /// code, as an HTTP error answer would be.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error_code: Option<ErrorCode>,
+    /// DPoP (RFC 9449): every token request carries a proof signed with this key, so the
+    /// provider binds the tokens to it (`cnf.jkt`); the token type published is `DPoP`, and
+    /// API calls need a fresh proof each — `connector-auth-operator proxy` signs them with the
+    /// same key. A `DPoP-Nonce` the server asks for is sent on the retry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dpop: Option<Dpop>,
     /// The parameters of grant `tokenExchange` (RFC 8693 §2.1). `audience` and `scopes` above
     /// are its `audience` and `scope`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -389,6 +395,18 @@ pub struct OAuth2 {
     /// `refresh_token`, `expires_in`, `token_type`).
     #[serde(flatten)]
     pub extraction: Extraction,
+}
+
+/// `oauth2.dpop`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Dpop {
+    /// The credentials Secret key holding the PEM EC private key. Default `dpop.key`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub private_key_key: Option<String>,
+    /// `ES256` (a P-256 key, the default) or `ES384` (P-384).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub algorithm: Option<JwtAlgorithm>,
 }
 
 /// `oauth2.tokenExchange`: what is exchanged, and for what.

@@ -5,6 +5,7 @@
 mod api_keys;
 mod connected;
 mod docuware;
+mod dpop;
 mod faulty;
 mod google;
 mod login_page;
@@ -24,6 +25,8 @@ pub use api_keys::*;
 pub use connected::*;
 #[allow(unused_imports)]
 pub use docuware::*;
+#[allow(unused_imports)]
+pub use dpop::*;
 #[allow(unused_imports)]
 pub use faulty::*;
 #[allow(unused_imports)]

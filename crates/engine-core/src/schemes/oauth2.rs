@@ -327,6 +327,19 @@ pub(crate) fn compile(
         flow.callback_hmac = Some((parameter, Tmpl::new(format!("{field}.callbackHmac.key"), key)));
     }
     flow.lookups = chain_steps(&format!("{field}.lookups"), "lookup", &o.lookups)?;
+    if let Some(d) = &o.dpop {
+        let alg = d.algorithm.unwrap_or(spec::JwtAlgorithm::ES256);
+        if !matches!(alg, spec::JwtAlgorithm::ES256 | spec::JwtAlgorithm::ES384) {
+            return Err(EngineError::InvalidSpec {
+                field: format!("{field}.dpop.algorithm"),
+                reason: "DPoP keys here are EC keys: ES256 or ES384".into(),
+            });
+        }
+        flow.dpop = Some((d.private_key_key.clone().unwrap_or_else(|| "dpop.key".into()), alg));
+        // A DPoP-bound token is sent as `Authorization: DPoP <token>`, with a proof beside it.
+        flow.default_token_type = "DPoP";
+        flow.output.header_value = Tmpl::new("spec.output.header.value", "DPoP {{ token_format }}");
+    }
     // RFC 7009 §2.1: the token and a hint of its type, with the client's authentication.
     flow.revocation = o.revocation_url.as_ref().map(|url| {
         let revoke = |kind: &'static str| {
