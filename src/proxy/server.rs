@@ -215,9 +215,11 @@ async fn handle(State(p): State<Arc<Proxy>>, req: Request) -> Response {
             "CONNECT is not served: this proxy forwards to its routes' upstreams only",
         );
     }
-    // An absolute-form request (`GET http://elsewhere/…`) names where it wants to go: only the
-    // route's own upstream is ever contacted.
-    if let Some(authority) = req.uri().authority()
+    // An absolute-form HTTP/1 request (`GET http://elsewhere/…`, a client using this as a
+    // forward proxy) names where it wants to go: refused unless that is the upstream. (HTTP/2's
+    // `:authority`, like `Host`, only names the proxy and chooses nothing.)
+    if req.version() < axum::http::Version::HTTP_2
+        && let Some(authority) = req.uri().authority()
         && !same_authority(authority.as_str(), &route.upstream)
     {
         return refuse(
