@@ -511,7 +511,11 @@ fn same_authority(authority: &str, upstream: &url::Url) -> bool {
         Some((h, p)) if !h.ends_with(']') || authority.starts_with('[') => (h, p.parse::<u16>().ok()),
         _ => (authority, None),
     };
-    let port = port.or(upstream.port_or_known_default());
+    // No port: the scheme's own (an absolute-form `http://host/` means port 80).
+    let port = port.or(match upstream.scheme() {
+        "https" => Some(443),
+        _ => Some(80),
+    });
     host.trim_start_matches('[').trim_end_matches(']').eq_ignore_ascii_case(
         upstream
             .host_str()
