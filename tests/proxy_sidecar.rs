@@ -463,9 +463,14 @@ async fn certificate_bound_tokens_go_through_the_proxy_with_the_same_client_cert
     .unwrap();
     let proxy = start(&config, None).await;
     assert_eq!(reqwest::get(format!("{proxy}/accounts")).await.unwrap().status(), 200);
+    // Published as certificate-bound: the thumbprint the provider bound the token to.
+    let token = std::fs::read_to_string(folder.join("access_token")).unwrap();
+    assert_eq!(
+        std::fs::read_to_string(folder.join("cnf_x5t_s256")).ok(),
+        bound.lock().unwrap().get(&token).cloned()
+    );
 
     // The token without the certificate does not get through: no handshake without one.
-    let token = std::fs::read_to_string(folder.join("access_token")).unwrap();
     let direct = reqwest::Client::builder()
         .tls_certs_only(reqwest::Certificate::from_pem_bundle(pki.ca.as_bytes()).unwrap())
         .build()

@@ -763,8 +763,29 @@ impl Engine {
         {
             data.insert("refresh_token".into(), rt.expose().to_string());
         }
+        // Tokens got over mutual TLS may be bound to that certificate (RFC 8705): its SHA-256
+        // thumbprint, as `cnf.x5t#S256` names it, says which one must be presented with them.
+        if let Ok(opts) = &inputs.http
+            && let Some(id) = &opts.client_certificate
+            && let Some(x5t) = certificate_thumbprint(&id.certificate.bytes)
+        {
+            data.insert(CERTIFICATE_THUMBPRINT.into(), x5t);
+        }
         Ok(data)
     }
+}
+
+/// Output key of the client certificate's SHA-256 thumbprint (base64url), published when token
+/// requests present one (`spec.tls.clientCertificateRef`).
+pub const CERTIFICATE_THUMBPRINT: &str = "cnf_x5t_s256";
+
+/// The base64url SHA-256 of the first certificate of a PEM chain.
+fn certificate_thumbprint(pem: &[u8]) -> Option<String> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject as _;
+    use sha2::Digest as _;
+    let first = CertificateDer::pem_slice_iter(pem).next()?.ok()?;
+    Some(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(first.as_ref())))
 }
 
 /// A token's lookup values as template variables (`lookup.<name>.<key>`).

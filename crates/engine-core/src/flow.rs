@@ -398,6 +398,7 @@ pub const RESERVED_KEYS: &[&str] = &[
     "refresh_token",
     "previous_access_token",
     "previous_headers.json",
+    "cnf_x5t_s256",
 ];
 
 /// A map with string keys sorted, for stable `headers.json`.
