@@ -534,7 +534,12 @@ pub fn classify_status(step: &str, host: &str, status: u16, headers: &HeaderMap,
 /// kept (a short token of `[A-Za-z0-9_.-]`); descriptions may echo input and are dropped.
 fn oauth_error(body: &[u8]) -> Option<String> {
     let v: serde_json::Value = serde_json::from_slice(body).ok()?;
-    let code = v.get("error")?.as_str()?;
+    safe_error_code(v.get("error")?.as_str()?)
+}
+
+/// An error code as a provider's answer gives it, if it is a short token of
+/// `[A-Za-z0-9_.-]` (anything else may echo input, and is not repeated).
+pub fn safe_error_code(code: &str) -> Option<String> {
     let ok = !code.is_empty()
         && code.len() <= 64
         && code

@@ -813,14 +813,10 @@ fn reported_error(
     if code.is_empty() || code == "false" || code == "null" {
         return Ok(());
     }
-    let safe = code.len() <= 64
-        && code
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
     let oauth_error = if rule.invalid_grant.iter().any(|g| g == code) {
         Some("invalid_grant".to_string())
     } else {
-        safe.then(|| code.to_string())
+        http::safe_error_code(code)
     };
     Err(EngineError::Rejected {
         step: step.into(),
